@@ -1,0 +1,1 @@
+"""assistants-compat core: the gRPC service that owns all state and run execution."""
