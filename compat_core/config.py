@@ -67,7 +67,9 @@ class Settings(BaseSettings):
         if not isinstance(value, str):
             return value
         aliases: dict[str, str] = {}
-        for pair in _split_commas(value):  # type: ignore[union-attr]
+        for pair in value.split(","):
+            if not pair.strip():
+                continue
             name, sep, target = str(pair).partition("=")
             if not sep or not name.strip() or "/" not in target:
                 raise ValueError(

@@ -56,9 +56,7 @@ class ApiError(Exception):
             packed_bad = any_pb2.Any()
             packed_bad.Pack(bad)
             details.append(packed_bad)
-        proto = status_pb2.Status(
-            code=self.status.value[0], message=self.message, details=details
-        )
+        proto = status_pb2.Status(code=self.status.value[0], message=self.message, details=details)
         return rpc_status.to_status(proto)
 
 
@@ -97,4 +95,3 @@ def too_large(message: str, param: str | None = None) -> ApiError:
 def permission_denied(message: str) -> ApiError:
     """An action the caller may not take (HTTP 403)."""
     return ApiError(grpc.StatusCode.PERMISSION_DENIED, message)
-

@@ -1,0 +1,115 @@
+"""The all-in-one server, started and stopped from Python.
+
+This mirrors the seed project's `createOpenAIServer(…)`/`start()`/`stop()`: one object that
+runs the core and the HTTP edge on the caller's event loop, for applications that embed the
+server and for tests. The edge still reaches the core over a real gRPC channel on loopback,
+so an embedded server behaves exactly as a deployed one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from compat_core.config import Settings
+from compat_core.server import CoreServer
+from compat_core.tools import as_tools
+
+
+class CompatServer:
+    """Core and edge in one process. Ports may be 0: the bound ones are reported."""
+
+    def __init__(self, settings: Settings, tools: Sequence[object] = ()) -> None:
+        self.settings = settings
+        self._tools = [t for entry in tools for t in as_tools(entry)]
+        self._core: CoreServer | None = None
+        self._runner: web.AppRunner | None = None
+        self._http_port = 0
+        self._grpc_port = 0
+
+    async def start(self) -> None:
+        """Start the core, then the edge in front of it."""
+        from http_edge.app import create_app
+
+        if self.is_running():
+            raise RuntimeError("the server is already running")
+        core = CoreServer(self.settings, self._tools)
+        self._grpc_port = await core.start()
+        self._core = core
+        try:
+            app = create_app(self.settings, self.get_grpc_target())
+            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            await runner.setup()
+            site = web.TCPSite(runner, self.settings.http_host, self.settings.http_port)
+            await site.start()
+        except BaseException:
+            await self.stop()
+            raise
+        self._runner = runner
+        self._http_port = _bound_port(runner)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop taking requests, finish those in flight, then stop the core."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._core is not None:
+            await self._core.stop(grace)
+            self._core = None
+
+    def is_running(self) -> bool:
+        return self._core is not None
+
+    def get_url(self) -> str:
+        """The edge's root URL, such as `http://127.0.0.1:8080`."""
+        return f"http://{_client_host(self.settings.http_host)}:{self._http_port}"
+
+    def get_base_url(self) -> str:
+        """The URL to give an OpenAI SDK as `base_url`: the root plus `/v1`."""
+        return f"{self.get_url()}/v1"
+
+    def get_grpc_target(self) -> str:
+        """The core's `host:port` for gRPC clients."""
+        return f"{_client_host(self.settings.grpc_host)}:{self._grpc_port}"
+
+
+def create_server(
+    *,
+    database_url: str | None = None,
+    api_keys: Sequence[str] | None = None,
+    cors_origins: Sequence[str] | None = None,
+    log_requests: bool | None = None,
+    tools: Sequence[object] = (),
+    host: str = "127.0.0.1",
+    http_port: int = 0,
+    grpc_port: int = 0,
+    settings: Settings | None = None,
+) -> CompatServer:
+    """An all-in-one server; keyword arguments override `settings` (else the environment)."""
+    overrides: dict[str, Any] = {
+        "http_host": host,
+        "grpc_host": host,
+        "http_port": http_port,
+        "grpc_port": grpc_port,
+    }
+    if database_url is not None:
+        overrides["database_url"] = database_url
+    if api_keys is not None:
+        overrides["api_keys"] = list(api_keys)
+    if cors_origins is not None:
+        overrides["cors_origins"] = list(cors_origins)
+    if log_requests is not None:
+        overrides["log_requests"] = log_requests
+    base = settings if settings is not None else Settings()
+    return CompatServer(base.model_copy(update=overrides), tools)
+
+
+def _client_host(host: str) -> str:
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+
+
+def _bound_port(runner: web.AppRunner) -> int:
+    address = runner.addresses[0]
+    return int(address[1])

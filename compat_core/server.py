@@ -1,0 +1,129 @@
+"""The grpc.aio server of the core: services, health, reflection and graceful shutdown."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from compat_core.config import Settings
+from compat_core.interceptors import ApiKeyAuth, CoreInterceptor
+from compat_core.models import ModelRegistry
+from compat_core.services.assistants import AssistantsService
+from compat_core.services.files import FilesService
+from compat_core.services.messages import MessagesService
+from compat_core.services.models import ModelsService
+from compat_core.services.references import References
+from compat_core.services.runs import RunsService
+from compat_core.services.threads import ThreadsService
+from compat_core.store import BlobStore, create_store
+from compat_core.store.base import Store
+from compat_core.tools import Tool, load_tools, registry
+from compat_core.v1 import (
+    assistants_pb2,
+    assistants_pb2_grpc,
+    files_pb2,
+    files_pb2_grpc,
+    messages_pb2,
+    messages_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
+    runs_pb2,
+    runs_pb2_grpc,
+    threads_pb2,
+    threads_pb2_grpc,
+)
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    assistants_pb2.DESCRIPTOR.services_by_name["AssistantsService"].full_name,
+    threads_pb2.DESCRIPTOR.services_by_name["ThreadsService"].full_name,
+    messages_pb2.DESCRIPTOR.services_by_name["MessagesService"].full_name,
+    runs_pb2.DESCRIPTOR.services_by_name["RunsService"].full_name,
+    files_pb2.DESCRIPTOR.services_by_name["FilesService"].full_name,
+    models_pb2.DESCRIPTOR.services_by_name["ModelsService"].full_name,
+)
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+GRPC_OPTIONS = (
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.so_reuseport", 0),
+)
+
+
+class CoreServer:
+    """Owns the store and the gRPC server; `start` binds, `stop` drains and closes."""
+
+    def __init__(self, settings: Settings, tools: Sequence[Tool] = ()) -> None:
+        self.settings = settings
+        self.tools = registry([*load_tools(settings.tools), *tools])
+        self.models = ModelRegistry(settings)
+        self._store: Store | None = None
+        self._server: aio.Server | None = None
+        self._health: health.aio.HealthServicer | None = None
+        self.port = 0
+
+    async def start(self, host: str | None = None, port: int | None = None) -> int:
+        """Open the store (migrating it), bind and serve; returns the bound port."""
+        settings = self.settings
+        store = create_store(settings.database_url)
+        await store.open()
+        self._store = store
+        blobs = BlobStore(settings.resolved_files_dir())
+        references = References(store)
+
+        server = aio.server(
+            interceptors=[CoreInterceptor(ApiKeyAuth(settings.api_keys))],
+            options=GRPC_OPTIONS,
+        )
+        assistants_pb2_grpc.add_AssistantsServiceServicer_to_server(
+            AssistantsService(store, self.models, references), server
+        )
+        threads_pb2_grpc.add_ThreadsServiceServicer_to_server(
+            ThreadsService(store, references), server
+        )
+        messages_pb2_grpc.add_MessagesServiceServicer_to_server(
+            MessagesService(store, references), server
+        )
+        runs_pb2_grpc.add_RunsServiceServicer_to_server(RunsService(), server)
+        files_pb2_grpc.add_FilesServiceServicer_to_server(
+            FilesService(store, blobs, settings.max_upload_bytes), server
+        )
+        models_pb2_grpc.add_ModelsServiceServicer_to_server(ModelsService(self.models), server)
+
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        for name in ("", *SERVICE_NAMES):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+
+        bind_host = settings.grpc_host if host is None else host
+        bind_port = settings.grpc_port if port is None else port
+        self.port = server.add_insecure_port(f"{bind_host}:{bind_port}")
+        if self.port == 0:
+            raise OSError(f"could not bind the gRPC port {bind_host}:{bind_port}")
+        await server.start()
+        self._server = server
+        log.info("core serving gRPC on %s:%d", bind_host, self.port)
+        return self.port
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Say NOT_SERVING, let in-flight calls finish within `grace`, then close the store."""
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+        if self._store is not None:
+            await self._store.close()
+            self._store = None
+
+    async def wait_for_termination(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()

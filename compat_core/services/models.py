@@ -1,0 +1,32 @@
+"""ModelsService: what `model` strings this server can serve."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from compat_core import errors, validation
+from compat_core.models import ModelRegistry
+from compat_core.v1 import common_pb2, models_pb2, models_pb2_grpc
+
+
+class ModelsService(models_pb2_grpc.ModelsServiceServicer):
+    """Lists come live from the providers, so a model pulled into Ollama shows up at once."""
+
+    def __init__(self, models: ModelRegistry) -> None:
+        self._models = models
+
+    async def ListModels(
+        self, request: models_pb2.ListModelsRequest, context: Any
+    ) -> models_pb2.ListModelsResponse:
+        return models_pb2.ListModelsResponse(data=await self._models.list_models())
+
+    async def GetModel(self, request: models_pb2.GetModelRequest, context: Any) -> models_pb2.Model:
+        validation.required_id(request.model, "model")
+        return await self._models.get_model(request.model)
+
+    async def DeleteModel(
+        self, request: models_pb2.DeleteModelRequest, context: Any
+    ) -> common_pb2.DeletionStatus:
+        raise errors.permission_denied(
+            f"The model '{request.model}' belongs to its provider and cannot be deleted here."
+        )

@@ -1,0 +1,69 @@
+"""Small pieces every servicer uses: the clock, update masks and list envelopes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Iterable
+from typing import Any
+
+from google.protobuf.field_mask_pb2 import FieldMask
+from google.protobuf.message import Message as ProtoMessage
+
+from compat_core import errors
+from compat_core.store.base import CursorNotFound, Page
+
+
+def now() -> int:
+    """Unix seconds, as every `created_at` in OpenAI's API."""
+    return int(time.time())
+
+
+def mask_paths(mask: FieldMask, allowed: Collection[str]) -> list[str]:
+    """The mask's paths, each one a field the caller may change, else a 400 naming it."""
+    paths = list(dict.fromkeys(mask.paths))
+    for path in paths:
+        if path not in allowed:
+            raise errors.invalid(
+                f"Unrecognized request argument supplied: {path}", path, "unknown_parameter"
+            )
+    return paths
+
+
+def apply_mask(source: ProtoMessage, target: ProtoMessage, paths: Iterable[str]) -> None:
+    """Copy each named top-level field from source to target; unset in source clears it."""
+    for path in paths:
+        field = target.DESCRIPTOR.fields_by_name[path]
+        target.ClearField(path)
+        if field.is_repeated:
+            values = getattr(source, path)
+            if field.message_type is not None and field.message_type.GetOptions().map_entry:
+                getattr(target, path).update(values)
+            else:
+                getattr(target, path).extend(values)
+        elif field.has_presence:
+            if source.HasField(path):
+                if field.message_type is not None:
+                    getattr(target, path).CopyFrom(getattr(source, path))
+                else:
+                    setattr(target, path, getattr(source, path))
+        else:
+            setattr(target, path, getattr(source, path))
+
+
+def envelope(page: Page[Any]) -> dict[str, Any]:
+    """The list envelope's cursor fields for a page (IDs are empty for an empty page)."""
+    items = page.items
+    return {
+        "first_id": items[0].id if items else "",
+        "last_id": items[-1].id if items else "",
+        "has_more": page.has_more,
+    }
+
+
+def cursor_error(exc: CursorNotFound) -> errors.ApiError:
+    """A cursor naming no object of the list: a 400 on that parameter."""
+    return errors.invalid(
+        f"Invalid '{exc.param}': no object with ID '{exc.object_id}' in this list.",
+        exc.param,
+        "invalid_cursor",
+    )

@@ -1,0 +1,91 @@
+"""ThreadsService: conversations, created with their first messages in one transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from compat_core import ids, validation
+from compat_core.services.messages import missing_thread, new_message
+from compat_core.services.references import References
+from compat_core.services.support import apply_mask, mask_paths, now
+from compat_core.store.base import Store
+from compat_core.v1 import common_pb2, threads_pb2, threads_pb2_grpc
+
+UPDATABLE = frozenset({"tool_resources", "metadata"})
+
+
+class ThreadsService(threads_pb2_grpc.ThreadsServiceServicer):
+    """Deleting a thread takes its messages, runs and run steps with it (in the store)."""
+
+    def __init__(self, store: Store, references: References) -> None:
+        self._store = store
+        self._references = references
+
+    async def build(
+        self, request: threads_pb2.CreateThreadRequest, param_prefix: str = ""
+    ) -> tuple[threads_pb2.Thread, list[Any]]:
+        """Check a create request and make the thread and its messages, not yet stored.
+
+        CreateThreadAndRun reuses this with `param_prefix="thread."`, so errors name the
+        field as the client sent it.
+        """
+        validation.metadata(request.metadata, f"{param_prefix}metadata")
+        validation.tool_resources(request.tool_resources, f"{param_prefix}tool_resources")
+        await self._references.check_tool_resources(
+            request.tool_resources, f"{param_prefix}tool_resources"
+        )
+        for index, message in enumerate(request.messages):
+            where = f"{param_prefix}messages[{index}]."
+            validation.message_input(message, where)
+            await self._references.check_message(message, where)
+        created_at = now()
+        thread = threads_pb2.Thread(
+            id=ids.new_id(ids.THREAD), created_at=created_at, metadata=request.metadata
+        )
+        if request.HasField("tool_resources"):
+            thread.tool_resources.CopyFrom(request.tool_resources)
+        messages = [new_message(thread.id, m, created_at) for m in request.messages]
+        return thread, messages
+
+    async def CreateThread(
+        self, request: threads_pb2.CreateThreadRequest, context: Any
+    ) -> threads_pb2.Thread:
+        thread, messages = await self.build(request)
+        await self._store.create_thread(thread, messages)
+        return thread
+
+    async def GetThread(
+        self, request: threads_pb2.GetThreadRequest, context: Any
+    ) -> threads_pb2.Thread:
+        validation.required_id(request.thread_id, "thread_id")
+        found = await self._store.get_thread(request.thread_id)
+        if found is None:
+            raise missing_thread(request.thread_id)
+        return found
+
+    async def UpdateThread(
+        self, request: threads_pb2.UpdateThreadRequest, context: Any
+    ) -> threads_pb2.Thread:
+        thread_id = request.thread.id
+        validation.required_id(thread_id, "thread_id")
+        paths = mask_paths(request.update_mask, UPDATABLE)
+        validation.metadata(request.thread.metadata)
+        validation.tool_resources(request.thread.tool_resources)
+        if "tool_resources" in paths:
+            await self._references.check_tool_resources(request.thread.tool_resources)
+
+        def mutate(current: threads_pb2.Thread) -> None:
+            apply_mask(request.thread, current, paths)
+
+        updated = await self._store.update_thread(thread_id, mutate)
+        if updated is None:
+            raise missing_thread(thread_id)
+        return updated
+
+    async def DeleteThread(
+        self, request: threads_pb2.DeleteThreadRequest, context: Any
+    ) -> common_pb2.DeletionStatus:
+        validation.required_id(request.thread_id, "thread_id")
+        if not await self._store.delete_thread(request.thread_id):
+            raise missing_thread(request.thread_id)
+        return common_pb2.DeletionStatus(id=request.thread_id, deleted=True)

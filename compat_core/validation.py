@@ -1,0 +1,274 @@
+"""Checks of meaning, with OpenAI's limits, shared by every service.
+
+They live in the core so that a gRPC caller gets exactly the guarantees an HTTP caller does.
+Each check raises an `ApiError` naming OpenAI's `param` for the offending field.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+import orjson
+
+from compat_core import errors
+from compat_core.store.base import Order, PageQuery
+from compat_core.v1 import common_pb2, messages_pb2
+
+MAX_METADATA_PAIRS = 16
+MAX_METADATA_KEY = 64
+MAX_METADATA_VALUE = 512
+MAX_NAME = 256
+MAX_DESCRIPTION = 512
+MAX_INSTRUCTIONS = 256_000
+MAX_TOOLS = 128
+MAX_CODE_INTERPRETER_FILES = 20
+MAX_VECTOR_STORES = 1
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+MAX_MESSAGE_TEXT = 256_000
+REASONING_EFFORTS = ("minimal", "low", "medium", "high")
+
+_FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def metadata(values: Mapping[str, str], param: str = "metadata") -> None:
+    """At most 16 pairs, keys up to 64 characters, values up to 512."""
+    if len(values) > MAX_METADATA_PAIRS:
+        raise errors.invalid(
+            f"Invalid '{param}': too many properties. Expected an object with at most "
+            f"{MAX_METADATA_PAIRS} properties, but got an object with {len(values)} properties.",
+            param,
+            "object_above_max_properties",
+        )
+    for key, value in values.items():
+        if len(key) > MAX_METADATA_KEY:
+            raise errors.invalid(
+                f"Invalid '{param}': metadata keys can be at most {MAX_METADATA_KEY} "
+                f"characters long, but the key {key[:20]!r}… has {len(key)}.",
+                f"{param}.{key}",
+                "string_above_max_length",
+            )
+        if len(value) > MAX_METADATA_VALUE:
+            raise errors.invalid(
+                f"Invalid '{param}.{key}': string too long. Expected a string with maximum "
+                f"length {MAX_METADATA_VALUE}, but got a string with length {len(value)}.",
+                f"{param}.{key}",
+                "string_above_max_length",
+            )
+
+
+def max_length(value: str, limit: int, param: str) -> None:
+    """A string field no longer than OpenAI allows."""
+    if len(value) > limit:
+        raise errors.invalid(
+            f"Invalid '{param}': string too long. Expected a string with maximum length "
+            f"{limit}, but got a string with length {len(value)} instead.",
+            param,
+            "string_above_max_length",
+        )
+
+
+def number_range(value: float, low: float, high: float, param: str) -> None:
+    """A number within [low, high]; NaN is out of every range."""
+    if not (low <= value <= high):
+        raise errors.invalid(
+            f"Invalid '{param}': expected a number between {low:g} and {high:g}, "
+            f"but got {value!r} instead.",
+            param,
+            "decimal_above_max_value" if value > high else "decimal_below_min_value",
+        )
+
+
+def sampling(temperature: float | None, top_p: float | None, param_prefix: str = "") -> None:
+    """Temperature from 0 to 2 and top_p from 0 to 1, when given."""
+    if temperature is not None:
+        number_range(temperature, 0.0, 2.0, f"{param_prefix}temperature")
+    if top_p is not None:
+        number_range(top_p, 0.0, 1.0, f"{param_prefix}top_p")
+
+
+def reasoning_effort(value: str | None, param: str = "reasoning_effort") -> None:
+    """One of OpenAI's effort levels, when given."""
+    if value is not None and value not in REASONING_EFFORTS:
+        raise errors.invalid(
+            f"Invalid '{param}': expected one of {', '.join(REASONING_EFFORTS)}, "
+            f"but got {value!r}.",
+            param,
+            "invalid_value",
+        )
+
+
+def json_object_text(text: str, param: str) -> None:
+    """Text that must hold a JSON object (function parameters, JSON schemas)."""
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise errors.invalid(f"Invalid '{param}': not valid JSON ({exc}).", param) from exc
+    if not isinstance(parsed, dict):
+        raise errors.invalid(f"Invalid '{param}': expected a JSON object.", param)
+
+
+def tools(values: Sequence[common_pb2.Tool], param: str = "tools") -> None:
+    """At most 128 tools, each of a known kind, functions well named and with object schemas."""
+    if len(values) > MAX_TOOLS:
+        raise errors.invalid(
+            f"Invalid '{param}': array too long. Expected an array with maximum length "
+            f"{MAX_TOOLS}, but got an array with length {len(values)} instead.",
+            param,
+            "array_above_max_length",
+        )
+    for index, tool in enumerate(values):
+        where = f"{param}[{index}]"
+        kind = tool.WhichOneof("kind")
+        if kind is None:
+            raise errors.invalid(f"Invalid '{where}': the tool has no type.", f"{where}.type")
+        if kind == "function":
+            function = tool.function
+            if not _FUNCTION_NAME.match(function.name):
+                raise errors.invalid(
+                    f"Invalid '{where}.function.name': {function.name!r} does not match "
+                    "'^[a-zA-Z0-9_-]{1,64}$'.",
+                    f"{where}.function.name",
+                    "invalid_value",
+                )
+            if function.HasField("parameters_json"):
+                json_object_text(function.parameters_json, f"{where}.function.parameters")
+        elif kind == "file_search" and tool.file_search.HasField("max_num_results"):
+            count = tool.file_search.max_num_results
+            if not 1 <= count <= 50:
+                raise errors.invalid(
+                    f"Invalid '{where}.file_search.max_num_results': expected 1 to 50, "
+                    f"got {count}.",
+                    f"{where}.file_search.max_num_results",
+                )
+
+
+def tool_resources(resources: common_pb2.ToolResources, param: str = "tool_resources") -> None:
+    """At most 20 code-interpreter files and one vector store."""
+    files = resources.code_interpreter.file_ids
+    if len(files) > MAX_CODE_INTERPRETER_FILES:
+        raise errors.invalid(
+            f"Invalid '{param}.code_interpreter.file_ids': at most "
+            f"{MAX_CODE_INTERPRETER_FILES} files, got {len(files)}.",
+            f"{param}.code_interpreter.file_ids",
+            "array_above_max_length",
+        )
+    search = resources.file_search
+    if len(search.vector_store_ids) + len(search.vector_stores) > MAX_VECTOR_STORES:
+        raise errors.invalid(
+            f"Invalid '{param}.file_search': at most {MAX_VECTOR_STORES} vector store.",
+            f"{param}.file_search.vector_store_ids",
+            "array_above_max_length",
+        )
+    if search.vector_stores:
+        raise errors.unimplemented(
+            "Creating vector stores inline is not supported yet: vector stores arrive in a "
+            "later version."
+        )
+
+
+def response_format(value: common_pb2.ResponseFormat, param: str = "response_format") -> None:
+    """A known format; a JSON schema format carries a well-formed name and schema."""
+    if value.type == common_pb2.RESPONSE_FORMAT_TYPE_UNSPECIFIED:
+        raise errors.invalid(f"Invalid '{param}': missing type.", f"{param}.type")
+    if value.type == common_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA:
+        schema = value.json_schema
+        if not _FUNCTION_NAME.match(schema.name):
+            raise errors.invalid(
+                f"Invalid '{param}.json_schema.name': {schema.name!r} does not match "
+                "'^[a-zA-Z0-9_-]{1,64}$'.",
+                f"{param}.json_schema.name",
+                "invalid_value",
+            )
+        if schema.HasField("schema_json"):
+            json_object_text(schema.schema_json, f"{param}.json_schema.schema")
+
+
+def page_query(
+    limit: int | None,
+    order: common_pb2.SortOrder.ValueType,
+    after: str,
+    before: str,
+    *,
+    default_limit: int = DEFAULT_LIMIT,
+    max_limit: int = MAX_LIMIT,
+) -> PageQuery:
+    """OpenAI's paging parameters: limit 1 to 100 (default 20), order asc|desc (default desc)."""
+    if limit is None:
+        limit = default_limit
+    if not 1 <= limit <= max_limit:
+        raise errors.invalid(
+            f"Invalid 'limit': integer {'below minimum' if limit < 1 else 'above maximum'} "
+            f"value. Expected a value between 1 and {max_limit}, but got {limit} instead.",
+            "limit",
+            "integer_below_min_value" if limit < 1 else "integer_above_max_value",
+        )
+    if order not in (
+        common_pb2.SORT_ORDER_UNSPECIFIED,
+        common_pb2.SORT_ORDER_ASC,
+        common_pb2.SORT_ORDER_DESC,
+    ):
+        raise errors.invalid("Invalid 'order': expected 'asc' or 'desc'.", "order")
+    resolved: Order = "asc" if order == common_pb2.SORT_ORDER_ASC else "desc"
+    return PageQuery(limit=limit, order=resolved, after=after, before=before)
+
+
+def message_input(message: messages_pb2.MessageInput, param: str) -> None:
+    """A role, at least one content part of a kind a user may send, and sane attachments."""
+    if message.role not in (messages_pb2.MESSAGE_ROLE_USER, messages_pb2.MESSAGE_ROLE_ASSISTANT):
+        raise errors.invalid(
+            f"Invalid '{param}role': expected 'user' or 'assistant'.", f"{param}role"
+        )
+    if not message.content:
+        raise errors.invalid(
+            f"Invalid '{param}content': expected a non-empty string or array of content parts.",
+            f"{param}content",
+            "empty_array",
+        )
+    for index, part in enumerate(message.content):
+        where = f"{param}content[{index}]"
+        kind = part.WhichOneof("part")
+        if kind == "text":
+            max_length(part.text.value, MAX_MESSAGE_TEXT, f"{where}.text")
+        elif kind == "image_file":
+            if not part.image_file.file_id:
+                raise errors.invalid(
+                    f"Missing required parameter: '{where}.image_file.file_id'.",
+                    f"{where}.image_file.file_id",
+                    "missing_required_parameter",
+                )
+        elif kind == "image_url":
+            if not part.image_url.url.startswith(("http://", "https://", "data:image/")):
+                raise errors.invalid(
+                    f"Invalid '{where}.image_url.url': expected an http(s) or data URL.",
+                    f"{where}.image_url.url",
+                    "invalid_url",
+                )
+        else:
+            raise errors.invalid(
+                f"Invalid '{where}.type': expected 'text', 'image_file' or 'image_url'.",
+                f"{where}.type",
+                "invalid_value",
+            )
+    for index, attachment in enumerate(message.attachments):
+        if not attachment.file_id:
+            raise errors.invalid(
+                f"Missing required parameter: '{param}attachments[{index}].file_id'.",
+                f"{param}attachments[{index}].file_id",
+                "missing_required_parameter",
+            )
+        if messages_pb2.ATTACHMENT_TOOL_UNSPECIFIED in attachment.tools:
+            raise errors.invalid(
+                f"Invalid '{param}attachments[{index}].tools': unknown tool type.",
+                f"{param}attachments[{index}].tools",
+            )
+    metadata(message.metadata, f"{param}metadata")
+
+
+def required_id(value: str, param: str) -> None:
+    """A path or body ID that must be present."""
+    if not value:
+        raise errors.invalid(
+            f"Missing required parameter: '{param}'.", param, "missing_required_parameter"
+        )
