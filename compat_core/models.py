@@ -42,7 +42,10 @@ class ModelRegistry:
         self._aliases = dict(settings.model_aliases)
         self._default = settings.default_model
         for target in (self._default, *self._aliases.values()):
-            self.resolve(target, param="model")
+            try:
+                self.resolve(target, param="model")
+            except errors.ApiError as exc:
+                raise ValueError(f"model configuration: {exc.message}") from exc
 
     @property
     def providers(self) -> dict[str, ProviderConfig]:
