@@ -70,7 +70,7 @@ def test_bad_values_are_rejected(
     monkeypatch: pytest.MonkeyPatch, variable: str, value: str
 ) -> None:
     monkeypatch.setenv(variable, value)
-    with pytest.raises(ValueError, match="."):
+    with pytest.raises(ValueError, match=variable.removeprefix("COMPAT_").lower()):
         Settings()
 
 

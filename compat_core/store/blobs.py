@@ -1,0 +1,157 @@
+"""File bytes, kept as plain files in one directory beside the database.
+
+Uploads can be far larger than memory should hold, so bytes stream through in chunks, and
+file I/O runs on worker threads so the event loop never waits for a disk. A blob appears
+under its name only once complete and on disk (temporary file, fsync, atomic rename), so a
+reader never sees half a file and a crash never leaves one behind under a real name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import tempfile
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import BinaryIO
+
+# Blob IDs become file names: letters, digits, `-` and `_` cannot climb out of the directory
+# or name a hidden or temporary file.
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+class BlobTooLarge(Exception):
+    """The bytes offered exceed the limit; nothing was stored."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"blob exceeds the limit of {max_bytes} bytes")
+        self.max_bytes = max_bytes
+
+
+class BlobStore:
+    """Blobs as files named by their IDs in `root` (created when first needed)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def _path(self, blob_id: str) -> Path:
+        if not _SAFE_ID.fullmatch(blob_id):
+            raise ValueError(f"blob ID {blob_id!r} is not a safe file name")
+        return self.root / blob_id
+
+    async def write(self, blob_id: str, chunks: AsyncIterator[bytes], max_bytes: int) -> int:
+        """Store `chunks` as `blob_id` and return the byte count.
+
+        Raises BlobTooLarge as soon as more than `max_bytes` arrive. On that or any other
+        error, or cancellation, nothing is left behind and the error propagates.
+        """
+        final = self._path(blob_id)
+        sink = _Sink(self.root, blob_id)
+        total = 0
+        try:
+            await asyncio.to_thread(sink.open)
+            async for chunk in chunks:
+                total += len(chunk)
+                if total > max_bytes:
+                    raise BlobTooLarge(max_bytes)
+                if chunk:
+                    await asyncio.to_thread(sink.write, chunk)
+            await asyncio.to_thread(sink.commit, final)
+        except BaseException:
+            # Shielded so that a second cancellation cannot skip the cleanup. It runs on a
+            # thread, after any sink operation still in flight there (see `_Sink`).
+            await asyncio.shield(asyncio.to_thread(sink.discard))
+            raise
+        return total
+
+    async def read(self, blob_id: str, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+        """Yield the blob's bytes in chunks of at most `chunk_size`.
+
+        Raises FileNotFoundError when iteration starts if there is no such blob.
+        """
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be positive")
+        path = self._path(blob_id)
+        file = await asyncio.to_thread(path.open, "rb")
+        try:
+            while chunk := await asyncio.to_thread(file.read, chunk_size):
+                yield chunk
+        finally:
+            file.close()
+
+    async def delete(self, blob_id: str) -> None:
+        """Remove the blob; removing one that does not exist is not an error."""
+        path = self._path(blob_id)
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+
+
+class _Sink:
+    """A temporary file that becomes a blob on `commit` or disappears on `discard`.
+
+    Its methods run on worker threads. A task that gives up (cancelled, say) does not stop the
+    operation it was awaiting, so the lock makes `discard` wait for that one to finish, and
+    once discarded every later operation does nothing: whatever the order in which the threads
+    get to them, no file is left behind.
+    """
+
+    def __init__(self, root: Path, blob_id: str) -> None:
+        self._root = root
+        self._blob_id = blob_id
+        self._lock = threading.Lock()
+        self._discarded = False
+        self._temp: Path | None = None
+        self._file: BinaryIO | None = None
+        self._final: Path | None = None
+
+    def open(self) -> None:
+        with self._lock:
+            if self._discarded:
+                return
+            self._root.mkdir(parents=True, exist_ok=True)
+            # The leading dot and the suffix keep temporary names apart from every valid ID.
+            fd, name = tempfile.mkstemp(dir=self._root, prefix=f".{self._blob_id}.", suffix=".tmp")
+            self._temp = Path(name)
+            self._file = os.fdopen(fd, "wb")
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            if self._file is not None and not self._discarded:
+                self._file.write(data)
+
+    def commit(self, final: Path) -> None:
+        with self._lock:
+            if self._file is None or self._temp is None or self._discarded:
+                return
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.replace(self._temp, final)
+            self._final = final
+            _fsync_directory(final.parent)
+
+    def discard(self) -> None:
+        with self._lock:
+            self._discarded = True
+            if self._file is not None:
+                with contextlib.suppress(OSError):
+                    self._file.close()
+            if self._temp is not None:
+                self._temp.unlink(missing_ok=True)
+            # The task failed after the rename (cancelled while it ran): its caller is told the
+            # blob was not stored, so it must not be.
+            if self._final is not None:
+                self._final.unlink(missing_ok=True)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in `directory` survive a crash (POSIX; Windows cannot open directories)."""
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,157 @@
+"""Where store transactions run: everything that is particular to SQLite lives here.
+
+The store's operations are plain synchronous functions of a `sqlalchemy.Connection`, so that
+the same functions can later run on PostgreSQL through `AsyncConnection.run_sync`. This module
+runs them on SQLite without blocking the event loop, at one thread hop per transaction (not per
+statement, which would cost a hop for every query):
+
+- One writer connection on one dedicated thread. SQLite admits one writer at a time anyway;
+  queuing writes in-process is cheaper than having connections fight over the file lock, and
+  `BEGIN IMMEDIATE` takes that lock up front so that a transaction never fails half-way when
+  its first write finds another process writing (it waits, up to `busy_timeout`, instead).
+- A few reader connections on their own threads. In WAL mode readers see the last committed
+  state and neither block the writer nor wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+T = TypeVar("T")
+
+READER_THREADS = 2
+BUSY_TIMEOUT_MS = 5000
+MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
+
+# Alembic installs the running migration's `context` and `op` as module-level proxies, so two
+# migrations at once in one process would trample each other. Across processes the writer's
+# BEGIN IMMEDIATE serialises them; within one process, this lock does.
+_ALEMBIC_LOCK = threading.Lock()
+
+
+class Database:
+    """A SQLite file, reached through one writer thread and a small pool of reader threads."""
+
+    def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        if parsed.drivername not in ("sqlite", "sqlite+pysqlite"):
+            raise ValueError(f"Database takes a sqlite:///PATH URL, not {parsed.drivername}://")
+        path = parsed.database or ""
+        if path in ("", ":memory:") or parsed.query.get("mode") == "memory":
+            # Each connection would get its own private database: writes would be invisible
+            # to readers.
+            raise ValueError("Database needs a SQLite file: sqlite:///PATH")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # check_same_thread=False: the reader pool hands connections to either reader thread,
+        # and close() disposes of connections from yet another one. Each connection is still
+        # used by one thread at a time.
+        connect_args = {"check_same_thread": False}
+        self._writer = create_engine(parsed, pool_size=1, max_overflow=0, connect_args=connect_args)
+        self._reader = create_engine(
+            parsed, pool_size=READER_THREADS, max_overflow=0, connect_args=connect_args
+        )
+        _configure(self._writer, begin="BEGIN IMMEDIATE", read_only=False)
+        _configure(self._reader, begin="BEGIN", read_only=True)
+        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._read_threads = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="sqlite-reader")
+        self._closed = False
+
+    async def write(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` as one write transaction on the writer thread; commit unless it raises.
+
+        Writes run one at a time in submission order. If the awaiting task is cancelled the
+        transaction still runs to its end: it may have committed.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._write_thread, _transact, self._writer, fn)
+
+    async def read(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` as one read-only transaction (a consistent snapshot) on a reader thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._read_threads, _transact, self._reader, fn)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision; a no-op when it is there already.
+
+        Synchronous, for command-line use; async callers use `run_migrations()`.
+        """
+        with _ALEMBIC_LOCK, self._writer.connect() as conn, conn.begin():
+            config = Config()
+            # Config values go through ConfigParser interpolation: a literal % must be doubled.
+            config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+            config.set_main_option("path_separator", "os")
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    async def run_migrations(self) -> None:
+        """`migrate()` on the writer thread, queued behind any writes already submitted."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._write_thread, self.migrate)
+
+    async def close(self) -> None:
+        """Let submitted transactions finish, then close every connection and thread.
+
+        Idempotent. Submitting work afterwards raises RuntimeError.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.to_thread(self._shut_down)
+
+    def _shut_down(self) -> None:
+        self._write_thread.shutdown(wait=True)
+        self._read_threads.shutdown(wait=True)
+        self._writer.dispose()
+        self._reader.dispose()
+
+
+def _transact(engine: Engine, fn: Callable[[Connection], T]) -> T:
+    with engine.connect() as conn, conn.begin():
+        return fn(conn)
+
+
+def _configure(engine: Engine, *, begin: str, read_only: bool) -> None:
+    """Take transaction control away from pysqlite and set up each new connection.
+
+    pysqlite's default (legacy) mode emits BEGIN itself, and only before DML: a SELECT would run
+    outside any transaction and DDL would autocommit. With `isolation_level = None` it emits
+    nothing, and the `begin` hook below issues our own BEGIN when SQLAlchemy starts a
+    transaction (SQLAlchemy's documented recipe for the sqlite3 driver). pysqlite still
+    commits and rolls back correctly.
+    """
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            # busy_timeout first: switching the journal to WAL needs a lock a concurrent
+            # starter may hold.
+            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.fetchall()
+            # NORMAL is durable in WAL mode except for the last transactions before a power
+            # loss (never corruption), and spares an fsync per commit.
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            if read_only:
+                # A write on a reader would take the file lock behind the writer's back and
+                # could fail with "database is locked"; make it fail at once instead.
+                cursor.execute("PRAGMA query_only=ON")
+        finally:
+            cursor.close()
+
+    def on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql(begin)
+
+    event.listen(engine, "connect", on_connect)
+    event.listen(engine, "begin", on_begin)

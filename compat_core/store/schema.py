@@ -1,0 +1,145 @@
+"""The tables, written once with SQLAlchemy Core so every dialect runs the same statements.
+
+Each object is kept whole as its serialized protobuf message in `body`; the other columns
+exist only because a query filters, orders or joins on them, and are derived from the body on
+every write so they never disagree with it. `seq` is the insertion order that keyset paging
+walks; `id` (random, see `compat_core.ids`) cannot give an order.
+
+This module describes the *current* schema for the code that queries it. The history of how a
+database reaches it lives in `migrations/versions/`, which never imports this module (a
+migration must keep meaning what it meant when it was written); a test checks that the two
+agree.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+# Names for every constraint and index, so later migrations can drop or alter them by name
+# (SQLite can only change a table by copying it, which needs to know the names).
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# 64-bit on PostgreSQL; on SQLite only a column declared exactly INTEGER becomes the rowid, which
+# is what makes `seq` free to store and to range-scan.
+SEQ_TYPE = BigInteger().with_variant(Integer(), "sqlite")
+ID_TYPE = String(64)
+
+
+def _seq() -> Column[int]:
+    return Column("seq", SEQ_TYPE, primary_key=True, autoincrement=True)
+
+
+def _id() -> Column[str]:
+    return Column("id", ID_TYPE, nullable=False)
+
+
+def _created_at() -> Column[int]:
+    return Column("created_at", BigInteger, nullable=False)
+
+
+def _body() -> Column[bytes]:
+    return Column("body", LargeBinary, nullable=False)
+
+
+# `sqlite_autoincrement`: never hand out the seq of a deleted last row again, so that a cursor
+# taken before a delete can never end up pointing at a newer object.
+
+assistants = Table(
+    "assistants",
+    metadata,
+    _seq(),
+    _id(),
+    _created_at(),
+    _body(),
+    UniqueConstraint("id"),
+    sqlite_autoincrement=True,
+)
+
+threads = Table(
+    "threads",
+    metadata,
+    _seq(),
+    _id(),
+    _created_at(),
+    _body(),
+    UniqueConstraint("id"),
+    sqlite_autoincrement=True,
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    _seq(),
+    _id(),
+    Column("thread_id", ID_TYPE, ForeignKey("threads.id"), nullable=False),
+    # NULL for messages a client wrote; set for those a run wrote.
+    Column("run_id", ID_TYPE, nullable=True),
+    _created_at(),
+    _body(),
+    UniqueConstraint("id"),
+    Index(None, "thread_id", "seq"),
+    sqlite_autoincrement=True,
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    _seq(),
+    _id(),
+    Column("thread_id", ID_TYPE, ForeignKey("threads.id"), nullable=False),
+    # The `RunStatus` enum number: the contract's own stable identifier for a state.
+    Column("status", Integer, nullable=False),
+    _created_at(),
+    _body(),
+    UniqueConstraint("id"),
+    Index(None, "thread_id", "seq"),
+    sqlite_autoincrement=True,
+)
+
+run_steps = Table(
+    "run_steps",
+    metadata,
+    _seq(),
+    _id(),
+    Column("run_id", ID_TYPE, ForeignKey("runs.id"), nullable=False),
+    # Not a foreign key: its thread is reached through the run, and an unindexed foreign key
+    # would make every thread deletion scan this table.
+    Column("thread_id", ID_TYPE, nullable=False),
+    _created_at(),
+    _body(),
+    UniqueConstraint("id"),
+    Index(None, "run_id", "seq"),
+    sqlite_autoincrement=True,
+)
+
+files = Table(
+    "files",
+    metadata,
+    _seq(),
+    _id(),
+    Column("purpose", String(64), nullable=False),
+    _created_at(),
+    _body(),
+    UniqueConstraint("id"),
+    Index(None, "purpose", "seq"),
+    sqlite_autoincrement=True,
+)

@@ -1,0 +1,854 @@
+"""The storage layer on a real SQLite file: objects, keyset paging, transactions, migrations,
+and the blob directory."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, Engine, create_engine, event, func, insert, inspect, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from compat_core.store import (
+    BlobStore,
+    BlobTooLarge,
+    CursorNotFound,
+    Database,
+    Page,
+    PageQuery,
+    SqlStore,
+    create_store,
+    schema,
+)
+from compat_core.store.base import Order
+from compat_core.store.database import MIGRATIONS_DIR
+from compat_core.v1 import assistants_pb2, files_pb2, messages_pb2, runs_pb2, threads_pb2
+
+ListFn = Callable[[PageQuery], Awaitable[Page[Any]]]
+
+T0 = 1_700_000_000
+
+
+class Boom(Exception):
+    pass
+
+
+# Objects
+
+
+def assistant(n: int) -> assistants_pb2.Assistant:
+    return assistants_pb2.Assistant(
+        id=f"asst_{n:03d}", created_at=T0 + n, model="gpt-4o", name=f"assistant {n}"
+    )
+
+
+def thread(thread_id: str) -> threads_pb2.Thread:
+    return threads_pb2.Thread(id=thread_id, created_at=T0, metadata={"k": "v"})
+
+
+def message(thread_id: str, name: str, run_id: str = "") -> messages_pb2.Message:
+    msg = messages_pb2.Message(
+        id=f"msg_{name}",
+        created_at=T0,
+        thread_id=thread_id,
+        status=messages_pb2.MESSAGE_STATUS_COMPLETED,
+        role=messages_pb2.MESSAGE_ROLE_USER,
+        content=[
+            messages_pb2.MessageContent(text=messages_pb2.TextContent(value=f"text of {name}"))
+        ],
+    )
+    if run_id:
+        msg.run_id = run_id
+    return msg
+
+
+def file(n: int, purpose: str) -> files_pb2.File:
+    return files_pb2.File(
+        id=f"file-{n:03d}",
+        bytes=n,
+        created_at=T0 + n,
+        filename=f"f{n}.txt",
+        purpose=purpose,
+        status=files_pb2.FILE_STATUS_PROCESSED,
+    )
+
+
+def ids(page: Page[Any]) -> list[str]:
+    return [item.id for item in page.items]
+
+
+# Fixtures
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    # A directory that does not exist yet: Database must create it.
+    return tmp_path / "data" / "compat.db"
+
+
+@pytest.fixture
+def db(db_path: Path) -> Database:
+    return Database(sqlite_url(db_path))
+
+
+@pytest.fixture
+async def store(db: Database) -> AsyncIterator[SqlStore]:
+    sql_store = SqlStore(db)
+    await sql_store.open()
+    yield sql_store
+    await sql_store.close()
+
+
+async def count(db: Database, table: Any, *where: Any) -> int:
+    def run(conn: Connection) -> int:
+        return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
+
+    return await db.read(run)
+
+
+def current_revision(path: Path) -> str | None:
+    engine = create_engine(sqlite_url(path))
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+# Create / get / update / delete
+
+
+async def test_assistant_lifecycle(store: SqlStore) -> None:
+    created = assistant(1)
+    await store.create_assistant(created)
+    assert await store.get_assistant("asst_001") == created
+    assert await store.get_assistant("asst_nope") is None
+
+    def rename(a: assistants_pb2.Assistant) -> None:
+        a.name = "renamed"
+        a.metadata["x"] = "y"
+
+    updated = await store.update_assistant("asst_001", rename)
+    assert updated is not None
+    assert updated.name == "renamed"
+    assert await store.get_assistant("asst_001") == updated
+
+    called: list[str] = []
+    assert await store.update_assistant("asst_nope", lambda a: called.append(a.id)) is None
+    assert called == []
+
+    assert await store.delete_assistant("asst_001") is True
+    assert await store.get_assistant("asst_001") is None
+    assert await store.delete_assistant("asst_001") is False
+
+
+async def test_thread_lifecycle(store: SqlStore) -> None:
+    await store.create_thread(thread("thread_a"), [])
+    assert await store.get_thread("thread_a") == thread("thread_a")
+    assert await store.get_thread("thread_b") is None
+
+    updated = await store.update_thread("thread_a", lambda t: t.metadata.update({"k": "w"}))
+    assert updated is not None
+    assert dict(updated.metadata) == {"k": "w"}
+    stored = await store.get_thread("thread_a")
+    assert stored is not None
+    assert dict(stored.metadata) == {"k": "w"}
+    assert await store.update_thread("thread_b", lambda t: None) is None
+
+    assert await store.delete_thread("thread_a") is True
+    assert await store.get_thread("thread_a") is None
+    assert await store.delete_thread("thread_a") is False
+
+
+async def test_message_lifecycle(store: SqlStore) -> None:
+    await store.create_thread(thread("thread_a"), [])
+    created = message("thread_a", "m1")
+    assert await store.create_message(created) is True
+    assert await store.get_message("thread_a", "msg_m1") == created
+
+    def tag(m: messages_pb2.Message) -> None:
+        m.metadata["tag"] = "1"
+
+    updated = await store.update_message("thread_a", "msg_m1", tag)
+    assert updated is not None
+    assert dict(updated.metadata) == {"tag": "1"}
+    assert await store.get_message("thread_a", "msg_m1") == updated
+    assert await store.update_message("thread_a", "msg_nope", tag) is None
+
+    assert await store.delete_message("thread_a", "msg_m1") is True
+    assert await store.get_message("thread_a", "msg_m1") is None
+    assert await store.delete_message("thread_a", "msg_m1") is False
+
+
+async def test_create_message_needs_its_thread(store: SqlStore) -> None:
+    assert await store.create_message(message("thread_nope", "m1")) is False
+    await store.create_thread(thread("thread_a"), [])
+    page = await store.list_messages("thread_a", PageQuery(limit=10))
+    assert page is not None
+    assert page.items == []
+
+
+async def test_file_lifecycle(store: SqlStore) -> None:
+    created = file(1, "assistants")
+    await store.create_file(created)
+    assert await store.get_file("file-001") == created
+    assert await store.get_file("file-002") is None
+    assert await store.delete_file("file-001") is True
+    assert await store.get_file("file-001") is None
+    assert await store.delete_file("file-001") is False
+
+
+async def test_duplicate_id_is_rejected(store: SqlStore) -> None:
+    await store.create_assistant(assistant(1))
+    with pytest.raises(IntegrityError):
+        await store.create_assistant(assistant(1))
+
+
+# Transactions
+
+
+async def test_create_thread_inserts_messages_in_list_order(store: SqlStore) -> None:
+    # IDs sorted against the list order: the page order must come from insertion.
+    names = ["z", "m", "a", "q"]
+    await store.create_thread(thread("thread_a"), [message("thread_a", n) for n in names])
+    page = await store.list_messages("thread_a", PageQuery(limit=10, order="asc"))
+    assert page is not None
+    assert ids(page) == ["msg_z", "msg_m", "msg_a", "msg_q"]
+    assert page.has_more is False
+
+
+async def test_create_thread_is_one_transaction(store: SqlStore, db: Database) -> None:
+    duplicate = [message("thread_a", "m1"), message("thread_a", "m1")]
+    with pytest.raises(IntegrityError):
+        await store.create_thread(thread("thread_a"), duplicate)
+    assert await store.get_thread("thread_a") is None
+    assert await count(db, schema.messages) == 0
+
+    with pytest.raises(ValueError, match="names thread"):
+        await store.create_thread(thread("thread_a"), [message("thread_other", "m2")])
+    assert await store.get_thread("thread_a") is None
+
+
+async def test_mutate_raising_rolls_back(store: SqlStore) -> None:
+    await store.create_assistant(assistant(1))
+    await store.create_thread(thread("thread_a"), [message("thread_a", "m1")])
+    error = Boom("no")
+
+    def rename_then_fail(a: assistants_pb2.Assistant) -> None:
+        a.name = "changed"
+        raise error
+
+    with pytest.raises(Boom) as raised:
+        await store.update_assistant("asst_001", rename_then_fail)
+    assert raised.value is error
+    assert await store.get_assistant("asst_001") == assistant(1)
+
+    def tag_then_fail(m: messages_pb2.Message) -> None:
+        m.metadata["x"] = "y"
+        raise error
+
+    with pytest.raises(Boom):
+        await store.update_message("thread_a", "msg_m1", tag_then_fail)
+    assert await store.get_message("thread_a", "msg_m1") == message("thread_a", "m1")
+
+    def retag_then_fail(t: threads_pb2.Thread) -> None:
+        t.metadata["k"] = "changed"
+        raise error
+
+    with pytest.raises(Boom):
+        await store.update_thread("thread_a", retag_then_fail)
+    assert await store.get_thread("thread_a") == thread("thread_a")
+
+
+async def test_mutate_cannot_change_identity(store: SqlStore) -> None:
+    await store.create_thread(thread("thread_a"), [message("thread_a", "m1")])
+    await store.create_thread(thread("thread_b"), [])
+
+    def move(m: messages_pb2.Message) -> None:
+        m.thread_id = "thread_b"
+
+    with pytest.raises(ValueError, match="thread_id"):
+        await store.update_message("thread_a", "msg_m1", move)
+    assert await store.get_message("thread_a", "msg_m1") == message("thread_a", "m1")
+
+    def rename(t: threads_pb2.Thread) -> None:
+        t.id = "thread_c"
+
+    with pytest.raises(ValueError, match="id"):
+        await store.update_thread("thread_a", rename)
+    assert await store.get_thread("thread_c") is None
+
+
+async def test_concurrent_writes_all_land(store: SqlStore) -> None:
+    await store.create_thread(thread("thread_a"), [])
+    results = await asyncio.gather(
+        *(store.create_message(message("thread_a", f"m{i:02d}")) for i in range(30))
+    )
+    assert results == [True] * 30
+    page = await store.list_messages("thread_a", PageQuery(limit=100))
+    assert page is not None
+    assert sorted(ids(page)) == [f"msg_m{i:02d}" for i in range(30)]
+
+
+async def test_close_lets_submitted_writes_finish(db_path: Path) -> None:
+    first = SqlStore(Database(sqlite_url(db_path)))
+    await first.open()
+    # gather starts the write (it reaches the writer's queue) before close begins.
+    await asyncio.gather(first.create_assistant(assistant(1)), first.close())
+    with pytest.raises(RuntimeError):
+        await first.create_assistant(assistant(2))
+    await first.close()  # idempotent
+
+    second = SqlStore(Database(sqlite_url(db_path)))
+    await second.open()
+    try:
+        assert await second.get_assistant("asst_001") == assistant(1)
+    finally:
+        await second.close()
+
+
+# Paging
+
+
+def pages_of(all_ids: list[str], order: Order, limit: int) -> list[tuple[list[str], bool]]:
+    ordered = all_ids if order == "asc" else all_ids[::-1]
+    chunks = [ordered[i : i + limit] for i in range(0, len(ordered), limit)]
+    return [(chunk, i < len(chunks) - 1) for i, chunk in enumerate(chunks)]
+
+
+async def walk_after(list_fn: ListFn, order: Order, limit: int) -> list[tuple[list[str], bool]]:
+    pages: list[tuple[list[str], bool]] = []
+    after = ""
+    while len(pages) < 100:
+        page = await list_fn(PageQuery(limit=limit, order=order, after=after))
+        pages.append((ids(page), page.has_more))
+        if not page.has_more:
+            break
+        after = ids(page)[-1]
+    return pages
+
+
+async def walk_before(
+    list_fn: ListFn, order: Order, limit: int, before: str
+) -> list[tuple[list[str], bool]]:
+    pages: list[tuple[list[str], bool]] = []
+    while len(pages) < 100:
+        page = await list_fn(PageQuery(limit=limit, order=order, before=before))
+        pages.append((ids(page), page.has_more))
+        if not page.has_more:
+            break
+        before = ids(page)[0]
+    return pages
+
+
+def assert_walks(
+    forward: list[tuple[list[str], bool]],
+    backward: list[tuple[list[str], bool]],
+    expected: list[tuple[list[str], bool]],
+) -> None:
+    assert forward == expected
+    # Walking back from the last page visits every earlier page, nearest first; only the very
+    # first page of the list has nothing before it.
+    assert backward == [
+        (chunk, i > 0) for i, (chunk, _) in reversed(list(enumerate(expected[:-1])))
+    ]
+
+
+@pytest.mark.parametrize("order", ["desc", "asc"])
+@pytest.mark.parametrize("limit", [10, 9])
+async def test_assistants_walk_both_ways(store: SqlStore, order: Order, limit: int) -> None:
+    for n in range(45):
+        await store.create_assistant(assistant(n))
+    all_ids = [f"asst_{n:03d}" for n in range(45)]
+
+    forward = await walk_after(store.list_assistants, order, limit)
+    backward = await walk_before(store.list_assistants, order, limit, forward[-1][0][0])
+    assert_walks(forward, backward, pages_of(all_ids, order, limit))
+
+
+async def test_assistant_pages_exactly(store: SqlStore) -> None:
+    for n in range(45):
+        await store.create_assistant(assistant(n))
+    pages = await walk_after(store.list_assistants, "desc", 10)
+    assert [len(p) for p, _ in pages] == [10, 10, 10, 10, 5]
+    assert [more for _, more in pages] == [True, True, True, True, False]
+    assert pages[0][0][0] == "asst_044"
+    assert pages[-1][0] == ["asst_004", "asst_003", "asst_002", "asst_001", "asst_000"]
+
+    # Before the oldest (desc): the ten just newer than it, newest first, more beyond them.
+    page = await store.list_assistants(PageQuery(limit=10, before="asst_000"))
+    assert ids(page) == [f"asst_{n:03d}" for n in range(10, 0, -1)]
+    assert page.has_more is True
+    # Before the newest there is nothing.
+    page = await store.list_assistants(PageQuery(limit=10, before="asst_044"))
+    assert (ids(page), page.has_more) == ([], False)
+    # After the oldest (desc) there is nothing either.
+    page = await store.list_assistants(PageQuery(limit=10, after="asst_000"))
+    assert (ids(page), page.has_more) == ([], False)
+
+
+async def test_after_and_before_together(store: SqlStore) -> None:
+    for n in range(30):
+        await store.create_assistant(assistant(n))
+    query = PageQuery(limit=5, order="asc", after="asst_010", before="asst_020")
+    page = await store.list_assistants(query)
+    assert ids(page) == [f"asst_{n:03d}" for n in range(15, 20)]
+    assert page.has_more is True  # 11..14 lie between `after` and the page
+
+    page = await store.list_assistants(
+        PageQuery(limit=20, order="asc", after="asst_010", before="asst_020")
+    )
+    assert ids(page) == [f"asst_{n:03d}" for n in range(11, 20)]
+    assert page.has_more is False
+
+    page = await store.list_assistants(
+        PageQuery(limit=5, order="desc", after="asst_020", before="asst_010")
+    )
+    assert ids(page) == [f"asst_{n:03d}" for n in range(15, 10, -1)]
+    assert page.has_more is True
+
+
+async def test_empty_list(store: SqlStore) -> None:
+    page = await store.list_assistants(PageQuery(limit=10))
+    assert (page.items, page.has_more) == ([], False)
+
+
+async def test_deleted_objects_leave_paging_intact(store: SqlStore) -> None:
+    for n in range(6):
+        await store.create_assistant(assistant(n))
+    assert await store.delete_assistant("asst_005") is True
+    await store.create_assistant(assistant(6))
+    page = await store.list_assistants(PageQuery(limit=10, order="asc", after="asst_004"))
+    assert ids(page) == ["asst_006"]
+
+
+async def test_unknown_cursor(store: SqlStore) -> None:
+    await store.create_assistant(assistant(1))
+    with pytest.raises(CursorNotFound) as raised:
+        await store.list_assistants(PageQuery(limit=10, after="asst_nope"))
+    assert (raised.value.param, raised.value.object_id) == ("after", "asst_nope")
+    with pytest.raises(CursorNotFound) as raised:
+        await store.list_assistants(PageQuery(limit=10, before="asst_gone"))
+    assert (raised.value.param, raised.value.object_id) == ("before", "asst_gone")
+    with pytest.raises(CursorNotFound):
+        await store.list_files(PageQuery(limit=10, after="file-nope"))
+
+
+async def test_messages_are_isolated_per_thread(store: SqlStore) -> None:
+    await store.create_thread(thread("thread_a"), [])
+    await store.create_thread(thread("thread_b"), [])
+    for n in range(25):
+        # Interleaved, so each thread's seqs have gaps.
+        await store.create_message(message("thread_a", f"a{n:02d}"))
+        await store.create_message(message("thread_b", f"b{n:02d}"))
+    a_ids = [f"msg_a{n:02d}" for n in range(25)]
+
+    async def list_a(query: PageQuery) -> Page[messages_pb2.Message]:
+        page = await store.list_messages("thread_a", query)
+        assert page is not None
+        return page
+
+    for order in ("desc", "asc"):
+        forward = await walk_after(list_a, order, 10)
+        backward = await walk_before(list_a, order, 10, forward[-1][0][0])
+        assert_walks(forward, backward, pages_of(a_ids, order, 10))
+
+    # Another thread's message is no cursor, no member, and not reachable through this one.
+    for query in (PageQuery(limit=5, after="msg_b03"), PageQuery(limit=5, before="msg_b03")):
+        with pytest.raises(CursorNotFound):
+            await store.list_messages("thread_a", query)
+    assert await store.get_message("thread_a", "msg_b03") is None
+    assert await store.update_message("thread_a", "msg_b03", lambda m: m.metadata.clear()) is None
+    assert await store.delete_message("thread_a", "msg_b03") is False
+    assert await store.get_message("thread_b", "msg_b03") == message("thread_b", "b03")
+
+
+async def test_list_messages_of_unknown_thread(store: SqlStore) -> None:
+    assert await store.list_messages("thread_nope", PageQuery(limit=10)) is None
+    # Unknown thread wins over an unknown cursor.
+    assert await store.list_messages("thread_nope", PageQuery(limit=10, after="msg_x")) is None
+
+
+async def test_run_id_filter(store: SqlStore) -> None:
+    names = [f"m{n:02d}" for n in range(12)]
+    msgs = [
+        message("thread_a", name, run_id="run_x" if n % 3 == 0 else "")
+        for n, name in enumerate(names)
+    ]
+    await store.create_thread(thread("thread_a"), msgs)
+    await store.create_thread(thread("thread_b"), [message("thread_b", "other", run_id="run_x")])
+
+    page = await store.list_messages("thread_a", PageQuery(limit=10, order="asc"), run_id="run_x")
+    assert page is not None
+    assert ids(page) == ["msg_m00", "msg_m03", "msg_m06", "msg_m09"]
+    assert page.has_more is False
+
+    page = await store.list_messages("thread_a", PageQuery(limit=2), run_id="run_x")
+    assert page is not None
+    assert (ids(page), page.has_more) == (["msg_m09", "msg_m06"], True)
+
+    # The cursor need not match the filter: it marks a position in the thread.
+    page = await store.list_messages(
+        "thread_a", PageQuery(limit=2, after="msg_m07"), run_id="run_x"
+    )
+    assert page is not None
+    assert (ids(page), page.has_more) == (["msg_m06", "msg_m03"], True)
+    page = await store.list_messages(
+        "thread_a", PageQuery(limit=2, before="msg_m02"), run_id="run_x"
+    )
+    assert page is not None
+    assert (ids(page), page.has_more) == (["msg_m06", "msg_m03"], True)
+
+    page = await store.list_messages("thread_a", PageQuery(limit=10), run_id="run_none")
+    assert page is not None
+    assert (page.items, page.has_more) == ([], False)
+
+    page = await store.list_messages("thread_a", PageQuery(limit=20))
+    assert page is not None
+    assert len(page.items) == 12
+
+
+async def test_files_purpose_filter(store: SqlStore) -> None:
+    for n in range(20):
+        await store.create_file(file(n, "assistants" if n % 2 else "batch"))
+    batch_ids = [f"file-{n:03d}" for n in range(0, 20, 2)]
+
+    async def list_batch(query: PageQuery) -> Page[files_pb2.File]:
+        return await store.list_files(query, purpose="batch")
+
+    forward = await walk_after(list_batch, "asc", 3)
+    backward = await walk_before(list_batch, "asc", 3, forward[-1][0][0])
+    assert_walks(forward, backward, pages_of(batch_ids, "asc", 3))
+
+    # A file of another purpose still marks a position in the list of files.
+    page = await store.list_files(PageQuery(limit=2, order="asc", after="file-011"), "batch")
+    assert (ids(page), page.has_more) == (["file-012", "file-014"], True)
+
+    everything = await store.list_files(PageQuery(limit=100))
+    assert ids(everything) == [f"file-{n:03d}" for n in range(19, -1, -1)]
+
+
+# Cascade and integrity
+
+
+async def insert_run(db: Database, thread_id: str, run_id: str, steps: int) -> None:
+    def run(conn: Connection) -> None:
+        body = runs_pb2.Run(id=run_id, thread_id=thread_id, created_at=T0).SerializeToString()
+        conn.execute(
+            insert(schema.runs).values(
+                id=run_id, thread_id=thread_id, status=1, created_at=T0, body=body
+            )
+        )
+        for n in range(steps):
+            step = runs_pb2.RunStep(id=f"step_{run_id}_{n}", run_id=run_id, thread_id=thread_id)
+            conn.execute(
+                insert(schema.run_steps).values(
+                    id=step.id,
+                    run_id=run_id,
+                    thread_id=thread_id,
+                    created_at=T0,
+                    body=step.SerializeToString(),
+                )
+            )
+
+    await db.write(run)
+
+
+async def test_delete_thread_cascades(store: SqlStore, db: Database) -> None:
+    for name in ("a", "b"):
+        thread_id = f"thread_{name}"
+        await store.create_thread(
+            thread(thread_id), [message(thread_id, f"{name}{n}") for n in range(3)]
+        )
+        await insert_run(db, thread_id, f"run_{name}1", steps=2)
+        await insert_run(db, thread_id, f"run_{name}2", steps=1)
+
+    assert await store.delete_thread("thread_a") is True
+
+    m, r, s = schema.messages, schema.runs, schema.run_steps
+    assert await count(db, m, m.c.thread_id == "thread_a") == 0
+    assert await count(db, r, r.c.thread_id == "thread_a") == 0
+    assert await count(db, s, s.c.thread_id == "thread_a") == 0
+    assert await count(db, m, m.c.thread_id == "thread_b") == 3
+    assert await count(db, r, r.c.thread_id == "thread_b") == 2
+    assert await count(db, s, s.c.thread_id == "thread_b") == 3
+    assert await store.get_thread("thread_b") == thread("thread_b")
+    assert await store.delete_thread("thread_a") is False
+
+
+async def test_foreign_keys_are_enforced(store: SqlStore, db: Database) -> None:
+    with pytest.raises(IntegrityError):
+        await insert_run(db, "thread_nope", "run_1", steps=0)
+
+
+async def test_readers_cannot_write(store: SqlStore, db: Database) -> None:
+    def write(conn: Connection) -> None:
+        conn.execute(insert(schema.threads).values(id="thread_x", created_at=0, body=b""))
+
+    with pytest.raises(OperationalError, match="readonly"):
+        await db.read(write)
+    assert await store.get_thread("thread_x") is None
+
+
+async def test_database_is_in_wal_mode(store: SqlStore, db: Database) -> None:
+    mode = await db.read(lambda conn: conn.exec_driver_sql("PRAGMA journal_mode").scalar())
+    assert mode == "wal"
+
+
+# Paging cost
+
+
+async def test_list_queries_use_indexes_and_never_sort(store: SqlStore, db_path: Path) -> None:
+    await store.create_thread(thread("thread_a"), [message("thread_a", f"m{n}") for n in range(5)])
+    for n in range(5):
+        await store.create_file(file(n, "batch"))
+        await store.create_assistant(assistant(n))
+
+    captured: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        if "ORDER BY" in statement:
+            captured.append((statement, parameters))
+
+    event.listen(Engine, "before_cursor_execute", capture)
+    try:
+        for order in ("asc", "desc"):
+            for after, before in (("", ""), ("msg_m2", ""), ("", "msg_m2")):
+                query = PageQuery(limit=2, order=order, after=after, before=before)
+                await store.list_messages("thread_a", query)
+                await store.list_messages("thread_a", query, run_id="run_x")
+            await store.list_files(PageQuery(limit=2, order=order, after="file-002"), "batch")
+            await store.list_assistants(PageQuery(limit=2, order=order, before="asst_002"))
+    finally:
+        event.remove(Engine, "before_cursor_execute", capture)
+
+    assert len(captured) == 16
+    conn = sqlite3.connect(db_path)
+    try:
+        for statement, parameters in captured:
+            plan = " | ".join(
+                row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            )
+            assert "TEMP B-TREE" not in plan, (statement, plan)
+            if "FROM messages" in statement:
+                assert "USING INDEX ix_messages_thread_id_seq" in plan, plan
+            elif "FROM files" in statement:
+                assert "USING INDEX ix_files_purpose_seq" in plan, plan
+            else:
+                assert "USING INTEGER PRIMARY KEY" in plan, plan
+    finally:
+        conn.close()
+
+
+# Migrations
+
+
+async def test_reopening_keeps_data_and_open_is_idempotent(db_path: Path) -> None:
+    first = SqlStore(Database(sqlite_url(db_path)))
+    await first.open()
+    await first.open()
+    await first.create_thread(thread("thread_a"), [message("thread_a", "m1")])
+    await first.close()
+
+    second = SqlStore(Database(sqlite_url(db_path)))
+    await second.open()
+    try:
+        assert await second.get_thread("thread_a") == thread("thread_a")
+        assert await second.get_message("thread_a", "msg_m1") == message("thread_a", "m1")
+    finally:
+        await second.close()
+    assert current_revision(db_path) == "0001"
+
+
+async def test_concurrent_migrations_in_one_process(db_path: Path) -> None:
+    databases = [Database(sqlite_url(db_path)) for _ in range(3)]
+    try:
+        await asyncio.gather(*(d.run_migrations() for d in databases))
+    finally:
+        for d in databases:
+            await d.close()
+    assert current_revision(db_path) == "0001"
+
+
+async def test_concurrent_migrations_across_processes(db_path: Path) -> None:
+    code = "import sys; from compat_core.store import Database; Database(sys.argv[1]).migrate()"
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            code,
+            sqlite_url(db_path),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]
+    results = [await process.communicate() for process in processes]
+    codes = [process.returncode for process in processes]
+    assert codes == [0] * 4, [err.decode() for _, err in results]
+    assert current_revision(db_path) == "0001"
+
+
+def test_migrations_match_the_schema_module(db: Database, db_path: Path) -> None:
+    db.migrate()
+    engine = create_engine(sqlite_url(db_path))
+    try:
+        with engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), schema.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_downgrade_and_upgrade_again(db: Database, db_path: Path) -> None:
+    db.migrate()
+    engine = create_engine(sqlite_url(db_path))
+    try:
+        with engine.begin() as conn:
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS_DIR))
+            config.set_main_option("path_separator", "os")
+            config.attributes["connection"] = conn
+            command.downgrade(config, "base")
+            assert set(inspect(conn).get_table_names()) == {"alembic_version"}
+            command.upgrade(config, "head")
+            tables = set(inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+    assert tables >= {"assistants", "threads", "messages", "runs", "run_steps", "files"}
+    assert current_revision(db_path) == "0001"
+
+
+# Construction
+
+
+async def test_create_store(tmp_path: Path) -> None:
+    store = create_store(sqlite_url(tmp_path / "x.db"))
+    assert isinstance(store, SqlStore)
+    await store.close()
+    with pytest.raises(ValueError, match="PostgreSQL support arrives with the scale-out issue"):
+        create_store("postgresql://user:secret@host/db")
+    with pytest.raises(ValueError, match="unsupported") as raised:
+        create_store("mysql://user:secret@host/db")
+    assert "secret" not in str(raised.value)
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "postgresql://h/db"])
+def test_database_needs_a_sqlite_file(url: str) -> None:
+    with pytest.raises(ValueError, match="sqlite"):
+        Database(url)
+
+
+# Blobs
+
+
+async def chunks_of(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+def listing(directory: Path) -> list[str]:
+    return sorted(os.listdir(directory))
+
+
+async def read_all(blobs: BlobStore, blob_id: str, chunk_size: int) -> list[bytes]:
+    return [chunk async for chunk in blobs.read(blob_id, chunk_size)]
+
+
+async def test_blob_round_trip(tmp_path: Path) -> None:
+    root = tmp_path / "not" / "yet"
+    blobs = BlobStore(root)
+    parts = [os.urandom(100_000), b"x", b"", os.urandom(300_001)]
+    data = b"".join(parts)
+    assert await blobs.write("file-abc_1", chunks_of(*parts), max_bytes=len(data)) == len(data)
+    assert listing(root) == ["file-abc_1"]
+
+    chunks = await read_all(blobs, "file-abc_1", 65_536)
+    assert b"".join(chunks) == data
+    assert all(len(chunk) <= 65_536 for chunk in chunks)
+    assert len(chunks) == -(-len(data) // 65_536)
+
+    await blobs.delete("file-abc_1")
+    assert listing(root) == []
+    await blobs.delete("file-abc_1")  # missing is fine
+
+
+async def test_blob_too_large_leaves_nothing(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path)
+    with pytest.raises(BlobTooLarge) as raised:
+        await blobs.write("big", chunks_of(b"a" * 600, b"b" * 600), max_bytes=1000)
+    assert raised.value.max_bytes == 1000
+    assert listing(tmp_path) == []
+    assert await blobs.write("exact", chunks_of(b"a" * 600, b"b" * 400), max_bytes=1000) == 1000
+    assert listing(tmp_path) == ["exact"]
+
+
+async def test_blob_source_error_leaves_nothing(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path)
+    error = Boom("upload broke")
+
+    async def failing() -> AsyncIterator[bytes]:
+        yield b"some bytes"
+        raise error
+
+    with pytest.raises(Boom) as raised:
+        await blobs.write("f", failing(), max_bytes=1 << 20)
+    assert raised.value is error
+    assert listing(tmp_path) == []
+
+
+async def test_blob_cancelled_write_leaves_nothing(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path)
+    first_chunk_written = asyncio.Event()
+
+    async def stalled() -> AsyncIterator[bytes]:
+        yield b"first"
+        # Asked for the next chunk: the first one is in the temporary file.
+        first_chunk_written.set()
+        await asyncio.Event().wait()
+        yield b"never"
+
+    task = asyncio.create_task(blobs.write("f", stalled(), max_bytes=1 << 20))
+    await first_chunk_written.wait()
+    (temporary,) = listing(tmp_path)
+    assert temporary.startswith(".f.")
+    assert temporary.endswith(".tmp")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert listing(tmp_path) == []
+
+
+async def test_blob_read_missing(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path)
+    reader = blobs.read("file-missing")  # nothing happens until iteration starts
+    with pytest.raises(FileNotFoundError):
+        await anext(reader)
+
+
+@pytest.mark.parametrize(
+    "blob_id", ["", "..", "../escape", "a/b", "a\\b", ".hidden", "name.txt", "a\x00b", "x" * 129]
+)
+async def test_blob_ids_must_be_safe_names(tmp_path: Path, blob_id: str) -> None:
+    root = tmp_path / "blobs"
+    blobs = BlobStore(root)
+    with pytest.raises(ValueError, match="safe"):
+        await blobs.write(blob_id, chunks_of(b"data"), max_bytes=100)
+    with pytest.raises(ValueError, match="safe"):
+        await read_all(blobs, blob_id, 10)
+    with pytest.raises(ValueError, match="safe"):
+        await blobs.delete(blob_id)
+    assert listing(tmp_path) == []  # not even the root was created
