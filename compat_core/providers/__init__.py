@@ -1,0 +1,1 @@
+"""Model providers: the builtin offline model and OpenAI-compatible upstreams."""
