@@ -8,11 +8,11 @@ a total order for keyset paging. Every method is one transaction.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Literal, TypeVar
 
-from compat_core.v1 import assistants_pb2, files_pb2, messages_pb2, threads_pb2
+from compat_core.v1 import assistants_pb2, files_pb2, messages_pb2, runs_pb2, threads_pb2
 
 T = TypeVar("T")
 Order = Literal["asc", "desc"]
@@ -47,6 +47,25 @@ class CursorNotFound(Exception):
         super().__init__(f"{param}={object_id!r} names no object in this list")
         self.param = param
         self.object_id = object_id
+
+
+class ThreadBusy(Exception):
+    """The thread has an active run (queued, in progress, requires action or cancelling)."""
+
+    def __init__(self, thread_id: str, run_id: str) -> None:
+        super().__init__(f"Thread {thread_id} already has an active run {run_id}.")
+        self.thread_id = thread_id
+        self.run_id = run_id
+
+
+ACTIVE_RUN_STATUSES = frozenset(
+    {
+        runs_pb2.RUN_STATUS_QUEUED,
+        runs_pb2.RUN_STATUS_IN_PROGRESS,
+        runs_pb2.RUN_STATUS_REQUIRES_ACTION,
+        runs_pb2.RUN_STATUS_CANCELLING,
+    }
+)
 
 
 class Store(ABC):
@@ -114,7 +133,10 @@ class Store(ABC):
 
     @abstractmethod
     async def create_message(self, message: messages_pb2.Message) -> bool:
-        """Insert a message at the end of its thread; False if the thread is unknown."""
+        """Insert a message at the end of its thread; False if the thread is unknown.
+
+        Raises ThreadBusy when the thread has an active run (checked in the same transaction).
+        """
 
     @abstractmethod
     async def get_message(self, thread_id: str, message_id: str) -> messages_pb2.Message | None:
@@ -156,3 +178,79 @@ class Store(ABC):
     @abstractmethod
     async def delete_file(self, file_id: str) -> bool:
         """Delete a file object; False if unknown."""
+
+    # Runs and run steps
+
+    @abstractmethod
+    async def create_run(
+        self,
+        run: runs_pb2.Run,
+        messages: Sequence[messages_pb2.Message] = (),
+        thread: threads_pb2.Thread | None = None,
+    ) -> bool:
+        """Start a run, in one transaction.
+
+        Inserts `thread` first when given (create-thread-and-run, its first messages are in
+        `messages`); then checks the run's thread exists (False if not) and has no active run
+        (raises ThreadBusy); then inserts `messages` (a run's additional messages) at the end
+        of the thread and the run.
+        """
+
+    @abstractmethod
+    async def get_run(self, thread_id: str, run_id: str) -> runs_pb2.Run | None:
+        """The run if it belongs to that thread, else None."""
+
+    @abstractmethod
+    async def find_run(self, run_id: str) -> runs_pb2.Run | None:
+        """The run by ID alone, else None."""
+
+    @abstractmethod
+    async def list_runs(self, thread_id: str, query: PageQuery) -> Page[runs_pb2.Run] | None:
+        """A page of a thread's runs; None if no thread."""
+
+    @abstractmethod
+    async def update_run(
+        self, thread_id: str, run_id: str, mutate: Callable[[runs_pb2.Run], None]
+    ) -> runs_pb2.Run | None:
+        """As `update_assistant`, for a run of a thread."""
+
+    @abstractmethod
+    async def save_progress(
+        self,
+        run: runs_pb2.Run | None = None,
+        steps: Sequence[runs_pb2.RunStep] = (),
+        messages: Sequence[messages_pb2.Message] = (),
+    ) -> None:
+        """Insert or replace (by ID) a run, steps and messages in one transaction.
+
+        The run engine calls this before it announces each transition, so what a client is
+        told has always been stored. A replaced object keeps its place in its list.
+        """
+
+    @abstractmethod
+    async def delete_run_output(self, step_ids: Sequence[str], message_ids: Sequence[str]) -> None:
+        """Delete steps and messages a run wrote but must write again (resumption)."""
+
+    @abstractmethod
+    async def runs_with_status(
+        self, statuses: Collection[int], limit: int = 1000
+    ) -> list[runs_pb2.Run]:
+        """Runs in any of `statuses`, oldest first (restart recovery, expiry sweeps)."""
+
+    @abstractmethod
+    async def list_steps(
+        self, thread_id: str, run_id: str, query: PageQuery
+    ) -> Page[runs_pb2.RunStep] | None:
+        """A page of a run's steps; None if no such run in that thread."""
+
+    @abstractmethod
+    async def get_step(self, thread_id: str, run_id: str, step_id: str) -> runs_pb2.RunStep | None:
+        """One step of a run of a thread, else None."""
+
+    @abstractmethod
+    async def run_steps(self, run_id: str) -> list[runs_pb2.RunStep]:
+        """Every step of a run, oldest first."""
+
+    @abstractmethod
+    async def thread_messages(self, thread_id: str) -> list[messages_pb2.Message]:
+        """Every message of a thread, oldest first (what the model reads)."""
