@@ -1,0 +1,168 @@
+"""Relay of a run's `RunEvent` stream as OpenAI's server-sent events.
+
+A pump task reads the gRPC stream into a bounded queue while the relay writes to the client:
+events that are already queued go out together in one write (the core batches deltas, and so
+does the edge), a `: ping` comment keeps proxies from timing out a quiet stream, and the
+queue's bound passes a slow client's back-pressure on to gRPC flow control. A client that
+goes away only ends the relay: the run belongs to the core and goes on there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, Final, TypeAlias
+
+import grpc
+import orjson
+from aiohttp import web
+
+from compat_core.v1 import runs_pb2
+from http_edge.convert.runs import EVENT_NAMES, EVENT_RENDERERS, DeltaIndexes
+from http_edge.errors import SERVER_ERROR, from_rpc_error
+
+logger = logging.getLogger(__name__)
+
+KEEPALIVE_SECONDS: Final = 15.0
+SSE_HEADERS: Final = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+PING: Final = b": ping\n\n"
+DONE: Final = b"event: done\ndata: [DONE]\n\n"
+
+_QUEUE_DEPTH: Final = 256
+_MAX_BATCH: Final = 64
+_HEADS: Final = {field: f"event: {name}\ndata: ".encode() for field, name in EVENT_NAMES.items()}
+_ERROR_HEAD: Final = b"event: error\ndata: "
+
+
+class _End:
+    """The stream closed cleanly."""
+
+
+_END: Final = _End()
+_Item: TypeAlias = "runs_pb2.RunEvent | grpc.aio.AioRpcError | _End"
+
+
+def render_event(event: runs_pb2.RunEvent, indexes: DeltaIndexes | None = None) -> bytes:
+    """One event as SSE bytes; an event with nothing set renders as nothing."""
+    field = event.WhichOneof("event")
+    if field is None:
+        return b""
+    if field == "done":
+        return DONE
+    data = EVENT_RENDERERS[field](getattr(event, field), indexes)
+    return _HEADS[field] + orjson.dumps(data) + b"\n\n"
+
+
+def render_rpc_error(err: grpc.aio.AioRpcError) -> bytes:
+    """A stream that broke after it started: an `error` event, flat and nested, as the SDKs
+    read it (the HTTP status is already sent)."""
+    return _error_event(from_rpc_error(err).fields())
+
+
+def _error_event(fields: dict[str, str | None]) -> bytes:
+    return _ERROR_HEAD + orjson.dumps({**fields, "error": fields}) + b"\n\n"
+
+
+_SERVER_ERROR_EVENT: Final = _error_event(
+    {
+        "message": "The server had an error while processing your request.",
+        "type": SERVER_ERROR,
+        "param": None,
+        "code": None,
+    }
+)
+
+
+async def relay_run_events(request: web.Request, call: Any) -> web.StreamResponse:
+    """Answer with the events of `call`, a server-streaming `RunEvent` RPC.
+
+    The first event is awaited before any byte is sent, so an RPC that fails at once
+    (unknown thread, bad argument, unimplemented) raises here and is answered as the usual
+    JSON error with its proper status.
+    """
+    try:
+        first = await call.read()
+    except BaseException:
+        call.cancel()
+        raise
+    response = web.StreamResponse(headers=SSE_HEADERS)
+    await response.prepare(request)
+    if first is grpc.aio.EOF:
+        await response.write_eof()
+        return response
+    queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=_QUEUE_DEPTH)
+    pump = asyncio.create_task(_pump(call, queue))
+    try:
+        await _relay(response, first, queue)
+        await response.write_eof()
+    except ConnectionError:
+        logger.debug("client left the event stream of %s", request.path)
+    except Exception:
+        # The status line is sent, so the middleware cannot answer a JSON error any more:
+        # end the stream with an `error` event instead.
+        logger.exception("event relay of %s failed", request.path)
+        with contextlib.suppress(ConnectionError):
+            await response.write(_SERVER_ERROR_EVENT)
+            await response.write_eof()
+    finally:
+        pump.cancel()
+        call.cancel()
+        await asyncio.gather(pump, return_exceptions=True)
+    return response
+
+
+async def _pump(call: Any, queue: asyncio.Queue[_Item]) -> None:
+    try:
+        while True:
+            event = await call.read()
+            if event is grpc.aio.EOF:
+                break
+            await queue.put(event)
+    except grpc.aio.AioRpcError as err:
+        await queue.put(err)
+        return
+    await queue.put(_END)
+
+
+async def _relay(response: web.StreamResponse, first: _Item, queue: asyncio.Queue[_Item]) -> None:
+    indexes = DeltaIndexes()
+    pending: _Item | None = first
+    while True:
+        if pending is None:
+            try:
+                async with asyncio.timeout(KEEPALIVE_SECONDS):
+                    pending = await queue.get()
+            except TimeoutError:
+                await response.write(PING)
+                continue
+        chunks: list[bytes] = []
+        finished = False
+        item: _Item = pending
+        pending = None
+        while True:
+            if isinstance(item, runs_pb2.RunEvent):
+                chunk = render_event(item, indexes)
+                chunks.append(chunk)
+                finished = chunk is DONE
+            elif isinstance(item, grpc.aio.AioRpcError):
+                chunks.append(render_rpc_error(item))
+                finished = True
+            else:
+                finished = True
+            if finished or len(chunks) >= _MAX_BATCH:
+                break
+            if queue.empty():
+                # One turn of the loop lets the pump queue events gRPC already received.
+                await asyncio.sleep(0)
+            try:
+                item = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+        await response.write(b"".join(chunks))
+        if finished:
+            return
