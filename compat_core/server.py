@@ -10,8 +10,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from compat_core.config import Settings
+from compat_core.engine.events import RunEventHub
+from compat_core.engine.executor import EngineContext
+from compat_core.engine.manager import RunEngine
 from compat_core.interceptors import ApiKeyAuth, CoreInterceptor
-from compat_core.models import ModelRegistry
+from compat_core.models import BUILTIN, ModelRegistry
+from compat_core.providers.base import ChatProvider
+from compat_core.providers.builtin import EchoProvider
+from compat_core.providers.upstream import UpstreamProvider
 from compat_core.services.assistants import AssistantsService
 from compat_core.services.files import FilesService
 from compat_core.services.messages import MessagesService
@@ -65,6 +71,7 @@ class CoreServer:
         self._store: Store | None = None
         self._server: aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
+        self._engine: RunEngine | None = None
         self.port = 0
 
     async def start(self, host: str | None = None, port: int | None = None) -> int:
@@ -83,13 +90,24 @@ class CoreServer:
         assistants_pb2_grpc.add_AssistantsServiceServicer_to_server(
             AssistantsService(store, self.models, references), server
         )
-        threads_pb2_grpc.add_ThreadsServiceServicer_to_server(
-            ThreadsService(store, references), server
-        )
+        threads = ThreadsService(store, references)
+        threads_pb2_grpc.add_ThreadsServiceServicer_to_server(threads, server)
         messages_pb2_grpc.add_MessagesServiceServicer_to_server(
             MessagesService(store, references), server
         )
-        runs_pb2_grpc.add_RunsServiceServicer_to_server(RunsService(), server)
+        self._engine = RunEngine(
+            EngineContext(
+                store=store,
+                hub=RunEventHub(),
+                models=self.models,
+                providers=_providers(self.models),
+                tools=self.tools,
+                requires_action_timeout=settings.requires_action_timeout_seconds,
+            )
+        )
+        runs_pb2_grpc.add_RunsServiceServicer_to_server(
+            RunsService(store, self.models, references, threads, self._engine), server
+        )
         files_pb2_grpc.add_FilesServiceServicer_to_server(
             FilesService(store, blobs, settings.max_upload_bytes), server
         )
@@ -110,6 +128,7 @@ class CoreServer:
             raise OSError(f"could not bind the gRPC port {bind_host}:{bind_port}")
         await server.start()
         self._server = server
+        await self._engine.start()
         log.info("core serving gRPC on %s:%d", bind_host, self.port)
         return self.port
 
@@ -120,6 +139,9 @@ class CoreServer:
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
+        if self._engine is not None:
+            await self._engine.stop()
+            self._engine = None
         if self._store is not None:
             await self._store.close()
             self._store = None
@@ -127,3 +149,11 @@ class CoreServer:
     async def wait_for_termination(self) -> None:
         if self._server is not None:
             await self._server.wait_for_termination()
+
+
+def _providers(models: ModelRegistry) -> dict[str, ChatProvider]:
+    """One client per provider, shared by all runs (connection pooling)."""
+    providers: dict[str, ChatProvider] = {BUILTIN: EchoProvider()}
+    for name, config in models.providers.items():
+        providers[name] = UpstreamProvider(config)
+    return providers

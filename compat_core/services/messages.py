@@ -7,7 +7,7 @@ from typing import Any
 from compat_core import errors, ids, validation
 from compat_core.services.references import References
 from compat_core.services.support import apply_mask, cursor_error, envelope, mask_paths, now
-from compat_core.store.base import CursorNotFound, Store
+from compat_core.store.base import CursorNotFound, Store, ThreadBusy
 from compat_core.v1 import common_pb2, messages_pb2, messages_pb2_grpc
 
 UPDATABLE = frozenset({"metadata"})
@@ -43,7 +43,14 @@ class MessagesService(messages_pb2_grpc.MessagesServiceServicer):
         validation.message_input(request.message, "")
         await self._references.check_message(request.message, "")
         message = new_message(request.thread_id, request.message, now())
-        if not await self._store.create_message(message):
+        try:
+            created = await self._store.create_message(message)
+        except ThreadBusy as exc:
+            raise errors.precondition(
+                f"Can't add messages to {exc.thread_id} while a run {exc.run_id} is active.",
+                "thread_id",
+            ) from exc
+        if not created:
             raise missing_thread(request.thread_id)
         return message
 

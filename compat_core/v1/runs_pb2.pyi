@@ -215,6 +215,7 @@ class Run(_message.Message):
     TOOL_CHOICE_FIELD_NUMBER: _builtins.int
     PARALLEL_TOOL_CALLS_FIELD_NUMBER: _builtins.int
     RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
+    REASONING_EFFORT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The ID, `run_` followed by 24 alphanumerics."""
     created_at: _builtins.int
@@ -249,6 +250,10 @@ class Run(_message.Message):
     """The most completion tokens the run may use over all its model calls. Unset for no limit."""
     parallel_tool_calls: _builtins.bool
     """Whether the model may call several tools in one turn."""
+    reasoning_effort: _builtins.str
+    """Reasoning effort passed to reasoning models. Unset when neither the run nor the assistant
+    set one. Not part of OpenAI's run object; kept so a resumed run calls the model alike.
+    """
     @_builtins.property
     def required_action(self) -> Global___RequiredAction:
         """What the client must do for the run to go on. Set only in `RUN_STATUS_REQUIRES_ACTION`."""
@@ -314,10 +319,11 @@ class Run(_message.Message):
         tool_choice: Global___ToolChoice | None = ...,
         parallel_tool_calls: _builtins.bool = ...,
         response_format: _common_pb2.ResponseFormat | None = ...,
+        reasoning_effort: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_cancelled_at", b"_cancelled_at", "_completed_at", b"_completed_at", "_expires_at", b"_expires_at", "_failed_at", b"_failed_at", "_max_completion_tokens", b"_max_completion_tokens", "_max_prompt_tokens", b"_max_prompt_tokens", "_started_at", b"_started_at", "_temperature", b"_temperature", "_top_p", b"_top_p", "cancelled_at", b"cancelled_at", "completed_at", b"completed_at", "expires_at", b"expires_at", "failed_at", b"failed_at", "incomplete_details", b"incomplete_details", "last_error", b"last_error", "max_completion_tokens", b"max_completion_tokens", "max_prompt_tokens", b"max_prompt_tokens", "required_action", b"required_action", "response_format", b"response_format", "started_at", b"started_at", "temperature", b"temperature", "tool_choice", b"tool_choice", "top_p", b"top_p", "truncation_strategy", b"truncation_strategy", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cancelled_at", b"_cancelled_at", "_completed_at", b"_completed_at", "_expires_at", b"_expires_at", "_failed_at", b"_failed_at", "_max_completion_tokens", b"_max_completion_tokens", "_max_prompt_tokens", b"_max_prompt_tokens", "_reasoning_effort", b"_reasoning_effort", "_started_at", b"_started_at", "_temperature", b"_temperature", "_top_p", b"_top_p", "cancelled_at", b"cancelled_at", "completed_at", b"completed_at", "expires_at", b"expires_at", "failed_at", b"failed_at", "incomplete_details", b"incomplete_details", "last_error", b"last_error", "max_completion_tokens", b"max_completion_tokens", "max_prompt_tokens", b"max_prompt_tokens", "reasoning_effort", b"reasoning_effort", "required_action", b"required_action", "response_format", b"response_format", "started_at", b"started_at", "temperature", b"temperature", "tool_choice", b"tool_choice", "top_p", b"top_p", "truncation_strategy", b"truncation_strategy", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cancelled_at", b"_cancelled_at", "_completed_at", b"_completed_at", "_expires_at", b"_expires_at", "_failed_at", b"_failed_at", "_max_completion_tokens", b"_max_completion_tokens", "_max_prompt_tokens", b"_max_prompt_tokens", "_started_at", b"_started_at", "_temperature", b"_temperature", "_top_p", b"_top_p", "assistant_id", b"assistant_id", "cancelled_at", b"cancelled_at", "completed_at", b"completed_at", "created_at", b"created_at", "expires_at", b"expires_at", "failed_at", b"failed_at", "id", b"id", "incomplete_details", b"incomplete_details", "instructions", b"instructions", "last_error", b"last_error", "max_completion_tokens", b"max_completion_tokens", "max_prompt_tokens", b"max_prompt_tokens", "metadata", b"metadata", "model", b"model", "parallel_tool_calls", b"parallel_tool_calls", "required_action", b"required_action", "response_format", b"response_format", "started_at", b"started_at", "status", b"status", "temperature", b"temperature", "thread_id", b"thread_id", "tool_choice", b"tool_choice", "tools", b"tools", "top_p", b"top_p", "truncation_strategy", b"truncation_strategy", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cancelled_at", b"_cancelled_at", "_completed_at", b"_completed_at", "_expires_at", b"_expires_at", "_failed_at", b"_failed_at", "_max_completion_tokens", b"_max_completion_tokens", "_max_prompt_tokens", b"_max_prompt_tokens", "_reasoning_effort", b"_reasoning_effort", "_started_at", b"_started_at", "_temperature", b"_temperature", "_top_p", b"_top_p", "assistant_id", b"assistant_id", "cancelled_at", b"cancelled_at", "completed_at", b"completed_at", "created_at", b"created_at", "expires_at", b"expires_at", "failed_at", b"failed_at", "id", b"id", "incomplete_details", b"incomplete_details", "instructions", b"instructions", "last_error", b"last_error", "max_completion_tokens", b"max_completion_tokens", "max_prompt_tokens", b"max_prompt_tokens", "metadata", b"metadata", "model", b"model", "parallel_tool_calls", b"parallel_tool_calls", "reasoning_effort", b"reasoning_effort", "required_action", b"required_action", "response_format", b"response_format", "started_at", b"started_at", "status", b"status", "temperature", b"temperature", "thread_id", b"thread_id", "tool_choice", b"tool_choice", "tools", b"tools", "top_p", b"top_p", "truncation_strategy", b"truncation_strategy", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__cancelled_at: _TypeAlias = _typing.Literal["cancelled_at"]  # noqa: Y015
     _WhichOneofArgType__cancelled_at: _TypeAlias = _typing.Literal["_cancelled_at", b"_cancelled_at"]  # noqa: Y015
@@ -331,6 +337,8 @@ class Run(_message.Message):
     _WhichOneofArgType__max_completion_tokens: _TypeAlias = _typing.Literal["_max_completion_tokens", b"_max_completion_tokens"]  # noqa: Y015
     _WhichOneofReturnType__max_prompt_tokens: _TypeAlias = _typing.Literal["max_prompt_tokens"]  # noqa: Y015
     _WhichOneofArgType__max_prompt_tokens: _TypeAlias = _typing.Literal["_max_prompt_tokens", b"_max_prompt_tokens"]  # noqa: Y015
+    _WhichOneofReturnType__reasoning_effort: _TypeAlias = _typing.Literal["reasoning_effort"]  # noqa: Y015
+    _WhichOneofArgType__reasoning_effort: _TypeAlias = _typing.Literal["_reasoning_effort", b"_reasoning_effort"]  # noqa: Y015
     _WhichOneofReturnType__started_at: _TypeAlias = _typing.Literal["started_at"]  # noqa: Y015
     _WhichOneofArgType__started_at: _TypeAlias = _typing.Literal["_started_at", b"_started_at"]  # noqa: Y015
     _WhichOneofReturnType__temperature: _TypeAlias = _typing.Literal["temperature"]  # noqa: Y015
@@ -349,6 +357,8 @@ class Run(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__max_completion_tokens) -> _WhichOneofReturnType__max_completion_tokens | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__max_prompt_tokens) -> _WhichOneofReturnType__max_prompt_tokens | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reasoning_effort) -> _WhichOneofReturnType__reasoning_effort | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__started_at) -> _WhichOneofReturnType__started_at | None: ...
     @_typing.overload

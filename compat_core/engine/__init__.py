@@ -1,0 +1,1 @@
+"""The run engine: executions, their events, and the prompt each model call reads."""

@@ -1,0 +1,482 @@
+"""One run executing: model turns, tool rounds and the transitions between them.
+
+Every transition is stored before it is announced (`_commit`), so a watcher never hears of a
+state that a crash could take back. Text pieces are announced as they arrive and stored with
+the transition that ends the message: a crash mid-reply loses only an unfinished reply, which
+resumption deletes and writes again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from compat_core import ids
+from compat_core.engine.events import RunEventHub
+from compat_core.engine.prompt import (
+    PromptTooLong,
+    build_prompt,
+    chat_response_format,
+    chat_tool_choice,
+    chat_tools,
+)
+from compat_core.models import ModelRegistry
+from compat_core.providers.base import ChatProvider, ChatRequest, ProviderError, TokenUsage
+from compat_core.store.base import Store
+from compat_core.tools import Tool
+from compat_core.v1 import common_pb2, messages_pb2, runs_pb2
+
+log = logging.getLogger(__name__)
+
+TOOL_TIMEOUT_SECONDS = 60.0
+# A safety net against a model that calls tools forever.
+MAX_MODEL_TURNS = 50
+
+
+@dataclass
+class EngineContext:
+    """What every execution needs; one per core process."""
+
+    store: Store
+    hub: RunEventHub
+    models: ModelRegistry
+    providers: dict[str, ChatProvider]
+    tools: dict[str, Tool]
+    requires_action_timeout: int = 600
+
+    def now(self) -> int:
+        return int(time.time())
+
+
+class RunExecution:
+    """Drives one run from queued or in_progress until it stops or needs tool outputs."""
+
+    def __init__(self, ctx: EngineContext, run: runs_pb2.Run) -> None:
+        self.ctx = ctx
+        self.run = run
+        self.cancel_requested = False
+        # A task cancelled before its first step never enters `execute`'s handlers, so a cancel
+        # that arrives that early is left to `execute` itself (see RunEngine.cancel).
+        self.started = False
+        self._message: messages_pb2.Message | None = None
+        self._message_step: runs_pb2.RunStep | None = None
+        self._tool_step: runs_pb2.RunStep | None = None
+
+    async def execute(self) -> None:
+        self.started = True
+        try:
+            if self.cancel_requested:
+                await self._finish_cancelled()
+                return
+            if self.run.status == runs_pb2.RUN_STATUS_QUEUED:
+                self.run.status = runs_pb2.RUN_STATUS_IN_PROGRESS
+                self.run.started_at = self.ctx.now()
+                await self._commit(run_event="thread_run_in_progress")
+            for _ in range(MAX_MODEL_TURNS):
+                if not await self._model_turn():
+                    return
+            await self._fail(
+                "server_error", f"The run made more than {MAX_MODEL_TURNS} model calls."
+            )
+        except asyncio.CancelledError:
+            if not self.cancel_requested:
+                raise  # the core is shutting down: the run resumes on the next start
+            await self._finish_cancelled()
+        except ProviderError as exc:
+            await self._fail(exc.code, exc.message)
+        except PromptTooLong:
+            await self._finish_incomplete("max_prompt_tokens")
+        except Exception:
+            log.exception("run %s failed", self.run.id)
+            await self._fail("server_error", "The run failed because of an internal error.")
+
+    # One model call and what follows from it.
+
+    async def _model_turn(self) -> bool:
+        """Call the model once; True when the run goes on with another call."""
+        run = self.run
+        store = self.ctx.store
+        thread_messages = await store.thread_messages(run.thread_id)
+        steps = await store.run_steps(run.id)
+        prompt = build_prompt(run, thread_messages, steps)
+        remaining: int | None = None
+        if run.HasField("max_completion_tokens"):
+            remaining = run.max_completion_tokens - run.usage.completion_tokens
+            if remaining <= 0:
+                await self._finish_incomplete("max_completion_tokens")
+                return False
+        resolved = self.ctx.models.resolve(run.model)
+        provider = self.ctx.providers[resolved.provider]
+        request = ChatRequest(
+            model=resolved.name,
+            messages=prompt.messages,
+            tools=chat_tools(run.tools, self.ctx.tools),
+            tool_choice=chat_tool_choice(run.tool_choice),
+            parallel_tool_calls=run.parallel_tool_calls,
+            temperature=run.temperature if run.HasField("temperature") else None,
+            top_p=run.top_p if run.HasField("top_p") else None,
+            response_format=chat_response_format(run.response_format),
+            max_completion_tokens=remaining,
+            reasoning_effort=run.reasoning_effort if run.HasField("reasoning_effort") else None,
+        )
+        calls: dict[int, runs_pb2.ToolCall] = {}
+        finish: str | None = None
+        usage: TokenUsage | None = None
+        self._message = self._message_step = self._tool_step = None
+
+        async for delta in provider.stream(request):
+            if delta.text:
+                await self._append_text(delta.text)
+            for piece in delta.tool_calls:
+                await self._append_tool_call(
+                    calls, piece.index, piece.id, piece.name, piece.arguments
+                )
+            if delta.finish_reason:
+                finish = delta.finish_reason
+            if delta.usage is not None:
+                usage = delta.usage
+
+        if usage is None:
+            text = self._message.content[0].text.value if self._message else ""
+            arguments = "".join(c.function.arguments for c in calls.values())
+            usage = TokenUsage(prompt.estimated_tokens, max(1, (len(text) + len(arguments)) // 4))
+        _add_usage(run.usage, usage)
+        truncated = finish == "length"
+        step_usage = _usage(usage)
+
+        if self._message is not None and self._message_step is not None:
+            await self._close_message(truncated, step_usage if self._tool_step is None else None)
+        if truncated:
+            await self._finish_incomplete("max_completion_tokens")
+            return False
+        if self._tool_step is None:
+            if self._message is None:
+                # An empty reply still leaves the thread an (empty) assistant message.
+                await self._append_text("")
+                await self._close_message(False, step_usage)
+            await self._finish_completed()
+            return False
+        self._tool_step.usage.CopyFrom(step_usage)
+        return await self._tool_round(list(calls.values()))
+
+    async def _append_text(self, text: str) -> None:
+        if self._message is None:
+            await self._open_message()
+        assert self._message is not None
+        self._message.content[0].text.value += text
+        if text:
+            delta = runs_pb2.MessageDelta(
+                id=self._message.id,
+                content=[
+                    runs_pb2.MessageContentDelta(
+                        index=0,
+                        part=messages_pb2.MessageContent(text=messages_pb2.TextContent(value=text)),
+                    )
+                ],
+            )
+            self._publish("thread_message_delta", delta)
+
+    async def _open_message(self) -> None:
+        now = self.ctx.now()
+        run = self.run
+        message = messages_pb2.Message(
+            id=ids.new_id(ids.MESSAGE),
+            created_at=now,
+            thread_id=run.thread_id,
+            status=messages_pb2.MESSAGE_STATUS_IN_PROGRESS,
+            role=messages_pb2.MESSAGE_ROLE_ASSISTANT,
+            content=[messages_pb2.MessageContent(text=messages_pb2.TextContent(value=""))],
+            assistant_id=run.assistant_id,
+            run_id=run.id,
+        )
+        step = self._new_step(
+            runs_pb2.StepDetails(message_creation=runs_pb2.MessageCreation(message_id=message.id))
+        )
+        self._message, self._message_step = message, step
+        await self.ctx.store.save_progress(steps=[step], messages=[message])
+        self._publish("thread_run_step_created", step)
+        self._publish("thread_run_step_in_progress", step)
+        self._publish("thread_message_created", message)
+        self._publish("thread_message_in_progress", message)
+
+    async def _close_message(self, truncated: bool, usage: common_pb2.Usage | None) -> None:
+        message, step = self._message, self._message_step
+        assert message is not None
+        assert step is not None
+        now = self.ctx.now()
+        if truncated:
+            message.status = messages_pb2.MESSAGE_STATUS_INCOMPLETE
+            message.incomplete_at = now
+            message.incomplete_details.reason = messages_pb2.MESSAGE_INCOMPLETE_REASON_MAX_TOKENS
+        else:
+            message.status = messages_pb2.MESSAGE_STATUS_COMPLETED
+            message.completed_at = now
+        step.status = runs_pb2.RUN_STEP_STATUS_COMPLETED
+        step.completed_at = now
+        if usage is not None:
+            step.usage.CopyFrom(usage)
+        await self.ctx.store.save_progress(steps=[step], messages=[message])
+        self._publish(
+            "thread_message_incomplete" if truncated else "thread_message_completed", message
+        )
+        self._publish("thread_run_step_completed", step)
+
+    async def _append_tool_call(
+        self,
+        calls: dict[int, runs_pb2.ToolCall],
+        index: int,
+        call_id: str | None,
+        name: str | None,
+        arguments: str,
+    ) -> None:
+        if self._tool_step is None:
+            step = self._new_step(runs_pb2.StepDetails(tool_calls=runs_pb2.ToolCalls()))
+            self._tool_step = step
+            await self.ctx.store.save_progress(steps=[step])
+            self._publish("thread_run_step_created", step)
+            self._publish("thread_run_step_in_progress", step)
+        piece = runs_pb2.ToolCall(index=index)
+        call = calls.get(index)
+        if call is None:
+            call = runs_pb2.ToolCall(
+                index=index,
+                id=call_id or ids.new_id(ids.CALL),
+                function=runs_pb2.FunctionCall(name=name or ""),
+            )
+            calls[index] = call
+            piece.id = call.id
+            piece.function.name = call.function.name
+        elif name and not call.function.name:
+            call.function.name = name
+            piece.function.name = name
+        call.function.arguments += arguments
+        piece.function.arguments = arguments
+        self._publish(
+            "thread_run_step_delta",
+            runs_pb2.RunStepDelta(
+                id=self._tool_step.id,
+                step_details=runs_pb2.StepDetails(
+                    tool_calls=runs_pb2.ToolCalls(tool_calls=[piece])
+                ),
+            ),
+        )
+
+    async def _tool_round(self, calls: list[runs_pb2.ToolCall]) -> bool:
+        """Run the server's tools; hand the rest to the client. True to call the model again."""
+        step = self._tool_step
+        assert step is not None
+        step.step_details.tool_calls.ClearField("tool_calls")
+        step.step_details.tool_calls.tool_calls.extend(calls)
+        stored = step.step_details.tool_calls.tool_calls
+        server = [c for c in stored if c.function.name in self.ctx.tools]
+        outputs = await asyncio.gather(
+            *(run_tool(self.ctx.tools[c.function.name], c.function.arguments) for c in server)
+        )
+        for call, output in zip(server, outputs, strict=True):
+            call.function.output = output
+        pending = [c for c in stored if not c.function.HasField("output")]
+        if pending:
+            run = self.run
+            run.status = runs_pb2.RUN_STATUS_REQUIRES_ACTION
+            run.required_action.CopyFrom(
+                runs_pb2.RequiredAction(
+                    tool_calls=[
+                        runs_pb2.RequiredToolCall(
+                            id=c.id, name=c.function.name, arguments=c.function.arguments
+                        )
+                        for c in pending
+                    ]
+                )
+            )
+            run.expires_at = self.ctx.now() + self.ctx.requires_action_timeout
+            await self._commit(steps=[step], run_event="thread_run_requires_action")
+            return False
+        step.status = runs_pb2.RUN_STEP_STATUS_COMPLETED
+        step.completed_at = self.ctx.now()
+        await self._commit(steps=[step], step_event="thread_run_step_completed")
+        return True
+
+    # Endings.
+
+    async def _finish_completed(self) -> None:
+        run = self.run
+        run.status = runs_pb2.RUN_STATUS_COMPLETED
+        run.completed_at = self.ctx.now()
+        run.ClearField("expires_at")
+        await self._commit(run_event="thread_run_completed")
+
+    async def _finish_incomplete(self, reason: str) -> None:
+        run = self.run
+        await self._close_open_parts(messages_pb2.MESSAGE_INCOMPLETE_REASON_MAX_TOKENS, None)
+        run.status = runs_pb2.RUN_STATUS_INCOMPLETE
+        run.incomplete_details.reason = reason
+        run.ClearField("expires_at")
+        await self._commit(run_event="thread_run_incomplete")
+
+    async def _fail(self, code: str, message: str) -> None:
+        run = self.run
+        now = self.ctx.now()
+        error = runs_pb2.RunError(code=code, message=message)
+        await self._close_open_parts(
+            messages_pb2.MESSAGE_INCOMPLETE_REASON_RUN_FAILED,
+            (runs_pb2.RUN_STEP_STATUS_FAILED, error),
+        )
+        run.status = runs_pb2.RUN_STATUS_FAILED
+        run.failed_at = now
+        run.last_error.CopyFrom(error)
+        run.ClearField("expires_at")
+        run.ClearField("required_action")
+        await self._commit(run_event="thread_run_failed")
+
+    async def _finish_cancelled(self) -> None:
+        run = self.run
+        await self._close_open_parts(
+            messages_pb2.MESSAGE_INCOMPLETE_REASON_RUN_CANCELLED,
+            (runs_pb2.RUN_STEP_STATUS_CANCELLED, None),
+        )
+        run.status = runs_pb2.RUN_STATUS_CANCELLED
+        run.cancelled_at = self.ctx.now()
+        run.ClearField("expires_at")
+        run.ClearField("required_action")
+        await self._commit(run_event="thread_run_cancelled")
+
+    async def _close_open_parts(
+        self,
+        reason: messages_pb2.MessageIncompleteReason.ValueType,
+        step_end: tuple[runs_pb2.RunStepStatus.ValueType, runs_pb2.RunError | None] | None,
+    ) -> None:
+        """Keep a partly written reply as `incomplete`; end open steps as `step_end` says."""
+        now = self.ctx.now()
+        message, message_step = self._message, self._message_step
+        if message is not None and message.status == messages_pb2.MESSAGE_STATUS_IN_PROGRESS:
+            message.status = messages_pb2.MESSAGE_STATUS_INCOMPLETE
+            message.incomplete_at = now
+            message.incomplete_details.reason = reason
+            await self.ctx.store.save_progress(messages=[message])
+            self._publish("thread_message_incomplete", message)
+        if step_end is None:
+            return
+        status, error = step_end
+        open_steps = [
+            s
+            for s in (message_step, self._tool_step)
+            if s is not None and s.status == runs_pb2.RUN_STEP_STATUS_IN_PROGRESS
+        ]
+        for step in open_steps:
+            end_step(step, status, now, error)
+        if open_steps:
+            await self.ctx.store.save_progress(steps=open_steps)
+            for step in open_steps:
+                self._publish(STEP_EVENTS[status], step)
+
+    # Plumbing.
+
+    def _new_step(self, details: runs_pb2.StepDetails) -> runs_pb2.RunStep:
+        run = self.run
+        return runs_pb2.RunStep(
+            id=ids.new_id(ids.STEP),
+            created_at=self.ctx.now(),
+            assistant_id=run.assistant_id,
+            thread_id=run.thread_id,
+            run_id=run.id,
+            status=runs_pb2.RUN_STEP_STATUS_IN_PROGRESS,
+            step_details=details,
+        )
+
+    async def _commit(
+        self,
+        *,
+        steps: Sequence[runs_pb2.RunStep] = (),
+        run_event: str | None = None,
+        step_event: str | None = None,
+    ) -> None:
+        """Store the run (and steps), then announce: never the other way round."""
+        await self.ctx.store.save_progress(run=self.run, steps=steps)
+        if step_event is not None:
+            for step in steps:
+                self._publish(step_event, step)
+        if run_event is not None:
+            self._publish(run_event, self.run)
+
+    def _publish(self, name: str, payload: Any) -> None:
+        publish(self.ctx.hub, self.run.id, name, payload)
+
+
+STEP_EVENTS = {
+    runs_pb2.RUN_STEP_STATUS_COMPLETED: "thread_run_step_completed",
+    runs_pb2.RUN_STEP_STATUS_FAILED: "thread_run_step_failed",
+    runs_pb2.RUN_STEP_STATUS_CANCELLED: "thread_run_step_cancelled",
+    runs_pb2.RUN_STEP_STATUS_EXPIRED: "thread_run_step_expired",
+}
+
+
+def publish(hub: RunEventHub, run_id: str, name: str, payload: Any) -> None:
+    """Announce `payload` as event `name` (a copy: the engine keeps mutating its objects)."""
+    event = runs_pb2.RunEvent()
+    getattr(event, name).CopyFrom(payload)
+    hub.publish(run_id, event)
+
+
+def end_step(
+    step: runs_pb2.RunStep,
+    status: runs_pb2.RunStepStatus.ValueType,
+    now: int,
+    error: runs_pb2.RunError | None = None,
+) -> None:
+    """Set a step's final status and the matching timestamp."""
+    step.status = status
+    if status == runs_pb2.RUN_STEP_STATUS_COMPLETED:
+        step.completed_at = now
+    elif status == runs_pb2.RUN_STEP_STATUS_FAILED:
+        step.failed_at = now
+        if error is not None:
+            step.last_error.CopyFrom(error)
+    elif status == runs_pb2.RUN_STEP_STATUS_CANCELLED:
+        step.cancelled_at = now
+    elif status == runs_pb2.RUN_STEP_STATUS_EXPIRED:
+        step.expired_at = now
+
+
+async def run_tool(tool: Tool, arguments: str) -> str:
+    """Run a server-side tool; any failure becomes its output text so the model can react."""
+    try:
+        parsed = orjson.loads(arguments or "{}")
+        if not isinstance(parsed, dict):
+            return f"Error: the arguments of {tool.name} must be a JSON object."
+        if inspect.iscoroutinefunction(tool.function):
+            result = await asyncio.wait_for(tool.function(**parsed), TOOL_TIMEOUT_SECONDS)
+        else:
+            result = await asyncio.wait_for(
+                asyncio.to_thread(tool.function, **parsed), TOOL_TIMEOUT_SECONDS
+            )
+    except TimeoutError:
+        return f"Error: {tool.name} did not finish within {TOOL_TIMEOUT_SECONDS:g} seconds."
+    except Exception as exc:
+        return f"Error: {type(exc).__name__}: {exc}"
+    if isinstance(result, str):
+        return result
+    try:
+        return orjson.dumps(result).decode()
+    except TypeError:
+        return str(result)
+
+
+def _usage(usage: TokenUsage) -> common_pb2.Usage:
+    return common_pb2.Usage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.prompt_tokens + usage.completion_tokens,
+    )
+
+
+def _add_usage(total: common_pb2.Usage, usage: TokenUsage) -> None:
+    total.prompt_tokens += usage.prompt_tokens
+    total.completion_tokens += usage.completion_tokens
+    total.total_tokens = total.prompt_tokens + total.completion_tokens
