@@ -671,7 +671,7 @@ async def test_reopening_keeps_data_and_open_is_idempotent(db_path: Path) -> Non
         assert await second.get_message("thread_a", "msg_m1") == message("thread_a", "m1")
     finally:
         await second.close()
-    assert current_revision(db_path) == "0001"
+    assert current_revision(db_path) == "0002"
 
 
 async def test_concurrent_migrations_in_one_process(db_path: Path) -> None:
@@ -681,7 +681,7 @@ async def test_concurrent_migrations_in_one_process(db_path: Path) -> None:
     finally:
         for d in databases:
             await d.close()
-    assert current_revision(db_path) == "0001"
+    assert current_revision(db_path) == "0002"
 
 
 async def test_concurrent_migrations_across_processes(db_path: Path) -> None:
@@ -700,7 +700,7 @@ async def test_concurrent_migrations_across_processes(db_path: Path) -> None:
     results = [await process.communicate() for process in processes]
     codes = [process.returncode for process in processes]
     assert codes == [0] * 4, [err.decode() for _, err in results]
-    assert current_revision(db_path) == "0001"
+    assert current_revision(db_path) == "0002"
 
 
 def test_migrations_match_the_schema_module(db: Database, db_path: Path) -> None:
@@ -729,7 +729,7 @@ def test_downgrade_and_upgrade_again(db: Database, db_path: Path) -> None:
     finally:
         engine.dispose()
     assert tables >= {"assistants", "threads", "messages", "runs", "run_steps", "files"}
-    assert current_revision(db_path) == "0001"
+    assert current_revision(db_path) == "0002"
 
 
 # Construction

@@ -112,6 +112,8 @@ runs = Table(
     _body(),
     UniqueConstraint("id"),
     Index(None, "thread_id", "seq"),
+    # Restart recovery and expiry sweeps find runs by status, oldest first.
+    Index(None, "status", "seq"),
     sqlite_autoincrement=True,
 )
 

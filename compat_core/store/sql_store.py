@@ -10,7 +10,9 @@ transaction: they must be quick and must not touch the event loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import heapq
+import itertools
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -18,9 +20,16 @@ from google.protobuf.message import Message
 from sqlalchemy import ColumnElement, Connection, Table, exists, select
 
 from compat_core.store import schema
-from compat_core.store.base import CursorNotFound, Page, PageQuery, Store
+from compat_core.store.base import (
+    ACTIVE_RUN_STATUSES,
+    CursorNotFound,
+    Page,
+    PageQuery,
+    Store,
+    ThreadBusy,
+)
 from compat_core.store.database import Database
-from compat_core.v1 import assistants_pb2, files_pb2, messages_pb2, threads_pb2
+from compat_core.v1 import assistants_pb2, files_pb2, messages_pb2, runs_pb2, threads_pb2
 
 M = TypeVar("M", bound=Message)
 
@@ -59,6 +68,19 @@ def _file_columns(f: files_pb2.File) -> dict[str, Any]:
     return {"id": f.id, "purpose": f.purpose, "created_at": f.created_at}
 
 
+def _run_columns(r: runs_pb2.Run) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "thread_id": r.thread_id,
+        "status": int(r.status),
+        "created_at": r.created_at,
+    }
+
+
+def _step_columns(s: runs_pb2.RunStep) -> dict[str, Any]:
+    return {"id": s.id, "run_id": s.run_id, "thread_id": s.thread_id, "created_at": s.created_at}
+
+
 _ASSISTANTS = _Kind(
     schema.assistants, assistants_pb2.Assistant.FromString, _assistant_columns, ("id",)
 )
@@ -67,6 +89,13 @@ _MESSAGES = _Kind(
     schema.messages, messages_pb2.Message.FromString, _message_columns, ("id", "thread_id")
 )
 _FILES = _Kind(schema.files, files_pb2.File.FromString, _file_columns, ("id",))
+_RUNS = _Kind(schema.runs, runs_pb2.Run.FromString, _run_columns, ("id", "thread_id"))
+_STEPS = _Kind(
+    schema.run_steps,
+    runs_pb2.RunStep.FromString,
+    _step_columns,
+    ("id", "run_id", "thread_id"),
+)
 
 
 # Operations on one connection, each run as a whole transaction.
@@ -113,11 +142,39 @@ def _update(
     changed = [name for name in kind.identity if after[name] != before[name]]
     if changed:
         raise ValueError(f"mutate changed {', '.join(changed)} of {object_id}")
-    # Rewrite the other derived columns too, so they can never disagree with the body.
-    values = {name: value for name, value in after.items() if name not in kind.identity}
-    values["body"] = obj.SerializeToString()
-    conn.execute(table.update().where(table.c.seq == row.seq).values(values))
+    _rewrite(conn, kind, row.seq, obj)
     return obj
+
+
+def _rewrite(conn: Connection, kind: _Kind[M], seq: int, obj: M) -> None:
+    """Replace the body of the row at `seq` in place; its identity columns stay as they are.
+
+    The other derived columns are rewritten too, so they can never disagree with the body.
+    """
+    table = kind.table
+    values = {name: value for name, value in kind.columns(obj).items() if name not in kind.identity}
+    values["body"] = obj.SerializeToString()
+    conn.execute(table.update().where(table.c.seq == seq).values(values))
+
+
+def _upsert(conn: Connection, kind: _Kind[M], obj: M) -> None:
+    """Insert `obj`, or replace the row with its ID in place (keeping its seq, so its place).
+
+    Raises ValueError if the existing row's identity columns differ from the object's: a
+    replace must not move an object to another parent.
+    """
+    table = kind.table
+    columns = kind.columns(obj)
+    identity = [table.c[name] for name in kind.identity]
+    stmt = select(table.c.seq, *identity).where(table.c.id == columns["id"])
+    row = conn.execute(stmt).one_or_none()
+    if row is None:
+        _insert(conn, kind, obj)
+        return
+    changed = [name for name in kind.identity if row._mapping[name] != columns[name]]
+    if changed:
+        raise ValueError(f"{columns['id']} is stored with other {', '.join(changed)}")
+    _rewrite(conn, kind, row.seq, obj)
 
 
 def _delete(conn: Connection, kind: _Kind[M], object_id: str, **scope: str) -> bool:
@@ -205,9 +262,27 @@ def _delete_thread(conn: Connection, thread_id: str) -> bool:
     return conn.execute(threads.delete().where(threads.c.id == thread_id)).rowcount > 0
 
 
+def _active_run_id(conn: Connection, thread_id: str, other_than: str = "") -> str | None:
+    """The ID of an active run of the thread (apart from `other_than`), if there is one."""
+    runs = schema.runs
+    conditions = [runs.c.thread_id == thread_id, runs.c.status.in_(sorted(ACTIVE_RUN_STATUSES))]
+    if other_than:
+        conditions.append(runs.c.id != other_than)
+    stmt = select(runs.c.id).where(*conditions).order_by(runs.c.seq.desc()).limit(1)
+    run_id = conn.execute(stmt).scalar_one_or_none()
+    return None if run_id is None else str(run_id)
+
+
+def _check_idle(conn: Connection, thread_id: str, other_than: str = "") -> None:
+    active = _active_run_id(conn, thread_id, other_than)
+    if active is not None:
+        raise ThreadBusy(thread_id, active)
+
+
 def _create_message(conn: Connection, message: messages_pb2.Message) -> bool:
     if not _exists(conn, schema.threads, message.thread_id):
         return False
+    _check_idle(conn, message.thread_id)
     _insert(conn, _MESSAGES, message)
     return True
 
@@ -225,6 +300,133 @@ def _list_messages(
 def _list_files(conn: Connection, query: PageQuery, purpose: str) -> Page[files_pb2.File]:
     filters = [schema.files.c.purpose == purpose] if purpose else []
     return _page(conn, _FILES, query, filters=filters)
+
+
+def _create_run(
+    conn: Connection,
+    run: runs_pb2.Run,
+    messages: Sequence[messages_pb2.Message],
+    thread: threads_pb2.Thread | None,
+) -> bool:
+    for message in messages:
+        if message.thread_id != run.thread_id:
+            raise ValueError(f"message {message.id} names thread {message.thread_id!r}")
+    if thread is not None:
+        if thread.id != run.thread_id:
+            raise ValueError(f"run {run.id} names thread {run.thread_id!r}, not {thread.id!r}")
+        _insert(conn, _THREADS, thread)
+    elif not _exists(conn, schema.threads, run.thread_id):
+        return False
+    # A new thread cannot have a run yet; an existing one is checked under the write lock.
+    _check_idle(conn, run.thread_id)
+    if messages:
+        # One executemany; rows are inserted, and so get their seq, in list order.
+        conn.execute(schema.messages.insert(), [_row(_MESSAGES, m) for m in messages])
+    _insert(conn, _RUNS, run)
+    return True
+
+
+def _update_run(
+    conn: Connection, thread_id: str, run_id: str, mutate: Callable[[runs_pb2.Run], None]
+) -> runs_pb2.Run | None:
+    run = _update(conn, _RUNS, run_id, mutate, thread_id=thread_id)
+    if run is not None and run.status in ACTIVE_RUN_STATUSES:
+        _check_idle(conn, thread_id, other_than=run_id)
+    return run
+
+
+def _run_thread(conn: Connection, run_id: str) -> str | None:
+    stmt = select(schema.runs.c.thread_id).where(schema.runs.c.id == run_id)
+    thread_id = conn.execute(stmt).scalar_one_or_none()
+    return None if thread_id is None else str(thread_id)
+
+
+def _save_progress(
+    conn: Connection,
+    run: runs_pb2.Run | None,
+    steps: Sequence[runs_pb2.RunStep],
+    messages: Sequence[messages_pb2.Message],
+) -> None:
+    # Everything saved together belongs to one thread: the run's, else the first object's.
+    if run is not None:
+        thread_id = run.thread_id
+    elif steps:
+        thread_id = steps[0].thread_id
+    elif messages:
+        thread_id = messages[0].thread_id
+    else:
+        return
+    named = [(step.id, step.thread_id) for step in steps]
+    named += [(message.id, message.thread_id) for message in messages]
+    for object_id, object_thread_id in named:
+        if object_thread_id != thread_id:
+            raise ValueError(f"{object_id} names thread {object_thread_id!r}, not {thread_id!r}")
+    if run is not None:
+        _upsert(conn, _RUNS, run)
+        if run.status in ACTIVE_RUN_STATUSES:
+            # Inserting or re-activating a run must not give its thread a second active one.
+            _check_idle(conn, thread_id, other_than=run.id)
+    # A step's run must be on the step's thread (its thread_id column is not a foreign key).
+    for step_run_id in dict.fromkeys(step.run_id for step in steps):
+        if _run_thread(conn, step_run_id) != thread_id:
+            raise ValueError(f"run {step_run_id!r} is not a run of thread {thread_id!r}")
+    for step in steps:
+        _upsert(conn, _STEPS, step)
+    for message in messages:
+        _upsert(conn, _MESSAGES, message)
+
+
+def _delete_run_output(
+    conn: Connection, step_ids: Sequence[str], message_ids: Sequence[str]
+) -> None:
+    if step_ids:
+        conn.execute(schema.run_steps.delete().where(schema.run_steps.c.id.in_(step_ids)))
+    if message_ids:
+        conn.execute(schema.messages.delete().where(schema.messages.c.id.in_(message_ids)))
+
+
+def _runs_with_status(
+    conn: Connection, statuses: Collection[int], limit: int
+) -> list[runs_pb2.Run]:
+    """The oldest `limit` runs in `statuses`, each status read along its (status, seq) index.
+
+    One ordered range scan per status, merged here: a single `status IN (...) ORDER BY seq`
+    would read every matching row and sort them all before the limit applies.
+    """
+    if limit <= 0:
+        return []
+    runs = schema.runs
+    streams: list[Iterable[tuple[int, bytes]]] = []
+    for status in sorted(set(statuses)):
+        stmt = (
+            select(runs.c.seq, runs.c.body)
+            .where(runs.c.status == status)
+            .order_by(runs.c.seq.asc())
+            .limit(limit)
+        )
+        streams.append([(int(row.seq), row.body) for row in conn.execute(stmt)])
+    oldest = itertools.islice(heapq.merge(*streams), limit)
+    return [_RUNS.parse(body) for _, body in oldest]
+
+
+def _list_runs(conn: Connection, thread_id: str, query: PageQuery) -> Page[runs_pb2.Run] | None:
+    if not _exists(conn, schema.threads, thread_id):
+        return None
+    return _page(conn, _RUNS, query, scope=[schema.runs.c.thread_id == thread_id])
+
+
+def _list_steps(
+    conn: Connection, thread_id: str, run_id: str, query: PageQuery
+) -> Page[runs_pb2.RunStep] | None:
+    if _run_thread(conn, run_id) != thread_id:
+        return None
+    # A step's thread is its run's (save_progress checks), so the run scopes the list.
+    return _page(conn, _STEPS, query, scope=[schema.run_steps.c.run_id == run_id])
+
+
+def _all(conn: Connection, kind: _Kind[M], parent: ColumnElement[bool]) -> list[M]:
+    stmt = select(kind.table.c.body).where(parent).order_by(kind.table.c.seq.asc())
+    return [kind.parse(body) for body in conn.execute(stmt).scalars()]
 
 
 class SqlStore(Store):
@@ -319,3 +521,63 @@ class SqlStore(Store):
 
     async def delete_file(self, file_id: str) -> bool:
         return await self._db.write(lambda conn: _delete(conn, _FILES, file_id))
+
+    # Runs and run steps
+
+    async def create_run(
+        self,
+        run: runs_pb2.Run,
+        messages: Sequence[messages_pb2.Message] = (),
+        thread: threads_pb2.Thread | None = None,
+    ) -> bool:
+        return await self._db.write(lambda conn: _create_run(conn, run, messages, thread))
+
+    async def get_run(self, thread_id: str, run_id: str) -> runs_pb2.Run | None:
+        return await self._db.read(lambda conn: _get(conn, _RUNS, run_id, thread_id=thread_id))
+
+    async def find_run(self, run_id: str) -> runs_pb2.Run | None:
+        return await self._db.read(lambda conn: _get(conn, _RUNS, run_id))
+
+    async def list_runs(self, thread_id: str, query: PageQuery) -> Page[runs_pb2.Run] | None:
+        return await self._db.read(lambda conn: _list_runs(conn, thread_id, query))
+
+    async def update_run(
+        self, thread_id: str, run_id: str, mutate: Callable[[runs_pb2.Run], None]
+    ) -> runs_pb2.Run | None:
+        return await self._db.write(lambda conn: _update_run(conn, thread_id, run_id, mutate))
+
+    async def save_progress(
+        self,
+        run: runs_pb2.Run | None = None,
+        steps: Sequence[runs_pb2.RunStep] = (),
+        messages: Sequence[messages_pb2.Message] = (),
+    ) -> None:
+        await self._db.write(lambda conn: _save_progress(conn, run, steps, messages))
+
+    async def delete_run_output(self, step_ids: Sequence[str], message_ids: Sequence[str]) -> None:
+        await self._db.write(lambda conn: _delete_run_output(conn, step_ids, message_ids))
+
+    async def runs_with_status(
+        self, statuses: Collection[int], limit: int = 1000
+    ) -> list[runs_pb2.Run]:
+        return await self._db.read(lambda conn: _runs_with_status(conn, statuses, limit))
+
+    async def list_steps(
+        self, thread_id: str, run_id: str, query: PageQuery
+    ) -> Page[runs_pb2.RunStep] | None:
+        return await self._db.read(lambda conn: _list_steps(conn, thread_id, run_id, query))
+
+    async def get_step(self, thread_id: str, run_id: str, step_id: str) -> runs_pb2.RunStep | None:
+        return await self._db.read(
+            lambda conn: _get(conn, _STEPS, step_id, run_id=run_id, thread_id=thread_id)
+        )
+
+    async def run_steps(self, run_id: str) -> list[runs_pb2.RunStep]:
+        return await self._db.read(
+            lambda conn: _all(conn, _STEPS, schema.run_steps.c.run_id == run_id)
+        )
+
+    async def thread_messages(self, thread_id: str) -> list[messages_pb2.Message]:
+        return await self._db.read(
+            lambda conn: _all(conn, _MESSAGES, schema.messages.c.thread_id == thread_id)
+        )
