@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     tools: Annotated[list[str], NoDecode] = Field(default_factory=list)
     default_model: str = "builtin/echo"
     model_aliases: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    # Providers given in code (the embedded server's `providers=` argument); they win over
+    # same-named ones from the environment.
+    extra_providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     requires_action_timeout_seconds: int = Field(default=600, ge=1)
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
 
@@ -140,6 +143,10 @@ class Settings(BaseSettings):
                 raise ValueError(f"COMPAT_PROVIDER_{name.upper()}_BASE_URL is required")
             api_key = values.get("api_key") or (base.api_key if base else "")
             providers[name] = ProviderConfig(name=name, base_url=base_url, api_key=api_key)
+        for name, config in self.extra_providers.items():
+            if not _PROVIDER_NAME.match(name) or name == "builtin":
+                raise ValueError(f"provider name {name!r} is not allowed")
+            providers[name] = config.model_copy(update={"name": name})
         return providers
 
 

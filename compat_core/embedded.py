@@ -8,12 +8,12 @@ so an embedded server behaves exactly as a deployed one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
 
-from compat_core.config import Settings
+from compat_core.config import ProviderConfig, Settings
 from compat_core.server import CoreServer
 from compat_core.tools import as_tools
 
@@ -82,12 +82,18 @@ def create_server(
     cors_origins: Sequence[str] | None = None,
     log_requests: bool | None = None,
     tools: Sequence[object] = (),
+    providers: Mapping[str, str | ProviderConfig] | None = None,
+    requires_action_timeout_seconds: int | None = None,
     host: str = "127.0.0.1",
     http_port: int = 0,
     grpc_port: int = 0,
     settings: Settings | None = None,
 ) -> CompatServer:
-    """An all-in-one server; keyword arguments override `settings` (else the environment)."""
+    """An all-in-one server; keyword arguments override `settings` (else the environment).
+
+    `providers` maps a provider name to its base URL (or a full `ProviderConfig` with a key):
+    `providers={"local": "http://127.0.0.1:8000/v1"}` serves `local/<model>`.
+    """
     overrides: dict[str, Any] = {
         "http_host": host,
         "grpc_host": host,
@@ -102,6 +108,15 @@ def create_server(
         overrides["cors_origins"] = list(cors_origins)
     if log_requests is not None:
         overrides["log_requests"] = log_requests
+    if providers is not None:
+        overrides["extra_providers"] = {
+            name: value
+            if isinstance(value, ProviderConfig)
+            else ProviderConfig(name=name, base_url=value)
+            for name, value in providers.items()
+        }
+    if requires_action_timeout_seconds is not None:
+        overrides["requires_action_timeout_seconds"] = requires_action_timeout_seconds
     base = settings if settings is not None else Settings()
     return CompatServer(base.model_copy(update=overrides), tools)
 
