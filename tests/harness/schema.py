@@ -125,7 +125,8 @@ def load_spec() -> dict[str, Any]:
 @functools.cache
 def _registry() -> Registry[Any]:
     resource: Resource[Any] = Resource.from_contents(load_spec(), default_specification=DRAFT202012)
-    return Registry().with_resource(SPEC_URI, resource)
+    registry: Registry[Any] = Registry().with_resource(SPEC_URI, resource)
+    return registry
 
 
 @functools.cache
@@ -310,6 +311,7 @@ class SchemaHook:
     """
 
     def __init__(self) -> None:
+        load_spec()  # a missing spec fails every test that would rely on it, with its path
         self.violations: list[str] = []
         self.checked = 0
 

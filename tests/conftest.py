@@ -1,0 +1,187 @@
+"""Fixtures of the end-to-end suite.
+
+Servers
+- `session_server`: one server for the whole session (SQLite under a tmp dir, auth off, CORS
+  `*`). Tests that share it must not depend on what others created: they make their own
+  threads, tag their objects, or page relative to their own IDs.
+- `auth_server` (API key `k1`) and `cors_server` (key `k1`, origin `https://app.example`):
+  started on first use, shared by the tests that need that configuration.
+- `make_server(**kwargs)`: a server of the test's own on a fresh database, stopped at teardown
+  (for absolute counts, restarts, or settings such as `max_upload_bytes`).
+
+Clients (every HTTP response under `/v1` is validated against the OpenAPI spec)
+- `client`: `openai.OpenAI` on `session_server`, `max_retries=0`.
+- `make_client(server, api_key="test", max_retries=0)`: the same for any server.
+- `http`: a raw `httpx2.Client` on `session_server`'s root URL; `make_http(server)` for others.
+- `grpc_client`: a `GrpcClient` (sync stubs) on `session_server`; `make_grpc(server)` for others.
+- `schema_hook`: the test's `SchemaHook`; teardown fails the test on any spec violation that
+  the test itself did not already fail on (say, one a broad `except` swallowed).
+- `tag`: a hex string unique to the test, for metadata that marks its objects.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import openai
+import pytest
+from harness import ALLOWED_ORIGIN, API_KEY, MakeClient, MakeGrpc, MakeHttp, MakeServer
+from harness.grpc_client import GrpcClient
+from harness.schema import SchemaHook
+from harness.server import ServerThread, sqlite_url
+
+CLIENT_TIMEOUT = 60.0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The SDK's Assistants methods carry `@deprecated("deprecated")`, a warning attributed to
+    # the calling test module, which pyproject's `openai.*` module filter does not reach.
+    config.addinivalue_line("filterwarnings", "ignore:deprecated$:DeprecationWarning")
+
+
+def _serve(directory: Path, **kwargs: Any) -> ServerThread:
+    return ServerThread(database_url=sqlite_url(directory), **kwargs).start()
+
+
+@pytest.fixture(scope="session")
+def session_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    server = _serve(tmp_path_factory.mktemp("session-server"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    server = _serve(tmp_path_factory.mktemp("auth-server"), api_keys=[API_KEY])
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def cors_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    server = _serve(
+        tmp_path_factory.mktemp("cors-server"),
+        api_keys=[API_KEY],
+        cors_origins=[ALLOWED_ORIGIN],
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MakeServer]:
+    servers: list[ServerThread] = []
+
+    def make(**kwargs: Any) -> ServerThread:
+        server = _serve(tmp_path_factory.mktemp("own-server"), **kwargs)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in reversed(servers):
+        server.stop()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    # Keep each phase's report on the test, so fixtures can tell whether the call failed.
+    report = yield
+    item.stash.setdefault(_REPORTS, {})[report.when] = report
+    return report
+
+
+_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+@pytest.fixture
+def schema_hook(request: pytest.FixtureRequest) -> Iterator[SchemaHook]:
+    hook = SchemaHook()
+    yield hook
+    call = request.node.stash.get(_REPORTS, {}).get("call")
+    if call is not None and call.failed:
+        return  # the violation (if any) already failed the test; don't report it twice
+    hook.assert_clean()
+
+
+@pytest.fixture
+def make_client(schema_hook: SchemaHook) -> Iterator[MakeClient]:
+    clients: list[openai.OpenAI] = []
+
+    def make(
+        server: ServerThread, api_key: str = "test", max_retries: int = 0, **kwargs: Any
+    ) -> openai.OpenAI:
+        hooks = [schema_hook, *kwargs.pop("extra_hooks", [])]
+        http_client = httpx2.Client(event_hooks={"response": hooks}, timeout=CLIENT_TIMEOUT)
+        client = openai.OpenAI(
+            base_url=server.base_url,
+            api_key=api_key,
+            max_retries=max_retries,
+            http_client=http_client,
+            **kwargs,
+        )
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def client(session_server: ServerThread, make_client: MakeClient) -> openai.OpenAI:
+    return make_client(session_server)
+
+
+@pytest.fixture
+def make_http(schema_hook: SchemaHook) -> Iterator[MakeHttp]:
+    clients: list[httpx2.Client] = []
+
+    def make(server: ServerThread, **kwargs: Any) -> httpx2.Client:
+        http = httpx2.Client(
+            base_url=server.url,
+            event_hooks={"response": [schema_hook]},
+            timeout=CLIENT_TIMEOUT,
+            **kwargs,
+        )
+        clients.append(http)
+        return http
+
+    yield make
+    for http in clients:
+        http.close()
+
+
+@pytest.fixture
+def http(session_server: ServerThread, make_http: MakeHttp) -> httpx2.Client:
+    return make_http(session_server)
+
+
+@pytest.fixture
+def make_grpc() -> Iterator[MakeGrpc]:
+    clients: list[GrpcClient] = []
+
+    def make(server: ServerThread) -> GrpcClient:
+        client = GrpcClient(server.grpc_target)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def grpc_client(session_server: ServerThread, make_grpc: MakeGrpc) -> GrpcClient:
+    return make_grpc(session_server)
+
+
+@pytest.fixture
+def tag() -> str:
+    """A value unique to this test, to mark the objects it creates."""
+    return uuid.uuid4().hex
