@@ -38,7 +38,7 @@ class SortOrder(_SortOrder, metaclass=_SortOrderEnumTypeWrapper):
     OpenAI's Assistants API v2, so that anyone who knows that API can read these messages.
 
     The order of a list by creation time. Lists of every resource are ordered by `created_at`,
-    and by ID among objects created in the same second.
+    and among objects created in the same second by the order the server stored them.
     """
 
 SORT_ORDER_UNSPECIFIED: SortOrder.ValueType  # 0
