@@ -132,7 +132,9 @@ class RunExecution:
         self._message = self._message_step = self._tool_step = None
 
         async for delta in provider.stream(request):
-            if delta.text:
+            if delta.text and self._tool_step is None:
+                # Text after tool calls began would need a second open step, which the SDKs
+                # refuse; models do not interleave them in practice.
                 await self._append_text(delta.text)
             for piece in delta.tool_calls:
                 await self._append_tool_call(
@@ -151,7 +153,7 @@ class RunExecution:
         truncated = finish == "length"
         step_usage = _usage(usage)
 
-        if self._message is not None and self._message_step is not None:
+        if self._message_open():
             await self._close_message(truncated, step_usage if self._tool_step is None else None)
         if truncated:
             await self._finish_incomplete("max_completion_tokens")
@@ -182,6 +184,12 @@ class RunExecution:
                 ],
             )
             self._publish("thread_message_delta", delta)
+
+    def _message_open(self) -> bool:
+        return (
+            self._message is not None
+            and self._message.status == messages_pb2.MESSAGE_STATUS_IN_PROGRESS
+        )
 
     async def _open_message(self) -> None:
         now = self.ctx.now()
@@ -237,6 +245,10 @@ class RunExecution:
         arguments: str,
     ) -> None:
         if self._tool_step is None:
+            if self._message_open():
+                # One open step at a time: the reply so far is done once the model turns to
+                # tools.
+                await self._close_message(False, None)
             step = self._new_step(runs_pb2.StepDetails(tool_calls=runs_pb2.ToolCalls()))
             self._tool_step = step
             await self.ctx.store.save_progress(steps=[step])
