@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Final
+from typing import Any, Final
 
 import grpc
 from aiohttp import web
@@ -21,7 +21,14 @@ from aiohttp.typedefs import Handler, Middleware
 from compat_core.config import Settings
 from http_edge.errors import SERVER_ERROR, HttpError, from_rpc_error
 from http_edge.routes import setup_routes
-from http_edge.routes.context import CORE, REQUEST_ID, SETTINGS, Core, assign_request_id
+from http_edge.routes.context import (
+    CORE,
+    EVENT_STREAMS,
+    REQUEST_ID,
+    SETTINGS,
+    Core,
+    assign_request_id,
+)
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("http_edge.access")
@@ -50,6 +57,8 @@ def create_app(settings: Settings, core_target: str) -> web.Application:
         middlewares.insert(0, _log_requests)
     app = web.Application(client_max_size=JSON_BODY_LIMIT, middlewares=middlewares)
     app[SETTINGS] = settings
+    app[EVENT_STREAMS] = set()
+    app.on_shutdown.append(_end_event_streams)
     app.cleanup_ctx.append(_core_channel(core_target))
     app.on_response_prepare.append(_response_headers(cors))
     setup_routes(app)
@@ -90,6 +99,13 @@ def _core_channel(target: str) -> Callable[[web.Application], AsyncIterator[None
             await channel.close(grace=_CHANNEL_CLOSE_GRACE)
 
     return lifetime
+
+
+async def _end_event_streams(app: web.Application) -> None:
+    """Stop relaying run events, so a shutdown never waits for a run to finish."""
+    relays: set[asyncio.Task[Any]] = app[EVENT_STREAMS]
+    for relay in tuple(relays):
+        relay.cancel()
 
 
 class _Cors:

@@ -41,10 +41,12 @@ class UpstreamProvider(ChatProvider):
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatDelta]:
         arguments = _arguments(request)
+        replying = False
         try:
             stream = await self._client.chat.completions.create(**arguments)
             async with stream:
                 async for chunk in stream:
+                    replying = True
                     usage = None
                     if chunk.usage is not None:
                         usage = TokenUsage(
@@ -81,9 +83,9 @@ class UpstreamProvider(ChatProvider):
                 "server_error", f"Provider '{self._name}' timed out: no reply in time."
             ) from exc
         except openai.APIConnectionError as exc:
+            what = "lost the connection mid-reply" if replying else "could not be reached"
             raise ProviderError(
-                "server_error",
-                f"Provider '{self._name}' could not be reached: {exc.__cause__ or exc}",
+                "server_error", f"Provider '{self._name}' {what}: {exc.__cause__ or exc}"
             ) from exc
         except (openai.OpenAIError, ValueError, KeyError, TypeError) as exc:
             raise ProviderError(

@@ -6,8 +6,9 @@ cleanup context); handlers reach them through `CORE`, never by opening channels 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from typing import TYPE_CHECKING, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import grpc
 from aiohttp import web
@@ -57,6 +58,8 @@ class Core:
 
 CORE: Final = web.AppKey("compat_core", Core)
 SETTINGS: Final = web.AppKey("settings", Settings)
+# The tasks relaying event streams: a shutdown ends them rather than waiting for runs to end.
+EVENT_STREAMS: Final = web.AppKey("event_streams", set[asyncio.Task[Any]])
 REQUEST_ID: Final = web.RequestKey("request_id", str)
 
 

@@ -4,7 +4,8 @@ A pump task reads the gRPC stream into a bounded queue while the relay writes to
 events that are already queued go out together in one write (the core batches deltas, and so
 does the edge), a `: ping` comment keeps proxies from timing out a quiet stream, and the
 queue's bound passes a slow client's back-pressure on to gRPC flow control. A client that
-goes away only ends the relay: the run belongs to the core and goes on there.
+goes away only ends the relay: the run belongs to the core and goes on there. A shutdown of
+the edge ends open relays too (the run goes on, and a client can re-attach elsewhere).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from aiohttp import web
 from compat_core.v1 import runs_pb2
 from http_edge.convert.runs import EVENT_NAMES, EVENT_RENDERERS, DeltaIndexes
 from http_edge.errors import SERVER_ERROR, from_rpc_error
+from http_edge.routes.context import EVENT_STREAMS
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +99,10 @@ async def relay_run_events(request: web.Request, call: Any) -> web.StreamRespons
         return response
     queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=_QUEUE_DEPTH)
     pump = asyncio.create_task(_pump(call, queue))
+    streams = request.app[EVENT_STREAMS]
+    relay = asyncio.current_task()
+    if relay is not None:
+        streams.add(relay)
     try:
         await _relay(response, first, queue)
         await response.write_eof()
@@ -110,6 +116,8 @@ async def relay_run_events(request: web.Request, call: Any) -> web.StreamRespons
             await response.write(_SERVER_ERROR_EVENT)
             await response.write_eof()
     finally:
+        if relay is not None:
+            streams.discard(relay)
         pump.cancel()
         call.cancel()
         await asyncio.gather(pump, return_exceptions=True)

@@ -17,11 +17,13 @@ replies, one per request, and records every request body it received:
     reply.release()         # ... until the test lets it go on
     assert model.requests[0]["messages"][-1]["content"] == "hi"
 
-A reply is a list of actions (chunks, pauses, a hold, a stall) or an HTTP error. Its
-`threading.Event`s tell the test where the upstream is: `started`, `held` (everything before
-the hold or stall is written), `finished` (`[DONE]` written) and `disconnected` (the client
-went away before the end). Delays between chunks are the upstream's own pacing; tests
-synchronise on these events, never on time.
+A reply is a list of actions (chunks, pauses, a hold, a stall, a cut) or an HTTP error, built
+by `text(...)`, `tool_calls(...)`, `http_error(...)`, `malformed(...)`, `stall(...)` and
+`cut(...)`; a refused connection is a provider at `closed_port_url()`. Its `threading.Event`s
+tell the test where the upstream is: `started`, `held` (everything before the hold or stall is
+written), `finished` (`[DONE]` written) and `disconnected` (the client went away before the
+end). Delays between chunks are the upstream's own pacing; tests synchronise on these events,
+never on time.
 """
 
 from __future__ import annotations
@@ -110,7 +112,11 @@ class _Stall:
     """Send nothing more until the client goes away (bounded by STALL_LIMIT)."""
 
 
-_Action = _Chunk | _Raw | _Pause | _Hold | _Stall
+class _Cut:
+    """Drop the connection in the middle of the response body."""
+
+
+_Action = _Chunk | _Raw | _Pause | _Hold | _Stall | _Cut
 
 
 class Reply:
@@ -173,11 +179,12 @@ class Reply:
 
 
 def _with_pauses(actions: list[_Action], delay: float) -> list[_Action]:
+    """A pause between two consecutive chunks (none next to a hold or a stall)."""
     if delay <= 0:
         return actions
     paced: list[_Action] = []
-    for index, action in enumerate(actions):
-        if index:
+    for action in actions:
+        if paced and isinstance(action, _Chunk) and isinstance(paced[-1], _Chunk):
             paced.append(_Pause(delay))
         paced.append(action)
     return paced
@@ -231,9 +238,7 @@ def tool_calls(
         ]
         per_call.append(chunks)
     if interleave:
-        ordered = [
-            a for group in itertools.zip_longest(*per_call) for a in group if a is not None
-        ]
+        ordered = [a for group in itertools.zip_longest(*per_call) for a in group if a is not None]
     else:
         ordered = [a for chunks in per_call for a in chunks]
     actions: list[_Action] = [_Chunk({"role": "assistant", "content": None, "refusal": None})]
@@ -248,7 +253,7 @@ def http_error(
     status: int,
     message: str = "scripted failure",
     *,
-    type: str = "server_error",  # noqa: A002 - OpenAI's field name
+    type: str = "server_error",
     code: str | None = None,
 ) -> Reply:
     """An HTTP error with OpenAI's error JSON."""
@@ -269,6 +274,14 @@ def stall(*pieces: str) -> Reply:
     actions: list[_Action] = [_Chunk({"role": "assistant", "content": ""})]
     actions += [_Chunk({"content": piece}) for piece in pieces]
     actions.append(_Stall())
+    return Reply(actions)
+
+
+def cut(*pieces: str) -> Reply:
+    """Some text pieces, then the connection drops: no finish reason, no `[DONE]`."""
+    actions: list[_Action] = [_Chunk({"role": "assistant", "content": ""})]
+    actions += [_Chunk({"content": piece}) for piece in pieces]
+    actions.append(_Cut())
     return Reply(actions)
 
 
@@ -373,7 +386,9 @@ class ScriptedUpstream:
         app.router.add_post("/v1/chat/completions", self._chat_completions)
         app.router.add_get("/v1/models", self._list_models)
         # Cancel a handler whose client went away: that is how a stall learns of it.
-        runner = web.AppRunner(app, handle_signals=False, handler_cancellation=True)
+        runner = web.AppRunner(
+            app, handle_signals=False, handler_cancellation=True, shutdown_timeout=1.0
+        )
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
@@ -475,6 +490,10 @@ class ScriptedUpstream:
                 elif isinstance(action, _Hold):
                     reply.held.set()
                     await reply._wait_released()
+                elif isinstance(action, _Cut):
+                    if request.transport is not None:
+                        request.transport.abort()
+                    return response
                 else:
                     reply.held.set()
                     await asyncio.sleep(STALL_LIMIT)
@@ -574,9 +593,7 @@ def _completion(body: Json, reply: Reply) -> Json:
         "created": int(time.time()),
         "model": body.get("model"),
         "system_fingerprint": "fp_scripted",
-        "choices": [
-            {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
-        ],
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
         "usage": usage.as_json(),
     }
 

@@ -1,0 +1,263 @@
+"""Run streams over gRPC: the same events as SSE, `WatchRun` mid-run and from the start,
+deadlines and cancelled calls that leave the run running."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+import httpx2
+import openai
+import pytest
+from harness.grpc_client import GrpcClient
+from openai.types.beta import Assistant
+
+from compat_core.v1 import runs_pb2
+from runs.support import (
+    TEXT_RUN_EVENTS,
+    collapse,
+    grpc_name,
+    grpc_text,
+    message_text,
+    parse_sse,
+    run_messages,
+    sse_text,
+    wait_run,
+)
+from runs.upstream import ScriptedModel, text
+
+USER_TEXT = "streams over two transports agree"
+WAIT = 10.0
+# A stream deadline that passes while the upstream holds the reply back.
+DEADLINE = 1.0
+
+
+def _read_until(
+    stream: Iterator[runs_pb2.RunEvent], field: str, into: list[runs_pb2.RunEvent]
+) -> runs_pb2.RunEvent:
+    """Read events into `into` up to and including the first `field` event."""
+    for event in stream:
+        into.append(event)
+        if event.WhichOneof("event") == field:
+            return event
+    raise AssertionError(f"the stream ended without {field}: {[grpc_name(e) for e in into]}")
+
+
+def _drain(stream: Iterator[runs_pb2.RunEvent], into: list[runs_pb2.RunEvent]) -> None:
+    """Read a stream to its end (or its error) into `into`."""
+    for event in stream:
+        into.append(event)
+
+
+def _check_sequences(events: list[runs_pb2.RunEvent]) -> None:
+    """Sequences grow (merged deltas may skip numbers); `done` closes the stream."""
+    assert events, "no events"
+    assert events[-1].WhichOneof("event") == "done"
+    numbers = [e.sequence for e in events[:-1]]
+    assert numbers == sorted(set(numbers)), f"sequences do not grow: {numbers}"
+
+
+def test_create_run_stream_matches_the_sse_stream(
+    grpc_client: GrpcClient,
+    http: httpx2.Client,
+    client: openai.OpenAI,
+    echo_assistant: Assistant,
+) -> None:
+    sse_thread = client.beta.threads.create(messages=[{"role": "user", "content": USER_TEXT}])
+    with http.stream(
+        "POST",
+        f"/v1/threads/{sse_thread.id}/runs",
+        json={"assistant_id": echo_assistant.id, "stream": True},
+    ) as response:
+        sse_events = list(parse_sse(response.iter_lines()))
+
+    grpc_thread = client.beta.threads.create(messages=[{"role": "user", "content": USER_TEXT}])
+    events = list(
+        grpc_client.runs.CreateRunStream(
+            runs_pb2.CreateRunRequest(thread_id=grpc_thread.id, assistant_id=echo_assistant.id),
+            timeout=WAIT,
+        )
+    )
+    assert collapse(grpc_name(e) for e in events) == collapse(e.event for e in sse_events)
+    assert collapse(grpc_name(e) for e in events) == TEXT_RUN_EVENTS
+    assert events[0].sequence == 1
+    _check_sequences(events)
+    assert grpc_text(events) == sse_text(sse_events) == USER_TEXT
+    run = events[0].thread_run_created
+    assert run.status == runs_pb2.RUN_STATUS_QUEUED
+    assert events[-2].thread_run_completed.id == run.id
+    [stored] = run_messages(client, grpc_thread.id, run.id)
+    assert message_text(stored) == USER_TEXT
+
+
+@pytest.mark.parametrize("attach", ["after-sequence", "current-state"])
+def test_watch_run_attached_mid_run_sees_the_rest(
+    grpc_client: GrpcClient, client: openai.OpenAI, scripted: ScriptedModel, attach: str
+) -> None:
+    reply = scripted.push(text("alpha ", "beta ", "gamma ", "delta", hold_after=1, delay=0.01))
+    assistant = client.beta.assistants.create(model=scripted.model)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "go"}])
+    creator = grpc_client.runs.CreateRunStream(
+        runs_pb2.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id), timeout=WAIT
+    )
+    before: list[runs_pb2.RunEvent] = []
+    first_delta = _read_until(creator, "thread_message_delta", before)
+    assert reply.held.wait(WAIT)
+    assert not reply.finished.is_set()
+    run_id = before[0].thread_run_created.id
+    text_before = grpc_text(before)
+    assert text_before == "alpha "
+
+    if attach == "after-sequence":
+        request = runs_pb2.WatchRunRequest(run_id=run_id, after_sequence=first_delta.sequence)
+    else:
+        request = runs_pb2.WatchRunRequest(run_id=run_id)
+    watcher = grpc_client.runs.WatchRun(request, timeout=WAIT)
+    watched: list[runs_pb2.RunEvent] = []
+    if attach == "current-state":
+        # Attached before the upstream goes on: the run's state comes first.
+        first = next(watcher)
+        watched.append(first)
+        assert first.WhichOneof("event") == "thread_run_in_progress"
+        assert first.thread_run_in_progress.id == run_id
+    reply.release()
+    watched.extend(watcher)
+    rest = list(creator)
+
+    names = [grpc_name(e) for e in watched]
+    assert names[-2:] == ["thread.run.completed", "done"]
+    assert "thread.run.created" not in names
+    assert [e.sequence for e in watched if e.WhichOneof("event") != "done"][-1] == max(
+        e.sequence for e in rest
+    )
+    message = run_messages(client, thread.id, run_id)[0]
+    assert text_before + grpc_text(watched) == message_text(message) == "alpha beta gamma delta"
+    assert text_before + grpc_text(rest) == message_text(message)
+    _check_sequences(watched)
+
+
+def test_watch_run_from_zero_replays_everything(
+    grpc_client: GrpcClient, client: openai.OpenAI, echo_assistant: Assistant
+) -> None:
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": USER_TEXT}])
+    live = list(
+        grpc_client.runs.CreateRunStream(
+            runs_pb2.CreateRunRequest(thread_id=thread.id, assistant_id=echo_assistant.id),
+            timeout=WAIT,
+        )
+    )
+    run_id = live[0].thread_run_created.id
+    replay = list(
+        grpc_client.runs.WatchRun(
+            runs_pb2.WatchRunRequest(run_id=run_id, after_sequence=0), timeout=WAIT
+        )
+    )
+    assert collapse(grpc_name(e) for e in replay) == collapse(grpc_name(e) for e in live)
+    assert grpc_text(replay) == grpc_text(live) == USER_TEXT
+    assert replay[0].sequence == 1
+    _check_sequences(replay)
+
+    # Attached to a finished run without a position: its state, then done.
+    state = list(grpc_client.runs.WatchRun(runs_pb2.WatchRunRequest(run_id=run_id), timeout=WAIT))
+    assert [grpc_name(e) for e in state] == ["thread.run.completed", "done"]
+    assert state[0].thread_run_completed.id == run_id
+
+
+def test_watch_an_unknown_run_is_not_found(grpc_client: GrpcClient) -> None:
+    with pytest.raises(grpc.RpcError) as info:
+        list(grpc_client.runs.WatchRun(runs_pb2.WatchRunRequest(run_id="run_" + "0" * 24)))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize("then", ["release", "cancel"])
+def test_a_stream_deadline_leaves_the_run_going(
+    grpc_client: GrpcClient, client: openai.OpenAI, scripted: ScriptedModel, then: str
+) -> None:
+    reply = scripted.push(text("slow ", "but ", "sure", hold_after=1))
+    assistant = client.beta.assistants.create(model=scripted.model)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "wait"}])
+    stream = grpc_client.runs.CreateRunStream(
+        runs_pb2.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id),
+        timeout=DEADLINE,
+    )
+    seen: list[runs_pb2.RunEvent] = []
+    with pytest.raises(grpc.RpcError) as info:
+        _drain(stream, seen)
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert reply.held.wait(WAIT), "the run never reached the upstream"
+    assert not reply.finished.is_set()
+    [run] = client.beta.threads.runs.list(thread.id).data
+    run_id = run.id
+    assert run.status == "in_progress"
+    assert not reply.disconnected.is_set()
+
+    if then == "release":
+        reply.release()
+        run = wait_run(client, thread.id, run_id)
+        assert run.status == "completed", run.last_error
+        [message] = run_messages(client, thread.id, run_id)
+        assert message_text(message) == "slow but sure"
+    else:
+        cancelled = grpc_client.runs.CancelRun(
+            runs_pb2.CancelRunRequest(thread_id=thread.id, run_id=run_id), timeout=WAIT
+        )
+        assert cancelled.status == runs_pb2.RUN_STATUS_CANCELLING
+        assert wait_run(client, thread.id, run_id).status == "cancelled"
+        assert reply.disconnected.wait(WAIT), "the upstream request was not aborted"
+
+
+def test_a_cancelled_call_leaves_the_run_running(
+    grpc_client: GrpcClient, client: openai.OpenAI, scripted: ScriptedModel
+) -> None:
+    reply = scripted.push(text("one ", "two ", "three", hold_after=1))
+    assistant = client.beta.assistants.create(model=scripted.model)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "count"}])
+    call = grpc_client.runs.CreateRunStream(
+        runs_pb2.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id), timeout=WAIT
+    )
+    seen: list[runs_pb2.RunEvent] = []
+    _read_until(call, "thread_message_delta", seen)
+    run_id = seen[0].thread_run_created.id
+    call.cancel()
+    with pytest.raises(grpc.RpcError) as info:
+        list(call)
+    assert info.value.code() == grpc.StatusCode.CANCELLED
+    reply.release()
+    run = wait_run(client, thread.id, run_id)
+    assert run.status == "completed", run.last_error
+    assert not reply.disconnected.is_set()
+    [message] = run_messages(client, thread.id, run_id)
+    assert message_text(message) == "one two three"
+
+
+def test_submit_tool_outputs_stream_over_grpc(
+    grpc_client: GrpcClient, client: openai.OpenAI, echo_assistant: Assistant
+) -> None:
+    thread = client.beta.threads.create(
+        messages=[{"role": "user", "content": '/call get_weather {"city": "Bern"}'}]
+    )
+    first = list(
+        grpc_client.runs.CreateRunStream(
+            runs_pb2.CreateRunRequest(thread_id=thread.id, assistant_id=echo_assistant.id),
+            timeout=WAIT,
+        )
+    )
+    assert [grpc_name(e) for e in first][-2:] == ["thread.run.requires_action", "done"]
+    waiting = first[-2].thread_run_requires_action
+    [call] = waiting.required_action.tool_calls
+    assert call.name == "get_weather"
+    resumed = list(
+        grpc_client.runs.SubmitToolOutputsStream(
+            runs_pb2.SubmitToolOutputsRequest(
+                thread_id=thread.id,
+                run_id=waiting.id,
+                tool_outputs=[runs_pb2.ToolOutput(tool_call_id=call.id, output="cold")],
+            ),
+            timeout=WAIT,
+        )
+    )
+    names = collapse(grpc_name(e) for e in resumed)
+    assert names[-2:] == ["thread.run.completed", "done"]
+    assert "thread.run.created" not in names
+    assert grpc_text(resumed) == "get_weather returned: cold"
+    assert min(e.sequence for e in resumed) > first[-2].sequence
