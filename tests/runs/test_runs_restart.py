@@ -25,6 +25,7 @@ from runs.support import (
     sse_text,
     wait_run,
 )
+from runs.tools import GET_WEATHER
 from runs.upstream import ScriptedModel, stall, text
 
 WAIT = 10.0
@@ -75,6 +76,41 @@ def test_a_run_interrupted_by_a_restart_completes_with_one_reply(
     assert step.status == "completed"
     assert step.step_details.type == "message_creation"
     assert step.step_details.message_creation.message_id == reply.id
+    assert_nothing_left_open(client, thread.id, done)
+
+
+def test_a_run_waiting_for_tool_outputs_survives_a_restart(
+    make_server: MakeServer, make_client: MakeClient
+) -> None:
+    server = make_server()
+    client = make_client(server)
+    assistant = client.beta.assistants.create(model="builtin/echo", tools=[GET_WEATHER])
+    thread = client.beta.threads.create(
+        messages=[{"role": "user", "content": '/call get_weather {"city": "Paris"}'}]
+    )
+    waiting = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=POLL_MS
+    )
+    assert waiting.status == "requires_action"
+    assert waiting.required_action is not None
+    [call] = waiting.required_action.submit_tool_outputs.tool_calls
+
+    server.restart()
+    client = make_client(server)  # new ports
+    still = client.beta.threads.runs.retrieve(run_id=waiting.id, thread_id=thread.id)
+    assert still.status == "requires_action"
+    assert still.required_action is not None
+    assert [c.id for c in still.required_action.submit_tool_outputs.tool_calls] == [call.id]
+
+    done = client.beta.threads.runs.submit_tool_outputs_and_poll(
+        run_id=waiting.id,
+        thread_id=thread.id,
+        tool_outputs=[{"tool_call_id": call.id, "output": "sunny"}],
+        poll_interval_ms=POLL_MS,
+    )
+    assert done.status == "completed", done.last_error
+    [reply] = run_messages(client, thread.id, done.id)
+    assert message_text(reply) == "get_weather returned: sunny"
     assert_nothing_left_open(client, thread.id, done)
 
 

@@ -144,6 +144,38 @@ def test_truncation_last_messages(client: openai.OpenAI, scripted: ScriptedModel
     ]
 
 
+def test_max_prompt_tokens_drops_the_oldest_turns(
+    client: openai.OpenAI, scripted: ScriptedModel
+) -> None:
+    # Each 400-character message is about 105 estimated tokens: two of them and the system
+    # message fit in 256, three do not.
+    scripted.push(text("ok"))
+    assistant = _assistant(client, scripted, instructions="Be brief.")
+    contents = [f"{i}" * 400 for i in range(5)]
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": c} for c in contents])
+    run = _run(client, thread.id, assistant.id, max_prompt_tokens=256)
+    assert run.status == "completed", run.last_error
+    assert run.max_prompt_tokens == 256
+    assert _chat(scripted.requests[0]["messages"]) == [
+        ("system", "Be brief."),
+        ("user", contents[3]),
+        ("user", contents[4]),
+    ]
+
+
+def test_a_newest_message_over_max_prompt_tokens_ends_the_run_incomplete(
+    client: openai.OpenAI, scripted: ScriptedModel
+) -> None:
+    assistant = _assistant(client, scripted)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "x" * 4000}])
+    run = _run(client, thread.id, assistant.id, max_prompt_tokens=256)
+    assert run.status == "incomplete"
+    assert run.incomplete_details is not None
+    assert run.incomplete_details.reason == "max_prompt_tokens"
+    assert scripted.requests == [], "a prompt over budget must not reach the model"
+    assert_nothing_left_open(client, thread.id, run)
+
+
 def test_sampling_format_and_tool_settings_reach_the_request(
     client: openai.OpenAI, scripted: ScriptedModel
 ) -> None:
