@@ -7,6 +7,7 @@ caller gets INTERNAL with a message that reveals nothing of the server's insides
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -83,6 +84,20 @@ class CoreInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
         return _wrap(handler, check, metadata, method)
 
 
+@contextlib.asynccontextmanager
+async def _rendered_errors(context: Context, method: str) -> AsyncIterator[None]:
+    """Turn what a handler raises into the status the caller receives."""
+    try:
+        yield
+    except errors.ApiError as exc:
+        await _abort(context, exc)
+    except aio.AbortError:
+        raise
+    except Exception:
+        log.exception("unhandled error in %s", method)
+        await _abort(context, _INTERNAL)
+
+
 def _wrap(
     handler: grpc.RpcMethodHandler,
     check: Callable[[Any], None] | None,
@@ -93,89 +108,49 @@ def _wrap(
         if check is not None:
             check(metadata)
 
-    def fail(exc: Exception) -> errors.ApiError:
-        log.exception("unhandled error in %s", method, exc_info=exc)
-        return _INTERNAL
-
+    codec = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
     if handler.unary_unary is not None:
         unary_unary = handler.unary_unary
 
         async def call_unary_unary(request: Any, context: Context) -> Any:
-            try:
+            async with _rendered_errors(context, method):
                 guard()
                 return await unary_unary(request, context)
-            except errors.ApiError as exc:
-                await _abort(context, exc)
-            except aio.AbortError:
-                raise
-            except Exception as exc:
-                await _abort(context, fail(exc))
 
-        return grpc.unary_unary_rpc_method_handler(
-            call_unary_unary,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return grpc.unary_unary_rpc_method_handler(call_unary_unary, **codec)
 
     if handler.stream_unary is not None:
         stream_unary = handler.stream_unary
 
         async def call_stream_unary(requests: AsyncIterator[Any], context: Context) -> Any:
-            try:
+            async with _rendered_errors(context, method):
                 guard()
                 return await stream_unary(requests, context)
-            except errors.ApiError as exc:
-                await _abort(context, exc)
-            except aio.AbortError:
-                raise
-            except Exception as exc:
-                await _abort(context, fail(exc))
 
-        return grpc.stream_unary_rpc_method_handler(
-            call_stream_unary,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return grpc.stream_unary_rpc_method_handler(call_stream_unary, **codec)
 
     if handler.unary_stream is not None:
         unary_stream = handler.unary_stream
 
         async def call_unary_stream(request: Any, context: Context) -> AsyncIterator[Any]:
-            try:
+            async with _rendered_errors(context, method):
                 guard()
                 async for item in unary_stream(request, context):
                     yield item
-            except errors.ApiError as exc:
-                await _abort(context, exc)
-            except aio.AbortError:
-                raise
-            except Exception as exc:
-                await _abort(context, fail(exc))
 
-        return grpc.unary_stream_rpc_method_handler(
-            call_unary_stream,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return grpc.unary_stream_rpc_method_handler(call_unary_stream, **codec)
 
     stream_stream = handler.stream_stream
 
     async def call_stream_stream(
         requests: AsyncIterator[Any], context: Context
     ) -> AsyncIterator[Any]:
-        try:
+        async with _rendered_errors(context, method):
             guard()
             async for item in stream_stream(requests, context):
                 yield item
-        except errors.ApiError as exc:
-            await _abort(context, exc)
-        except aio.AbortError:
-            raise
-        except Exception as exc:
-            await _abort(context, fail(exc))
 
-    return grpc.stream_stream_rpc_method_handler(
-        call_stream_stream,
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+    return grpc.stream_stream_rpc_method_handler(call_stream_stream, **codec)
