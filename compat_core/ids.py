@@ -11,9 +11,18 @@ _ALPHABET = string.ascii_letters + string.digits
 _ID_LENGTH = 24
 
 
+# Each random byte picks a character; 256 is not a multiple of 62, so the first eight
+# characters are a little likelier than the rest: 24 characters still carry over 140 bits.
+_BYTE_TO_CHAR = bytes((_ALPHABET * 5)[:256], "ascii")
+
+
 def new_id(prefix: str) -> str:
-    """Return `prefix` followed by 24 random alphanumerics, as OpenAI's IDs look."""
-    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(_ID_LENGTH))
+    """Return `prefix` followed by 24 random alphanumerics, as OpenAI's IDs look.
+
+    One call to the OS's random source per ID: IDs are minted on every create, and drawing
+    each character separately cost more than the rest of a create's Python work.
+    """
+    return prefix + secrets.token_bytes(_ID_LENGTH).translate(_BYTE_TO_CHAR).decode("ascii")
 
 
 ASSISTANT = "asst_"

@@ -36,6 +36,10 @@ from compat_core.v1 import common_pb2, messages_pb2, runs_pb2
 log = logging.getLogger(__name__)
 
 TOOL_TIMEOUT_SECONDS = 60.0
+# A fast upstream's chunks arrive buffered and reading them never suspends the run, so the
+# run hands the loop to its watchers now and then: at once for the first piece (time to
+# first token), then at most this often, so that pieces reach clients batched, not held.
+RELAY_INTERVAL_SECONDS = 0.002
 # A safety net against a model that calls tools forever.
 MAX_MODEL_TURNS = 50
 
@@ -68,6 +72,7 @@ class RunExecution:
         self._message: messages_pb2.Message | None = None
         self._message_step: runs_pb2.RunStep | None = None
         self._tool_step: runs_pb2.RunStep | None = None
+        self._relayed_at = 0.0
 
     async def execute(self) -> None:
         self.started = True
@@ -184,6 +189,7 @@ class RunExecution:
                 ],
             )
             self._publish("thread_message_delta", delta)
+            await self._let_watchers_read()
 
     def _message_open(self) -> bool:
         return (
@@ -279,6 +285,13 @@ class RunExecution:
                 ),
             ),
         )
+        await self._let_watchers_read()
+
+    async def _let_watchers_read(self) -> None:
+        moment = time.monotonic()
+        if moment - self._relayed_at >= RELAY_INTERVAL_SECONDS:
+            self._relayed_at = moment
+            await asyncio.sleep(0)
 
     async def _tool_round(self, calls: list[runs_pb2.ToolCall]) -> bool:
         """Run the server's tools; hand the rest to the client. True to call the model again."""

@@ -261,3 +261,24 @@ def test_submit_tool_outputs_stream_over_grpc(
     assert "thread.run.created" not in names
     assert grpc_text(resumed) == "get_weather returned: cold"
     assert min(e.sequence for e in resumed) > first[-2].sequence
+
+
+def test_a_fast_upstream_reply_is_relayed_as_it_arrives(
+    grpc_client: GrpcClient, client: openai.OpenAI, scripted: ScriptedModel
+) -> None:
+    # Chunks of a fast upstream arrive buffered, and reading them never suspends the run: the
+    # first piece must still go out on its own, not with the whole reply at the end.
+    pieces = [f"piece{i} " for i in range(300)]
+    scripted.push(text(*pieces))
+    assistant = client.beta.assistants.create(model=scripted.model)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "go"}])
+    events = list(
+        grpc_client.runs.CreateRunStream(
+            runs_pb2.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id),
+            timeout=WAIT,
+        )
+    )
+    deltas = [e.thread_message_delta for e in events if e.HasField("thread_message_delta")]
+    assert deltas[0].content[0].part.text.value == pieces[0]
+    assert len(deltas) > 1
+    assert grpc_text(events) == "".join(pieces)
