@@ -1,0 +1,262 @@
+"""Section 3, concurrency: a thousand streamed runs at once, each on a thread of its own.
+
+The upstream paces its tokens (20 ms apart, 200 of them), as a real model does, so that the
+runs overlap for their whole length. The baseline is the same number of streams read straight
+from the upstream, at once, with the same raw client: its time to first token is what the
+upstream itself gives under that load.
+
+Measured on our server's process: peak RSS (VmHWM) and CPU seconds per 1,000 tokens relayed
+(utime + stime across the run). Every stream is started at once (the client's connector
+allows them all), and each has its own bound, so a stuck stream is counted as an error rather
+than hanging the section. On 2 cores the load generator competes with the server and the
+upstream: its own CPU use is reported so that a client-bound result can be told apart.
+
+If any stream fails, the section halves the number of streams (fresh processes each time, a
+bounded number of times) and reports the largest number that ran without errors as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import aiohttp
+import orjson
+
+from bench import api, upstream
+from bench.config import Context
+from bench.load import percentile
+from bench.procs import cpu_seconds, peak_rss_bytes, raise_if_cancelled, rss_bytes
+from bench.report import Row, mib, ms, ratio
+from bench.sse import StreamTiming, read_run_stream, read_upstream_stream
+
+SECTION: Final = "3 concurrency"
+MAX_ADDED_P99_TTFT: Final = 0.250
+MAX_PEAK_RSS: Final = 1024**3
+# When the configured number of streams has errors, halve it at most this often, not below.
+MAX_FALLBACKS: Final = 3
+MIN_STREAMS: Final = 50
+# Each stream's own bound (connecting included).
+STREAM_TIMEOUT: Final = 300.0
+
+
+def _session(streams: int) -> aiohttp.ClientSession:
+    limit = streams + 8
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=limit, limit_per_host=limit),
+        timeout=aiohttp.ClientTimeout(total=STREAM_TIMEOUT),
+    )
+
+
+async def _all_at_once(
+    count: int, read: Callable[[int], Awaitable[StreamTiming]]
+) -> tuple[list[StreamTiming], float]:
+    started = time.perf_counter()
+    timings = await asyncio.gather(*(read(index) for index in range(count)))
+    raise_if_cancelled()
+    return list(timings), time.perf_counter() - started
+
+
+def _ttfts(timings: Sequence[StreamTiming]) -> list[float]:
+    return sorted(t.ttft for t in timings if not math.isnan(t.first_token))
+
+
+def _errors(timings: Sequence[StreamTiming]) -> tuple[int, str]:
+    """How many failed, and the first error with when the failures came (after sending)."""
+    failed = [t for t in timings if t.error]
+    if not failed:
+        return 0, ""
+    after = sorted(t.ended - t.sent for t in failed)
+    when = f"after {percentile(after, 0.0):.1f} to {percentile(after, 1.0):.1f} s"
+    return len(failed), f"{when}; first: {failed[0].error}"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One measurement at one number of streams, with fresh processes."""
+
+    count: int
+    tokens: int
+    pace_ms: int
+    mine: Sequence[StreamTiming]
+    direct: Sequence[StreamTiming]
+    wall: float
+    direct_wall: float
+    server_cpu: float
+    upstream_cpu: float
+    client_cpu: float
+    peak: int
+    idle_rss: int
+
+    @property
+    def errors(self) -> int:
+        return _errors(self.mine)[0]
+
+
+async def measure(ctx: Context, count: int) -> Attempt:
+    """`count` streamed runs at once on a fresh server, after as many direct streams."""
+    config = ctx.config
+    tokens = config.concurrent_tokens
+    model = upstream.model_name(tokens, config.pace_ms)
+    async with ctx.children(f"concurrency-{count}") as children:
+        up = await children.spawn("upstream", ["-m", "bench.upstream"])
+        base_url = str(up.ready["base_url"])
+        ours = await children.spawn(
+            "ours",
+            [
+                "-m",
+                "bench.ours",
+                "--database-url",
+                ctx.database_for(f"concurrency-{count}"),
+                "--provider",
+                f"bench={base_url}",
+            ],
+            profile=True,
+        )
+        root = f"{ours.ready['http']}/v1"
+        idle_rss = rss_bytes(ours.pid)
+
+        # The upstream alone, the same number of streams at once.
+        upstream_cpu = cpu_seconds(up.pid)
+        async with _session(count) as session:
+            direct, direct_wall = await _all_at_once(
+                count, lambda _: read_upstream_stream(session, base_url, model)
+            )
+        upstream_cpu = cpu_seconds(up.pid) - upstream_cpu
+
+        async with _session(count) as session:
+            assistant = await api.create_assistant(session, root, f"bench/{model}")
+            threads = await api.bounded_gather(
+                count, lambda _: api.create_thread(session, root, ["hello"]), concurrency=32
+            )
+        body = orjson.dumps({"assistant_id": assistant, "stream": True})
+
+        server_cpu, client_cpu = cpu_seconds(ours.pid), time.process_time()
+        async with _session(count) as session:
+            mine, wall = await _all_at_once(
+                count,
+                lambda index: read_run_stream(
+                    session, f"{root}/threads/{threads[index]}/runs", body
+                ),
+            )
+        server_cpu = cpu_seconds(ours.pid) - server_cpu
+        client_cpu = time.process_time() - client_cpu
+        peak = peak_rss_bytes(ours.pid)
+    return Attempt(
+        count,
+        tokens,
+        config.pace_ms,
+        mine,
+        direct,
+        wall,
+        direct_wall,
+        server_cpu,
+        upstream_cpu,
+        client_cpu,
+        peak,
+        idle_rss,
+    )
+
+
+async def run(ctx: Context) -> list[Row]:
+    """The configured number of streams; if any fails, halve until none does (bounded)."""
+    attempt = await measure(ctx, ctx.config.concurrent_streams)
+    rows = _rows(attempt)
+    fallback = attempt
+    for _ in range(MAX_FALLBACKS):
+        raise_if_cancelled()
+        if fallback.errors == 0 or fallback.count // 2 < MIN_STREAMS:
+            break
+        fallback = await measure(ctx, fallback.count // 2)
+        rows += _rows(fallback, brief=True)
+    if attempt.errors and fallback is not attempt:
+        verdict = f"{fallback.count:,} streams" if fallback.errors == 0 else "none tried was clean"
+        rows.append(
+            Row(SECTION, "largest number of streams without errors (halving)", verdict, "—")
+        )
+    return rows
+
+
+def _rows(attempt: Attempt, brief: bool = False) -> list[Row]:
+    count, mine, direct = attempt.count, attempt.mine, attempt.direct
+    shape = f"{count:,} streams x {attempt.tokens} tokens, {attempt.pace_ms} ms apart"
+    errors, first_error = _errors(mine)
+    direct_errors, _ = _errors(direct)
+    done = sum(1 for t in mine if t.completed and not t.error)
+    ttft, ttft_direct = _ttfts(mine), _ttfts(direct)
+    p50, p99 = percentile(ttft, 0.50), percentile(ttft, 0.99)
+    d50, d99 = percentile(ttft_direct, 0.50), percentile(ttft_direct, 0.99)
+    relayed = sum(t.tokens for t in mine)
+    served = sum(t.tokens for t in direct)
+    per_k = attempt.server_cpu / (relayed / 1000.0) if relayed else math.nan
+    per_k_upstream = attempt.upstream_cpu / (served / 1000.0) if served else math.nan
+    outcome = f"{done:,}/{count:,} completed, {errors} errors"
+    if first_error:
+        outcome += f" ({first_error[:160]})"
+    at = f" at {count:,}" if brief else ""
+    rows = [
+        Row(
+            SECTION,
+            f"runs completed ({shape})",
+            outcome,
+            f"{count - direct_errors:,}/{count:,} direct, {direct_errors} errors",
+            target="all, no errors",
+            met=errors == 0 and done == count,
+        ),
+        Row(
+            SECTION,
+            f"time to first token p50{at}",
+            ms(p50),
+            ms(d50) + " (upstream direct)",
+            ratio(p50, d50),
+        ),
+        Row(
+            SECTION,
+            f"time to first token p99{at}",
+            ms(p99),
+            ms(d99) + " (upstream direct)",
+            f"{ratio(p99, d99)} ({(p99 - d99) * 1000.0:+.0f} ms)",
+            f"+≤ {MAX_ADDED_P99_TTFT * 1000:.0f} ms",
+            p99 - d99 <= MAX_ADDED_P99_TTFT,
+        ),
+        Row(
+            SECTION,
+            f"all streams done in (wall){at}",
+            f"{attempt.wall:.1f} s",
+            f"{attempt.direct_wall:.1f} s (upstream direct)",
+            ratio(attempt.wall, attempt.direct_wall),
+        ),
+        Row(
+            SECTION,
+            f"server peak RSS (VmHWM){at}",
+            mib(attempt.peak),
+            mib(attempt.idle_rss) + " (idle, after start)",
+            ratio(attempt.peak, attempt.idle_rss),
+            "< 1 GiB",
+            attempt.peak < MAX_PEAK_RSS,
+        ),
+        Row(
+            SECTION,
+            f"server CPU s per 1,000 tokens relayed{at}",
+            f"{per_k:.3f} s ({relayed:,} tokens)",
+            f"{per_k_upstream:.3f} s (upstream's, per 1,000 served)",
+            ratio(per_k, per_k_upstream),
+        ),
+    ]
+    if brief:
+        return rows[:4]
+    share = attempt.client_cpu / attempt.wall if attempt.wall else math.nan
+    rows.append(
+        Row(
+            SECTION,
+            "load generator CPU during our run (share of one core)",
+            f"{share:.2f}",
+            "—",
+            target="note: ≥ 0.9 would mean the client, not the server, is the limit",
+        )
+    )
+    return rows
