@@ -1,7 +1,11 @@
 """Fixtures of the end-to-end suite.
 
+Databases: SQLite files under tmp dirs; in the PostgreSQL pass (`COMPAT_TEST_POSTGRES_URL`
+set, see `harness.server`), a fresh PostgreSQL database for each server instead, dropped when
+the server's fixture ends (or, for servers other conftests start, when the session does).
+
 Servers
-- `session_server`: one server for the whole session (SQLite under a tmp dir, auth off, CORS
+- `session_server`: one server for the whole session (its own database, auth off, CORS
   `*`). Tests that share it must not depend on what others created: they make their own
   threads, tag their objects, or page relative to their own IDs.
 - `auth_server` (API key `k1`) and `cors_server` (key `k1`, origin `https://app.example`):
@@ -32,7 +36,7 @@ import pytest
 from harness import ALLOWED_ORIGIN, API_KEY, MakeClient, MakeGrpc, MakeHttp, MakeServer
 from harness.grpc_client import GrpcClient
 from harness.schema import SchemaHook
-from harness.server import ServerThread, sqlite_url
+from harness.server import ServerThread, database_url, drop_all_databases, drop_database
 
 CLIENT_TIMEOUT = 60.0
 
@@ -43,22 +47,42 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("filterwarnings", "ignore:deprecated$:DeprecationWarning")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    """Set up before, so torn down after, every other session fixture: whatever PostgreSQL
+    databases are left (those of servers that other conftests start) go with the session."""
+    yield
+    drop_all_databases()
+
+
 def _serve(directory: Path, **kwargs: Any) -> ServerThread:
-    return ServerThread(database_url=sqlite_url(directory), **kwargs).start()
+    server = ServerThread(database_url=database_url(directory), **kwargs)
+    try:
+        return server.start()
+    except BaseException:
+        drop_database(server.database_url)
+        raise
+
+
+def _dispose(server: ServerThread) -> None:
+    try:
+        server.stop()
+    finally:
+        drop_database(server.database_url)
 
 
 @pytest.fixture(scope="session")
 def session_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
     server = _serve(tmp_path_factory.mktemp("session-server"))
     yield server
-    server.stop()
+    _dispose(server)
 
 
 @pytest.fixture(scope="session")
 def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
     server = _serve(tmp_path_factory.mktemp("auth-server"), api_keys=[API_KEY])
     yield server
-    server.stop()
+    _dispose(server)
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +93,7 @@ def cors_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThre
         cors_origins=[ALLOWED_ORIGIN],
     )
     yield server
-    server.stop()
+    _dispose(server)
 
 
 @pytest.fixture
@@ -83,7 +107,7 @@ def make_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MakeServer
 
     yield make
     for server in reversed(servers):
-        server.stop()
+        _dispose(server)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -1,5 +1,10 @@
-"""The storage layer on a real SQLite file: objects, keyset paging, transactions, migrations,
-and the blob directory."""
+"""The storage layer on a real database: objects, keyset paging, transactions, migrations,
+and the blob directory.
+
+A SQLite file; in the PostgreSQL pass (`COMPAT_TEST_POSTGRES_URL`, see `harness.server`) a
+fresh PostgreSQL database for each test. The few tests of SQLite's own mechanics skip there;
+`test_store_postgres.py` has PostgreSQL's.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +12,18 @@ import asyncio
 import os
 import sqlite3
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from alembic import command
 from alembic.autogenerate import compare_metadata
-from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, Engine, create_engine, event, func, insert, inspect, select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from harness.server import database_url, drop_database, postgres_admin_url
+from sqlalchemy import Connection, Engine, event, func, insert, inspect, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from compat_core.store import (
     BlobStore,
@@ -26,12 +32,15 @@ from compat_core.store import (
     Database,
     Page,
     PageQuery,
+    PostgresDatabase,
     SqlStore,
+    TransactionRunner,
     create_store,
+    open_database,
     schema,
 )
 from compat_core.store.base import Order
-from compat_core.store.database import MIGRATIONS_DIR
+from compat_core.store.migrate import ALEMBIC_LOCK, alembic_config
 from compat_core.v1 import assistants_pb2, files_pb2, messages_pb2, runs_pb2, threads_pb2
 
 ListFn = Callable[[PageQuery], Awaitable[Page[Any]]]
@@ -89,6 +98,14 @@ def ids(page: Page[Any]) -> list[str]:
 
 # Fixtures
 
+ON_POSTGRES = postgres_admin_url() is not None
+# The newest migration.
+HEAD = "0003"
+sqlite_only = pytest.mark.skipif(
+    ON_POSTGRES,
+    reason="SQLite's own mechanics (WAL, its query plans); test_store_postgres.py has PostgreSQL's",
+)
+
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
@@ -101,32 +118,51 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def db(db_path: Path) -> Database:
-    return Database(sqlite_url(db_path))
+def db_url(db_path: Path) -> Iterator[str]:
+    """A fresh database: the SQLite file `db_path`, or a PostgreSQL database of its own."""
+    url = database_url(db_path.parent)
+    yield url
+    drop_database(url)
 
 
-@pytest.fixture
-async def store(db: Database) -> AsyncIterator[SqlStore]:
+# Async fixtures run in the test's own event loop: a PostgreSQL connection belongs to the loop
+# that opened it.
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def db(db_url: str) -> AsyncIterator[TransactionRunner]:
+    database = open_database(db_url)
+    yield database
+    await database.close()
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def store(db: TransactionRunner) -> AsyncIterator[SqlStore]:
     sql_store = SqlStore(db)
     await sql_store.open()
     yield sql_store
     await sql_store.close()
 
 
-async def count(db: Database, table: Any, *where: Any) -> int:
+async def count(db: TransactionRunner, table: Any, *where: Any) -> int:
     def run(conn: Connection) -> int:
         return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
 
     return await db.read(run)
 
 
-def current_revision(path: Path) -> str | None:
-    engine = create_engine(sqlite_url(path))
+async def current_revision(url: str) -> str | None:
+    db = open_database(url)
     try:
-        with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+        return await db.read(lambda conn: MigrationContext.configure(conn).get_current_revision())
     finally:
-        engine.dispose()
+        await db.close()
+
+
+def alembic(conn: Connection, action: Callable[..., None], revision: str) -> None:
+    """Run an Alembic command (`command.upgrade`, say) inside the transaction on `conn`."""
+    with ALEMBIC_LOCK:
+        action(alembic_config(conn), revision)
 
 
 # Create / get / update / delete
@@ -231,7 +267,7 @@ async def test_create_thread_inserts_messages_in_list_order(store: SqlStore) -> 
     assert page.has_more is False
 
 
-async def test_create_thread_is_one_transaction(store: SqlStore, db: Database) -> None:
+async def test_create_thread_is_one_transaction(store: SqlStore, db: TransactionRunner) -> None:
     duplicate = [message("thread_a", "m1"), message("thread_a", "m1")]
     with pytest.raises(IntegrityError):
         await store.create_thread(thread("thread_a"), duplicate)
@@ -293,6 +329,45 @@ async def test_mutate_cannot_change_identity(store: SqlStore) -> None:
     assert await store.get_thread("thread_c") is None
 
 
+def stamped(obj: Any, created_at: int) -> Any:
+    obj.created_at = created_at
+    return obj
+
+
+async def test_created_at_never_runs_back_along_a_list(store: SqlStore) -> None:
+    """An object stamped before the newest of its list gets the newest's time, in place, so
+    that what the caller returns is what is stored (objects reach the store in another order
+    than they were stamped when writers run side by side, or replicas' clocks differ)."""
+    await store.create_assistant(stamped(assistant(1), T0 + 100))
+    early = stamped(assistant(2), T0 + 50)
+    await store.create_assistant(early)
+    assert early.created_at == T0 + 100
+    assert await store.get_assistant("asst_002") == early
+    later = stamped(assistant(3), T0 + 200)
+    await store.create_assistant(later)
+    assert later.created_at == T0 + 200
+    page = await store.list_assistants(PageQuery(limit=10, order="asc"))
+    assert [a.created_at for a in page.items] == [T0 + 100, T0 + 100, T0 + 200]
+
+    await store.create_file(stamped(file(1, "batch"), T0 + 100))
+    early_file = stamped(file(2, "assistants"), T0 + 1)
+    await store.create_file(early_file)
+    assert early_file.created_at == T0 + 100
+    assert await store.get_file("file-002") == early_file
+
+    # A thread's messages: those it is created with, then those appended.
+    first = [stamped(message("thread_a", "m1"), T0 + 30), stamped(message("thread_a", "m2"), T0)]
+    await store.create_thread(thread("thread_a"), first)
+    appended = stamped(message("thread_a", "m3"), T0 + 10)
+    assert await store.create_message(appended) is True
+    assert [m.created_at for m in first] + [appended.created_at] == [T0 + 30] * 3
+    assert await store.thread_messages("thread_a") == [*first, appended]
+    # Each list has its own newest: another thread's messages keep their times.
+    other = stamped(message("thread_b", "b1"), T0 + 1)
+    await store.create_thread(thread("thread_b"), [other])
+    assert other.created_at == T0 + 1
+
+
 async def test_concurrent_writes_all_land(store: SqlStore) -> None:
     await store.create_thread(thread("thread_a"), [])
     results = await asyncio.gather(
@@ -304,8 +379,8 @@ async def test_concurrent_writes_all_land(store: SqlStore) -> None:
     assert sorted(ids(page)) == [f"msg_m{i:02d}" for i in range(30)]
 
 
-async def test_close_lets_submitted_writes_finish(db_path: Path) -> None:
-    first = SqlStore(Database(sqlite_url(db_path)))
+async def test_close_lets_submitted_writes_finish(db_url: str) -> None:
+    first = SqlStore(open_database(db_url))
     await first.open()
     # gather starts the write (it reaches the writer's queue) before close begins.
     await asyncio.gather(first.create_assistant(assistant(1)), first.close())
@@ -313,7 +388,7 @@ async def test_close_lets_submitted_writes_finish(db_path: Path) -> None:
         await first.create_assistant(assistant(2))
     await first.close()  # idempotent
 
-    second = SqlStore(Database(sqlite_url(db_path)))
+    second = SqlStore(open_database(db_url))
     await second.open()
     try:
         assert await second.get_assistant("asst_001") == assistant(1)
@@ -545,7 +620,7 @@ async def test_files_purpose_filter(store: SqlStore) -> None:
 # Cascade and integrity
 
 
-async def insert_run(db: Database, thread_id: str, run_id: str, steps: int) -> None:
+async def insert_run(db: TransactionRunner, thread_id: str, run_id: str, steps: int) -> None:
     def run(conn: Connection) -> None:
         body = runs_pb2.Run(id=run_id, thread_id=thread_id, created_at=T0).SerializeToString()
         conn.execute(
@@ -568,7 +643,7 @@ async def insert_run(db: Database, thread_id: str, run_id: str, steps: int) -> N
     await db.write(run)
 
 
-async def test_delete_thread_cascades(store: SqlStore, db: Database) -> None:
+async def test_delete_thread_cascades(store: SqlStore, db: TransactionRunner) -> None:
     for name in ("a", "b"):
         thread_id = f"thread_{name}"
         await store.create_thread(
@@ -590,21 +665,23 @@ async def test_delete_thread_cascades(store: SqlStore, db: Database) -> None:
     assert await store.delete_thread("thread_a") is False
 
 
-async def test_foreign_keys_are_enforced(store: SqlStore, db: Database) -> None:
+async def test_foreign_keys_are_enforced(store: SqlStore, db: TransactionRunner) -> None:
     with pytest.raises(IntegrityError):
         await insert_run(db, "thread_nope", "run_1", steps=0)
 
 
-async def test_readers_cannot_write(store: SqlStore, db: Database) -> None:
+async def test_readers_cannot_write(store: SqlStore, db: TransactionRunner) -> None:
     def write(conn: Connection) -> None:
         conn.execute(insert(schema.threads).values(id="thread_x", created_at=0, body=b""))
 
-    with pytest.raises(OperationalError, match="readonly"):
+    # SQLite's readers are query_only connections; PostgreSQL's run READ ONLY transactions.
+    with pytest.raises(DBAPIError, match=r"readonly|read-only"):
         await db.read(write)
     assert await store.get_thread("thread_x") is None
 
 
-async def test_database_is_in_wal_mode(store: SqlStore, db: Database) -> None:
+@sqlite_only
+async def test_database_is_in_wal_mode(store: SqlStore, db: TransactionRunner) -> None:
     mode = await db.read(lambda conn: conn.exec_driver_sql("PRAGMA journal_mode").scalar())
     assert mode == "wal"
 
@@ -612,6 +689,7 @@ async def test_database_is_in_wal_mode(store: SqlStore, db: Database) -> None:
 # Paging cost
 
 
+@sqlite_only
 async def test_list_queries_use_indexes_and_never_sort(store: SqlStore, db_path: Path) -> None:
     await store.create_thread(thread("thread_a"), [message("thread_a", f"m{n}") for n in range(5)])
     for n in range(5):
@@ -657,41 +735,44 @@ async def test_list_queries_use_indexes_and_never_sort(store: SqlStore, db_path:
 # Migrations
 
 
-async def test_reopening_keeps_data_and_open_is_idempotent(db_path: Path) -> None:
-    first = SqlStore(Database(sqlite_url(db_path)))
+async def test_reopening_keeps_data_and_open_is_idempotent(db_url: str) -> None:
+    first = SqlStore(open_database(db_url))
     await first.open()
     await first.open()
     await first.create_thread(thread("thread_a"), [message("thread_a", "m1")])
     await first.close()
 
-    second = SqlStore(Database(sqlite_url(db_path)))
+    second = SqlStore(open_database(db_url))
     await second.open()
     try:
         assert await second.get_thread("thread_a") == thread("thread_a")
         assert await second.get_message("thread_a", "msg_m1") == message("thread_a", "m1")
     finally:
         await second.close()
-    assert current_revision(db_path) == "0002"
+    assert await current_revision(db_url) == HEAD
 
 
-async def test_concurrent_migrations_in_one_process(db_path: Path) -> None:
-    databases = [Database(sqlite_url(db_path)) for _ in range(3)]
+async def test_concurrent_migrations_in_one_process(db_url: str) -> None:
+    databases = [open_database(db_url) for _ in range(3)]
     try:
         await asyncio.gather(*(d.run_migrations() for d in databases))
     finally:
         for d in databases:
             await d.close()
-    assert current_revision(db_path) == "0002"
+    assert await current_revision(db_url) == HEAD
 
 
-async def test_concurrent_migrations_across_processes(db_path: Path) -> None:
-    code = "import sys; from compat_core.store import Database; Database(sys.argv[1]).migrate()"
+async def test_concurrent_migrations_across_processes(db_url: str) -> None:
+    code = (
+        "import asyncio, sys; from compat_core.store import open_database; "
+        "asyncio.run(open_database(sys.argv[1]).run_migrations())"
+    )
     processes = [
         await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
             code,
-            sqlite_url(db_path),
+            db_url,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
@@ -700,36 +781,30 @@ async def test_concurrent_migrations_across_processes(db_path: Path) -> None:
     results = [await process.communicate() for process in processes]
     codes = [process.returncode for process in processes]
     assert codes == [0] * 4, [err.decode() for _, err in results]
-    assert current_revision(db_path) == "0002"
+    assert await current_revision(db_url) == HEAD
 
 
-def test_migrations_match_the_schema_module(db: Database, db_path: Path) -> None:
-    db.migrate()
-    engine = create_engine(sqlite_url(db_path))
-    try:
-        with engine.connect() as conn:
-            assert compare_metadata(MigrationContext.configure(conn), schema.metadata) == []
-    finally:
-        engine.dispose()
+async def test_migrations_match_the_schema_module(db: TransactionRunner) -> None:
+    await db.run_migrations()
+    differences = await db.read(
+        lambda conn: compare_metadata(MigrationContext.configure(conn), schema.metadata)
+    )
+    assert differences == []
 
 
-def test_downgrade_and_upgrade_again(db: Database, db_path: Path) -> None:
-    db.migrate()
-    engine = create_engine(sqlite_url(db_path))
-    try:
-        with engine.begin() as conn:
-            config = Config()
-            config.set_main_option("script_location", str(MIGRATIONS_DIR))
-            config.set_main_option("path_separator", "os")
-            config.attributes["connection"] = conn
-            command.downgrade(config, "base")
-            assert set(inspect(conn).get_table_names()) == {"alembic_version"}
-            command.upgrade(config, "head")
-            tables = set(inspect(conn).get_table_names())
-    finally:
-        engine.dispose()
+async def test_downgrade_and_upgrade_again(db: TransactionRunner, db_url: str) -> None:
+    await db.run_migrations()
+
+    def down_and_up(conn: Connection) -> tuple[set[str], set[str]]:
+        alembic(conn, command.downgrade, "base")
+        emptied = set(inspect(conn).get_table_names())
+        alembic(conn, command.upgrade, "head")
+        return emptied, set(inspect(conn).get_table_names())
+
+    emptied, tables = await db.write(down_and_up)
+    assert emptied == {"alembic_version"}
     assert tables >= {"assistants", "threads", "messages", "runs", "run_steps", "files"}
-    assert current_revision(db_path) == "0002"
+    assert await current_revision(db_url) == HEAD
 
 
 # Construction
@@ -739,11 +814,18 @@ async def test_create_store(tmp_path: Path) -> None:
     store = create_store(sqlite_url(tmp_path / "x.db"))
     assert isinstance(store, SqlStore)
     await store.close()
-    with pytest.raises(ValueError, match="PostgreSQL support arrives with the scale-out issue"):
-        create_store("postgresql://user:secret@host/db")
-    with pytest.raises(ValueError, match="unsupported") as raised:
-        create_store("mysql://user:secret@host/db")
-    assert "secret" not in str(raised.value)
+    # Nothing connects before open(): these hosts need not exist.
+    for url in ("postgresql://user:secret@host/db", "postgresql+asyncpg://user:secret@host/db"):
+        database = open_database(url)
+        assert isinstance(database, PostgresDatabase)
+        assert database.url.drivername == "postgresql+asyncpg"
+        store = create_store(url)
+        assert isinstance(store, SqlStore)
+        await store.close()
+    for url in ("postgresql+psycopg2://user:secret@host/db", "mysql://user:secret@host/db"):
+        with pytest.raises(ValueError, match="postgresql://") as raised:
+            create_store(url)
+        assert "secret" not in str(raised.value)
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "postgresql://h/db"])

@@ -1,36 +1,50 @@
-"""Runs and run steps in the SQLite store: the one-active-run rule, progress saves, paging,
-status sweeps and the cascade from threads."""
+"""Runs and run steps in the store: the one-active-run rule, progress saves, paging, status
+sweeps and the cascade from threads.
+
+On SQLite, and in the PostgreSQL pass on PostgreSQL (see `test_store.py`); the runs' races
+between concurrent transactions, which SQLite cannot have, are in `test_store_postgres.py`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, inspect
+from harness.server import database_url, drop_database
+from sqlalchemy import Connection, Engine, event, inspect
 from sqlalchemy.exc import IntegrityError
 from test_store import (
+    HEAD,
     T0,
+    alembic,
     assert_walks,
     count,
     current_revision,
     ids,
     message,
     pages_of,
-    sqlite_url,
+    sqlite_only,
     thread,
     walk_after,
     walk_before,
 )
 
-from compat_core.store import CursorNotFound, Database, Page, PageQuery, SqlStore, schema
+from compat_core.store import (
+    CursorNotFound,
+    Page,
+    PageQuery,
+    SqlStore,
+    TransactionRunner,
+    open_database,
+    schema,
+)
 from compat_core.store.base import ACTIVE_RUN_STATUSES, ThreadBusy
-from compat_core.store.database import MIGRATIONS_DIR
 from compat_core.v1 import runs_pb2
 
 QUEUED = runs_pb2.RUN_STATUS_QUEUED
@@ -104,12 +118,21 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def db(db_path: Path) -> Database:
-    return Database(sqlite_url(db_path))
+def db_url(db_path: Path) -> Iterator[str]:
+    url = database_url(db_path.parent)
+    yield url
+    drop_database(url)
 
 
-@pytest.fixture
-async def store(db: Database) -> AsyncIterator[SqlStore]:
+@pytest_asyncio.fixture(loop_scope="function")
+async def db(db_url: str) -> AsyncIterator[TransactionRunner]:
+    database = open_database(db_url)
+    yield database
+    await database.close()
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def store(db: TransactionRunner) -> AsyncIterator[SqlStore]:
     sql_store = SqlStore(db)
     await sql_store.open()
     yield sql_store
@@ -154,14 +177,16 @@ async def test_run_lookups_are_scoped(store: SqlStore) -> None:
     assert (page.items, page.has_more) == ([], False)
 
 
-async def test_create_run_on_missing_thread(store: SqlStore, db: Database) -> None:
+async def test_create_run_on_missing_thread(store: SqlStore, db: TransactionRunner) -> None:
     created = run("thread_nope", "r1")
     assert await store.create_run(created, [message("thread_nope", "m1")]) is False
     assert await store.find_run("run_r1") is None
     assert await count(db, schema.messages) == 0
 
 
-async def test_create_run_rejects_messages_of_another_thread(store: SqlStore, db: Database) -> None:
+async def test_create_run_rejects_messages_of_another_thread(
+    store: SqlStore, db: TransactionRunner
+) -> None:
     await store.create_thread(thread("thread_a"), [])
     await store.create_thread(thread("thread_b"), [])
     with pytest.raises(ValueError, match="names thread"):
@@ -173,7 +198,9 @@ async def test_create_run_rejects_messages_of_another_thread(store: SqlStore, db
 
 
 @pytest.mark.parametrize("status", sorted(ACTIVE_RUN_STATUSES))
-async def test_active_run_makes_thread_busy(store: SqlStore, db: Database, status: int) -> None:
+async def test_active_run_makes_thread_busy(
+    store: SqlStore, db: TransactionRunner, status: int
+) -> None:
     await store.create_thread(thread("thread_a"), [message("thread_a", "m1")])
     await store.create_thread(thread("thread_b"), [])
     first = run("thread_a", "r1")
@@ -237,7 +264,9 @@ async def test_create_thread_and_run(store: SqlStore) -> None:
     assert ids_of(await store.thread_messages("thread_new")) == ["msg_q", "msg_b"]
 
 
-async def test_create_thread_and_run_is_one_transaction(store: SqlStore, db: Database) -> None:
+async def test_create_thread_and_run_is_one_transaction(
+    store: SqlStore, db: TransactionRunner
+) -> None:
     await store.create_thread(thread("thread_a"), [])
     assert await store.create_run(run("thread_a", "dup")) is True
 
@@ -380,7 +409,7 @@ async def test_save_progress_updates_the_status_column(store: SqlStore) -> None:
     assert ids_of(await store.runs_with_status([IN_PROGRESS])) == ["run_r1"]
 
 
-async def test_save_progress_is_one_transaction(store: SqlStore, db: Database) -> None:
+async def test_save_progress_is_one_transaction(store: SqlStore, db: TransactionRunner) -> None:
     await store.create_thread(thread("thread_a"), [])
     await store.create_thread(thread("thread_b"), [])
     r1 = run("thread_a", "r1")
@@ -447,7 +476,9 @@ async def test_save_progress_keeps_objects_on_their_thread(store: SqlStore) -> N
     assert await store.get_run("thread_a", "run_a") == finished(ra)
 
 
-async def test_save_progress_with_nothing_is_a_no_op(store: SqlStore, db: Database) -> None:
+async def test_save_progress_with_nothing_is_a_no_op(
+    store: SqlStore, db: TransactionRunner
+) -> None:
     await store.save_progress()
     assert await count(db, schema.runs) == 0
 
@@ -551,6 +582,49 @@ async def test_list_runs_walk_both_ways(store: SqlStore) -> None:
     assert await store.list_runs("thread_nope", PageQuery(limit=5, after="run_nope")) is None
 
 
+async def test_runs_steps_and_outputs_keep_time_order(store: SqlStore) -> None:
+    await store.create_thread(thread("thread_a"), [message("thread_a", "m1")])
+    r1 = run("thread_a", "r1")
+    r1.created_at = T0 + 100
+    # Stamped before m1 (T0): raised to it; the run is the first of the thread's runs.
+    extra = message("thread_a", "m2")
+    extra.created_at = T0 - 5
+    assert await store.create_run(r1, [extra]) is True
+    assert (extra.created_at, r1.created_at) == (T0, T0 + 100)
+    await store.save_progress(run=finished(r1))
+
+    # A run stamped before the thread's newest run: raised to it.
+    r2 = run("thread_a", "r2")
+    r2.created_at = T0 + 50
+    assert await store.create_run(r2) is True
+    assert r2.created_at == T0 + 100
+    assert await store.get_run("thread_a", "run_r2") == r2
+
+    # Steps, and messages a run writes, inserted by save_progress.
+    s1, s2 = step(r2, "s1"), step(r2, "s2")
+    s1.created_at, s2.created_at = T0 + 300, T0 + 200
+    out = message("thread_a", "out", run_id="run_r2")
+    out.created_at = T0 - 1
+    await store.save_progress(steps=[s1, s2], messages=[out])
+    assert (s1.created_at, s2.created_at, out.created_at) == (T0 + 300, T0 + 300, T0)
+    assert await store.get_message("thread_a", "msg_out") == out
+    assert await store.run_steps("run_r2") == [s1, s2]
+    # A replaced object keeps its place and the time it is given.
+    replaced = completed_step(s1)
+    replaced.created_at = T0 + 1
+    await store.save_progress(steps=[replaced])
+    assert await store.run_steps("run_r2") == [replaced, s2]
+    # Another run's steps are another list.
+    await store.save_progress(run=finished(r2))
+    r3 = run("thread_a", "r3")
+    r3.created_at = T0 + 400
+    assert await store.create_run(r3) is True
+    s3 = step(r3, "s3")
+    s3.created_at = T0 + 400
+    await store.save_progress(steps=[s3])
+    assert s3.created_at == T0 + 400
+
+
 # Sweeps and resumption
 
 
@@ -619,7 +693,9 @@ async def test_run_steps_and_thread_messages_of_unknown_parents(store: SqlStore)
     assert await store.thread_messages("thread_nope") == []
 
 
-async def test_delete_thread_cascades_runs_and_steps(store: SqlStore, db: Database) -> None:
+async def test_delete_thread_cascades_runs_and_steps(
+    store: SqlStore, db: TransactionRunner
+) -> None:
     for name in ("a", "b"):
         thread_id = f"thread_{name}"
         await store.create_thread(thread(thread_id), [message(thread_id, f"{name}0")])
@@ -651,6 +727,7 @@ async def test_delete_thread_cascades_runs_and_steps(store: SqlStore, db: Databa
 # Query cost and schema
 
 
+@sqlite_only
 async def test_run_queries_use_indexes_and_never_sort(store: SqlStore, db_path: Path) -> None:
     await store.create_thread(thread("thread_a"), [message("thread_a", "m0")])
     r1 = run("thread_a", "r1")
@@ -707,21 +784,24 @@ async def test_run_queries_use_indexes_and_never_sort(store: SqlStore, db_path: 
     assert seen_status_index == 5
 
 
-def test_migration_adds_the_run_status_index(db: Database, db_path: Path) -> None:
-    db.migrate()
-    assert current_revision(db_path) == "0002"
-    engine = create_engine(sqlite_url(db_path))
-    try:
-        with engine.begin() as conn:
-            assert "ix_runs_status_seq" in {ix["name"] for ix in inspect(conn).get_indexes("runs")}
-            config = Config()
-            config.set_main_option("script_location", str(MIGRATIONS_DIR))
-            config.set_main_option("path_separator", "os")
-            config.attributes["connection"] = conn
-            command.downgrade(config, "0001")
-            names = {ix["name"] for ix in inspect(conn).get_indexes("runs")}
-            assert names == {"ix_runs_thread_id_seq"}
-            command.upgrade(config, "head")
-            assert "ix_runs_status_seq" in {ix["name"] for ix in inspect(conn).get_indexes("runs")}
-    finally:
-        engine.dispose()
+async def test_migration_adds_the_run_status_index(db: TransactionRunner, db_url: str) -> None:
+    await db.run_migrations()
+    assert await current_revision(db_url) == HEAD
+
+    def run_indexes(conn: Connection) -> set[str]:
+        # PostgreSQL also lists the index behind each unique constraint: not ours to count.
+        indexes = inspect(conn).get_indexes("runs")
+        return {str(ix["name"]) for ix in indexes if not ix.get("duplicates_constraint")}
+
+    def down_and_up(conn: Connection) -> list[set[str]]:
+        seen = [run_indexes(conn)]
+        alembic(conn, command.downgrade, "0001")
+        seen.append(run_indexes(conn))
+        alembic(conn, command.upgrade, "head")
+        seen.append(run_indexes(conn))
+        return seen
+
+    at_head, at_0001, at_head_again = await db.write(down_and_up)
+    assert "ix_runs_status_seq" in at_head
+    assert at_0001 == {"ix_runs_thread_id_seq"}
+    assert "ix_runs_status_seq" in at_head_again

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from compat_core import errors
 from compat_core.engine.events import STOPPING_EVENTS, RunEventHub, done_event
@@ -212,7 +212,9 @@ class RunEngine:
         run: runs_pb2.Run,
         status: runs_pb2.RunStatus.ValueType,
         step_status: runs_pb2.RunStepStatus.ValueType,
+        guard: Callable[[runs_pb2.Run], None] | None = None,
     ) -> None:
+        """End a run no task executes, and its open step, in one transaction."""
         now = self.ctx.now()
         step = await self._open_tool_step(run.id)
         run.status = status
@@ -224,7 +226,7 @@ class RunEngine:
         if step is not None:
             end_step(step, step_status, now)
             steps.append(step)
-        await self.ctx.store.save_progress(run=run, steps=steps)
+        await self.ctx.store.save_progress(run=run, steps=steps, guard=guard)
         for ended in steps:
             publish(self.hub, run.id, STEP_EVENTS[step_status], ended)
         publish(self.hub, run.id, STATUS_EVENTS[status], run)
@@ -294,18 +296,17 @@ class RunEngine:
             if not run.HasField("expires_at") or run.expires_at > now:
                 continue
 
-            def mutate(current: runs_pb2.Run) -> None:
+            def still_waiting(current: runs_pb2.Run) -> None:
                 if current.status != runs_pb2.RUN_STATUS_REQUIRES_ACTION:
                     raise _AlreadyMoved
-                current.status = runs_pb2.RUN_STATUS_EXPIRED
 
-            try:
-                expired = await self._update(run.thread_id, run.id, mutate)
-            except (_AlreadyMoved, errors.ApiError):
-                continue
-            await self._end_idle(
-                expired, runs_pb2.RUN_STATUS_EXPIRED, runs_pb2.RUN_STEP_STATUS_EXPIRED
-            )
+            with contextlib.suppress(_AlreadyMoved):
+                await self._end_idle(
+                    run,
+                    runs_pb2.RUN_STATUS_EXPIRED,
+                    runs_pb2.RUN_STEP_STATUS_EXPIRED,
+                    guard=still_waiting,
+                )
 
 
 class _AlreadyMoved(Exception):

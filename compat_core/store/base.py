@@ -69,7 +69,16 @@ ACTIVE_RUN_STATUSES = frozenset(
 
 
 class Store(ABC):
-    """All persistent state of the core. Implementations: SQLite (embedded default)."""
+    """All persistent state of the core. Implementations: `SqlStore` on SQLite (the embedded
+    default) or on PostgreSQL (the store a scaled-out deployment shares).
+
+    Lists are in storage order, and `created_at` never decreases along a list: an object
+    inserted at the end of a list whose newest object was created later is given that
+    `created_at`, set in place on the object passed in (so what a caller hands back is what was
+    stored). Objects are stamped before they reach the store, and concurrent creates (on
+    PostgreSQL) or replicas with different clocks could otherwise store them in the other order.
+    Replacing an object (`save_progress`) keeps its place and the `created_at` given.
+    """
 
     @abstractmethod
     async def open(self) -> None:
@@ -220,8 +229,13 @@ class Store(ABC):
         run: runs_pb2.Run | None = None,
         steps: Sequence[runs_pb2.RunStep] = (),
         messages: Sequence[messages_pb2.Message] = (),
+        guard: Callable[[runs_pb2.Run], None] | None = None,
     ) -> None:
         """Insert or replace (by ID) a run, steps and messages in one transaction.
+
+        `guard`, when given, is called with the run as stored (locked) before anything is
+        written; whatever it raises aborts the whole save. It makes "end this run and its open
+        step, unless the run moved meanwhile" a single atomic change.
 
         The run engine calls this before it announces each transition, so what a client is
         told has always been stored. A replaced object keeps its place in its list.

@@ -1,9 +1,9 @@
-"""Where store transactions run: everything that is particular to SQLite lives here.
+"""Where store transactions run on SQLite: everything that is particular to SQLite lives here.
 
 The store's operations are plain synchronous functions of a `sqlalchemy.Connection`, so that
-the same functions can later run on PostgreSQL through `AsyncConnection.run_sync`. This module
-runs them on SQLite without blocking the event loop, at one thread hop per transaction (not per
-statement, which would cost a hop for every query):
+the same functions run on PostgreSQL through `AsyncConnection.run_sync` (`postgres.py`). This
+module runs them on SQLite without blocking the event loop, at one thread hop per transaction
+(not per statement, which would cost a hop for every query):
 
 - One writer connection on one dedicated thread. SQLite admits one writer at a time anyway;
   queuing writes in-process is cheaper than having connections fight over the file lock, and
@@ -16,27 +16,22 @@ statement, which would cost a hop for every query):
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+
+from compat_core.store.migrate import ALEMBIC_LOCK, MIGRATIONS_DIR, upgrade_to_head
+
+__all__ = ["BUSY_TIMEOUT_MS", "MIGRATIONS_DIR", "READER_THREADS", "Database"]
 
 T = TypeVar("T")
 
 READER_THREADS = 2
 BUSY_TIMEOUT_MS = 5000
-MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
-
-# Alembic installs the running migration's `context` and `op` as module-level proxies, so two
-# migrations at once in one process would trample each other. Across processes the writer's
-# BEGIN IMMEDIATE serialises them; within one process, this lock does.
-_ALEMBIC_LOCK = threading.Lock()
 
 
 class Database:
@@ -83,15 +78,12 @@ class Database:
     def migrate(self) -> None:
         """Bring the schema to the newest revision; a no-op when it is there already.
 
-        Synchronous, for command-line use; async callers use `run_migrations()`.
+        Synchronous, for command-line use; async callers use `run_migrations()`. Across
+        processes the writer's BEGIN IMMEDIATE serialises migrations: the second process
+        waits for the first to commit, then finds nothing left to do.
         """
-        with _ALEMBIC_LOCK, self._writer.connect() as conn, conn.begin():
-            config = Config()
-            # Config values go through ConfigParser interpolation: a literal % must be doubled.
-            config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
-            config.set_main_option("path_separator", "os")
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+        with ALEMBIC_LOCK, self._writer.connect() as conn, conn.begin():
+            upgrade_to_head(conn)
 
     async def run_migrations(self) -> None:
         """`migrate()` on the writer thread, queued behind any writes already submitted."""

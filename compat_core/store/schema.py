@@ -145,3 +145,11 @@ files = Table(
     Index(None, "purpose", "seq"),
     sqlite_autoincrement=True,
 )
+
+# One row per list that has no parent row to lock (assistants, files): inserting into such a
+# list locks its row first, so that inserts into it happen one at a time (see `sql_store`).
+list_locks = Table(
+    "list_locks",
+    metadata,
+    Column("name", String(64), primary_key=True),
+)

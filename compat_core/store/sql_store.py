@@ -1,11 +1,31 @@
 """`Store` on SQL through SQLAlchemy Core.
 
-Every operation is a synchronous function of a `Connection` that a `Database` runs as one
-transaction; none of them knows which database it talks to. The async methods of `SqlStore`
-only choose the function and whether it reads or writes.
+Every operation is a synchronous function of a `Connection` that a `TransactionRunner` (SQLite's
+`Database`, `PostgresDatabase`) runs as one transaction; none of them knows which database it
+talks to. The async methods of `SqlStore` only choose the function and whether it reads or
+writes.
 
-`mutate` callbacks of the `update_*` methods run on the writer thread inside the write
-transaction: they must be quick and must not touch the event loop.
+Concurrency. SQLite runs one write transaction at a time; PostgreSQL runs them side by side
+(and several replicas may share it), so every decision a write makes on what it read must hold
+the rows it read:
+
+- A write that decides on a thread's state (the one-active-run rule), or appends to the
+  thread's lists, first locks the thread's row (`_lock_thread`). Writes to one thread are so
+  serialised, and its messages, runs and steps get their `seq` in commit order: a reader
+  paging a thread never skips an object committed later with a smaller `seq`, and the
+  newest `created_at` of a list is known when an object is appended (`_keep_time_order`).
+- A list with no parent row (assistants, files) has a row of its own in `list_locks` that its
+  inserts lock, with the same effect.
+- A read-modify-write (`update_*`, the replace half of an upsert) locks the row it rewrites, so
+  two concurrent mutations apply one after the other instead of one silently losing.
+- Locks are taken in one order, the thread before anything in it (and several threads in ID
+  order), so that two transactions cannot each hold what the other waits for.
+
+`with_for_update()` renders nothing on SQLite, whose write lock already covers all of this.
+
+`mutate` callbacks of the `update_*` methods run inside the write transaction, on SQLite's
+writer thread or inside PostgreSQL's `run_sync` on the event loop thread: they must be quick
+and must not touch the event loop.
 """
 
 from __future__ import annotations
@@ -14,7 +34,7 @@ import heapq
 import itertools
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from google.protobuf.message import Message
 from sqlalchemy import ColumnElement, Connection, Table, exists, select
@@ -28,7 +48,7 @@ from compat_core.store.base import (
     Store,
     ThreadBusy,
 )
-from compat_core.store.database import Database
+from compat_core.store.runner import TransactionRunner
 from compat_core.v1 import assistants_pb2, files_pb2, messages_pb2, runs_pb2, threads_pb2
 
 M = TypeVar("M", bound=Message)
@@ -45,6 +65,13 @@ class _Kind(Generic[M]):
     # Columns that name the object or its parent: `mutate` must leave them alone, or the row
     # would silently move under cursors and parents.
     identity: tuple[str, ...]
+    # The columns that pick out the list an object is listed in (empty: the whole table); None
+    # for a kind that no API lists.
+    list_scope: tuple[str, ...] | None
+
+
+class _Stamped(Protocol):
+    created_at: int
 
 
 def _assistant_columns(a: assistants_pb2.Assistant) -> dict[str, Any]:
@@ -82,19 +109,27 @@ def _step_columns(s: runs_pb2.RunStep) -> dict[str, Any]:
 
 
 _ASSISTANTS = _Kind(
-    schema.assistants, assistants_pb2.Assistant.FromString, _assistant_columns, ("id",)
+    schema.assistants, assistants_pb2.Assistant.FromString, _assistant_columns, ("id",), ()
 )
-_THREADS = _Kind(schema.threads, threads_pb2.Thread.FromString, _thread_columns, ("id",))
+_THREADS = _Kind(schema.threads, threads_pb2.Thread.FromString, _thread_columns, ("id",), None)
 _MESSAGES = _Kind(
-    schema.messages, messages_pb2.Message.FromString, _message_columns, ("id", "thread_id")
+    schema.messages,
+    messages_pb2.Message.FromString,
+    _message_columns,
+    ("id", "thread_id"),
+    ("thread_id",),
 )
-_FILES = _Kind(schema.files, files_pb2.File.FromString, _file_columns, ("id",))
-_RUNS = _Kind(schema.runs, runs_pb2.Run.FromString, _run_columns, ("id", "thread_id"))
+# `purpose` filters the list of files; it does not make lists of its own.
+_FILES = _Kind(schema.files, files_pb2.File.FromString, _file_columns, ("id",), ())
+_RUNS = _Kind(
+    schema.runs, runs_pb2.Run.FromString, _run_columns, ("id", "thread_id"), ("thread_id",)
+)
 _STEPS = _Kind(
     schema.run_steps,
     runs_pb2.RunStep.FromString,
     _step_columns,
     ("id", "run_id", "thread_id"),
+    ("run_id",),
 )
 
 
@@ -105,8 +140,48 @@ def _row(kind: _Kind[M], obj: M) -> dict[str, Any]:
     return {**kind.columns(obj), "body": obj.SerializeToString()}
 
 
-def _insert(conn: Connection, kind: _Kind[M], obj: M) -> None:
-    conn.execute(kind.table.insert().values(_row(kind, obj)))
+def _append(conn: Connection, kind: _Kind[M], objects: Sequence[M]) -> None:
+    """Insert `objects`, all of one list, at the end of it in their order.
+
+    The caller holds the lock of a thread's list (its thread's row) or the list is new; a list
+    of a whole table is locked here. Each object's `created_at` is raised, in place, to the
+    newest before it if it is older (see `Store`), so the list never runs back in time.
+    """
+    if not objects:
+        return
+    if kind.list_scope is not None:
+        if not kind.list_scope:
+            _lock_list(conn, kind.table.name)
+        _keep_time_order(conn, kind, objects)
+    # For several rows one executemany; rows are inserted, and get their seq, in list order.
+    conn.execute(kind.table.insert(), [_row(kind, obj) for obj in objects])
+
+
+def _lock_list(conn: Connection, name: str) -> None:
+    """Lock the row of a list that has no parent row to lock (`schema.list_locks`)."""
+    locks = schema.list_locks
+    conn.execute(select(locks.c.name).where(locks.c.name == name).with_for_update()).scalar_one()
+
+
+def _keep_time_order(conn: Connection, kind: _Kind[M], objects: Sequence[M]) -> None:
+    """Raise `created_at` where needed so that it never decreases along the list.
+
+    The objects are stamped before their transaction starts, so on a database that runs
+    writers side by side they can reach the end of the list in the other order than they were
+    stamped, and replicas' clocks differ. The newest object is the last by `seq` (read through
+    the list's index): raising each new one to it keeps the list in time order.
+    """
+    table = kind.table
+    assert kind.list_scope is not None
+    first = kind.columns(objects[0])
+    scope = [table.c[name] == first[name] for name in kind.list_scope]
+    stmt = select(table.c.created_at).where(*scope).order_by(table.c.seq.desc()).limit(1)
+    newest: int | None = conn.execute(stmt).scalar_one_or_none()
+    for obj in objects:
+        stamped = cast(_Stamped, obj)
+        if newest is not None and stamped.created_at < newest:
+            stamped.created_at = newest
+        newest = stamped.created_at
 
 
 def _where(table: Table, object_id: str, scope: dict[str, str]) -> list[ColumnElement[bool]]:
@@ -115,6 +190,17 @@ def _where(table: Table, object_id: str, scope: dict[str, str]) -> list[ColumnEl
 
 def _exists(conn: Connection, table: Table, object_id: str) -> bool:
     return bool(conn.execute(select(exists().where(table.c.id == object_id))).scalar())
+
+
+def _lock_thread(conn: Connection, thread_id: str) -> bool:
+    """Lock the thread's row until the transaction ends; False if there is no such thread.
+
+    Every write that checks or changes what runs a thread has, or appends to its messages,
+    runs or steps, starts here, so such writes on one thread happen one after the other.
+    """
+    threads = schema.threads
+    stmt = select(threads.c.id).where(threads.c.id == thread_id).with_for_update()
+    return conn.execute(stmt).scalar_one_or_none() is not None
 
 
 def _get(conn: Connection, kind: _Kind[M], object_id: str, **scope: str) -> M | None:
@@ -131,7 +217,11 @@ def _update(
     **scope: str,
 ) -> M | None:
     table = kind.table
-    stmt = select(table.c.seq, table.c.body).where(*_where(table, object_id, scope))
+    # Locked from the read on: a concurrent update of the row waits for this one to commit
+    # and then reads its result, instead of both reading the old body and one losing.
+    stmt = (
+        select(table.c.seq, table.c.body).where(*_where(table, object_id, scope)).with_for_update()
+    )
     row = conn.execute(stmt).one_or_none()
     if row is None:
         return None
@@ -166,10 +256,10 @@ def _upsert(conn: Connection, kind: _Kind[M], obj: M) -> None:
     table = kind.table
     columns = kind.columns(obj)
     identity = [table.c[name] for name in kind.identity]
-    stmt = select(table.c.seq, *identity).where(table.c.id == columns["id"])
+    stmt = select(table.c.seq, *identity).where(table.c.id == columns["id"]).with_for_update()
     row = conn.execute(stmt).one_or_none()
     if row is None:
-        _insert(conn, kind, obj)
+        _append(conn, kind, [obj])
         return
     changed = [name for name in kind.identity if row._mapping[name] != columns[name]]
     if changed:
@@ -246,14 +336,16 @@ def _create_thread(
     for message in messages:
         if message.thread_id != thread.id:
             raise ValueError(f"message {message.id} names thread {message.thread_id!r}")
-    _insert(conn, _THREADS, thread)
-    if messages:
-        # One executemany; rows are inserted, and so get their seq, in list order.
-        conn.execute(schema.messages.insert(), [_row(_MESSAGES, m) for m in messages])
+    _append(conn, _THREADS, [thread])
+    _append(conn, _MESSAGES, messages)
 
 
 def _delete_thread(conn: Connection, thread_id: str) -> bool:
     runs, steps, messages, threads = schema.runs, schema.run_steps, schema.messages, schema.threads
+    # The thread first, as every other writer to it locks it first: deleting children before
+    # could take a row that a concurrent run's save waits on while it holds the thread.
+    if not _lock_thread(conn, thread_id):
+        return False
     # Children first (foreign keys), each through its (parent, seq) index.
     thread_runs = select(runs.c.id).where(runs.c.thread_id == thread_id)
     conn.execute(steps.delete().where(steps.c.run_id.in_(thread_runs)))
@@ -280,10 +372,10 @@ def _check_idle(conn: Connection, thread_id: str, other_than: str = "") -> None:
 
 
 def _create_message(conn: Connection, message: messages_pb2.Message) -> bool:
-    if not _exists(conn, schema.threads, message.thread_id):
+    if not _lock_thread(conn, message.thread_id):
         return False
     _check_idle(conn, message.thread_id)
-    _insert(conn, _MESSAGES, message)
+    _append(conn, _MESSAGES, [message])
     return True
 
 
@@ -314,21 +406,24 @@ def _create_run(
     if thread is not None:
         if thread.id != run.thread_id:
             raise ValueError(f"run {run.id} names thread {run.thread_id!r}, not {thread.id!r}")
-        _insert(conn, _THREADS, thread)
-    elif not _exists(conn, schema.threads, run.thread_id):
+        _append(conn, _THREADS, [thread])
+    elif not _lock_thread(conn, run.thread_id):
         return False
-    # A new thread cannot have a run yet; an existing one is checked under the write lock.
+    # A new thread cannot have a run yet, and no one else sees it before this commits; an
+    # existing one is checked while its row is locked, so two runs cannot both pass.
     _check_idle(conn, run.thread_id)
-    if messages:
-        # One executemany; rows are inserted, and so get their seq, in list order.
-        conn.execute(schema.messages.insert(), [_row(_MESSAGES, m) for m in messages])
-    _insert(conn, _RUNS, run)
+    _append(conn, _MESSAGES, messages)
+    _append(conn, _RUNS, [run])
     return True
 
 
 def _update_run(
     conn: Connection, thread_id: str, run_id: str, mutate: Callable[[runs_pb2.Run], None]
 ) -> runs_pb2.Run | None:
+    # The thread before the run: `mutate` may make the run active again, which is checked
+    # against the thread's other runs.
+    if not _lock_thread(conn, thread_id):
+        return None
     run = _update(conn, _RUNS, run_id, mutate, thread_id=thread_id)
     if run is not None and run.status in ACTIVE_RUN_STATUSES:
         _check_idle(conn, thread_id, other_than=run_id)
@@ -346,6 +441,7 @@ def _save_progress(
     run: runs_pb2.Run | None,
     steps: Sequence[runs_pb2.RunStep],
     messages: Sequence[messages_pb2.Message],
+    guard: Callable[[runs_pb2.Run], None] | None = None,
 ) -> None:
     # Everything saved together belongs to one thread: the run's, else the first object's.
     if run is not None:
@@ -361,6 +457,12 @@ def _save_progress(
     for object_id, object_thread_id in named:
         if object_thread_id != thread_id:
             raise ValueError(f"{object_id} names thread {object_thread_id!r}, not {thread_id!r}")
+    # Whether the thread exists or not: inserting into a missing one fails on its foreign key.
+    _lock_thread(conn, thread_id)
+    if run is not None and guard is not None:
+        stored = _get(conn, _RUNS, run.id, thread_id=thread_id)
+        if stored is not None:
+            guard(stored)
     if run is not None:
         _upsert(conn, _RUNS, run)
         if run.status in ACTIVE_RUN_STATUSES:
@@ -379,6 +481,21 @@ def _save_progress(
 def _delete_run_output(
     conn: Connection, step_ids: Sequence[str], message_ids: Sequence[str]
 ) -> None:
+    if not step_ids and not message_ids:
+        return
+    # The threads of what goes, locked first and in ID order (see the module's docstring).
+    threads, steps, messages = schema.threads, schema.run_steps, schema.messages
+    owners = (
+        select(steps.c.thread_id)
+        .where(steps.c.id.in_(step_ids))
+        .union(select(messages.c.thread_id).where(messages.c.id.in_(message_ids)))
+    )
+    conn.execute(
+        select(threads.c.id)
+        .where(threads.c.id.in_(owners))
+        .order_by(threads.c.id)
+        .with_for_update()
+    ).all()
     if step_ids:
         conn.execute(schema.run_steps.delete().where(schema.run_steps.c.id.in_(step_ids)))
     if message_ids:
@@ -430,9 +547,9 @@ def _all(conn: Connection, kind: _Kind[M], parent: ColumnElement[bool]) -> list[
 
 
 class SqlStore(Store):
-    """The store on a SQL database; see `Database` for how transactions run."""
+    """The store on a SQL database; its `TransactionRunner` decides how transactions run."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: TransactionRunner) -> None:
         self._db = database
 
     async def open(self) -> None:
@@ -444,7 +561,7 @@ class SqlStore(Store):
     # Assistants
 
     async def create_assistant(self, assistant: assistants_pb2.Assistant) -> None:
-        await self._db.write(lambda conn: _insert(conn, _ASSISTANTS, assistant))
+        await self._db.write(lambda conn: _append(conn, _ASSISTANTS, [assistant]))
 
     async def get_assistant(self, assistant_id: str) -> assistants_pb2.Assistant | None:
         return await self._db.read(lambda conn: _get(conn, _ASSISTANTS, assistant_id))
@@ -511,7 +628,7 @@ class SqlStore(Store):
     # Files
 
     async def create_file(self, file: files_pb2.File) -> None:
-        await self._db.write(lambda conn: _insert(conn, _FILES, file))
+        await self._db.write(lambda conn: _append(conn, _FILES, [file]))
 
     async def get_file(self, file_id: str) -> files_pb2.File | None:
         return await self._db.read(lambda conn: _get(conn, _FILES, file_id))
@@ -551,8 +668,9 @@ class SqlStore(Store):
         run: runs_pb2.Run | None = None,
         steps: Sequence[runs_pb2.RunStep] = (),
         messages: Sequence[messages_pb2.Message] = (),
+        guard: Callable[[runs_pb2.Run], None] | None = None,
     ) -> None:
-        await self._db.write(lambda conn: _save_progress(conn, run, steps, messages))
+        await self._db.write(lambda conn: _save_progress(conn, run, steps, messages, guard))
 
     async def delete_run_output(self, step_ids: Sequence[str], message_ids: Sequence[str]) -> None:
         await self._db.write(lambda conn: _delete_run_output(conn, step_ids, message_ids))
