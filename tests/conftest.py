@@ -40,6 +40,8 @@ from harness.server import ServerThread, database_url, drop_all_databases, drop_
 
 CLIENT_TIMEOUT = 60.0
 
+pytest_plugins = ["store_fixtures"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     # The SDK's Assistants methods carry `@deprecated("deprecated")`, a warning attributed to

@@ -12,16 +12,15 @@ import asyncio
 import os
 import sqlite3
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from harness.server import database_url, drop_database, postgres_admin_url
+from harness.server import postgres_admin_url
 from sqlalchemy import Connection, Engine, event, func, insert, inspect, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -111,37 +110,7 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    # A directory that does not exist yet: Database must create it.
-    return tmp_path / "data" / "compat.db"
-
-
-@pytest.fixture
-def db_url(db_path: Path) -> Iterator[str]:
-    """A fresh database: the SQLite file `db_path`, or a PostgreSQL database of its own."""
-    url = database_url(db_path.parent)
-    yield url
-    drop_database(url)
-
-
-# Async fixtures run in the test's own event loop: a PostgreSQL connection belongs to the loop
-# that opened it.
-
-
-@pytest_asyncio.fixture(loop_scope="function")
-async def db(db_url: str) -> AsyncIterator[TransactionRunner]:
-    database = open_database(db_url)
-    yield database
-    await database.close()
-
-
-@pytest_asyncio.fixture(loop_scope="function")
-async def store(db: TransactionRunner) -> AsyncIterator[SqlStore]:
-    sql_store = SqlStore(db)
-    await sql_store.open()
-    yield sql_store
-    await sql_store.close()
+# The fixtures `db_path`, `db_url`, `db` and `store` live in `store_fixtures.py`.
 
 
 async def count(db: TransactionRunner, table: Any, *where: Any) -> int:

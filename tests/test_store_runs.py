@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from alembic import command
-from harness.server import database_url, drop_database
 from sqlalchemy import Connection, Engine, event, inspect
 from sqlalchemy.exc import IntegrityError
 from test_store import (
@@ -41,7 +38,6 @@ from compat_core.store import (
     PageQuery,
     SqlStore,
     TransactionRunner,
-    open_database,
     schema,
 )
 from compat_core.store.base import ACTIVE_RUN_STATUSES, ThreadBusy
@@ -109,34 +105,7 @@ def ids_of(objects: list[Any]) -> list[str]:
     return [o.id for o in objects]
 
 
-# Fixtures (as in test_store.py)
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "data" / "compat.db"
-
-
-@pytest.fixture
-def db_url(db_path: Path) -> Iterator[str]:
-    url = database_url(db_path.parent)
-    yield url
-    drop_database(url)
-
-
-@pytest_asyncio.fixture(loop_scope="function")
-async def db(db_url: str) -> AsyncIterator[TransactionRunner]:
-    database = open_database(db_url)
-    yield database
-    await database.close()
-
-
-@pytest_asyncio.fixture(loop_scope="function")
-async def store(db: TransactionRunner) -> AsyncIterator[SqlStore]:
-    sql_store = SqlStore(db)
-    await sql_store.open()
-    yield sql_store
-    await sql_store.close()
+# The fixtures `db_path`, `db_url`, `db` and `store` live in `store_fixtures.py`.
 
 
 # Creating runs
