@@ -1728,7 +1728,10 @@ Global___RunStepDelta: _TypeAlias = RunStepDelta  # noqa: Y015
 @_typing.final
 class RunEvent(_message.Message):
     """One event of a run's stream, in OpenAI's order. The name of the field set is the SSE event
-    name with dots as underscores (`thread_run_step_delta` is `thread.run.step.delta`).
+    name with its dots written as underscores (`thread_run_step_delta` is
+    `thread.run.step.delta`). Event names contain underscores of their own
+    (`thread.run.in_progress`), so map field names to event names with a table, not by
+    replacing every underscore.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
