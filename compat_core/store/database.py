@@ -16,6 +16,8 @@ module runs them on SQLite without blocking the event loop, at one thread hop pe
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,6 +34,7 @@ T = TypeVar("T")
 
 READER_THREADS = 2
 BUSY_TIMEOUT_MS = 5000
+WAL_RETRY_SECONDS = 0.02
 
 
 class Database:
@@ -112,6 +115,28 @@ def _transact(engine: Engine, fn: Callable[[Connection], T]) -> T:
         return fn(conn)
 
 
+def _use_wal(cursor: Any) -> None:
+    """Put the file in WAL mode (a lasting property of the file, so usually already done).
+
+    The first switch needs the file to itself, and SQLite may answer "database is locked" at
+    once, without waiting out `busy_timeout`, when several processes open a new file together:
+    try again for a while before giving up.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        cursor.execute("PRAGMA journal_mode")
+        if str(cursor.fetchone()[0]).lower() == "wal":
+            return
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.fetchall()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(WAL_RETRY_SECONDS)
+
+
 def _configure(engine: Engine, *, begin: str, read_only: bool) -> None:
     """Take transaction control away from pysqlite and set up each new connection.
 
@@ -129,8 +154,7 @@ def _configure(engine: Engine, *, begin: str, read_only: bool) -> None:
             # busy_timeout first: switching the journal to WAL needs a lock a concurrent
             # starter may hold.
             cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.fetchall()
+            _use_wal(cursor)
             # NORMAL is durable in WAL mode except for the last transactions before a power
             # loss (never corruption), and spares an fsync per commit.
             cursor.execute("PRAGMA synchronous=NORMAL")
