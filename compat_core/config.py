@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     extra_providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     requires_action_timeout_seconds: int = Field(default=600, ge=1)
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    # This core's name on the runs it executes; empty: host, process and a random part.
+    replica_id: str = Field(default="", max_length=100)
+    # How long a core's claim on a run lasts unless renewed: how soon other cores resume the
+    # runs of a core that died. Renewed several times per lease (at most every second).
+    run_lease_seconds: float = Field(default=10.0, ge=0.5, le=3600)
 
     _split = field_validator("api_keys", "cors_origins", "tools", mode="before")(_split_commas)
 

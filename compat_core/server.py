@@ -11,7 +11,7 @@ from grpc_reflection.v1alpha import reflection
 
 from compat_core.config import Settings
 from compat_core.engine.events import RunEventHub
-from compat_core.engine.executor import EngineContext
+from compat_core.engine.executor import EngineContext, new_replica_id
 from compat_core.engine.manager import RunEngine
 from compat_core.interceptors import ApiKeyAuth, CoreInterceptor
 from compat_core.models import BUILTIN, ModelRegistry
@@ -103,6 +103,8 @@ class CoreServer:
                 providers=_providers(self.models),
                 tools=self.tools,
                 requires_action_timeout=settings.requires_action_timeout_seconds,
+                replica_id=settings.replica_id or new_replica_id(),
+                lease_seconds=settings.run_lease_seconds,
             )
         )
         runs_pb2_grpc.add_RunsServiceServicer_to_server(

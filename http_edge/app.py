@@ -40,6 +40,10 @@ JSON_BODY_LIMIT: Final = 32 * 1024 * 1024
 _CHANNEL_OPTIONS: Final = (
     ("grpc.max_receive_message_length", -1),
     ("grpc.max_send_message_length", -1),
+    # Spread calls over every address the target resolves to (`dns:///cores:50051`, or
+    # `ipv4:10.0.0.1:50051,10.0.0.2:50051`), skipping cores that are down; one address
+    # behaves as before.
+    ("grpc.lb_policy_name", "round_robin"),
 )
 _CHANNEL_CLOSE_GRACE: Final = 1.0
 

@@ -298,7 +298,13 @@ async def test_replicas_migrating_at_once_wait_for_each_other(
     codes = [process.returncode for process in started]
     assert codes == [0] * processes, [err.decode() for _, err in results]
     assert await current_revision(db_url) == HEAD
-    assert await table_names(observer) == {"alembic_version", "list_locks", *TABLES}
+    assert await table_names(observer) == {
+        "alembic_version",
+        "list_locks",
+        "run_leases",
+        "run_events",
+        *TABLES,
+    }
     # Exactly one of them ran the revisions; the others found nothing to do.
     ran = [err.decode().count("Running upgrade") for _, err in results]
     assert sorted(ran) == [0] * (processes - 1) + [int(HEAD)], ran

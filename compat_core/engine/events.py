@@ -9,7 +9,7 @@ for it (fewer gRPC messages and SSE writes, same concatenated text).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from compat_core.v1 import runs_pb2
@@ -29,36 +29,77 @@ STOPPING_EVENTS = frozenset(
 )
 TERMINAL_EVENTS = STOPPING_EVENTS - {"thread_run_requires_action"}
 
+# The event that announces a run's current status, for watchers that join late.
+STATUS_EVENTS = {
+    runs_pb2.RUN_STATUS_QUEUED: "thread_run_queued",
+    runs_pb2.RUN_STATUS_IN_PROGRESS: "thread_run_in_progress",
+    runs_pb2.RUN_STATUS_REQUIRES_ACTION: "thread_run_requires_action",
+    runs_pb2.RUN_STATUS_CANCELLING: "thread_run_cancelling",
+    runs_pb2.RUN_STATUS_CANCELLED: "thread_run_cancelled",
+    runs_pb2.RUN_STATUS_FAILED: "thread_run_failed",
+    runs_pb2.RUN_STATUS_COMPLETED: "thread_run_completed",
+    runs_pb2.RUN_STATUS_INCOMPLETE: "thread_run_incomplete",
+    runs_pb2.RUN_STATUS_EXPIRED: "thread_run_expired",
+}
+
 
 @dataclass
 class _RunLog:
+    # The sequence just before the first event kept here: a run another core executed before
+    # goes on numbering where that core stopped.
+    base: int = 0
     events: list[runs_pb2.RunEvent] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     finished: bool = False
 
+    @property
+    def last(self) -> int:
+        return self.base + len(self.events)
+
 
 class RunEventHub:
-    """Event logs of the runs this process executes, by run ID."""
+    """Event logs of the runs this process executes, by run ID.
+
+    `sink`, when set, is handed every published event too (the stored log that other cores
+    read, see `stored_events`).
+    """
 
     def __init__(self) -> None:
         self._logs: dict[str, _RunLog] = {}
+        self.sink: Callable[[str, runs_pb2.RunEvent], None] | None = None
+
+    def open(self, run_id: str, after_sequence: int) -> None:
+        """Make sure the run's log goes on after `after_sequence` (what other cores announced).
+
+        A log here that is already that far stays; an older one (another core executed the run
+        since) is ended, so its watchers stop instead of waiting on it forever.
+        """
+        log = self._logs.get(run_id)
+        if log is not None:
+            if log.last >= after_sequence:
+                return
+            log.finished = True
+            log.changed.set()
+        self._logs[run_id] = _RunLog(base=after_sequence)
 
     def publish(self, run_id: str, event: runs_pb2.RunEvent) -> runs_pb2.RunEvent:
         """Append an event (its `sequence` is assigned here) and wake the watchers."""
         log = self._logs.setdefault(run_id, _RunLog())
-        event.sequence = len(log.events) + 1
+        event.sequence = log.last + 1
         log.events.append(event)
         if event.WhichOneof("event") in TERMINAL_EVENTS:
             log.finished = True
             asyncio.get_running_loop().call_later(RETAIN_SECONDS, self._forget, run_id, log)
         log.changed.set()
         log.changed = asyncio.Event()
+        if self.sink is not None:
+            self.sink(run_id, event)
         return event
 
     def last_sequence(self, run_id: str) -> int:
         """The sequence of the newest event of a run, 0 if none is known."""
         log = self._logs.get(run_id)
-        return len(log.events) if log else 0
+        return log.last if log else 0
 
     def has_log(self, run_id: str) -> bool:
         return run_id in self._logs
@@ -68,12 +109,12 @@ class RunEventHub:
     ) -> AsyncIterator[runs_pb2.RunEvent]:
         """Events after `after_sequence` up to the next stopping event, then `done`."""
         log = self._logs.setdefault(run_id, _RunLog())
-        position = after_sequence
+        position = max(after_sequence, log.base)
         while True:
-            pending = log.events[position:]
+            pending = log.events[position - log.base :]
             if pending:
                 position += len(pending)
-                for event in _coalesce(pending):
+                for event in coalesce(pending):
                     yield event
                     if event.WhichOneof("event") in STOPPING_EVENTS:
                         yield done_event(event.sequence)
@@ -93,7 +134,7 @@ def done_event(sequence: int) -> runs_pb2.RunEvent:
     return runs_pb2.RunEvent(sequence=sequence, done=runs_pb2.StreamDone())
 
 
-def _coalesce(events: list[runs_pb2.RunEvent]) -> list[runs_pb2.RunEvent]:
+def coalesce(events: list[runs_pb2.RunEvent]) -> list[runs_pb2.RunEvent]:
     """Merge runs of text deltas to the same content part of the same message."""
     merged: list[runs_pb2.RunEvent] = []
     for event in events:

@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
+import secrets
+import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -29,7 +32,7 @@ from compat_core.engine.prompt import (
 )
 from compat_core.models import ModelRegistry
 from compat_core.providers.base import ChatProvider, ChatRequest, ProviderError, TokenUsage
-from compat_core.store.base import Store
+from compat_core.store.base import LeaseLost, Store
 from compat_core.tools import Tool
 from compat_core.v1 import common_pb2, messages_pb2, runs_pb2
 
@@ -44,6 +47,11 @@ RELAY_INTERVAL_SECONDS = 0.002
 MAX_MODEL_TURNS = 50
 
 
+def new_replica_id() -> str:
+    """A name no other live core has: host, process and a random part (PIDs repeat)."""
+    return f"{socket.gethostname()[:64]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
 @dataclass
 class EngineContext:
     """What every execution needs; one per core process."""
@@ -54,9 +62,18 @@ class EngineContext:
     providers: dict[str, ChatProvider]
     tools: dict[str, Tool]
     requires_action_timeout: int = 600
+    # This core's name on the leases of the runs it executes; unique among live cores.
+    replica_id: str = field(default_factory=new_replica_id)
+    # How long a lease lasts unless renewed: how soon another core resumes the runs of one
+    # that died.
+    lease_seconds: float = 10.0
 
     def now(self) -> int:
         return int(time.time())
+
+
+class CancelStored(Exception):
+    """The stored run was set to `cancelling` (by a core that does not execute it)."""
 
 
 class RunExecution:
@@ -66,6 +83,8 @@ class RunExecution:
         self.ctx = ctx
         self.run = run
         self.cancel_requested = False
+        # Set when a lease renewal found another core holding the run: stop without a word.
+        self.lease_lost = False
         # A task cancelled before its first step never enters `execute`'s handlers, so a cancel
         # that arrives that early is left to `execute` itself (see RunEngine.cancel).
         self.started = False
@@ -76,6 +95,17 @@ class RunExecution:
 
     async def execute(self) -> None:
         self.started = True
+        try:
+            try:
+                await self._drive()
+            except CancelStored:
+                self.cancel_requested = True
+                await self._finish_cancelled()
+        except LeaseLost:
+            # Another core claimed the run (this one paused past its lease): it goes on there.
+            log.warning("run %s: lease lost, another core executes it now", self.run.id)
+
+    async def _drive(self) -> None:
         try:
             if self.cancel_requested:
                 await self._finish_cancelled()
@@ -91,6 +121,8 @@ class RunExecution:
                 "server_error", f"The run made more than {MAX_MODEL_TURNS} model calls."
             )
         except asyncio.CancelledError:
+            if self.lease_lost:
+                return
             if not self.cancel_requested:
                 raise  # the core is shutting down: the run resumes on the next start
             await self._finish_cancelled()
@@ -98,6 +130,8 @@ class RunExecution:
             await self._fail(exc.code, exc.message)
         except PromptTooLong:
             await self._finish_incomplete("max_prompt_tokens")
+        except (CancelStored, LeaseLost):
+            raise
         except Exception:
             log.exception("run %s failed", self.run.id)
             await self._fail("server_error", "The run failed because of an internal error.")
@@ -214,7 +248,7 @@ class RunExecution:
             runs_pb2.StepDetails(message_creation=runs_pb2.MessageCreation(message_id=message.id))
         )
         self._message, self._message_step = message, step
-        await self.ctx.store.save_progress(steps=[step], messages=[message])
+        await self._save(steps=[step], messages=[message])
         self._publish("thread_run_step_created", step)
         self._publish("thread_run_step_in_progress", step)
         self._publish("thread_message_created", message)
@@ -236,7 +270,7 @@ class RunExecution:
         step.completed_at = now
         if usage is not None:
             step.usage.CopyFrom(usage)
-        await self.ctx.store.save_progress(steps=[step], messages=[message])
+        await self._save(steps=[step], messages=[message])
         self._publish(
             "thread_message_incomplete" if truncated else "thread_message_completed", message
         )
@@ -257,7 +291,7 @@ class RunExecution:
                 await self._close_message(False, None)
             step = self._new_step(runs_pb2.StepDetails(tool_calls=runs_pb2.ToolCalls()))
             self._tool_step = step
-            await self.ctx.store.save_progress(steps=[step])
+            await self._save(steps=[step])
             self._publish("thread_run_step_created", step)
             self._publish("thread_run_step_in_progress", step)
         piece = runs_pb2.ToolCall(index=index)
@@ -384,7 +418,7 @@ class RunExecution:
             message.status = messages_pb2.MESSAGE_STATUS_INCOMPLETE
             message.incomplete_at = now
             message.incomplete_details.reason = reason
-            await self.ctx.store.save_progress(messages=[message])
+            await self._save(messages=[message])
             self._publish("thread_message_incomplete", message)
         if step_end is None:
             return
@@ -397,7 +431,7 @@ class RunExecution:
         for step in open_steps:
             end_step(step, status, now, error)
         if open_steps:
-            await self.ctx.store.save_progress(steps=open_steps)
+            await self._save(steps=open_steps)
             for step in open_steps:
                 self._publish(STEP_EVENTS[status], step)
 
@@ -422,16 +456,37 @@ class RunExecution:
         run_event: str | None = None,
         step_event: str | None = None,
     ) -> None:
-        """Store the run (and steps), then announce: never the other way round."""
-        await self.ctx.store.save_progress(run=self.run, steps=steps)
+        """Store the run (and steps), then announce: never the other way round.
+
+        Unless the run is being cancelled here, the save first checks that no other core
+        stored a cancel meanwhile (it would be overwritten), and raises CancelStored if one did.
+        """
+        guard = None if self.run.status == runs_pb2.RUN_STATUS_CANCELLED else _not_cancelling
+        await self.ctx.store.save_progress(
+            run=self.run, steps=steps, guard=guard, holder=self.ctx.replica_id
+        )
         if step_event is not None:
             for step in steps:
                 self._publish(step_event, step)
         if run_event is not None:
             self._publish(run_event, self.run)
 
+    async def _save(
+        self,
+        steps: Sequence[runs_pb2.RunStep] = (),
+        messages: Sequence[messages_pb2.Message] = (),
+    ) -> None:
+        await self.ctx.store.save_progress(
+            steps=steps, messages=messages, holder=self.ctx.replica_id
+        )
+
     def _publish(self, name: str, payload: Any) -> None:
         publish(self.ctx.hub, self.run.id, name, payload)
+
+
+def _not_cancelling(stored: runs_pb2.Run) -> None:
+    if stored.status == runs_pb2.RUN_STATUS_CANCELLING:
+        raise CancelStored
 
 
 STEP_EVENTS = {

@@ -1,9 +1,16 @@
 """The run engine of one core: which runs execute here, and what changes them from outside.
 
-It owns the asyncio task of each executing run. Cancels and tool outputs are written to the
-store first, through a conditional update (so two callers racing cannot both win), then acted
-on. On start it resumes what a previous process left unfinished, and a sweeper expires runs
-whose client never answered their tool calls.
+It owns the asyncio task of each run executing here. Which core executes a run is decided in
+the store: a core holds a lease on each run it executes and renews them all every
+`_tick_seconds`; when a core dies its leases run out and any other core (or the same one,
+restarted) claims the runs and resumes them from their last stored step. A core that stops
+gracefully releases its leases, so that its runs move on at once.
+
+Cancels and tool outputs are written to the store first, through a conditional update (so two
+callers racing cannot both win), then acted on. Tool outputs make the run execute on the core
+that took them. A cancel of a run executing on another core reaches it by a notice (shared
+databases), and by that core's next lease renewal in any case. A sweeper on every core
+expires runs whose client never answered their tool calls.
 """
 
 from __future__ import annotations
@@ -12,10 +19,12 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 
 from compat_core import errors
-from compat_core.engine.events import STOPPING_EVENTS, RunEventHub, done_event
+from compat_core.engine.events import STATUS_EVENTS, STOPPING_EVENTS, RunEventHub, done_event
 from compat_core.engine.executor import (
     STEP_EVENTS,
     EngineContext,
@@ -23,12 +32,18 @@ from compat_core.engine.executor import (
     end_step,
     publish,
 )
-from compat_core.store.base import ACTIVE_RUN_STATUSES
+from compat_core.engine.stored_events import RETAIN_SECONDS, StoredEventLog
+from compat_core.store.base import ACTIVE_RUN_STATUSES, Lease, LeaseLost
+from compat_core.store.sql_events import CANCEL_CHANNEL, EVENTS_CHANNEL
 from compat_core.v1 import messages_pb2, runs_pb2, threads_pb2
 
 log = logging.getLogger(__name__)
 
-SWEEP_INTERVAL_SECONDS = 1.0
+# The longest pause between two rounds of lease renewal, claims and expiry; shorter when the
+# lease is short, so that a lease is renewed several times before it can run out.
+MAX_TICK_SECONDS = 1.0
+CLAIM_BATCH = 100
+PURGE_INTERVAL_SECONDS = 60.0
 STATUS_NAMES = {
     runs_pb2.RUN_STATUS_QUEUED: "queued",
     runs_pb2.RUN_STATUS_IN_PROGRESS: "in_progress",
@@ -40,17 +55,15 @@ STATUS_NAMES = {
     runs_pb2.RUN_STATUS_INCOMPLETE: "incomplete",
     runs_pb2.RUN_STATUS_EXPIRED: "expired",
 }
-STATUS_EVENTS = {
-    runs_pb2.RUN_STATUS_QUEUED: "thread_run_queued",
-    runs_pb2.RUN_STATUS_IN_PROGRESS: "thread_run_in_progress",
-    runs_pb2.RUN_STATUS_REQUIRES_ACTION: "thread_run_requires_action",
-    runs_pb2.RUN_STATUS_CANCELLING: "thread_run_cancelling",
-    runs_pb2.RUN_STATUS_CANCELLED: "thread_run_cancelled",
-    runs_pb2.RUN_STATUS_FAILED: "thread_run_failed",
-    runs_pb2.RUN_STATUS_COMPLETED: "thread_run_completed",
-    runs_pb2.RUN_STATUS_INCOMPLETE: "thread_run_incomplete",
-    runs_pb2.RUN_STATUS_EXPIRED: "thread_run_expired",
-}
+
+
+@dataclass
+class _Executing:
+    execution: RunExecution
+    task: asyncio.Task[None]
+    # When this core took the run (monotonic): a lease renewal that began earlier cannot have
+    # seen its lease.
+    since: float
 
 
 class RunEngine:
@@ -58,29 +71,42 @@ class RunEngine:
 
     def __init__(self, ctx: EngineContext) -> None:
         self.ctx = ctx
-        self._executions: dict[str, tuple[RunExecution, asyncio.Task[None]]] = {}
-        self._sweeper: asyncio.Task[None] | None = None
+        self._executions: dict[str, _Executing] = {}
+        self._housekeeper: asyncio.Task[None] | None = None
+        self._tick_seconds = min(MAX_TICK_SECONDS, ctx.lease_seconds / 4)
+        self._purged_at = 0.0
+        self._stored: StoredEventLog | None = None
+        if ctx.store.shared:
+            self._stored = StoredEventLog(ctx.store, ctx.now)
+            ctx.hub.sink = self._stored.add
 
     @property
     def hub(self) -> RunEventHub:
         return self.ctx.hub
 
     async def start(self) -> None:
-        """Resume unfinished runs and start the expiry sweeper."""
-        await self._recover()
-        self._sweeper = asyncio.create_task(self._sweep_forever(), name="run-expiry-sweeper")
+        """Listen to the other cores, resume runs no core holds, start housekeeping."""
+        await self.ctx.store.listen(self._on_notice)
+        await self._claim_expired()
+        self._housekeeper = asyncio.create_task(self._keep_house(), name="run-housekeeping")
 
     async def stop(self) -> None:
-        """Stop executing; runs stay stored as they are and resume on the next start."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        """Stop executing and release this core's runs, so another core resumes them at once."""
+        if self._housekeeper is not None:
+            self._housekeeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-        tasks = [task for _, task in self._executions.values()]
+                await self._housekeeper
+        tasks = [executing.task for executing in self._executions.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._executions.clear()
+        if self._stored is not None:
+            await self._stored.flush()
+        try:
+            await self.ctx.store.release_leases(self.ctx.replica_id)
+        except Exception:
+            log.exception("releasing this core's runs failed; others resume them when leases end")
         for provider in self.ctx.providers.values():
             await provider.close()
 
@@ -93,8 +119,9 @@ class RunEngine:
         thread: threads_pb2.Thread | None = None,
     ) -> None:
         """Store a new queued run (and its thread and messages), announce it, execute it."""
-        if not await self.ctx.store.create_run(run, messages, thread):
+        if not await self.ctx.store.create_run(run, messages, thread, self._lease()):
             raise errors.not_found(f"No thread found with id '{run.thread_id}'.", "thread_id")
+        self.hub.open(run.id, 0)
         if thread is not None:
             publish(self.hub, run.id, "thread_created", thread)
         publish(self.hub, run.id, "thread_run_created", run)
@@ -104,42 +131,94 @@ class RunEngine:
     def _execute(self, run: runs_pb2.Run) -> None:
         execution = RunExecution(self.ctx, run)
         task = asyncio.create_task(execution.execute(), name=f"run-{run.id}")
-        self._executions[run.id] = (execution, task)
+        self._executions[run.id] = _Executing(execution, task, time.monotonic())
         task.add_done_callback(functools.partial(self._forget, run.id))
 
     def _forget(self, run_id: str, task: asyncio.Task[None]) -> None:
         current = self._executions.get(run_id)
-        if current is not None and current[1] is task:
+        if current is not None and current.task is task:
             del self._executions[run_id]
+
+    def _lease(self) -> Lease:
+        expires_at_ms = int((time.time() + self.ctx.lease_seconds) * 1000)
+        return Lease(self.ctx.replica_id, expires_at_ms)
+
+    async def _open_log(self, run_id: str) -> None:
+        """Before announcing anything of a run another core may have executed."""
+        after = 0
+        if self._stored is not None:
+            after = await self.ctx.store.last_event_sequence(run_id)
+        self.hub.open(run_id, after)
 
     # Changes from outside.
 
     async def cancel(self, thread_id: str, run_id: str) -> runs_pb2.Run:
         """Mark the run `cancelling` at once; it becomes `cancelled` as soon as it stops."""
+        before: list[runs_pb2.RunStatus.ValueType] = []
 
         def mutate(run: runs_pb2.Run) -> None:
             if run.status not in ACTIVE_RUN_STATUSES:
                 raise errors.precondition(
                     f"Cannot cancel run with status '{STATUS_NAMES[run.status]}'.", "run_id"
                 )
+            before.append(run.status)
             run.status = runs_pb2.RUN_STATUS_CANCELLING
 
-        run = await self._update(thread_id, run_id, mutate)
-        publish(self.hub, run.id, "thread_run_cancelling", run)
-        current = self._executions.get(run.id)
-        if current is not None:
-            execution, task = current
-            execution.cancel_requested = True
-            if execution.started:
-                task.cancel()
+        # The lease only applies if no core holds the run: one that waited for tool outputs.
+        run = await self._update(thread_id, run_id, mutate, self._lease())
+        executing = self._executions.get(run.id)
+        if executing is not None:
+            self._cancel_here(executing, run)
+        elif before[-1] == runs_pb2.RUN_STATUS_REQUIRES_ACTION:
+            await self._open_log(run.id)
+            publish(self.hub, run.id, "thread_run_cancelling", run)
+            await self._end_idle(
+                run,
+                runs_pb2.RUN_STATUS_CANCELLED,
+                runs_pb2.RUN_STEP_STATUS_CANCELLED,
+                holder=self.ctx.replica_id,
+            )
         else:
-            await self._finish_cancelled_idle(run)
+            # Another core executes it (or will claim it): it learns of the stored cancel
+            # from this notice, else from its next lease renewal.
+            await self.ctx.store.request_cancel(run.id)
         return run
+
+    def _cancel_here(self, executing: _Executing, run: runs_pb2.Run) -> None:
+        execution = executing.execution
+        if execution.cancel_requested:
+            return
+        execution.cancel_requested = True
+        publish(self.hub, run.id, "thread_run_cancelling", run)
+        # A task cancelled before its first step never enters `execute`'s handlers, so a cancel
+        # that arrives that early is left to `execute` itself.
+        if execution.started:
+            executing.task.cancel()
+
+    def _cancel_noticed(self, run_id: str) -> None:
+        """Another core stored a cancel of a run executing here."""
+        executing = self._executions.get(run_id)
+        if executing is None:
+            return
+        run = runs_pb2.Run()
+        run.CopyFrom(executing.execution.run)
+        run.status = runs_pb2.RUN_STATUS_CANCELLING
+        self._cancel_here(executing, run)
+
+    def _on_notice(self, channel: str, payload: str) -> None:
+        if channel == CANCEL_CHANNEL:
+            self._cancel_noticed(payload)
+        elif channel == EVENTS_CHANNEL and self._stored is not None:
+            self._stored.wake(payload)
 
     async def submit_tool_outputs(
         self, thread_id: str, run_id: str, outputs: Sequence[runs_pb2.ToolOutput]
-    ) -> runs_pb2.Run:
-        """Record the client's outputs (each pending call exactly once) and resume the run."""
+    ) -> tuple[runs_pb2.Run, int]:
+        """Record the client's outputs (each pending call exactly once) and resume the run here.
+
+        Returns the run and the sequence of the last event before those the resumption
+        announces (where a stream of them starts).
+        """
         answers: dict[str, str] = {}
         for index, output in enumerate(outputs):
             if output.tool_call_id in answers:
@@ -172,21 +251,29 @@ class RunEngine:
             run.ClearField("required_action")
             run.expires_at = self.ctx.now() + self.ctx.requires_action_timeout
 
-        run = await self._update(thread_id, run_id, mutate)
+        run = await self._update(thread_id, run_id, mutate, self._lease())
+        await self._open_log(run.id)
+        position = self.hub.last_sequence(run.id)
         step = await self._open_tool_step(run.id)
         if step is not None:
             for call in step.step_details.tool_calls.tool_calls:
                 if call.id in answers:
                     call.function.output = answers[call.id]
             end_step(step, runs_pb2.RUN_STEP_STATUS_COMPLETED, self.ctx.now())
-            await self.ctx.store.save_progress(steps=[step])
+            await self.ctx.store.save_progress(steps=[step], holder=self.ctx.replica_id)
             publish(self.hub, run.id, "thread_run_step_completed", step)
         publish(self.hub, run.id, "thread_run_queued", run)
         self._execute(run)
-        return run
+        return run, position
 
-    async def _update(self, thread_id: str, run_id: str, mutate: object) -> runs_pb2.Run:
-        updated = await self.ctx.store.update_run(thread_id, run_id, mutate)  # type: ignore[arg-type]
+    async def _update(
+        self,
+        thread_id: str,
+        run_id: str,
+        mutate: Callable[[runs_pb2.Run], None],
+        lease: Lease,
+    ) -> runs_pb2.Run:
+        updated = await self.ctx.store.update_run(thread_id, run_id, mutate, lease)
         if updated is None:
             raise errors.not_found(
                 f"No run found with id '{run_id}' in thread '{thread_id}'.", "run_id"
@@ -203,18 +290,16 @@ class RunEngine:
                 return step
         return None
 
-    async def _finish_cancelled_idle(self, run: runs_pb2.Run) -> None:
-        """Cancel a run that no task here executes (queued elsewhere, or awaiting tools)."""
-        await self._end_idle(run, runs_pb2.RUN_STATUS_CANCELLED, runs_pb2.RUN_STEP_STATUS_CANCELLED)
-
     async def _end_idle(
         self,
         run: runs_pb2.Run,
         status: runs_pb2.RunStatus.ValueType,
         step_status: runs_pb2.RunStepStatus.ValueType,
         guard: Callable[[runs_pb2.Run], None] | None = None,
+        holder: str | None = None,
     ) -> None:
         """End a run no task executes, and its open step, in one transaction."""
+        await self._open_log(run.id)
         now = self.ctx.now()
         step = await self._open_tool_step(run.id)
         run.status = status
@@ -226,7 +311,7 @@ class RunEngine:
         if step is not None:
             end_step(step, step_status, now)
             steps.append(step)
-        await self.ctx.store.save_progress(run=run, steps=steps, guard=guard)
+        await self.ctx.store.save_progress(run=run, steps=steps, guard=guard, holder=holder)
         for ended in steps:
             publish(self.hub, run.id, STEP_EVENTS[step_status], ended)
         publish(self.hub, run.id, STATUS_EVENTS[status], run)
@@ -237,6 +322,10 @@ class RunEngine:
         self, run: runs_pb2.Run, after_sequence: int | None
     ) -> AsyncIterator[runs_pb2.RunEvent]:
         """A run's events: from `after_sequence`, else its current state then what follows."""
+        if self._stored is not None and run.id not in self._executions:
+            async for event in self._watch_stored(run, after_sequence):
+                yield event
+            return
         if after_sequence is not None and self.hub.has_log(run.id):
             async for event in self.hub.follow(run.id, after_sequence):
                 yield event
@@ -252,42 +341,99 @@ class RunEngine:
         async for event in self.hub.follow(run.id, position):
             yield event
 
-    # Restart recovery and expiry.
-
-    async def _recover(self) -> None:
+    async def _watch_stored(
+        self, run: runs_pb2.Run, after_sequence: int | None
+    ) -> AsyncIterator[runs_pb2.RunEvent]:
+        """A run another core executes (or executed), from the stored log."""
+        assert self._stored is not None
         store = self.ctx.store
-        unfinished = await store.runs_with_status(
-            (
-                runs_pb2.RUN_STATUS_QUEUED,
-                runs_pb2.RUN_STATUS_IN_PROGRESS,
-                runs_pb2.RUN_STATUS_CANCELLING,
-            )
-        )
-        for run in unfinished:
-            if run.status == runs_pb2.RUN_STATUS_CANCELLING:
-                await self._finish_cancelled_idle(run)
-                continue
-            # Whatever was being written when the last process stopped is written again.
-            steps = await store.run_steps(run.id)
-            unfinished_steps = [
-                s for s in steps if s.status == runs_pb2.RUN_STEP_STATUS_IN_PROGRESS
-            ]
-            message_ids = [
-                s.step_details.message_creation.message_id
-                for s in unfinished_steps
-                if s.step_details.WhichOneof("kind") == "message_creation"
-            ]
-            await store.delete_run_output([s.id for s in unfinished_steps], message_ids)
-            log.info("resuming run %s (%s)", run.id, STATUS_NAMES[run.status])
-            self._execute(run)
+        if after_sequence is None:
+            # The position first, then the state: an event in between is told twice (in the
+            # state and after it), never missed.
+            after_sequence = await store.last_event_sequence(run.id)
+            run = await store.find_run(run.id) or run
+            name = STATUS_EVENTS[run.status]
+            current = runs_pb2.RunEvent(sequence=after_sequence)
+            getattr(current, name).CopyFrom(run)
+            yield current
+            if name in STOPPING_EVENTS:
+                yield done_event(after_sequence)
+                return
+        current_state = functools.partial(store.find_run, run.id)
+        async for event in self._stored.follow(run.id, after_sequence, current_state):
+            yield event
 
-    async def _sweep_forever(self) -> None:
+    # Housekeeping: leases, claims, expiry.
+
+    async def _keep_house(self) -> None:
         while True:
+            await asyncio.sleep(self._tick_seconds)
+            for chore in (self._renew, self._claim_expired, self._expire_waiting_runs):
+                try:
+                    await chore()
+                except Exception:
+                    log.exception("run housekeeping (%s) failed", chore.__name__)
+            if self._stored is not None and time.monotonic() - self._purged_at > (
+                PURGE_INTERVAL_SECONDS
+            ):
+                self._purged_at = time.monotonic()
+                try:
+                    await self.ctx.store.purge_events(self.ctx.now() - int(RETAIN_SECONDS))
+                except Exception:
+                    log.exception("purging old run events failed")
+
+    async def _renew(self) -> None:
+        """Extend this core's leases; stop runs it lost, cancel runs cancelled elsewhere."""
+        began = time.monotonic()
+        renewal = await self.ctx.store.renew_leases(
+            self.ctx.replica_id, self._lease().expires_at_ms
+        )
+        for run_id, executing in list(self._executions.items()):
+            if run_id in renewal.cancelling:
+                self._cancel_noticed(run_id)
+            elif run_id not in renewal.held and executing.since < began:
+                # Ended meanwhile (the task is finishing), or claimed by another core after
+                # this one missed renewals: either way nothing more is written from here.
+                executing.execution.lease_lost = True
+                executing.task.cancel()
+
+    async def _claim_expired(self) -> None:
+        """Take runs whose core died (or stopped) and resume them here."""
+        now_ms = int(time.time() * 1000)
+        lease_ms = int(self.ctx.lease_seconds * 1000)
+        claimed = await self.ctx.store.claim_runs(
+            self.ctx.replica_id, now_ms, lease_ms, CLAIM_BATCH
+        )
+        for run in claimed:
+            if run.id in self._executions:
+                continue  # still executing here: this core's own lease had run out
             try:
-                await self._expire_waiting_runs()
-            except Exception:
-                log.exception("run expiry sweep failed")
-            await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
+                await self._resume(run)
+            except LeaseLost:
+                continue
+
+    async def _resume(self, run: runs_pb2.Run) -> None:
+        store = self.ctx.store
+        if run.status == runs_pb2.RUN_STATUS_CANCELLING:
+            await self._end_idle(
+                run,
+                runs_pb2.RUN_STATUS_CANCELLED,
+                runs_pb2.RUN_STEP_STATUS_CANCELLED,
+                holder=self.ctx.replica_id,
+            )
+            return
+        await self._open_log(run.id)
+        # Whatever was being written when the last core stopped is written again.
+        steps = await store.run_steps(run.id)
+        unfinished_steps = [s for s in steps if s.status == runs_pb2.RUN_STEP_STATUS_IN_PROGRESS]
+        message_ids = [
+            s.step_details.message_creation.message_id
+            for s in unfinished_steps
+            if s.step_details.WhichOneof("kind") == "message_creation"
+        ]
+        await store.delete_run_output([s.id for s in unfinished_steps], message_ids)
+        log.info("resuming run %s (%s)", run.id, STATUS_NAMES[run.status])
+        self._execute(run)
 
     async def _expire_waiting_runs(self) -> None:
         now = self.ctx.now()

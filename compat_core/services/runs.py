@@ -243,16 +243,16 @@ class RunsService(runs_pb2_grpc.RunsServiceServicer):
         self, request: runs_pb2.SubmitToolOutputsRequest, context: Any
     ) -> runs_pb2.Run:
         await self._get(request.thread_id, request.run_id)
-        return await self._engine.submit_tool_outputs(
+        run, _ = await self._engine.submit_tool_outputs(
             request.thread_id, request.run_id, request.tool_outputs
         )
+        return run
 
     async def SubmitToolOutputsStream(
         self, request: runs_pb2.SubmitToolOutputsRequest, context: Any
     ) -> AsyncIterator[runs_pb2.RunEvent]:
         await self._get(request.thread_id, request.run_id)
-        position = self._engine.hub.last_sequence(request.run_id)
-        run = await self._engine.submit_tool_outputs(
+        run, position = await self._engine.submit_tool_outputs(
             request.thread_id, request.run_id, request.tool_outputs
         )
         async for event in self._engine.hub.follow(run.id, position):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from compat_core.store.base import CursorNotFound, Page, PageQuery, Store
 from compat_core.store.blobs import BlobStore, BlobTooLarge
 from compat_core.store.database import Database
+from compat_core.store.notify import PostgresListener
 from compat_core.store.postgres import PostgresDatabase
 from compat_core.store.runner import TransactionRunner
 from compat_core.store.sql_store import SqlStore
@@ -43,5 +44,11 @@ def open_database(database_url: str) -> TransactionRunner:
 
 
 def create_store(database_url: str) -> Store:
-    """The store for `COMPAT_DATABASE_URL`; call `open()` on it before use."""
-    return SqlStore(open_database(database_url))
+    """The store for `COMPAT_DATABASE_URL`; call `open()` on it before use.
+
+    On PostgreSQL, which several cores may share, the store also listens for their notices.
+    """
+    database = open_database(database_url)
+    if isinstance(database, PostgresDatabase):
+        return SqlStore(database, PostgresListener(database.url))
+    return SqlStore(database)

@@ -68,6 +68,51 @@ ACTIVE_RUN_STATUSES = frozenset(
 )
 
 
+# The statuses in which some core must be executing the run (and so holds its lease).
+EXECUTING_RUN_STATUSES = frozenset(
+    {
+        runs_pb2.RUN_STATUS_QUEUED,
+        runs_pb2.RUN_STATUS_IN_PROGRESS,
+        runs_pb2.RUN_STATUS_CANCELLING,
+    }
+)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A core's claim on executing a run: its replica ID, and when the claim runs out."""
+
+    owner: str
+    expires_at_ms: int
+
+
+@dataclass(frozen=True)
+class LeaseRenewal:
+    """What a core learns when it renews its leases."""
+
+    # The runs whose lease it still holds (a run missing here was taken over or ended).
+    held: frozenset[str]
+    # Those of them a client asked to cancel.
+    cancelling: frozenset[str]
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One event of a run as the stored event log keeps it."""
+
+    run_id: str
+    event: runs_pb2.RunEvent
+    created_at: int
+
+
+class LeaseLost(Exception):
+    """The writer no longer holds the run's lease: another core executes it now."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"this core no longer holds the lease of run {run_id}")
+        self.run_id = run_id
+
+
 class Store(ABC):
     """All persistent state of the core. Implementations: `SqlStore` on SQLite (the embedded
     default) or on PostgreSQL (the store a scaled-out deployment shares).
@@ -196,13 +241,14 @@ class Store(ABC):
         run: runs_pb2.Run,
         messages: Sequence[messages_pb2.Message] = (),
         thread: threads_pb2.Thread | None = None,
+        lease: Lease | None = None,
     ) -> bool:
         """Start a run, in one transaction.
 
         Inserts `thread` first when given (create-thread-and-run, its first messages are in
         `messages`); then checks the run's thread exists (False if not) and has no active run
         (raises ThreadBusy); then inserts `messages` (a run's additional messages) at the end
-        of the thread and the run.
+        of the thread and the run, with `lease` (else an unowned one any core may claim).
         """
 
     @abstractmethod
@@ -219,9 +265,17 @@ class Store(ABC):
 
     @abstractmethod
     async def update_run(
-        self, thread_id: str, run_id: str, mutate: Callable[[runs_pb2.Run], None]
+        self,
+        thread_id: str,
+        run_id: str,
+        mutate: Callable[[runs_pb2.Run], None],
+        lease: Lease | None = None,
     ) -> runs_pb2.Run | None:
-        """As `update_assistant`, for a run of a thread."""
+        """As `update_assistant`, for a run of a thread.
+
+        If `mutate` makes an idle run execute again (tool outputs, a cancel while it waited
+        for them), the run gets `lease`, else an unowned one; a held lease stays its holder's.
+        """
 
     @abstractmethod
     async def save_progress(
@@ -230,12 +284,14 @@ class Store(ABC):
         steps: Sequence[runs_pb2.RunStep] = (),
         messages: Sequence[messages_pb2.Message] = (),
         guard: Callable[[runs_pb2.Run], None] | None = None,
+        holder: str | None = None,
     ) -> None:
         """Insert or replace (by ID) a run, steps and messages in one transaction.
 
         `guard`, when given, is called with the run as stored (locked) before anything is
         written; whatever it raises aborts the whole save. It makes "end this run and its open
-        step, unless the run moved meanwhile" a single atomic change.
+        step, unless the run moved meanwhile" a single atomic change. `holder`, when given,
+        must hold the run's lease, else the save raises LeaseLost and writes nothing.
 
         The run engine calls this before it announces each transition, so what a client is
         told has always been stored. A replaced object keeps its place in its list.
@@ -268,3 +324,58 @@ class Store(ABC):
     @abstractmethod
     async def thread_messages(self, thread_id: str) -> list[messages_pb2.Message]:
         """Every message of a thread, oldest first (what the model reads)."""
+
+    # Which core executes which run
+
+    @property
+    @abstractmethod
+    def shared(self) -> bool:
+        """Whether other core processes may share this database (PostgreSQL).
+
+        Cores that share it keep a stored event log and notify each other; a core alone on
+        its database (SQLite) needs neither.
+        """
+
+    @abstractmethod
+    async def claim_runs(
+        self, owner: str, now_ms: int, lease_ms: int, limit: int
+    ) -> list[runs_pb2.Run]:
+        """Take up to `limit` runs whose lease ran out before `now_ms`; their current state."""
+
+    @abstractmethod
+    async def renew_leases(self, owner: str, expires_at_ms: int) -> LeaseRenewal:
+        """Extend every lease `owner` holds."""
+
+    @abstractmethod
+    async def release_leases(self, owner: str) -> None:
+        """Let any core claim `owner`'s runs at once (a graceful stop)."""
+
+    @abstractmethod
+    async def request_cancel(self, run_id: str) -> None:
+        """Tell the core executing the run, wherever it is, that a cancel was stored."""
+
+    # The stored event log (only used when `shared`)
+
+    @abstractmethod
+    async def append_events(self, events: Sequence[StoredEvent]) -> None:
+        """Append events to their runs' logs and wake the cores watching them."""
+
+    @abstractmethod
+    async def read_events(self, run_id: str, after: int, limit: int) -> list[runs_pb2.RunEvent]:
+        """A run's stored events after sequence `after`, oldest first."""
+
+    @abstractmethod
+    async def last_event_sequence(self, run_id: str) -> int:
+        """The sequence of a run's newest stored event, 0 if none."""
+
+    @abstractmethod
+    async def purge_events(self, created_before: int) -> int:
+        """Drop stored events older than `created_before` (unix seconds); how many went."""
+
+    @abstractmethod
+    async def listen(self, on_notice: Callable[[str, str], None]) -> None:
+        """Call `on_notice(channel, payload)` for every notification other cores send.
+
+        Returns once listening; a no-op on a database no other core shares. Delivery is best
+        effort (a dropped connection loses notices until it is back): callers also poll.
+        """

@@ -146,6 +146,34 @@ files = Table(
     sqlite_autoincrement=True,
 )
 
+# One row for each run that some core must be executing (queued, in_progress, cancelling): which
+# core does (`owner`, its replica ID; "" for none) and until when (unix milliseconds) unless it
+# renews. The store keeps the row in step with the run's status in every write of the run, so
+# a run can never be active with no row for a core to claim. A core claims rows whose lease
+# ran out (its owner died, or released them on shutdown) and resumes those runs.
+run_leases = Table(
+    "run_leases",
+    metadata,
+    Column("run_id", ID_TYPE, ForeignKey("runs.id"), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("expires_at_ms", BigInteger, nullable=False),
+    Index(None, "expires_at_ms"),
+    Index(None, "owner"),
+)
+
+# The events a run announced, for watchers on other cores than the one executing it (written
+# only when several cores may share the database). `sequence` is the run's own event number;
+# rows go with their thread, or when older than the retention the sweeper keeps.
+run_events = Table(
+    "run_events",
+    metadata,
+    Column("run_id", ID_TYPE, primary_key=True),
+    Column("sequence", BigInteger, primary_key=True),
+    _created_at(),
+    _body(),
+    Index(None, "created_at"),
+)
+
 # One row per list that has no parent row to lock (assistants, files): inserting into such a
 # list locks its row first, so that inserts into it happen one at a time (see `sql_store`).
 list_locks = Table(

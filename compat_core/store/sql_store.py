@@ -39,15 +39,19 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 from google.protobuf.message import Message
 from sqlalchemy import ColumnElement, Connection, Table, exists, select
 
-from compat_core.store import schema
+from compat_core.store import schema, sql_claims, sql_events
 from compat_core.store.base import (
     ACTIVE_RUN_STATUSES,
     CursorNotFound,
+    Lease,
+    LeaseRenewal,
     Page,
     PageQuery,
     Store,
+    StoredEvent,
     ThreadBusy,
 )
+from compat_core.store.notify import PostgresListener
 from compat_core.store.runner import TransactionRunner
 from compat_core.v1 import assistants_pb2, files_pb2, messages_pb2, runs_pb2, threads_pb2
 
@@ -348,6 +352,7 @@ def _delete_thread(conn: Connection, thread_id: str) -> bool:
         return False
     # Children first (foreign keys), each through its (parent, seq) index.
     thread_runs = select(runs.c.id).where(runs.c.thread_id == thread_id)
+    sql_claims.delete_for_runs(conn, thread_runs)
     conn.execute(steps.delete().where(steps.c.run_id.in_(thread_runs)))
     conn.execute(messages.delete().where(messages.c.thread_id == thread_id))
     conn.execute(runs.delete().where(runs.c.thread_id == thread_id))
@@ -399,6 +404,7 @@ def _create_run(
     run: runs_pb2.Run,
     messages: Sequence[messages_pb2.Message],
     thread: threads_pb2.Thread | None,
+    lease: Lease | None,
 ) -> bool:
     for message in messages:
         if message.thread_id != run.thread_id:
@@ -414,19 +420,26 @@ def _create_run(
     _check_idle(conn, run.thread_id)
     _append(conn, _MESSAGES, messages)
     _append(conn, _RUNS, [run])
+    sql_claims.sync_lease(conn, run, lease)
     return True
 
 
 def _update_run(
-    conn: Connection, thread_id: str, run_id: str, mutate: Callable[[runs_pb2.Run], None]
+    conn: Connection,
+    thread_id: str,
+    run_id: str,
+    mutate: Callable[[runs_pb2.Run], None],
+    lease: Lease | None,
 ) -> runs_pb2.Run | None:
     # The thread before the run: `mutate` may make the run active again, which is checked
     # against the thread's other runs.
     if not _lock_thread(conn, thread_id):
         return None
     run = _update(conn, _RUNS, run_id, mutate, thread_id=thread_id)
-    if run is not None and run.status in ACTIVE_RUN_STATUSES:
-        _check_idle(conn, thread_id, other_than=run_id)
+    if run is not None:
+        if run.status in ACTIVE_RUN_STATUSES:
+            _check_idle(conn, thread_id, other_than=run_id)
+        sql_claims.sync_lease(conn, run, lease)
     return run
 
 
@@ -442,6 +455,7 @@ def _save_progress(
     steps: Sequence[runs_pb2.RunStep],
     messages: Sequence[messages_pb2.Message],
     guard: Callable[[runs_pb2.Run], None] | None = None,
+    holder: str | None = None,
 ) -> None:
     # Everything saved together belongs to one thread: the run's, else the first object's.
     if run is not None:
@@ -459,6 +473,11 @@ def _save_progress(
             raise ValueError(f"{object_id} names thread {object_thread_id!r}, not {thread_id!r}")
     # Whether the thread exists or not: inserting into a missing one fails on its foreign key.
     _lock_thread(conn, thread_id)
+    if holder is not None:
+        run_ids = [run.id] if run is not None else [step.run_id for step in steps]
+        run_ids += [message.run_id for message in messages if message.run_id]
+        for held_run_id in dict.fromkeys(run_ids):
+            sql_claims.check_holder(conn, held_run_id, holder)
     if run is not None and guard is not None:
         stored = _get(conn, _RUNS, run.id, thread_id=thread_id)
         if stored is not None:
@@ -468,6 +487,7 @@ def _save_progress(
         if run.status in ACTIVE_RUN_STATUSES:
             # Inserting or re-activating a run must not give its thread a second active one.
             _check_idle(conn, thread_id, other_than=run.id)
+        sql_claims.sync_lease(conn, run, None)
     # A step's run must be on the step's thread (its thread_id column is not a foreign key).
     for step_run_id in dict.fromkeys(step.run_id for step in steps):
         if _run_thread(conn, step_run_id) != thread_id:
@@ -549,13 +569,18 @@ def _all(conn: Connection, kind: _Kind[M], parent: ColumnElement[bool]) -> list[
 class SqlStore(Store):
     """The store on a SQL database; its `TransactionRunner` decides how transactions run."""
 
-    def __init__(self, database: TransactionRunner) -> None:
+    def __init__(
+        self, database: TransactionRunner, listener: PostgresListener | None = None
+    ) -> None:
         self._db = database
+        self._listener = listener
 
     async def open(self) -> None:
         await self._db.run_migrations()
 
     async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
         await self._db.close()
 
     # Assistants
@@ -646,8 +671,9 @@ class SqlStore(Store):
         run: runs_pb2.Run,
         messages: Sequence[messages_pb2.Message] = (),
         thread: threads_pb2.Thread | None = None,
+        lease: Lease | None = None,
     ) -> bool:
-        return await self._db.write(lambda conn: _create_run(conn, run, messages, thread))
+        return await self._db.write(lambda conn: _create_run(conn, run, messages, thread, lease))
 
     async def get_run(self, thread_id: str, run_id: str) -> runs_pb2.Run | None:
         return await self._db.read(lambda conn: _get(conn, _RUNS, run_id, thread_id=thread_id))
@@ -659,9 +685,15 @@ class SqlStore(Store):
         return await self._db.read(lambda conn: _list_runs(conn, thread_id, query))
 
     async def update_run(
-        self, thread_id: str, run_id: str, mutate: Callable[[runs_pb2.Run], None]
+        self,
+        thread_id: str,
+        run_id: str,
+        mutate: Callable[[runs_pb2.Run], None],
+        lease: Lease | None = None,
     ) -> runs_pb2.Run | None:
-        return await self._db.write(lambda conn: _update_run(conn, thread_id, run_id, mutate))
+        return await self._db.write(
+            lambda conn: _update_run(conn, thread_id, run_id, mutate, lease)
+        )
 
     async def save_progress(
         self,
@@ -669,8 +701,9 @@ class SqlStore(Store):
         steps: Sequence[runs_pb2.RunStep] = (),
         messages: Sequence[messages_pb2.Message] = (),
         guard: Callable[[runs_pb2.Run], None] | None = None,
+        holder: str | None = None,
     ) -> None:
-        await self._db.write(lambda conn: _save_progress(conn, run, steps, messages, guard))
+        await self._db.write(lambda conn: _save_progress(conn, run, steps, messages, guard, holder))
 
     async def delete_run_output(self, step_ids: Sequence[str], message_ids: Sequence[str]) -> None:
         await self._db.write(lambda conn: _delete_run_output(conn, step_ids, message_ids))
@@ -699,3 +732,48 @@ class SqlStore(Store):
         return await self._db.read(
             lambda conn: _all(conn, _MESSAGES, schema.messages.c.thread_id == thread_id)
         )
+
+    # Which core executes which run
+
+    @property
+    def shared(self) -> bool:
+        return self._listener is not None
+
+    async def claim_runs(
+        self, owner: str, now_ms: int, lease_ms: int, limit: int
+    ) -> list[runs_pb2.Run]:
+        return await self._db.write(
+            lambda conn: sql_claims.claim(conn, owner, now_ms, lease_ms, limit)
+        )
+
+    async def renew_leases(self, owner: str, expires_at_ms: int) -> LeaseRenewal:
+        return await self._db.write(lambda conn: sql_claims.renew(conn, owner, expires_at_ms))
+
+    async def release_leases(self, owner: str) -> None:
+        await self._db.write(lambda conn: sql_claims.release(conn, owner))
+
+    async def request_cancel(self, run_id: str) -> None:
+        if self._listener is not None:
+            await self._db.write(
+                lambda conn: sql_events.notify(conn, sql_events.CANCEL_CHANNEL, [run_id])
+            )
+
+    # The stored event log
+
+    async def append_events(self, events: Sequence[StoredEvent]) -> None:
+        await self._db.write(lambda conn: sql_events.append(conn, events))
+
+    async def read_events(self, run_id: str, after: int, limit: int) -> list[runs_pb2.RunEvent]:
+        return await self._db.read(lambda conn: sql_events.read(conn, run_id, after, limit))
+
+    async def last_event_sequence(self, run_id: str) -> int:
+        return await self._db.read(lambda conn: sql_events.last_sequence(conn, run_id))
+
+    async def purge_events(self, created_before: int) -> int:
+        return await self._db.write(lambda conn: sql_events.purge(conn, created_before))
+
+    async def listen(self, on_notice: Callable[[str, str], None]) -> None:
+        if self._listener is not None:
+            await self._listener.start(
+                (sql_events.EVENTS_CHANNEL, sql_events.CANCEL_CHANNEL), on_notice
+            )
