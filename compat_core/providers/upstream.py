@@ -2,14 +2,24 @@
 
 Failures become `ProviderError`s with the run's `last_error` codes and a message that says
 what the upstream did, so a run never hangs and the user can tell a typo from an outage.
+
+The SDK makes the request (auth, base URL, timeouts, pool, HTTP error classes), but the
+streamed body is read here: the SDK would build a pydantic chunk per SSE event, which cost most
+of the core's CPU on fast streams, while the run needs a few fields that orjson reads directly.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
+import httpx2
 import openai
+import orjson
 
 from compat_core.config import ProviderConfig
 from compat_core.providers.base import (
@@ -25,6 +35,14 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 # Time allowed between two pieces of a streamed reply: long enough for a slow local model's
 # first token, short enough that a stalled upstream fails the run instead of hanging it.
 READ_TIMEOUT_SECONDS = 300.0
+# How long to wait for the end of the body after `[DONE]`: reading it lets the connection go
+# back to the pool; an upstream that keeps the stream open only costs this, as with the SDK.
+DRAIN_SECONDS = 0.1
+
+# What reading the body raises when the connection fails: the set the SDK maps to
+# APIConnectionError for the streams it reads itself (TLS failures can escape httpx2 raw).
+_TRANSPORT_ERRORS = (httpx2.RequestError, ssl.SSLError, anyio.EndOfStream)
+_DONE = b"[DONE]"
 
 
 class UpstreamProvider(ChatProvider):
@@ -43,51 +61,36 @@ class UpstreamProvider(ChatProvider):
         arguments = _arguments(request)
         replying = False
         try:
-            stream = await self._client.chat.completions.create(**arguments)
-            async with stream:
-                async for chunk in stream:
-                    replying = True
-                    usage = None
-                    if chunk.usage is not None:
-                        usage = TokenUsage(
-                            chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0
-                        )
-                    if not chunk.choices:
-                        if usage is not None:
-                            yield ChatDelta(usage=usage)
-                        continue
-                    choice = chunk.choices[0]
-                    delta = choice.delta
-                    calls = tuple(
-                        ToolCallDelta(
-                            index=call.index,
-                            id=call.id or None,
-                            name=(call.function.name or None) if call.function else None,
-                            arguments=(call.function.arguments or "") if call.function else "",
-                        )
-                        for call in delta.tool_calls or ()
-                    )
-                    yield ChatDelta(
-                        text=delta.content or "",
-                        tool_calls=calls,
-                        finish_reason=choice.finish_reason,
-                        usage=usage,
-                    )
+            # HTTP error statuses raise here, with the body read, as with `create`.
+            async with self._client.chat.completions.with_streaming_response.create(
+                **arguments
+            ) as response:
+                events = _EventReader()
+                async with contextlib.aclosing(response.http_response.aiter_bytes()) as body:
+                    async for piece in body:
+                        for data in events.feed(piece):
+                            if data.startswith(_DONE):
+                                await _drain(body)
+                                return
+                            replying = True
+                            delta = self._delta(orjson.loads(data))
+                            if delta is not None:
+                                yield delta
         except openai.RateLimitError as exc:
             raise ProviderError("rate_limit_exceeded", self._status_message(exc)) from exc
         except openai.APIStatusError as exc:
             code = "invalid_prompt" if exc.status_code in (400, 404, 422) else "server_error"
             raise ProviderError(code, self._status_message(exc)) from exc
-        except openai.APITimeoutError as exc:
+        except (openai.APITimeoutError, httpx2.TimeoutException) as exc:
             raise ProviderError(
                 "server_error", f"Provider '{self._name}' timed out: no reply in time."
             ) from exc
-        except openai.APIConnectionError as exc:
+        except (openai.APIConnectionError, *_TRANSPORT_ERRORS) as exc:
             what = "lost the connection mid-reply" if replying else "could not be reached"
             raise ProviderError(
                 "server_error", f"Provider '{self._name}' {what}: {exc.__cause__ or exc}"
             ) from exc
-        except (openai.OpenAIError, ValueError, KeyError, TypeError) as exc:
+        except (openai.OpenAIError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ProviderError(
                 "server_error", f"Provider '{self._name}' sent a malformed reply: {exc}"
             ) from exc
@@ -97,6 +100,120 @@ class UpstreamProvider(ChatProvider):
 
     def _status_message(self, exc: openai.APIStatusError) -> str:
         return f"Provider '{self._name}' answered HTTP {exc.status_code}: {exc.message}"
+
+    def _delta(self, chunk: Any) -> ChatDelta | None:
+        """The run's view of one `chat.completion.chunk`; None when it carries nothing."""
+        if type(chunk) is not dict:
+            raise ValueError(f"a stream event is not a JSON object: {chunk!r:.100}")
+        error = chunk.get("error")
+        if error:
+            # An upstream that fails after the 200 reports it in the stream (the SDK raises
+            # APIError for these).
+            message = error.get("message") if isinstance(error, dict) else error
+            if not message or not isinstance(message, str):
+                message = "An error occurred during streaming"
+            raise ProviderError(
+                "server_error", f"Provider '{self._name}' reported an error: {message}"
+            )
+        usage = None
+        counts = chunk.get("usage")
+        if counts is not None:
+            usage = TokenUsage(
+                counts.get("prompt_tokens") or 0, counts.get("completion_tokens") or 0
+            )
+        choices = chunk.get("choices")
+        if not choices:
+            return None if usage is None else ChatDelta(usage=usage)
+        choice = choices[0]
+        delta = choice.get("delta") or {}
+        calls = delta.get("tool_calls")
+        return ChatDelta(
+            text=delta.get("content") or "",
+            tool_calls=_tool_calls(calls) if calls else (),
+            finish_reason=choice.get("finish_reason"),
+            usage=usage,
+        )
+
+
+def _tool_calls(calls: list[Any]) -> tuple[ToolCallDelta, ...]:
+    pieces = []
+    for position, call in enumerate(calls):
+        function = call.get("function") or {}
+        index = call.get("index")
+        pieces.append(
+            ToolCallDelta(
+                # Some OpenAI-compatible servers leave out the index of calls sent whole.
+                index=position if index is None else index,
+                id=call.get("id") or None,
+                name=function.get("name") or None,
+                arguments=function.get("arguments") or "",
+            )
+        )
+    return tuple(pieces)
+
+
+class _EventReader:
+    """Cuts the body into server-sent events as it arrives; keeps only their data, as bytes.
+
+    Follows the SSE rules the SDK's decoder follows: lines end in LF, CRLF or CR (also split
+    across reads), a blank line ends an event, several `data` lines join with LF, one space
+    after the colon is dropped, comments and other fields are skipped, and an event the body
+    ends before finishing is dropped.
+    """
+
+    __slots__ = ("_after_cr", "_data", "_partial")
+
+    def __init__(self) -> None:
+        self._partial: list[bytes] = []
+        self._data: list[bytes] = []
+        self._after_cr = False
+
+    def feed(self, piece: bytes) -> list[bytes]:
+        """The data of each event this piece of the body completes."""
+        if not piece:
+            return []
+        if self._after_cr:
+            self._after_cr = False
+            if piece.startswith(b"\n"):  # the end of a CRLF the last piece began
+                piece = piece[1:]
+                if not piece:
+                    return []
+        if b"\r" in piece:
+            self._after_cr = piece.endswith(b"\r")
+            piece = piece.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if b"\n" not in piece:
+            self._partial.append(piece)
+            return []
+        if self._partial:
+            self._partial.append(piece)
+            piece = b"".join(self._partial)
+            self._partial.clear()
+        lines = piece.split(b"\n")
+        rest = lines.pop()
+        if rest:
+            self._partial.append(rest)
+        events: list[bytes] = []
+        data = self._data
+        for line in lines:
+            if line.startswith(b"data: "):
+                data.append(line[6:])
+            elif not line:
+                if data:
+                    events.append(data[0] if len(data) == 1 else b"\n".join(data))
+                    data = []
+            elif line.startswith(b"data:"):
+                data.append(line[5:])
+            elif line == b"data":
+                data.append(b"")
+        self._data = data
+        return events
+
+
+async def _drain(body: AsyncIterator[bytes]) -> None:
+    with contextlib.suppress(TimeoutError, *_TRANSPORT_ERRORS):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for _ in body:
+                pass
 
 
 def _arguments(request: ChatRequest) -> dict[str, Any]:

@@ -35,6 +35,8 @@ from runs.upstream import (
     Reply,
     ScriptedModel,
     Usage,
+    _Pause,
+    _Raw,
     cut,
     http_error,
     malformed,
@@ -57,6 +59,27 @@ def _run(client: openai.OpenAI, thread_id: str, assistant_id: str, **kwargs: Any
 
 def _chat(messages: list[dict[str, Any]]) -> list[tuple[str, Any]]:
     return [(m["role"], m.get("content")) for m in messages]
+
+
+def _event(payload: object) -> bytes:
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+def _chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-raw",
+        "object": "chat.completion.chunk",
+        "created": 1767225600,
+        "model": "raw",
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+    }
+
+
+def _raw(*writes: bytes | float, usage: Usage | None = None) -> Reply:
+    """A streamed reply written byte for byte (a float pauses between two writes): for the
+    SSE framing the scripted builders never produce but upstreams and proxies do."""
+    actions = [_Pause(w) if isinstance(w, float) else _Raw(w) for w in writes]
+    return Reply(actions, usage=usage)
 
 
 # What the model sees
@@ -503,6 +526,36 @@ def test_text_then_tool_call_in_one_turn(
     assert_nothing_left_open(client, thread.id, run)
 
 
+def test_every_sse_framing_an_upstream_may_use_reaches_the_run(
+    client: openai.OpenAI, scripted: ScriptedModel
+) -> None:
+    split = _event(_chunk({"content": "four "}))
+    scripted.push(
+        _raw(
+            _event(_chunk({"role": "assistant", "content": ""})),
+            b": keep-alive comment\n\n",
+            b"event: message\ndata:" + json.dumps(_chunk({"content": "one "})).encode() + b"\n\n",
+            _event(_chunk({"content": "two "})).replace(b"\n", b"\r\n"),
+            b"id: 7\nretry: 1000\n\n",
+            # One event in two data lines, which SSE joins with a line feed.
+            b'data: {"choices": [{"index": 0,\ndata: "delta": {"content": "three "}}]}\n\n',
+            split[:25],
+            0.02,
+            split[25:],
+            _event(_chunk({}, "stop")),
+            usage=Usage(9, 4),
+        )
+    )
+    assistant = _assistant(client, scripted)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "count"}])
+    run = _run(client, thread.id, assistant.id)
+    assert run.status == "completed", run.last_error
+    [reply] = run_messages(client, thread.id, run.id)
+    assert message_text(reply) == "one two three four "
+    assert run.usage is not None
+    assert (run.usage.prompt_tokens, run.usage.completion_tokens) == (9, 4)
+
+
 # Limits and failures
 
 
@@ -542,7 +595,23 @@ UPSTREAM_FAILURES = [
         "400",
         id="400",
     ),
-    pytest.param(malformed("half an ans"), "server_error", None, id="malformed-stream"),
+    pytest.param(malformed("half an ans"), "server_error", "malformed", id="malformed-stream"),
+    pytest.param(
+        _raw(_event(_chunk({"content": "half"})), b"data: [1, 2]\n\n"),
+        "server_error",
+        "malformed",
+        id="chunk-not-an-object",
+    ),
+    pytest.param(
+        # How an upstream reports a failure after it already answered 200.
+        _raw(
+            _event(_chunk({"role": "assistant", "content": "Half an "})),
+            _event({"error": {"message": "The model is overloaded", "type": "server_error"}}),
+        ),
+        "server_error",
+        "The model is overloaded",
+        id="error-in-stream",
+    ),
     pytest.param(
         cut("half a ", "repl"), "server_error", "lost the connection mid-reply", id="connection-cut"
     ),
@@ -555,7 +624,7 @@ def test_upstream_failures_fail_the_run(
     scripted: ScriptedModel,
     reply: Reply,
     code: str,
-    mentioned: str | None,
+    mentioned: str,
 ) -> None:
     scripted.push(reply)
     assistant = _assistant(client, scripted)
@@ -565,9 +634,8 @@ def test_upstream_failures_fail_the_run(
     assert run.failed_at is not None
     assert run.last_error is not None
     assert run.last_error.code == code
-    assert run.last_error.message
-    if mentioned is not None:
-        assert mentioned in run.last_error.message
+    assert f"Provider '{scripted.provider}'" in run.last_error.message
+    assert mentioned in run.last_error.message
     assert len(scripted.requests) == 1, "the server must not retry a failed upstream call"
     assert_nothing_left_open(client, thread.id, run)
     # The thread is free again.
