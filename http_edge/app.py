@@ -80,9 +80,14 @@ def run_edge(settings: Settings) -> None:
         host=settings.http_host,
         port=settings.http_port,
         access_log=None,
-        print=None,
+        print=_announce_listening,
         loop=loop,
     )
+
+
+def _announce_listening(banner: str) -> None:
+    """aiohttp's word that the socket is bound, as a log line (scripts wait for it)."""
+    logger.info("edge listening: %s", banner.splitlines()[0].strip("= "))
 
 
 def _new_event_loop() -> asyncio.AbstractEventLoop:

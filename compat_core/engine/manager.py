@@ -44,6 +44,11 @@ log = logging.getLogger(__name__)
 MAX_TICK_SECONDS = 1.0
 CLAIM_BATCH = 100
 PURGE_INTERVAL_SECONDS = 60.0
+IN_PROGRESS = messages_pb2.MESSAGE_STATUS_IN_PROGRESS
+INCOMPLETE_REASONS = {
+    runs_pb2.RUN_STATUS_CANCELLED: messages_pb2.MESSAGE_INCOMPLETE_REASON_RUN_CANCELLED,
+    runs_pb2.RUN_STATUS_EXPIRED: messages_pb2.MESSAGE_INCOMPLETE_REASON_RUN_EXPIRED,
+}
 STATUS_NAMES = {
     runs_pb2.RUN_STATUS_QUEUED: "queued",
     runs_pb2.RUN_STATUS_IN_PROGRESS: "in_progress",
@@ -298,20 +303,40 @@ class RunEngine:
         guard: Callable[[runs_pb2.Run], None] | None = None,
         holder: str | None = None,
     ) -> None:
-        """End a run no task executes, and its open step, in one transaction."""
+        """End a run no task executes, with whatever it left open, in one transaction.
+
+        Open parts are a tool step waiting for outputs, or (a run whose core died) a step and
+        reply that were being written: the reply so far stays, `incomplete`.
+        """
         await self._open_log(run.id)
         now = self.ctx.now()
-        step = await self._open_tool_step(run.id)
+        steps = [
+            step
+            for step in await self.ctx.store.run_steps(run.id)
+            if step.status == runs_pb2.RUN_STEP_STATUS_IN_PROGRESS
+        ]
+        messages = []
+        for step in steps:
+            if step.step_details.WhichOneof("kind") == "message_creation":
+                message = await self.ctx.store.get_message(
+                    run.thread_id, step.step_details.message_creation.message_id
+                )
+                if message is not None and message.status == IN_PROGRESS:
+                    message.status = messages_pb2.MESSAGE_STATUS_INCOMPLETE
+                    message.incomplete_at = now
+                    message.incomplete_details.reason = INCOMPLETE_REASONS[status]
+                    messages.append(message)
+            end_step(step, step_status, now)
         run.status = status
         run.ClearField("required_action")
         if status == runs_pb2.RUN_STATUS_CANCELLED:
             run.cancelled_at = now
             run.ClearField("expires_at")
-        steps = []
-        if step is not None:
-            end_step(step, step_status, now)
-            steps.append(step)
-        await self.ctx.store.save_progress(run=run, steps=steps, guard=guard, holder=holder)
+        await self.ctx.store.save_progress(
+            run=run, steps=steps, messages=messages, guard=guard, holder=holder
+        )
+        for message in messages:
+            publish(self.hub, run.id, "thread_message_incomplete", message)
         for ended in steps:
             publish(self.hub, run.id, STEP_EVENTS[step_status], ended)
         publish(self.hub, run.id, STATUS_EVENTS[status], run)
