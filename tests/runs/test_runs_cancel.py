@@ -3,14 +3,18 @@ leaves a stream while the run goes on."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx2
 import openai
 import pytest
 from harness import MakeClient, MakeServer, assert_api_error
+from harness.server import ServerThread
 from openai.types.beta import Assistant
 
+from compat_core.store import create_store
+from compat_core.v1 import runs_pb2
 from runs.support import (
     POLL_MS,
     assert_nothing_left_open,
@@ -190,3 +194,37 @@ def test_a_client_that_leaves_the_stream_does_not_stop_the_run(
     assert not reply.disconnected.is_set()
     [message] = run_messages(client, thread.id, run_id)
     assert message_text(message) == "Still here after you left"
+
+
+def test_a_cancel_stored_without_a_notice_reaches_the_run_by_its_lease_renewal(
+    client: openai.OpenAI, runs_server: ServerThread, scripted: ScriptedModel
+) -> None:
+    """Another core's cancel whose notice was lost: the executing core's next lease renewal
+    finds it stored (at most a second later) and stops the run."""
+    reply = scripted.push(stall("Partial ", "answer"))
+    assistant = client.beta.assistants.create(model=scripted.model)
+    run = client.beta.threads.create_and_run(
+        assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "talk"}]}
+    )
+    assert reply.held.wait(WAIT)
+
+    async def cancel_in_the_store() -> None:
+        # What `CancelRun` on another core stores, without the notice it sends after.
+        store = create_store(runs_server.database_url)
+        await store.open()
+        try:
+
+            def cancelling(current: runs_pb2.Run) -> None:
+                current.status = runs_pb2.RUN_STATUS_CANCELLING
+
+            assert await store.update_run(run.thread_id, run.id, cancelling) is not None
+        finally:
+            await store.close()
+
+    asyncio.run(cancel_in_the_store())
+    assert reply.disconnected.wait(WAIT), "the executing core never noticed the cancel"
+    ended = wait_run(client, run.thread_id, run.id, timeout=WAIT)
+    assert ended.status == "cancelled"
+    assert_nothing_left_open(client, run.thread_id, ended)
+    replies = run_messages(client, run.thread_id, run.id)
+    assert [(m.status, message_text(m)) for m in replies] == [("incomplete", "Partial answer")]
