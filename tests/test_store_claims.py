@@ -84,7 +84,7 @@ async def test_a_run_created_without_a_lease_is_claimable_at_once(
 ) -> None:
     r = await started(store, "a")
     assert await leases(db) == {r.id: ("", 0)}
-    claimed = await store.claim_runs("core-1", NOW_MS, LEASE_MS, 10)
+    claimed = await store.claim_runs("core-1", NOW_MS, NOW_MS + LEASE_MS, 10)
     assert [c.id for c in claimed] == [r.id]
     assert await leases(db) == {r.id: ("core-1", NOW_MS + LEASE_MS)}
 
@@ -107,21 +107,21 @@ async def test_claims_take_only_runs_whose_lease_ran_out(
 ) -> None:
     live = await started(store, "live", Lease("core-1", NOW_MS + 1))
     dead = await started(store, "dead", Lease("core-2", NOW_MS - 1))
-    claimed = await store.claim_runs("core-3", NOW_MS, LEASE_MS, 10)
+    claimed = await store.claim_runs("core-3", NOW_MS, NOW_MS + LEASE_MS, 10)
     assert [c.id for c in claimed] == [dead.id]
     assert claimed[0] == dead, "a claim hands back the run as stored"
     assert await leases(db) == {
         live.id: ("core-1", NOW_MS + 1),
         dead.id: ("core-3", NOW_MS + LEASE_MS),
     }
-    assert await store.claim_runs("core-4", NOW_MS, LEASE_MS, 10) == []
+    assert await store.claim_runs("core-4", NOW_MS, NOW_MS + LEASE_MS, 10) == []
 
 
 async def test_claims_take_the_oldest_expiries_first_up_to_the_limit(store: SqlStore) -> None:
     for index, name in enumerate("cab"):
         await started(store, name, Lease("core-1", NOW_MS - 100 + ord(name) - index))
-    first = await store.claim_runs("core-2", NOW_MS, LEASE_MS, 2)
-    rest = await store.claim_runs("core-2", NOW_MS, LEASE_MS, 2)
+    first = await store.claim_runs("core-2", NOW_MS, NOW_MS + LEASE_MS, 2)
+    rest = await store.claim_runs("core-2", NOW_MS, NOW_MS + LEASE_MS, 2)
     assert sorted(c.id for c in first) == ["run_a", "run_b"]
     assert [c.id for c in rest] == ["run_c"]
 
@@ -155,7 +155,7 @@ async def test_release_hands_every_run_of_a_core_to_the_next_claim(
     b = await started(store, "b", Lease("core-2", NOW_MS + LEASE_MS))
     await store.release_leases("core-1")
     assert await leases(db) == {a.id: ("", 0), b.id: ("core-2", NOW_MS + LEASE_MS)}
-    claimed = await store.claim_runs("core-3", NOW_MS, LEASE_MS, 10)
+    claimed = await store.claim_runs("core-3", NOW_MS, NOW_MS + LEASE_MS, 10)
     assert [c.id for c in claimed] == [a.id]
 
 
@@ -163,7 +163,7 @@ async def test_a_core_that_lost_its_lease_cannot_write_the_run(
     store: SqlStore, db: TransactionRunner
 ) -> None:
     r = await started(store, "a", Lease("core-1", NOW_MS - 1))
-    await store.claim_runs("core-2", NOW_MS, LEASE_MS, 10)
+    await store.claim_runs("core-2", NOW_MS, NOW_MS + LEASE_MS, 10)
     step = runs_pb2.RunStep(
         id="step_1", run_id=r.id, thread_id=r.thread_id, created_at=r.created_at
     )

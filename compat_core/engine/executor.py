@@ -15,7 +15,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,13 +110,15 @@ class RunExecution:
             if self.cancel_requested:
                 await self._finish_cancelled()
                 return
+            starting = None
             if self.run.status == runs_pb2.RUN_STATUS_QUEUED:
                 self.run.status = runs_pb2.RUN_STATUS_IN_PROGRESS
                 self.run.started_at = self.ctx.now()
-                await self._commit(run_event="thread_run_in_progress")
+                starting = self._commit(run_event="thread_run_in_progress")
             for _ in range(MAX_MODEL_TURNS):
-                if not await self._model_turn():
+                if not await self._model_turn(starting):
                     return
+                starting = None
             await self._fail(
                 "server_error", f"The run made more than {MAX_MODEL_TURNS} model calls."
             )
@@ -138,12 +140,22 @@ class RunExecution:
 
     # One model call and what follows from it.
 
-    async def _model_turn(self) -> bool:
-        """Call the model once; True when the run goes on with another call."""
+    async def _model_turn(self, starting: Coroutine[Any, Any, None] | None = None) -> bool:
+        """Call the model once; True when the run goes on with another call.
+
+        `starting` (the run's move to in_progress) is stored while the prompt is read, as
+        neither changes what the other reads: one transaction less before the first token.
+        """
         run = self.run
         store = self.ctx.store
-        thread_messages = await store.thread_messages(run.thread_id)
-        steps = await store.run_steps(run.id)
+        reads = asyncio.gather(store.thread_messages(run.thread_id), store.run_steps(run.id))
+        if starting is not None:
+            try:
+                await starting
+            except BaseException:
+                await asyncio.gather(reads, return_exceptions=True)
+                raise
+        thread_messages, steps = await reads
         prompt = build_prompt(run, thread_messages, steps)
         remaining: int | None = None
         if run.HasField("max_completion_tokens"):

@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 # lease is short, so that a lease is renewed several times before it can run out.
 MAX_TICK_SECONDS = 1.0
 CLAIM_BATCH = 100
+# A claim time after every lease (the year 10000, in unix milliseconds).
+_FOREVER_MS = 253_402_300_800_000
 PURGE_INTERVAL_SECONDS = 60.0
 IN_PROGRESS = messages_pb2.MESSAGE_STATUS_IN_PROGRESS
 INCOMPLETE_REASONS = {
@@ -92,7 +94,9 @@ class RunEngine:
     async def start(self) -> None:
         """Listen to the other cores, resume runs no core holds, start housekeeping."""
         await self.ctx.store.listen(self._on_notice)
-        await self._claim_expired()
+        # A database no other core shares: whatever it holds leases on was this core's before
+        # it crashed, and need not wait for those leases to run out.
+        await self._claim_expired(everything=not self.ctx.store.shared)
         self._housekeeper = asyncio.create_task(self._keep_house(), name="run-housekeeping")
 
     async def stop(self) -> None:
@@ -422,12 +426,12 @@ class RunEngine:
                 executing.execution.lease_lost = True
                 executing.task.cancel()
 
-    async def _claim_expired(self) -> None:
+    async def _claim_expired(self, everything: bool = False) -> None:
         """Take runs whose core died (or stopped) and resume them here."""
+        lease = self._lease()
         now_ms = int(time.time() * 1000)
-        lease_ms = int(self.ctx.lease_seconds * 1000)
         claimed = await self.ctx.store.claim_runs(
-            self.ctx.replica_id, now_ms, lease_ms, CLAIM_BATCH
+            lease.owner, _FOREVER_MS if everything else now_ms, lease.expires_at_ms, CLAIM_BATCH
         )
         for run in claimed:
             if run.id in self._executions:

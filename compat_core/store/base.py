@@ -338,9 +338,10 @@ class Store(ABC):
 
     @abstractmethod
     async def claim_runs(
-        self, owner: str, now_ms: int, lease_ms: int, limit: int
+        self, owner: str, expired_before_ms: int, expires_at_ms: int, limit: int
     ) -> list[runs_pb2.Run]:
-        """Take up to `limit` runs whose lease ran out before `now_ms`; their current state."""
+        """Take up to `limit` runs whose lease ran out before `expired_before_ms`, leasing them
+        until `expires_at_ms`; their current state."""
 
     @abstractmethod
     async def renew_leases(self, owner: str, expires_at_ms: int) -> LeaseRenewal:

@@ -54,13 +54,13 @@ def check_holder(conn: Connection, run_id: str, owner: str) -> None:
 
 
 def claim(
-    conn: Connection, owner: str, now_ms: int, lease_ms: int, limit: int
+    conn: Connection, owner: str, expired_before_ms: int, expires_at_ms: int, limit: int
 ) -> list[runs_pb2.Run]:
     """Take up to `limit` runs whose lease ran out, oldest expiry first; their current state."""
     table, runs = schema.run_leases, schema.runs
     stmt = (
         select(table.c.run_id)
-        .where(table.c.expires_at_ms < now_ms)
+        .where(table.c.expires_at_ms < expired_before_ms)
         .order_by(table.c.expires_at_ms.asc())
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -71,7 +71,7 @@ def claim(
     conn.execute(
         table.update()
         .where(table.c.run_id.in_(run_ids))
-        .values(owner=owner, expires_at_ms=now_ms + lease_ms)
+        .values(owner=owner, expires_at_ms=expires_at_ms)
     )
     bodies = conn.execute(
         select(runs.c.body).where(runs.c.id.in_(run_ids)).order_by(runs.c.seq.asc())

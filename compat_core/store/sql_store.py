@@ -740,10 +740,10 @@ class SqlStore(Store):
         return self._listener is not None
 
     async def claim_runs(
-        self, owner: str, now_ms: int, lease_ms: int, limit: int
+        self, owner: str, expired_before_ms: int, expires_at_ms: int, limit: int
     ) -> list[runs_pb2.Run]:
         return await self._db.write(
-            lambda conn: sql_claims.claim(conn, owner, now_ms, lease_ms, limit)
+            lambda conn: sql_claims.claim(conn, owner, expired_before_ms, expires_at_ms, limit)
         )
 
     async def renew_leases(self, owner: str, expires_at_ms: int) -> LeaseRenewal:

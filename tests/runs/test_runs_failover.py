@@ -13,12 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import queue
-import re
-import signal
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,6 +22,7 @@ from typing import Any
 import httpx2
 import openai
 import pytest
+from harness.processes import Process
 from harness.server import database_url, drop_database, postgres_admin_url
 from openai.types.beta.threads import Run
 from openai.types.beta.threads.run_submit_tool_outputs_params import ToolOutput
@@ -58,56 +53,6 @@ RUNS = 50
 STREAMED = range(15)
 WITH_TOOLS = range(15, 30)
 CANCELS_PER_CORE = 3
-
-
-class Process:
-    """A command-line process of ours whose stderr log the test can wait on."""
-
-    def __init__(self, command: str, env: dict[str, str], cwd: Path) -> None:
-        self.command = command
-        self._lines: queue.Queue[str] = queue.Queue()
-        self.log: list[str] = []
-        self.popen = subprocess.Popen(
-            [sys.executable, "-c", "from compat_core.cli import main; main()", command],
-            env=env,
-            cwd=cwd,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.popen.stderr is not None
-        for line in self.popen.stderr:
-            self.log.append(line)
-            self._lines.put(line)
-
-    def wait_for(self, pattern: str) -> re.Match[str]:
-        """The first log line matching `pattern` (from the start); fail on exit or timeout."""
-        wanted = re.compile(pattern)
-        while True:
-            try:
-                line = self._lines.get(timeout=START_TIMEOUT)
-            except queue.Empty:
-                raise AssertionError(f"{self.command}: no {pattern!r} in {self.log}") from None
-            found = wanted.search(line)
-            if found:
-                return found
-
-    def stop(self) -> int:
-        """SIGTERM (a graceful stop) and the exit code."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-        try:
-            return self.popen.wait(START_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            return self.popen.wait()
-
-    def kill(self) -> None:
-        self.popen.send_signal(signal.SIGKILL)
-        self.popen.wait(START_TIMEOUT)
 
 
 @dataclass
