@@ -1763,8 +1763,10 @@ class RunEvent(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     DONE_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
-    """Position of the event in its run's stream, from 1, without gaps. `WatchRun` resumes
-    after a given one.
+    """Position of the event in its run's stream, increasing from 1. `WatchRun` resumes after a
+    given one. Consecutive text deltas a reader has not taken yet are merged into one event
+    with the last one's sequence, so a reader may see gaps; a run resumed by another core
+    after its core died goes on after the last event that core stored.
     """
     @_builtins.property
     def thread_created(self) -> _threads_pb2.Thread:

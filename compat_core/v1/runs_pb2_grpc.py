@@ -189,7 +189,8 @@ class RunsServiceServicer:
 
     def WatchRun(self, request, context):
         """Attaches to a run, live or finished: streams every event from `after_sequence` on, then
-        the rest as it happens, until the run stops or needs tool outputs.
+        the rest as it happens, until the run stops or needs tool outputs. Any core sharing the
+        run's database serves it, whichever core executes the run.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -66,7 +66,8 @@ class RunsServiceStub:
     """Like `SubmitToolOutputs`, then streams the resumed run's events."""
     WatchRun: _grpc.UnaryStreamMultiCallable[_runs_pb2.WatchRunRequest, _runs_pb2.RunEvent]
     """Attaches to a run, live or finished: streams every event from `after_sequence` on, then
-    the rest as it happens, until the run stops or needs tool outputs.
+    the rest as it happens, until the run stops or needs tool outputs. Any core sharing the
+    run's database serves it, whichever core executes the run.
     """
     ListRunSteps: _grpc.UnaryUnaryMultiCallable[_runs_pb2.ListRunStepsRequest, _runs_pb2.ListRunStepsResponse]
     """Lists the steps of a run, newest first unless `order` says otherwise."""
@@ -111,7 +112,8 @@ class RunsServiceAsyncStub(RunsServiceStub):
     """Like `SubmitToolOutputs`, then streams the resumed run's events."""
     WatchRun: _aio.UnaryStreamMultiCallable[_runs_pb2.WatchRunRequest, _runs_pb2.RunEvent]  # type: ignore[assignment]
     """Attaches to a run, live or finished: streams every event from `after_sequence` on, then
-    the rest as it happens, until the run stops or needs tool outputs.
+    the rest as it happens, until the run stops or needs tool outputs. Any core sharing the
+    run's database serves it, whichever core executes the run.
     """
     ListRunSteps: _aio.UnaryUnaryMultiCallable[_runs_pb2.ListRunStepsRequest, _runs_pb2.ListRunStepsResponse]  # type: ignore[assignment]
     """Lists the steps of a run, newest first unless `order` says otherwise."""
@@ -219,7 +221,8 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_runs_pb2.RunEvent], _abc.AsyncIterator[_runs_pb2.RunEvent]]:
         """Attaches to a run, live or finished: streams every event from `after_sequence` on, then
-        the rest as it happens, until the run stops or needs tool outputs.
+        the rest as it happens, until the run stops or needs tool outputs. Any core sharing the
+        run's database serves it, whichever core executes the run.
         """
 
     @_abc_1.abstractmethod
