@@ -11,9 +11,11 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import openai
 import pytest
 from harness import MakeClient, MakeGrpc
 from harness.server import ServerThread, database_url, drop_database, postgres_admin_url
+from openai.types.beta.threads import Run
 
 from compat_core.v1 import runs_pb2
 from runs.support import grpc_name, grpc_text, message_text, run_messages, thread_texts, wait_run
@@ -46,6 +48,14 @@ def two_cores(
         drop_database(url)
 
 
+def start_run(client: openai.OpenAI, scripted: ScriptedModel, **assistant: Any) -> Run:
+    """A run of a new assistant on `scripted`, on a new thread that says "hi"."""
+    created = client.beta.assistants.create(model=scripted.model, **assistant)
+    return client.beta.threads.create_and_run(
+        assistant_id=created.id, thread={"messages": [{"role": "user", "content": "hi"}]}
+    )
+
+
 def test_watch_through_another_core_sees_the_whole_run(
     two_cores: tuple[ServerThread, ServerThread],
     make_client: MakeClient,
@@ -55,10 +65,7 @@ def test_watch_through_another_core_sees_the_whole_run(
     executing, other = two_cores
     client = make_client(executing)
     reply = scripted.push(text(*REPLY, hold_after=1))
-    assistant = client.beta.assistants.create(model=scripted.model)
-    run = client.beta.threads.create_and_run(
-        assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "hi"}]}
-    )
+    run = start_run(client, scripted)
     assert reply.held.wait(WAIT)
 
     watcher = make_grpc(other)
@@ -95,10 +102,7 @@ def test_cancel_through_another_core_stops_the_run_where_it_executes(
     executing, other = two_cores
     reply = scripted.push(text(*REPLY, hold_after=1))
     client = make_client(executing)
-    assistant = client.beta.assistants.create(model=scripted.model)
-    run = client.beta.threads.create_and_run(
-        assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "hi"}]}
-    )
+    run = start_run(client, scripted)
     assert reply.held.wait(WAIT)
 
     cancelling = make_client(other).beta.threads.runs.cancel(run.id, thread_id=run.thread_id)
@@ -122,10 +126,7 @@ def test_tool_outputs_through_another_core_resume_the_run_there(
         text("It is ", "cold."),
     )
     client = make_client(executing)
-    assistant = client.beta.assistants.create(model=scripted.model, tools=[GET_WEATHER])
-    run = client.beta.threads.create_and_run(
-        assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "hi"}]}
-    )
+    run = start_run(client, scripted, tools=[GET_WEATHER])
     waiting = wait_run(client, run.thread_id, run.id, statuses={"requires_action"}, timeout=WAIT)
     assert waiting.required_action is not None
     call = waiting.required_action.submit_tool_outputs.tool_calls[0]
@@ -153,10 +154,7 @@ def test_a_core_that_stops_hands_its_runs_to_another_at_once(
     first = scripted.push(text(*REPLY, hold_after=1))
     scripted.push(text(*REPLY))
     client = make_client(executing)
-    assistant = client.beta.assistants.create(model=scripted.model)
-    run = client.beta.threads.create_and_run(
-        assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "hi"}]}
-    )
+    run = start_run(client, scripted)
     assert first.held.wait(WAIT)
     # The stop waits for nothing held: the run stays stored, and its lease is released.
     stopper = threading.Thread(target=executing.stop)
