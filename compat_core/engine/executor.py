@@ -9,13 +9,14 @@ resumption deletes and writes again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import os
 import secrets
 import socket
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,8 +41,11 @@ log = logging.getLogger(__name__)
 
 TOOL_TIMEOUT_SECONDS = 60.0
 # A fast upstream's chunks arrive buffered and reading them never suspends the run, so the
-# run hands the loop to its watchers now and then: at once for the first piece (time to
-# first token), then at most this often, so that pieces reach clients batched, not held.
+# run hands the loop to its watchers now and then: after every piece while the reply is
+# young (its first events each need a few turns of the loop to cross gRPC and the edge, and
+# the time to first token is what a reader feels), then at most every interval, so that
+# later pieces reach clients batched, not held.
+RELAY_OPENING_SECONDS = 0.005
 RELAY_INTERVAL_SECONDS = 0.002
 # A safety net against a model that calls tools forever.
 MAX_MODEL_TURNS = 50
@@ -92,6 +96,7 @@ class RunExecution:
         self._message_step: runs_pb2.RunStep | None = None
         self._tool_step: runs_pb2.RunStep | None = None
         self._relayed_at = 0.0
+        self._opened_at = 0.0
 
     async def execute(self) -> None:
         self.started = True
@@ -114,7 +119,7 @@ class RunExecution:
             if self.run.status == runs_pb2.RUN_STATUS_QUEUED:
                 self.run.status = runs_pb2.RUN_STATUS_IN_PROGRESS
                 self.run.started_at = self.ctx.now()
-                starting = self._commit(run_event="thread_run_in_progress")
+                starting = asyncio.ensure_future(self._commit(run_event="thread_run_in_progress"))
             for _ in range(MAX_MODEL_TURNS):
                 if not await self._model_turn(starting):
                     return
@@ -140,27 +145,34 @@ class RunExecution:
 
     # One model call and what follows from it.
 
-    async def _model_turn(self, starting: Coroutine[Any, Any, None] | None = None) -> bool:
+    async def _model_turn(self, starting: asyncio.Future[None] | None = None) -> bool:
         """Call the model once; True when the run goes on with another call.
 
-        `starting` (the run's move to in_progress) is stored while the prompt is read, as
-        neither changes what the other reads: one transaction less before the first token.
+        `starting` (the run's move to in_progress) is stored while the prompt is read and the
+        model is asked, as neither changes what the other reads: the first token waits for
+        the slower of the two, not for both. Nothing the model says is announced before it.
         """
+        try:
+            return await self._call_model(starting)
+        finally:
+            if starting is not None and not starting.done():
+                # Whatever ended the turn early: the run's start is stored and announced
+                # before what follows it (a failure, a cancel).
+                await starting
+
+    async def _call_model(self, starting: asyncio.Future[None] | None) -> bool:
         run = self.run
         store = self.ctx.store
-        reads = asyncio.gather(store.thread_messages(run.thread_id), store.run_steps(run.id))
-        if starting is not None:
-            try:
-                await starting
-            except BaseException:
-                await asyncio.gather(reads, return_exceptions=True)
-                raise
-        thread_messages, steps = await reads
+        thread_messages, steps = await asyncio.gather(
+            store.thread_messages(run.thread_id), store.run_steps(run.id)
+        )
         prompt = build_prompt(run, thread_messages, steps)
         remaining: int | None = None
         if run.HasField("max_completion_tokens"):
             remaining = run.max_completion_tokens - run.usage.completion_tokens
             if remaining <= 0:
+                if starting is not None:
+                    await starting
                 await self._finish_incomplete("max_completion_tokens")
                 return False
         resolved = self.ctx.models.resolve(run.model)
@@ -182,19 +194,25 @@ class RunExecution:
         usage: TokenUsage | None = None
         self._message = self._message_step = self._tool_step = None
 
-        async for delta in provider.stream(request):
-            if delta.text and self._tool_step is None:
-                # Text after tool calls began would need a second open step, which the SDKs
-                # refuse; models do not interleave them in practice.
-                await self._append_text(delta.text)
-            for piece in delta.tool_calls:
-                await self._append_tool_call(
-                    calls, piece.index, piece.id, piece.name, piece.arguments
-                )
-            if delta.finish_reason:
-                finish = delta.finish_reason
-            if delta.usage is not None:
-                usage = delta.usage
+        async with contextlib.aclosing(provider.stream(request)) as deltas:
+            async for delta in deltas:
+                if starting is not None:
+                    await starting
+                    starting = None
+                if delta.text and self._tool_step is None:
+                    # Text after tool calls began would need a second open step, which the
+                    # SDKs refuse; models do not interleave them in practice.
+                    await self._append_text(delta.text)
+                for piece in delta.tool_calls:
+                    await self._append_tool_call(
+                        calls, piece.index, piece.id, piece.name, piece.arguments
+                    )
+                if delta.finish_reason:
+                    finish = delta.finish_reason
+                if delta.usage is not None:
+                    usage = delta.usage
+        if starting is not None:
+            await starting
 
         if usage is None:
             text = self._message.content[0].text.value if self._message else ""
@@ -261,6 +279,7 @@ class RunExecution:
         )
         self._message, self._message_step = message, step
         await self._save(steps=[step], messages=[message])
+        self._opened_at = time.monotonic()
         self._publish("thread_run_step_created", step)
         self._publish("thread_run_step_in_progress", step)
         self._publish("thread_message_created", message)
@@ -335,7 +354,10 @@ class RunExecution:
 
     async def _let_watchers_read(self) -> None:
         moment = time.monotonic()
-        if moment - self._relayed_at >= RELAY_INTERVAL_SECONDS:
+        if (
+            moment - self._opened_at < RELAY_OPENING_SECONDS
+            or moment - self._relayed_at >= RELAY_INTERVAL_SECONDS
+        ):
             self._relayed_at = moment
             await asyncio.sleep(0)
 

@@ -7,7 +7,7 @@ because every provider we serve speaks it; the engine never sees a provider's wi
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,10 +66,11 @@ class ProviderError(Exception):
 
 
 class ChatProvider(ABC):
-    """Streams a chat completion. Cancelling the iteration aborts the upstream request."""
+    """Streams a chat completion. Closing the generator (or cancelling its reader) aborts the
+    upstream request."""
 
     @abstractmethod
-    def stream(self, request: ChatRequest) -> AsyncIterator[ChatDelta]:
+    def stream(self, request: ChatRequest) -> AsyncGenerator[ChatDelta, None]:
         """The reply's pieces in order; raises ProviderError when the call fails."""
 
     @abstractmethod

@@ -16,7 +16,7 @@ Replies stream a word at a time; usage counts whitespace-separated words as toke
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import orjson
@@ -39,7 +39,7 @@ ARGUMENT_PIECE = 8
 class EchoProvider(ChatProvider):
     """Serves `builtin/echo`."""
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatDelta]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatDelta, None]:
         if request.model != "echo":
             raise ProviderError("invalid_prompt", f"builtin has no model '{request.model}'")
         prompt_tokens = sum(_count(_text_of(m)) for m in request.messages)
