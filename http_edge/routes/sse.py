@@ -152,6 +152,7 @@ async def _relay(response: web.StreamResponse, first: _Item, queue: asyncio.Queu
         finished = False
         item: _Item = pending
         pending = None
+        waited = False
         while True:
             if isinstance(item, runs_pb2.RunEvent):
                 chunk = render_event(item, indexes)
@@ -164,8 +165,10 @@ async def _relay(response: web.StreamResponse, first: _Item, queue: asyncio.Queu
                 finished = True
             if finished or len(chunks) >= _MAX_BATCH:
                 break
-            if queue.empty():
-                # One turn of the loop lets the pump queue events gRPC already received.
+            if queue.empty() and not waited:
+                # One turn of the loop (not more: events that trickle in one a turn would
+                # hold the batch back) lets the pump queue events gRPC already received.
+                waited = True
                 await asyncio.sleep(0)
             try:
                 item = queue.get_nowait()

@@ -267,7 +267,8 @@ def test_a_fast_upstream_reply_is_relayed_as_it_arrives(
     grpc_client: GrpcClient, client: openai.OpenAI, scripted: ScriptedModel
 ) -> None:
     # Chunks of a fast upstream arrive buffered, and reading them never suspends the run: the
-    # first piece must still go out on its own, not with the whole reply at the end.
+    # first pieces must still go out early, not with the whole reply at the end (a watcher
+    # busy with an earlier event may get the first few pieces merged into one delta).
     pieces = [f"piece{i} " for i in range(300)]
     scripted.push(text(*pieces))
     assistant = client.beta.assistants.create(model=scripted.model)
@@ -279,6 +280,8 @@ def test_a_fast_upstream_reply_is_relayed_as_it_arrives(
         )
     )
     deltas = [e.thread_message_delta for e in events if e.HasField("thread_message_delta")]
-    assert deltas[0].content[0].part.text.value == pieces[0]
+    first = deltas[0].content[0].part.text.value
+    assert first.startswith(pieces[0])
+    assert len(first) < len("".join(pieces)) // 4
     assert len(deltas) > 1
     assert grpc_text(events) == "".join(pieces)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
+import aiohttp
 import httpx2
 import openai
 import pytest
@@ -15,6 +16,7 @@ from openai.types.beta.threads import Run
 from openai.types.beta.threads.runs import ToolCall
 from typing_extensions import override
 
+from compat_core.providers.upstream import _timed_out
 from runs.support import (
     POLL_MS,
     assert_nothing_left_open,
@@ -656,6 +658,28 @@ def test_a_refused_connection_fails_the_run_naming_the_provider(
     assert "dead" in run.last_error.message
     assert "could not be reached" in run.last_error.message
     assert_nothing_left_open(client, thread.id, run)
+
+
+def _wrapped(outer: BaseException, cause: BaseException) -> BaseException:
+    outer.__cause__ = cause
+    return outer
+
+
+@pytest.mark.parametrize(
+    ("error", "timed_out"),
+    [
+        # What the SDK's aiohttp transport raises: every connection error as a connect timeout.
+        (_wrapped(httpx2.ConnectTimeout("x"), aiohttp.ServerDisconnectedError()), False),
+        (_wrapped(httpx2.ConnectTimeout("x"), aiohttp.ClientOSError(111, "refused")), False),
+        (_wrapped(httpx2.ReadTimeout("x"), aiohttp.SocketTimeoutError()), True),
+        (_wrapped(httpx2.ConnectTimeout("x"), aiohttp.ConnectionTimeoutError()), True),
+        (_wrapped(httpx2.ConnectTimeout("x"), TimeoutError()), True),
+        (httpx2.ReadTimeout("x"), True),
+        (httpx2.ReadError("x"), False),
+    ],
+)
+def test_only_a_timeout_is_reported_as_one(error: BaseException, timed_out: bool) -> None:
+    assert _timed_out(error) is timed_out
 
 
 def test_a_failed_stream_ends_with_the_failed_run_and_done(
