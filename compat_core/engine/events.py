@@ -135,23 +135,31 @@ def done_event(sequence: int) -> runs_pb2.RunEvent:
 
 
 def coalesce(events: list[runs_pb2.RunEvent]) -> list[runs_pb2.RunEvent]:
-    """Merge runs of text deltas to the same content part of the same message."""
+    """Merge runs of text deltas to the same content part of the same message.
+
+    Each run of mergeable deltas is copied once and its texts joined once: a reader that fell
+    far behind a fast reply would otherwise copy the growing text for every piece.
+    """
     merged: list[runs_pb2.RunEvent] = []
-    for event in events:
-        previous = merged[-1] if merged else None
-        if (
-            previous is not None
-            and _text_delta_key(previous) is not None
-            and _text_delta_key(previous) == _text_delta_key(event)
-        ):
-            combined = runs_pb2.RunEvent()
-            combined.CopyFrom(previous)
-            combined.sequence = event.sequence
-            part = combined.thread_message_delta.content[0].part.text
-            part.value += event.thread_message_delta.content[0].part.text.value
-            merged[-1] = combined
-        else:
+    index = 0
+    while index < len(events):
+        event = events[index]
+        key = _text_delta_key(event)
+        end = index + 1
+        if key is not None:
+            while end < len(events) and _text_delta_key(events[end]) == key:
+                end += 1
+        if end - index == 1:
             merged.append(event)
+        else:
+            combined = runs_pb2.RunEvent()
+            combined.CopyFrom(event)
+            combined.sequence = events[end - 1].sequence
+            combined.thread_message_delta.content[0].part.text.value = "".join(
+                piece.thread_message_delta.content[0].part.text.value for piece in events[index:end]
+            )
+            merged.append(combined)
+        index = end
     return merged
 
 
