@@ -97,12 +97,19 @@ class Attempt:
         return _errors(self.mine)[0]
 
 
-async def measure(ctx: Context, count: int) -> Attempt:
-    """`count` streamed runs at once on a fresh server, after as many direct streams."""
+async def measure(
+    ctx: Context, count: int, tokens: int | None = None, pace_ms: int | None = None
+) -> Attempt:
+    """`count` streamed runs at once on a fresh server, after as many direct streams.
+
+    `tokens` and `pace_ms` default to the configured stream shape.
+    """
     config = ctx.config
-    tokens = config.concurrent_tokens
-    model = upstream.model_name(tokens, config.pace_ms)
-    async with ctx.children(f"concurrency-{count}") as children:
+    tokens = config.concurrent_tokens if tokens is None else tokens
+    pace_ms = config.pace_ms if pace_ms is None else pace_ms
+    model = upstream.model_name(tokens, pace_ms)
+    label = f"concurrency-{count}" + ("" if tokens == config.concurrent_tokens else f"x{tokens}")
+    async with ctx.children(label) as children:
         up = await children.spawn("upstream", ["-m", "bench.upstream"])
         base_url = str(up.ready["base_url"])
         ours = await children.spawn(
@@ -111,7 +118,7 @@ async def measure(ctx: Context, count: int) -> Attempt:
                 "-m",
                 "bench.ours",
                 "--database-url",
-                ctx.database_for(f"concurrency-{count}"),
+                ctx.database_for(label),
                 "--provider",
                 f"bench={base_url}",
             ],
@@ -149,7 +156,7 @@ async def measure(ctx: Context, count: int) -> Attempt:
     return Attempt(
         count,
         tokens,
-        config.pace_ms,
+        pace_ms,
         mine,
         direct,
         wall,
@@ -163,9 +170,15 @@ async def measure(ctx: Context, count: int) -> Attempt:
 
 
 async def run(ctx: Context) -> list[Row]:
-    """The configured number of streams; if any fails, halve until none does (bounded)."""
+    """The configured number of streams; if any fails, halve until none does (bounded).
+
+    Then as many runs of one token each, at once: what starting a run costs, which bounds
+    the time to first token of the last of them whatever the tokens cost.
+    """
     attempt = await measure(ctx, ctx.config.concurrent_streams)
     rows = _rows(attempt)
+    raise_if_cancelled()
+    rows += _start_rows(await measure(ctx, ctx.config.concurrent_streams, tokens=1, pace_ms=0))
     fallback = attempt
     for _ in range(MAX_FALLBACKS):
         raise_if_cancelled()
@@ -179,6 +192,32 @@ async def run(ctx: Context) -> list[Row]:
             Row(SECTION, "largest number of streams without errors (halving)", verdict, "—")
         )
     return rows
+
+
+def _start_rows(attempt: Attempt) -> list[Row]:
+    count = attempt.count
+    errors, _ = _errors(attempt.mine)
+    ttft, ttft_direct = _ttfts(attempt.mine), _ttfts(attempt.direct)
+    p99, d99 = percentile(ttft, 0.99), percentile(ttft_direct, 0.99)
+    per_run = attempt.server_cpu / count
+    per_request = attempt.upstream_cpu / count
+    shape = f"{count:,} one-token runs at once"
+    return [
+        Row(
+            SECTION,
+            f"time to first token p99 ({shape}, {errors} errors)",
+            ms(p99),
+            ms(d99) + " (upstream direct)",
+            f"{ratio(p99, d99)} ({(p99 - d99) * 1000.0:+.0f} ms)",
+        ),
+        Row(
+            SECTION,
+            f"server CPU per streamed run ({shape})",
+            f"{per_run * 1000.0:.2f} ms ({count:,} runs in {attempt.wall:.1f} s)",
+            f"{per_request * 1000.0:.2f} ms (upstream's, per request served)",
+            ratio(per_run, per_request),
+        ),
+    ]
 
 
 def _rows(attempt: Attempt, brief: bool = False) -> list[Row]:
