@@ -98,34 +98,46 @@ class Attempt:
 
 
 async def measure(
-    ctx: Context, count: int, tokens: int | None = None, pace_ms: int | None = None
+    ctx: Context,
+    count: int,
+    tokens: int | None = None,
+    pace_ms: int | None = None,
+    split: bool = False,
 ) -> Attempt:
     """`count` streamed runs at once on a fresh server, after as many direct streams.
 
-    `tokens` and `pace_ms` default to the configured stream shape.
+    `tokens` and `pace_ms` default to the configured stream shape. `split` runs the core and
+    the edge as two processes (their CPU and memory are added up).
     """
     config = ctx.config
     tokens = config.concurrent_tokens if tokens is None else tokens
     pace_ms = config.pace_ms if pace_ms is None else pace_ms
     model = upstream.model_name(tokens, pace_ms)
     label = f"concurrency-{count}" + ("" if tokens == config.concurrent_tokens else f"x{tokens}")
+    label += "-split" if split else ""
     async with ctx.children(label) as children:
         up = await children.spawn("upstream", ["-m", "bench.upstream"])
         base_url = str(up.ready["base_url"])
-        ours = await children.spawn(
-            "ours",
-            [
-                "-m",
-                "bench.ours",
-                "--database-url",
-                ctx.database_for(label),
-                "--provider",
-                f"bench={base_url}",
-            ],
-            profile=True,
-        )
-        root = f"{ours.ready['http']}/v1"
-        idle_rss = rss_bytes(ours.pid)
+        common = [
+            "-m",
+            "bench.ours",
+            "--database-url",
+            ctx.database_for(label),
+            "--provider",
+            f"bench={base_url}",
+        ]
+        if split:
+            core = await children.spawn("core", [*common, "--role", "core"], profile=True)
+            target = str(core.ready["grpc"])
+            edge = await children.spawn(
+                "edge", [*common, "--role", "edge", "--core-target", target], profile=True
+            )
+            servers = [core, edge]
+        else:
+            servers = [await children.spawn("ours", common, profile=True)]
+        root = f"{servers[-1].ready['http']}/v1"
+        pids = [server.pid for server in servers]
+        idle_rss = sum(rss_bytes(pid) for pid in pids)
 
         # The upstream alone, the same number of streams at once.
         upstream_cpu = cpu_seconds(up.pid)
@@ -142,7 +154,7 @@ async def measure(
             )
         body = orjson.dumps({"assistant_id": assistant, "stream": True})
 
-        server_cpu, client_cpu = cpu_seconds(ours.pid), time.process_time()
+        server_cpu, client_cpu = sum(cpu_seconds(pid) for pid in pids), time.process_time()
         async with _session(count) as session:
             mine, wall = await _all_at_once(
                 count,
@@ -150,9 +162,9 @@ async def measure(
                     session, f"{root}/threads/{threads[index]}/runs", body
                 ),
             )
-        server_cpu = cpu_seconds(ours.pid) - server_cpu
+        server_cpu = sum(cpu_seconds(pid) for pid in pids) - server_cpu
         client_cpu = time.process_time() - client_cpu
-        peak = peak_rss_bytes(ours.pid)
+        peak = sum(peak_rss_bytes(pid) for pid in pids)
     return Attempt(
         count,
         tokens,
@@ -173,12 +185,17 @@ async def run(ctx: Context) -> list[Row]:
     """The configured number of streams; if any fails, halve until none does (bounded).
 
     Then as many runs of one token each, at once: what starting a run costs, which bounds
-    the time to first token of the last of them whatever the tokens cost.
+    the time to first token of the last of them whatever the tokens cost. Last, the streams
+    again with the core and the edge in two processes, the deployed shape that can use both
+    cores (the embedded server is one process, so one core at most).
     """
     attempt = await measure(ctx, ctx.config.concurrent_streams)
     rows = _rows(attempt)
     raise_if_cancelled()
     rows += _start_rows(await measure(ctx, ctx.config.concurrent_streams, tokens=1, pace_ms=0))
+    raise_if_cancelled()
+    split = await measure(ctx, ctx.config.concurrent_streams, split=True)
+    rows += _rows(split, shape_note=" · core and edge as 2 processes")
     fallback = attempt
     for _ in range(MAX_FALLBACKS):
         raise_if_cancelled()
@@ -220,7 +237,8 @@ def _start_rows(attempt: Attempt) -> list[Row]:
     ]
 
 
-def _rows(attempt: Attempt, brief: bool = False) -> list[Row]:
+def _rows(attempt: Attempt, brief: bool = False, shape_note: str = "") -> list[Row]:
+    """The attempt's rows; `brief` keeps the first four, `shape_note` names a server shape."""
     count, mine, direct = attempt.count, attempt.mine, attempt.direct
     shape = f"{count:,} streams x {attempt.tokens} tokens, {attempt.pace_ms} ms apart"
     errors, first_error = _errors(mine)
@@ -236,11 +254,11 @@ def _rows(attempt: Attempt, brief: bool = False) -> list[Row]:
     outcome = f"{done:,}/{count:,} completed, {errors} errors"
     if first_error:
         outcome += f" ({first_error[:160]})"
-    at = f" at {count:,}" if brief else ""
+    at = (f" at {count:,}" if brief else "") + shape_note
     rows = [
         Row(
             SECTION,
-            f"runs completed ({shape})",
+            f"runs completed ({shape}){shape_note}",
             outcome,
             f"{count - direct_errors:,}/{count:,} direct, {direct_errors} errors",
             target="all, no errors",
@@ -288,6 +306,8 @@ def _rows(attempt: Attempt, brief: bool = False) -> list[Row]:
     ]
     if brief:
         return rows[:4]
+    if shape_note:
+        return rows
     share = attempt.client_cpu / attempt.wall if attempt.wall else math.nan
     rows.append(
         Row(

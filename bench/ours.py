@@ -3,14 +3,22 @@
 It is the embedded all-in-one server (`compat_core.embedded`, the same object that
 `assistants-compat run` serves), on uvloop, with both ports chosen by the kernel and announced
 to the parent. Logging stays at WARNING so that no log line costs anything per request.
+
+`--role core` and `--role edge --core-target HOST:PORT` run the two halves as separate
+processes instead, as `assistants-compat core` and `edge` are deployed: one process each, so
+that the server can use more than one CPU.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+from typing import TYPE_CHECKING
 
 from bench.procs import announce, run_with_uvloop, until_signalled
+
+if TYPE_CHECKING:
+    from compat_core.config import Settings
 
 
 def main() -> None:
@@ -23,6 +31,8 @@ def main() -> None:
         metavar="NAME=BASE_URL",
         help="an OpenAI-compatible provider (repeatable)",
     )
+    parser.add_argument("--role", choices=("all", "core", "edge"), default="all")
+    parser.add_argument("--core-target", default="", help="the core's host:port (--role edge)")
     args = parser.parse_args()
     providers: dict[str, str] = {}
     for entry in args.provider:
@@ -40,6 +50,12 @@ def main() -> None:
             http_port=0,
             grpc_port=0,
         )
+        if args.role == "core":
+            await _serve_core(server.settings)
+            return
+        if args.role == "edge":
+            await _serve_edge(server.settings, args.core_target)
+            return
         await server.start()
         try:
             announce({"http": server.get_url(), "grpc": server.get_grpc_target()})
@@ -48,6 +64,35 @@ def main() -> None:
             await server.stop()
 
     run_with_uvloop(serve)
+
+
+async def _serve_core(settings: Settings) -> None:
+    from compat_core.server import CoreServer
+
+    core = CoreServer(settings)
+    port = await core.start()
+    try:
+        announce({"grpc": f"127.0.0.1:{port}"})
+        await until_signalled()
+    finally:
+        await core.stop()
+
+
+async def _serve_edge(settings: Settings, core_target: str) -> None:
+    from aiohttp import web
+
+    from http_edge.app import create_app
+
+    runner = web.AppRunner(create_app(settings, core_target), access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        announce({"http": f"http://127.0.0.1:{port}"})
+        await until_signalled()
+    finally:
+        await runner.cleanup()
 
 
 if __name__ == "__main__":
