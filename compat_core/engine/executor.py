@@ -93,6 +93,9 @@ class RunExecution:
         # that arrives that early is left to `execute` itself (see RunEngine.cancel).
         self.started = False
         self._message: messages_pb2.Message | None = None
+        # A reply stored ahead of the model's first piece and not announced yet.
+        self._unannounced: asyncio.Future[tuple[messages_pb2.Message, runs_pb2.RunStep]] | None
+        self._unannounced = None
         self._message_step: runs_pb2.RunStep | None = None
         self._tool_step: runs_pb2.RunStep | None = None
         self._relayed_at = 0.0
@@ -193,24 +196,32 @@ class RunExecution:
         finish: str | None = None
         usage: TokenUsage | None = None
         self._message = self._message_step = self._tool_step = None
+        if not request.tools:
+            # Without tools the model can only answer in text (or fail): the reply's message
+            # and step are stored while it is asked, and announced with its first piece.
+            self._unannounced = asyncio.ensure_future(self._store_reply(starting))
 
-        async with contextlib.aclosing(provider.stream(request)) as deltas:
-            async for delta in deltas:
-                if starting is not None:
-                    await starting
-                    starting = None
-                if delta.text and self._tool_step is None:
-                    # Text after tool calls began would need a second open step, which the
-                    # SDKs refuse; models do not interleave them in practice.
-                    await self._append_text(delta.text)
-                for piece in delta.tool_calls:
-                    await self._append_tool_call(
-                        calls, piece.index, piece.id, piece.name, piece.arguments
-                    )
-                if delta.finish_reason:
-                    finish = delta.finish_reason
-                if delta.usage is not None:
-                    usage = delta.usage
+        try:
+            async with contextlib.aclosing(provider.stream(request)) as deltas:
+                async for delta in deltas:
+                    if starting is not None:
+                        await starting
+                        starting = None
+                    if delta.text and self._tool_step is None:
+                        # Text after tool calls began would need a second open step, which
+                        # the SDKs refuse; models do not interleave them in practice.
+                        await self._append_text(delta.text)
+                    for piece in delta.tool_calls:
+                        await self._append_tool_call(
+                            calls, piece.index, piece.id, piece.name, piece.arguments
+                        )
+                    if delta.finish_reason:
+                        finish = delta.finish_reason
+                    if delta.usage is not None:
+                        usage = delta.usage
+        except BaseException:
+            await self._drop_unannounced_reply()
+            raise
         if starting is not None:
             await starting
 
@@ -221,6 +232,8 @@ class RunExecution:
         _add_usage(run.usage, usage)
         truncated = finish == "length"
         step_usage = _usage(usage)
+        if truncated and self._message is None:
+            await self._drop_unannounced_reply()
 
         if self._message_open():
             await self._close_message(truncated, step_usage if self._tool_step is None else None)
@@ -262,11 +275,24 @@ class RunExecution:
         )
 
     async def _open_message(self) -> None:
-        now = self.ctx.now()
+        if self._unannounced is not None:
+            stored, self._unannounced = self._unannounced, None
+            message, step = await stored
+        else:
+            message, step = self._new_reply()
+            await self._save(steps=[step], messages=[message])
+        self._message, self._message_step = message, step
+        self._opened_at = time.monotonic()
+        self._publish("thread_run_step_created", step)
+        self._publish("thread_run_step_in_progress", step)
+        self._publish("thread_message_created", message)
+        self._publish("thread_message_in_progress", message)
+
+    def _new_reply(self) -> tuple[messages_pb2.Message, runs_pb2.RunStep]:
         run = self.run
         message = messages_pb2.Message(
             id=ids.new_id(ids.MESSAGE),
-            created_at=now,
+            created_at=self.ctx.now(),
             thread_id=run.thread_id,
             status=messages_pb2.MESSAGE_STATUS_IN_PROGRESS,
             role=messages_pb2.MESSAGE_ROLE_ASSISTANT,
@@ -277,13 +303,34 @@ class RunExecution:
         step = self._new_step(
             runs_pb2.StepDetails(message_creation=runs_pb2.MessageCreation(message_id=message.id))
         )
-        self._message, self._message_step = message, step
+        return message, step
+
+    async def _store_reply(
+        self, starting: asyncio.Future[None] | None
+    ) -> tuple[messages_pb2.Message, runs_pb2.RunStep]:
+        """Store a reply before the model's first piece; after the run's start, as announced."""
+        if starting is not None:
+            await starting
+        message, step = self._new_reply()
         await self._save(steps=[step], messages=[message])
-        self._opened_at = time.monotonic()
-        self._publish("thread_run_step_created", step)
-        self._publish("thread_run_step_in_progress", step)
-        self._publish("thread_message_created", message)
-        self._publish("thread_message_in_progress", message)
+        return message, step
+
+    async def _drop_unannounced_reply(self) -> None:
+        """Delete a reply stored ahead of a first piece that never came (the call failed, was
+        cancelled or turned to tools): nobody heard of it, so the thread keeps no trace.
+
+        Never raises: a reply left behind is an unfinished one, which resuming the run removes.
+        """
+        stored, self._unannounced = self._unannounced, None
+        if stored is None:
+            return
+        try:
+            message, step = await stored
+            if not self.lease_lost:
+                await self.ctx.store.delete_run_output([step.id], [message.id])
+        except Exception:
+            # Its save failed (and the run's own handling reports why), or the delete did.
+            log.debug("run %s: no unannounced reply to delete", self.run.id, exc_info=True)
 
     async def _close_message(self, truncated: bool, usage: common_pb2.Usage | None) -> None:
         message, step = self._message, self._message_step
@@ -316,6 +363,7 @@ class RunExecution:
         arguments: str,
     ) -> None:
         if self._tool_step is None:
+            await self._drop_unannounced_reply()
             if self._message_open():
                 # One open step at a time: the reply so far is done once the model turns to
                 # tools.

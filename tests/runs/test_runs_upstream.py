@@ -703,6 +703,9 @@ def test_a_failed_stream_ends_with_the_failed_run_and_done(
     failed = events[-2].json()
     assert failed["last_error"]["code"] == "server_error"
     assert sse_text(events) == ""
+    # Nothing was announced of a reply, and nothing of one is stored either.
+    assert run_messages(client, thread.id, failed["id"]) == []
+    assert run_steps(client, thread.id, failed["id"]) == []
 
 
 def test_models_list_includes_the_upstream_models(
