@@ -17,16 +17,25 @@ sent straight to the driver. A store transaction is a few small statements, so w
 them weighs: checking a connection out of a pool and resetting it on return, and the engine
 `begin` event of SQLAlchemy's recipe for pysqlite (an engine with any listener dispatches
 events around every statement), took about 40 of the 100 µs of CPU that reading one run cost.
+
+The hop itself is a queue and a future of the event loop (`_Workers`), not an executor's
+`run_in_executor`: that one chains a `concurrent.futures.Future`, with its lock and condition,
+to an asyncio future, and every lock a thread waits on lets go of the GIL, which under load
+hands it to another thread and waits to get it back. Listing 20 messages over gRPC at 64
+calls at once cost about 50 µs of CPU less per call this way (some 510 µs against 460), more
+than the 12 µs that the hop alone saves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -73,8 +82,8 @@ class Database:
         _configure(reader, read_only=True)
         self._writes = _ThreadConnections(self._writer, _BEGIN_WRITE)
         self._reads = _ThreadConnections(reader, _BEGIN_READ)
-        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
-        self._read_threads = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="sqlite-reader")
+        self._write_thread = _Workers(1, "sqlite-writer")
+        self._read_threads = _Workers(READER_THREADS, "sqlite-reader")
         self._closed = False
 
     async def write(self, fn: Callable[[Connection], T]) -> T:
@@ -83,13 +92,11 @@ class Database:
         Writes run one at a time in submission order. If the awaiting task is cancelled the
         transaction still runs to its end: it may have committed.
         """
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._write_thread, self._writes.transact, fn)
+        return await self._write_thread.submit(functools.partial(self._writes.transact, fn))
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` as one read-only transaction (a consistent snapshot) on a reader thread."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._read_threads, self._reads.transact, fn)
+        return await self._read_threads.submit(functools.partial(self._reads.transact, fn))
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision; a no-op when it is there already.
@@ -104,8 +111,7 @@ class Database:
 
     async def run_migrations(self) -> None:
         """`migrate()` on the writer thread, queued behind any writes already submitted."""
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._write_thread, self.migrate)
+        await self._write_thread.submit(self.migrate)
 
     async def close(self) -> None:
         """Let submitted transactions finish, then close every connection and thread.
@@ -115,13 +121,106 @@ class Database:
         if self._closed:
             return
         self._closed = True
+        self._write_thread.refuse()
+        self._read_threads.refuse()
         await asyncio.to_thread(self._shut_down)
 
     def _shut_down(self) -> None:
-        self._write_thread.shutdown(wait=True)
-        self._read_threads.shutdown(wait=True)
+        self._write_thread.stop()
+        self._read_threads.stop()
         self._writes.close()
         self._reads.close()
+
+
+# A call for a worker thread, the future that awaits its outcome and that future's loop.
+_Job = tuple[Callable[[], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
+
+
+class _Workers:
+    """Threads that run calls taken from one queue, in submission order, and hand each
+    outcome to the awaiting future on its event loop.
+
+    A call whose future was cancelled before a thread took it up is dropped, as an executor
+    drops a work item cancelled before it starts; once started it runs to its end and its
+    outcome is dropped instead. The threads start with the first call and are daemons: a
+    process that never closes its database still exits (SQLite rolls back whatever a killed
+    transaction left open), while `stop()` lets every submitted call finish first.
+    """
+
+    def __init__(self, count: int, name: str) -> None:
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"{name}_{index}", daemon=True)
+            for index in range(count)
+        ]
+        self._lock = threading.Lock()
+        self._started = False
+        self._refused = False
+
+    def submit(self, call: Callable[[], T]) -> asyncio.Future[T]:
+        """Queue `call`; the returned future of the running loop gets its result or error."""
+        if self._refused:
+            raise RuntimeError("the database is closed")
+        if not self._started:
+            self._start()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put((call, future, loop))
+        return future
+
+    def refuse(self) -> None:
+        """Refuse calls from now on; those already queued still run."""
+        self._refused = True
+
+    def stop(self) -> None:
+        """Refuse new calls, let the queued ones finish and end the threads (blocking)."""
+        self._refused = True
+        with self._lock:
+            started, self._started = self._started, False
+        if not started:
+            return
+        # Queued after every submitted call: each thread ends once the queue before it is done.
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+            for thread in self._threads:
+                thread.start()
+
+    def _serve(self) -> None:
+        while (job := self._queue.get()) is not None:
+            _run(*job)
+            # Hold nothing of a finished call while waiting for the next one.
+            del job
+
+
+def _run(
+    call: Callable[[], Any], future: asyncio.Future[Any], loop: asyncio.AbstractEventLoop
+) -> None:
+    if future.cancelled():
+        return
+    try:
+        outcome = (True, call())
+    except BaseException as exc:
+        outcome = (False, exc)
+    # A closed loop has no one left to await the outcome.
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(_settle, future, *outcome)
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.cancelled():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
 
 
 class _Held(threading.local):

@@ -30,6 +30,7 @@ and must not touch the event loop.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -37,7 +38,20 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, cast
 
 from google.protobuf.message import Message
-from sqlalchemy import ColumnElement, Connection, Table, exists, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Delete,
+    Insert,
+    Integer,
+    Select,
+    Table,
+    Update,
+    bindparam,
+    exists,
+    literal_column,
+    select,
+)
 
 from compat_core.store import schema, sql_claims, sql_events
 from compat_core.store.base import (
@@ -137,6 +151,124 @@ _STEPS = _Kind(
 )
 
 
+# Statements, built once per shape and executed with their values as parameters.
+#
+# Building `select(...).where(...)` anew costs more than running it: constructing the clauses
+# and computing the cache key under which SQLAlchemy finds the compiled SQL came to about 50 µs
+# a statement, against some 12 µs for executing a ready one (whose cache key is memoized on
+# the object). So each function below builds its statement on first use, for its table and
+# the names of the columns it compares, and every later call reuses it. A value is bound as
+# `:p_<column>` (or another `p_` name): the prefix keeps the names clear of the column names
+# that an UPDATE's SET clause takes its values by.
+
+
+def _p(name: str) -> str:
+    """The name of the parameter that carries a value for the column `name`."""
+    return f"p_{name}"
+
+
+def _params(values: dict[str, Any]) -> dict[str, Any]:
+    """`{column: value}` as the parameters of the `_equal` conditions on those columns."""
+    return {_p(name): value for name, value in values.items()}
+
+
+def _equal(table: Table, names: Iterable[str]) -> list[ColumnElement[bool]]:
+    # The parameter takes the column's type, as a literal compared to it would.
+    return [table.c[name] == bindparam(_p(name)) for name in names]
+
+
+@functools.cache
+def _select_where(
+    table: Table, columns: tuple[str, ...], names: tuple[str, ...], lock: bool = False
+) -> Select[Any]:
+    """`SELECT columns FROM table WHERE name = :p_name AND …`, `FOR UPDATE` if `lock`."""
+    stmt = select(*(table.c[name] for name in columns)).where(*_equal(table, names))
+    return stmt.with_for_update() if lock else stmt
+
+
+@functools.cache
+def _exists_stmt(table: Table) -> Select[Any]:
+    return select(exists().where(table.c.id == bindparam(_p("id"))))
+
+
+@functools.cache
+def _newest_stmt(table: Table, scope: tuple[str, ...]) -> Select[Any]:
+    """The `created_at` of the last row of a list (by `seq`)."""
+    return (
+        select(table.c.created_at)
+        .where(*_equal(table, scope))
+        .order_by(table.c.seq.desc())
+        .limit(1)
+    )
+
+
+@functools.cache
+def _page_stmt(
+    table: Table, names: tuple[str, ...], after: bool, before: bool, descending: bool
+) -> Select[Any]:
+    """The bodies of a keyset page (see `_page`); the cursors' seqs bind as `p_after` and
+    `p_before`, the number of rows to read as `p_limit`."""
+    seq = table.c.seq
+    conditions = _equal(table, names)
+    if after:
+        after_seq = bindparam(_p("after"), type_=seq.type)
+        conditions.append(seq < after_seq if descending else seq > after_seq)
+    if before:
+        before_seq = bindparam(_p("before"), type_=seq.type)
+        conditions.append(seq > before_seq if descending else seq < before_seq)
+    # Read starting next to the cursor the page hangs on: `before` when given, else `after`.
+    ascending = descending == before
+    return (
+        select(table.c.body)
+        .where(*conditions)
+        .order_by(seq.asc() if ascending else seq.desc())
+        .limit(bindparam(_p("limit"), type_=Integer))
+    )
+
+
+@functools.cache
+def _all_stmt(table: Table, parent: str) -> Select[Any]:
+    return select(table.c.body).where(*_equal(table, (parent,))).order_by(table.c.seq.asc())
+
+
+@functools.cache
+def _active_run_stmt(other_than: bool) -> Select[Any]:
+    runs = schema.runs
+    # The statuses are written into the SQL: as parameters of an IN they would be "expanding"
+    # ones, which SQLAlchemy renders into the SQL afresh at every execution.
+    statuses: list[ColumnElement[Any]] = [
+        literal_column(str(int(status))) for status in sorted(ACTIVE_RUN_STATUSES)
+    ]
+    conditions = [runs.c.thread_id == bindparam(_p("thread_id")), runs.c.status.in_(statuses)]
+    if other_than:
+        conditions.append(runs.c.id != bindparam(_p("id")))
+    return select(runs.c.id).where(*conditions).order_by(runs.c.seq.desc()).limit(1)
+
+
+_RUNS_WITH_STATUS = (
+    select(schema.runs.c.seq, schema.runs.c.body)
+    .where(schema.runs.c.status == bindparam(_p("status")))
+    .order_by(schema.runs.c.seq.asc())
+    .limit(bindparam(_p("limit"), type_=Integer))
+)
+
+
+@functools.cache
+def _insert_stmt(table: Table) -> Insert:
+    return table.insert()
+
+
+@functools.cache
+def _rewrite_stmt(table: Table) -> Update:
+    """An UPDATE of the row at `:p_seq`, setting the columns its parameters name."""
+    return table.update().where(table.c.seq == bindparam(_p("seq")))
+
+
+@functools.cache
+def _delete_stmt(table: Table, names: tuple[str, ...]) -> Delete:
+    return table.delete().where(*_equal(table, names))
+
+
 # Operations on one connection, each run as a whole transaction.
 
 
@@ -158,13 +290,13 @@ def _append(conn: Connection, kind: _Kind[M], objects: Sequence[M]) -> None:
             _lock_list(conn, kind.table.name)
         _keep_time_order(conn, kind, objects)
     # For several rows one executemany; rows are inserted, and get their seq, in list order.
-    conn.execute(kind.table.insert(), [_row(kind, obj) for obj in objects])
+    conn.execute(_insert_stmt(kind.table), [_row(kind, obj) for obj in objects])
 
 
 def _lock_list(conn: Connection, name: str) -> None:
     """Lock the row of a list that has no parent row to lock (`schema.list_locks`)."""
-    locks = schema.list_locks
-    conn.execute(select(locks.c.name).where(locks.c.name == name).with_for_update()).scalar_one()
+    stmt = _select_where(schema.list_locks, ("name",), ("name",), lock=True)
+    conn.execute(stmt, _params({"name": name})).scalar_one()
 
 
 def _keep_time_order(conn: Connection, kind: _Kind[M], objects: Sequence[M]) -> None:
@@ -175,12 +307,11 @@ def _keep_time_order(conn: Connection, kind: _Kind[M], objects: Sequence[M]) -> 
     stamped, and replicas' clocks differ. The newest object is the last by `seq` (read through
     the list's index): raising each new one to it keeps the list in time order.
     """
-    table = kind.table
     assert kind.list_scope is not None
     first = kind.columns(objects[0])
-    scope = [table.c[name] == first[name] for name in kind.list_scope]
-    stmt = select(table.c.created_at).where(*scope).order_by(table.c.seq.desc()).limit(1)
-    newest: int | None = conn.execute(stmt).scalar_one_or_none()
+    scope = {name: first[name] for name in kind.list_scope}
+    stmt = _newest_stmt(kind.table, kind.list_scope)
+    newest: int | None = conn.execute(stmt, _params(scope)).scalar_one_or_none()
     for obj in objects:
         stamped = cast(_Stamped, obj)
         if newest is not None and stamped.created_at < newest:
@@ -188,12 +319,8 @@ def _keep_time_order(conn: Connection, kind: _Kind[M], objects: Sequence[M]) -> 
         newest = stamped.created_at
 
 
-def _where(table: Table, object_id: str, scope: dict[str, str]) -> list[ColumnElement[bool]]:
-    return [table.c.id == object_id, *(table.c[name] == value for name, value in scope.items())]
-
-
 def _exists(conn: Connection, table: Table, object_id: str) -> bool:
-    return bool(conn.execute(select(exists().where(table.c.id == object_id))).scalar())
+    return bool(conn.execute(_exists_stmt(table), _params({"id": object_id})).scalar())
 
 
 def _lock_thread(conn: Connection, thread_id: str) -> bool:
@@ -202,14 +329,13 @@ def _lock_thread(conn: Connection, thread_id: str) -> bool:
     Every write that checks or changes what runs a thread has, or appends to its messages,
     runs or steps, starts here, so such writes on one thread happen one after the other.
     """
-    threads = schema.threads
-    stmt = select(threads.c.id).where(threads.c.id == thread_id).with_for_update()
-    return conn.execute(stmt).scalar_one_or_none() is not None
+    stmt = _select_where(schema.threads, ("id",), ("id",), lock=True)
+    return conn.execute(stmt, _params({"id": thread_id})).scalar_one_or_none() is not None
 
 
 def _get(conn: Connection, kind: _Kind[M], object_id: str, **scope: str) -> M | None:
-    stmt = select(kind.table.c.body).where(*_where(kind.table, object_id, scope))
-    body = conn.execute(stmt).scalar_one_or_none()
+    stmt = _select_where(kind.table, ("body",), ("id", *scope))
+    body = conn.execute(stmt, _params({"id": object_id, **scope})).scalar_one_or_none()
     return None if body is None else kind.parse(body)
 
 
@@ -220,13 +346,10 @@ def _update(
     mutate: Callable[[M], None],
     **scope: str,
 ) -> M | None:
-    table = kind.table
     # Locked from the read on: a concurrent update of the row waits for this one to commit
     # and then reads its result, instead of both reading the old body and one losing.
-    stmt = (
-        select(table.c.seq, table.c.body).where(*_where(table, object_id, scope)).with_for_update()
-    )
-    row = conn.execute(stmt).one_or_none()
+    stmt = _select_where(kind.table, ("seq", "body"), ("id", *scope), lock=True)
+    row = conn.execute(stmt, _params({"id": object_id, **scope})).one_or_none()
     if row is None:
         return None
     obj = kind.parse(row.body)
@@ -245,10 +368,10 @@ def _rewrite(conn: Connection, kind: _Kind[M], seq: int, obj: M) -> None:
 
     The other derived columns are rewritten too, so they can never disagree with the body.
     """
-    table = kind.table
     values = {name: value for name, value in kind.columns(obj).items() if name not in kind.identity}
     values["body"] = obj.SerializeToString()
-    conn.execute(table.update().where(table.c.seq == seq).values(values))
+    values[_p("seq")] = seq
+    conn.execute(_rewrite_stmt(kind.table), values)
 
 
 def _upsert(conn: Connection, kind: _Kind[M], obj: M) -> None:
@@ -257,11 +380,9 @@ def _upsert(conn: Connection, kind: _Kind[M], obj: M) -> None:
     Raises ValueError if the existing row's identity columns differ from the object's: a
     replace must not move an object to another parent.
     """
-    table = kind.table
     columns = kind.columns(obj)
-    identity = [table.c[name] for name in kind.identity]
-    stmt = select(table.c.seq, *identity).where(table.c.id == columns["id"]).with_for_update()
-    row = conn.execute(stmt).one_or_none()
+    stmt = _select_where(kind.table, ("seq", *kind.identity), ("id",), lock=True)
+    row = conn.execute(stmt, _params({"id": columns["id"]})).one_or_none()
     if row is None:
         _append(conn, kind, [obj])
         return
@@ -272,24 +393,20 @@ def _upsert(conn: Connection, kind: _Kind[M], obj: M) -> None:
 
 
 def _delete(conn: Connection, kind: _Kind[M], object_id: str, **scope: str) -> bool:
-    result = conn.execute(kind.table.delete().where(*_where(kind.table, object_id, scope)))
-    return result.rowcount > 0
+    stmt = _delete_stmt(kind.table, ("id", *scope))
+    return conn.execute(stmt, _params({"id": object_id, **scope})).rowcount > 0
 
 
 def _cursor_seq(
-    conn: Connection,
-    table: Table,
-    scope: Sequence[ColumnElement[bool]],
-    param: str,
-    object_id: str,
+    conn: Connection, table: Table, scope: dict[str, str], param: str, object_id: str
 ) -> int:
     """The seq of a cursor object, looked up in the list's scope but not its filters.
 
     A filter (`run_id`, `purpose`) narrows what a page shows; the cursor only marks a position
     in the list, so any object of the list is a valid one.
     """
-    stmt = select(table.c.seq).where(table.c.id == object_id, *scope)
-    seq = conn.execute(stmt).scalar_one_or_none()
+    stmt = _select_where(table, ("seq",), ("id", *scope))
+    seq = conn.execute(stmt, _params({"id": object_id, **scope})).scalar_one_or_none()
     if seq is None:
         raise CursorNotFound(param, object_id)
     return int(seq)
@@ -299,39 +416,60 @@ def _page(
     conn: Connection,
     kind: _Kind[M],
     query: PageQuery,
-    scope: Sequence[ColumnElement[bool]] = (),
-    filters: Sequence[ColumnElement[bool]] = (),
+    scope: dict[str, str] | None = None,
+    filters: dict[str, str] | None = None,
 ) -> Page[M]:
     """A keyset page: a range scan on (scope, seq) that reads at most `limit + 1` rows.
 
-    The page is read starting next to the cursor it hangs on: after `after` normally, before
-    `before` when one is given (nearest first, then reversed into the requested order). The
-    one extra row says whether more lie beyond the page's far end, which is exactly the
-    `has_more` the API wants in either case.
+    `scope` picks out the list (the columns of `kind.list_scope`), `filters` narrow what the
+    page shows of it. The page is read starting next to the cursor it hangs on: after `after`
+    normally, before `before` when one is given (nearest first, then reversed into the
+    requested order). The one extra row says whether more lie beyond the page's far end,
+    which is exactly the `has_more` the API wants in either case.
     """
     table = kind.table
-    seq = table.c.seq
-    descending = query.order == "desc"
-    conditions = [*scope, *filters]
+    scope = scope or {}
+    equal = {**scope, **(filters or {})}
+    params = _params(equal)
     if query.after:
-        after = _cursor_seq(conn, table, scope, "after", query.after)
-        conditions.append(seq < after if descending else seq > after)
+        params[_p("after")] = _cursor_seq(conn, table, scope, "after", query.after)
     if query.before:
-        before = _cursor_seq(conn, table, scope, "before", query.before)
-        conditions.append(seq > before if descending else seq < before)
-    backwards = bool(query.before)
-    ascending = descending == backwards
-    stmt = (
-        select(table.c.body)
-        .where(*conditions)
-        .order_by(seq.asc() if ascending else seq.desc())
-        .limit(query.limit + 1)
+        params[_p("before")] = _cursor_seq(conn, table, scope, "before", query.before)
+    params[_p("limit")] = query.limit + 1
+    stmt = _page_stmt(
+        table, tuple(equal), bool(query.after), bool(query.before), query.order == "desc"
     )
-    bodies = conn.execute(stmt).scalars().all()
+    bodies = conn.execute(stmt, params).scalars().all()
     items = [kind.parse(body) for body in bodies[: query.limit]]
-    if backwards:
+    if query.before:
         items.reverse()
     return Page(items=items, has_more=len(bodies) > query.limit)
+
+
+def _thread_page(
+    conn: Connection,
+    kind: _Kind[M],
+    thread_id: str,
+    query: PageQuery,
+    filters: dict[str, str] | None = None,
+) -> Page[M] | None:
+    """A page of one of a thread's lists; None if there is no such thread.
+
+    The page is read first and the thread looked up only when the page cannot vouch for it:
+    a row of the list is a child of the thread (a foreign key), and both reads see one
+    snapshot, so a page with rows proves the thread is there. That spares the common case a
+    statement, and answers as if the thread had been looked up first: a missing thread is
+    None, whatever its cursors.
+    """
+    try:
+        page = _page(conn, kind, query, {"thread_id": thread_id}, filters)
+    except CursorNotFound:
+        if not _exists(conn, schema.threads, thread_id):
+            return None
+        raise
+    if not page.items and not _exists(conn, schema.threads, thread_id):
+        return None
+    return page
 
 
 def _create_thread(
@@ -361,12 +499,10 @@ def _delete_thread(conn: Connection, thread_id: str) -> bool:
 
 def _active_run_id(conn: Connection, thread_id: str, other_than: str = "") -> str | None:
     """The ID of an active run of the thread (apart from `other_than`), if there is one."""
-    runs = schema.runs
-    conditions = [runs.c.thread_id == thread_id, runs.c.status.in_(sorted(ACTIVE_RUN_STATUSES))]
-    if other_than:
-        conditions.append(runs.c.id != other_than)
-    stmt = select(runs.c.id).where(*conditions).order_by(runs.c.seq.desc()).limit(1)
-    run_id = conn.execute(stmt).scalar_one_or_none()
+    params = _params(
+        {"thread_id": thread_id, "id": other_than} if other_than else {"thread_id": thread_id}
+    )
+    run_id = conn.execute(_active_run_stmt(bool(other_than)), params).scalar_one_or_none()
     return None if run_id is None else str(run_id)
 
 
@@ -387,16 +523,11 @@ def _create_message(conn: Connection, message: messages_pb2.Message) -> bool:
 def _list_messages(
     conn: Connection, thread_id: str, query: PageQuery, run_id: str
 ) -> Page[messages_pb2.Message] | None:
-    if not _exists(conn, schema.threads, thread_id):
-        return None
-    table = schema.messages
-    filters = [table.c.run_id == run_id] if run_id else []
-    return _page(conn, _MESSAGES, query, scope=[table.c.thread_id == thread_id], filters=filters)
+    return _thread_page(conn, _MESSAGES, thread_id, query, {"run_id": run_id} if run_id else None)
 
 
 def _list_files(conn: Connection, query: PageQuery, purpose: str) -> Page[files_pb2.File]:
-    filters = [schema.files.c.purpose == purpose] if purpose else []
-    return _page(conn, _FILES, query, filters=filters)
+    return _page(conn, _FILES, query, filters={"purpose": purpose} if purpose else None)
 
 
 def _create_run(
@@ -444,8 +575,8 @@ def _update_run(
 
 
 def _run_thread(conn: Connection, run_id: str) -> str | None:
-    stmt = select(schema.runs.c.thread_id).where(schema.runs.c.id == run_id)
-    thread_id = conn.execute(stmt).scalar_one_or_none()
+    stmt = _select_where(schema.runs, ("thread_id",), ("id",))
+    thread_id = conn.execute(stmt, _params({"id": run_id})).scalar_one_or_none()
     return None if thread_id is None else str(thread_id)
 
 
@@ -532,24 +663,18 @@ def _runs_with_status(
     """
     if limit <= 0:
         return []
-    runs = schema.runs
     streams: list[Iterable[tuple[int, bytes]]] = []
     for status in sorted(set(statuses)):
-        stmt = (
-            select(runs.c.seq, runs.c.body)
-            .where(runs.c.status == status)
-            .order_by(runs.c.seq.asc())
-            .limit(limit)
+        params = _params({"status": status, "limit": limit})
+        streams.append(
+            [(int(row.seq), row.body) for row in conn.execute(_RUNS_WITH_STATUS, params)]
         )
-        streams.append([(int(row.seq), row.body) for row in conn.execute(stmt)])
     oldest = itertools.islice(heapq.merge(*streams), limit)
     return [_RUNS.parse(body) for _, body in oldest]
 
 
 def _list_runs(conn: Connection, thread_id: str, query: PageQuery) -> Page[runs_pb2.Run] | None:
-    if not _exists(conn, schema.threads, thread_id):
-        return None
-    return _page(conn, _RUNS, query, scope=[schema.runs.c.thread_id == thread_id])
+    return _thread_page(conn, _RUNS, thread_id, query)
 
 
 def _list_steps(
@@ -558,12 +683,12 @@ def _list_steps(
     if _run_thread(conn, run_id) != thread_id:
         return None
     # A step's thread is its run's (save_progress checks), so the run scopes the list.
-    return _page(conn, _STEPS, query, scope=[schema.run_steps.c.run_id == run_id])
+    return _page(conn, _STEPS, query, {"run_id": run_id})
 
 
-def _all(conn: Connection, kind: _Kind[M], parent: ColumnElement[bool]) -> list[M]:
-    stmt = select(kind.table.c.body).where(parent).order_by(kind.table.c.seq.asc())
-    return [kind.parse(body) for body in conn.execute(stmt).scalars()]
+def _all(conn: Connection, kind: _Kind[M], parent: str, parent_id: str) -> list[M]:
+    stmt = _all_stmt(kind.table, parent)
+    return [kind.parse(body) for body in conn.execute(stmt, _params({parent: parent_id})).scalars()]
 
 
 class SqlStore(Store):
@@ -724,14 +849,10 @@ class SqlStore(Store):
         )
 
     async def run_steps(self, run_id: str) -> list[runs_pb2.RunStep]:
-        return await self._db.read(
-            lambda conn: _all(conn, _STEPS, schema.run_steps.c.run_id == run_id)
-        )
+        return await self._db.read(lambda conn: _all(conn, _STEPS, "run_id", run_id))
 
     async def thread_messages(self, thread_id: str) -> list[messages_pb2.Message]:
-        return await self._db.read(
-            lambda conn: _all(conn, _MESSAGES, schema.messages.c.thread_id == thread_id)
-        )
+        return await self._db.read(lambda conn: _all(conn, _MESSAGES, "thread_id", thread_id))
 
     # Which core executes which run
 

@@ -140,7 +140,8 @@ def metadata_in(value: object, param: str = "metadata") -> dict[str, str]:
 
 
 def metadata_out(metadata: Mapping[str, str]) -> dict[str, str]:
-    return dict(metadata)
+    # Most objects have none, and testing a proto map is far quicker than copying it.
+    return dict(metadata.items()) if metadata else {}
 
 
 # --------------------------------------------------------------------------------- tools

