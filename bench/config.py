@@ -44,7 +44,7 @@ class Config:
             load_rounds=2,
             concurrencies=(1, 16, 64),
             stream_tokens=1000,
-            stream_reps=5,
+            stream_reps=15,
             concurrent_streams=1000,
             concurrent_tokens=200,
             pace_ms=20,
