@@ -100,6 +100,7 @@ class RunExecution:
         self._tool_step: runs_pb2.RunStep | None = None
         self._relayed_at = 0.0
         self._opened_at = 0.0
+        self._no_steps = False
 
     async def execute(self) -> None:
         self.started = True
@@ -119,6 +120,8 @@ class RunExecution:
                 await self._finish_cancelled()
                 return
             starting = None
+            # Steps come only after a run's first start: a run never started has none to read.
+            self._no_steps = not self.run.started_at
             if self.run.status == runs_pb2.RUN_STATUS_QUEUED:
                 self.run.status = runs_pb2.RUN_STATUS_IN_PROGRESS
                 self.run.started_at = self.ctx.now()
@@ -166,9 +169,14 @@ class RunExecution:
     async def _call_model(self, starting: asyncio.Future[None] | None) -> bool:
         run = self.run
         store = self.ctx.store
-        thread_messages, steps = await asyncio.gather(
-            store.thread_messages(run.thread_id), store.run_steps(run.id)
-        )
+        steps: list[runs_pb2.RunStep] = []
+        if self._no_steps:
+            thread_messages = await store.thread_messages(run.thread_id)
+            self._no_steps = False
+        else:
+            thread_messages, steps = await asyncio.gather(
+                store.thread_messages(run.thread_id), store.run_steps(run.id)
+            )
         prompt = build_prompt(run, thread_messages, steps)
         remaining: int | None = None
         if run.HasField("max_completion_tokens"):

@@ -67,6 +67,9 @@ def test_watch_through_another_core_sees_the_whole_run(
     reply = scripted.push(text(*REPLY, hold_after=1))
     run = start_run(client, scripted)
     assert reply.held.wait(WAIT)
+    # The model is asked while the run's start is stored: the store may say in_progress a
+    # moment after the upstream has the request.
+    wait_run(client, run.thread_id, run.id, ["in_progress"])
 
     watcher = make_grpc(other)
     live = watcher.runs.WatchRun(runs_pb2.WatchRunRequest(run_id=run.id), timeout=WAIT)
