@@ -9,6 +9,7 @@ fresh PostgreSQL database for each test. The few tests of SQLite's own mechanics
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import sys
@@ -21,8 +22,9 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from harness.server import postgres_admin_url
-from sqlalchemy import Connection, Engine, event, func, insert, inspect, select
+from sqlalchemy import Connection, event, func, insert, inspect, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.pool import Pool
 
 from compat_core.store import (
     BlobStore,
@@ -658,42 +660,56 @@ async def test_database_is_in_wal_mode(store: SqlStore, db: TransactionRunner) -
 # Paging cost
 
 
+@contextlib.asynccontextmanager
+async def sqlite_traced(db_url: str, db_path: Path) -> AsyncIterator[tuple[SqlStore, list[str]]]:
+    """A second store on the database, and every statement SQLite runs on its connections
+    (values filled in).
+
+    Traced on the driver's connections, since the store sends hot statements past
+    SQLAlchemy; the new store's threads open theirs at their first transaction. Pools are
+    listened to as a class: only connections to this file count, not those of other servers
+    of the test session.
+    """
+    captured: list[str] = []
+
+    def trace(dbapi_connection: Any, _record: Any) -> None:
+        files = [row[2] for row in dbapi_connection.execute("PRAGMA database_list")]
+        if str(db_path) in files:
+            dbapi_connection.set_trace_callback(captured.append)
+
+    event.listen(Pool, "connect", trace)
+    traced = SqlStore(open_database(db_url))
+    try:
+        yield traced, captured
+    finally:
+        event.remove(Pool, "connect", trace)
+        await traced.close()
+
+
 @sqlite_only
-async def test_list_queries_use_indexes_and_never_sort(store: SqlStore, db_path: Path) -> None:
+async def test_list_queries_use_indexes_and_never_sort(
+    store: SqlStore, db_url: str, db_path: Path
+) -> None:
     await store.create_thread(thread("thread_a"), [message("thread_a", f"m{n}") for n in range(5)])
     for n in range(5):
         await store.create_file(file(n, "batch"))
         await store.create_assistant(assistant(n))
 
-    captured: list[tuple[str, Any]] = []
-
-    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
-        # Engines are listened to as a class: other servers of the test session (their expiry
-        # sweepers, say) run queries on other databases meanwhile; only this one's count.
-        if conn.engine.url.database != str(db_path):
-            return
-        if "ORDER BY" in statement:
-            captured.append((statement, parameters))
-
-    event.listen(Engine, "before_cursor_execute", capture)
-    try:
+    async with sqlite_traced(db_url, db_path) as (traced, captured):
         for order in ("asc", "desc"):
             for after, before in (("", ""), ("msg_m2", ""), ("", "msg_m2")):
                 query = PageQuery(limit=2, order=order, after=after, before=before)
-                await store.list_messages("thread_a", query)
-                await store.list_messages("thread_a", query, run_id="run_x")
-            await store.list_files(PageQuery(limit=2, order=order, after="file-002"), "batch")
-            await store.list_assistants(PageQuery(limit=2, order=order, before="asst_002"))
-    finally:
-        event.remove(Engine, "before_cursor_execute", capture)
+                await traced.list_messages("thread_a", query)
+                await traced.list_messages("thread_a", query, run_id="run_x")
+            await traced.list_files(PageQuery(limit=2, order=order, after="file-002"), "batch")
+            await traced.list_assistants(PageQuery(limit=2, order=order, before="asst_002"))
+    paged = [sql for sql in captured if "ORDER BY" in sql]
 
-    assert len(captured) == 16
+    assert len(paged) == 16
     conn = sqlite3.connect(db_path)
     try:
-        for statement, parameters in captured:
-            plan = " | ".join(
-                row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {statement}", parameters)
-            )
+        for statement in paged:
+            plan = " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {statement}"))
             assert "TEMP B-TREE" not in plan, (statement, plan)
             if "FROM messages" in statement:
                 assert "USING INDEX ix_messages_thread_id_seq" in plan, plan

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import Connection, Engine, event, inspect
+from sqlalchemy import Connection, inspect
 from sqlalchemy.exc import IntegrityError
 from test_store import (
     HEAD,
@@ -27,6 +27,7 @@ from test_store import (
     message,
     pages_of,
     sqlite_only,
+    sqlite_traced,
     thread,
     walk_after,
     walk_before,
@@ -697,52 +698,40 @@ async def test_delete_thread_cascades_runs_and_steps(
 
 
 @sqlite_only
-async def test_run_queries_use_indexes_and_never_sort(store: SqlStore, db_path: Path) -> None:
+async def test_run_queries_use_indexes_and_never_sort(
+    store: SqlStore, db_url: str, db_path: Path
+) -> None:
     await store.create_thread(thread("thread_a"), [message("thread_a", "m0")])
     r1 = run("thread_a", "r1")
     assert await store.create_run(r1) is True
     await store.save_progress(run=r1, steps=[step(r1, f"s{n}") for n in range(5)])
     await store.save_progress(run=finished(r1))
 
-    captured: list[tuple[str, Any]] = []
-
-    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
-        # Engines are listened to as a class: other servers of the test session (their expiry
-        # sweepers, say) run queries on other databases meanwhile; only this one's count.
-        if conn.engine.url.database != str(db_path):
-            return
-        if statement.lstrip().upper().startswith("SELECT"):
-            captured.append((statement, parameters))
-
-    event.listen(Engine, "before_cursor_execute", capture)
-    try:
+    async with sqlite_traced(db_url, db_path) as (traced, captured):
         for order in ("asc", "desc"):
             for runs_cursor, steps_cursor in (("", ""), ("run_r1", "step_s2")):
                 for param in ("after", "before"):
-                    await store.list_runs(
+                    await traced.list_runs(
                         "thread_a", PageQuery(limit=2, order=order, **{param: runs_cursor})
                     )
-                    await store.list_steps(
+                    await traced.list_steps(
                         "thread_a",
                         "run_r1",
                         PageQuery(limit=2, order=order, **{param: steps_cursor}),
                     )
-        await store.runs_with_status(ACTIVE_RUN_STATUSES | {COMPLETED}, limit=5)
-        await store.run_steps("run_r1")
-        await store.thread_messages("thread_a")
-        await store.create_message(message("thread_a", "m1"))
-        assert await store.create_run(run("thread_a", "r2")) is True
-    finally:
-        event.remove(Engine, "before_cursor_execute", capture)
+        await traced.runs_with_status(ACTIVE_RUN_STATUSES | {COMPLETED}, limit=5)
+        await traced.run_steps("run_r1")
+        await traced.thread_messages("thread_a")
+        await traced.create_message(message("thread_a", "m1"))
+        assert await traced.create_run(run("thread_a", "r2")) is True
+    queries = [sql for sql in captured if sql.lstrip().upper().startswith("SELECT")]
 
-    assert len(captured) > 20
+    assert len(queries) > 20
     conn = sqlite3.connect(db_path)
     seen_status_index = 0
     try:
-        for statement, parameters in captured:
-            plan = " | ".join(
-                row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {statement}", parameters)
-            )
+        for statement in queries:
+            plan = " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {statement}"))
             assert "TEMP B-TREE" not in plan, (statement, plan)
             assert "SCAN " not in plan.replace("SCAN CONSTANT ROW", ""), (statement, plan)
             if "runs.status =" in statement:

@@ -17,11 +17,22 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from sqlalchemy import Connection, Select, insert, select
+from sqlalchemy import Connection, Select, bindparam, insert, select
 
-from compat_core.store import schema
+from compat_core.store import prepared, schema
 from compat_core.store.base import EXECUTING_RUN_STATUSES, Lease, LeaseLost, LeaseRenewal
 from compat_core.v1 import runs_pb2
+
+# The statements of every write of an executing run, built once (see `prepared`).
+_LEASE_OWNER = (
+    select(schema.run_leases.c.owner)
+    .where(schema.run_leases.c.run_id == bindparam("p_run_id"))
+    .with_for_update()
+)
+_INSERT_LEASE = insert(schema.run_leases)
+_DELETE_LEASE = schema.run_leases.delete().where(
+    schema.run_leases.c.run_id == bindparam("p_run_id")
+)
 
 
 def sync_lease(conn: Connection, run: runs_pb2.Run, lease: Lease | None) -> None:
@@ -29,27 +40,27 @@ def sync_lease(conn: Connection, run: runs_pb2.Run, lease: Lease | None) -> None
 
     An existing row is left alone: whoever holds it keeps it.
     """
-    table = schema.run_leases
     if run.status not in EXECUTING_RUN_STATUSES:
-        conn.execute(table.delete().where(table.c.run_id == run.id))
+        prepared.execute(conn, _DELETE_LEASE, {"p_run_id": run.id})
         return
-    held = select(table.c.run_id).where(table.c.run_id == run.id).with_for_update()
-    if conn.execute(held).scalar_one_or_none() is not None:
+    if prepared.first(conn, _LEASE_OWNER, {"p_run_id": run.id}) is not None:
         return
-    conn.execute(
-        insert(table).values(
-            run_id=run.id,
-            owner=lease.owner if lease else "",
-            expires_at_ms=lease.expires_at_ms if lease else 0,
-        )
+    prepared.insert(
+        conn,
+        _INSERT_LEASE,
+        [
+            {
+                "run_id": run.id,
+                "owner": lease.owner if lease else "",
+                "expires_at_ms": lease.expires_at_ms if lease else 0,
+            }
+        ],
     )
 
 
 def check_holder(conn: Connection, run_id: str, owner: str) -> None:
     """Raise LeaseLost unless `owner` holds the run's lease (locked until the transaction ends)."""
-    table = schema.run_leases
-    stmt = select(table.c.owner).where(table.c.run_id == run_id).with_for_update()
-    if conn.execute(stmt).scalar_one_or_none() != owner:
+    if prepared.scalar(conn, _LEASE_OWNER, {"p_run_id": run_id}) != owner:
         raise LeaseLost(run_id)
 
 

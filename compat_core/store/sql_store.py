@@ -53,7 +53,7 @@ from sqlalchemy import (
     select,
 )
 
-from compat_core.store import schema, sql_claims, sql_events
+from compat_core.store import prepared, schema, sql_claims, sql_events
 from compat_core.store.base import (
     ACTIVE_RUN_STATUSES,
     CursorNotFound,
@@ -290,13 +290,14 @@ def _append(conn: Connection, kind: _Kind[M], objects: Sequence[M]) -> None:
             _lock_list(conn, kind.table.name)
         _keep_time_order(conn, kind, objects)
     # For several rows one executemany; rows are inserted, and get their seq, in list order.
-    conn.execute(_insert_stmt(kind.table), [_row(kind, obj) for obj in objects])
+    prepared.insert(conn, _insert_stmt(kind.table), [_row(kind, obj) for obj in objects])
 
 
 def _lock_list(conn: Connection, name: str) -> None:
     """Lock the row of a list that has no parent row to lock (`schema.list_locks`)."""
     stmt = _select_where(schema.list_locks, ("name",), ("name",), lock=True)
-    conn.execute(stmt, _params({"name": name})).scalar_one()
+    if prepared.first(conn, stmt, _params({"name": name})) is None:
+        raise LookupError(f"no lock row for the list {name!r}")
 
 
 def _keep_time_order(conn: Connection, kind: _Kind[M], objects: Sequence[M]) -> None:
@@ -311,7 +312,7 @@ def _keep_time_order(conn: Connection, kind: _Kind[M], objects: Sequence[M]) -> 
     first = kind.columns(objects[0])
     scope = {name: first[name] for name in kind.list_scope}
     stmt = _newest_stmt(kind.table, kind.list_scope)
-    newest: int | None = conn.execute(stmt, _params(scope)).scalar_one_or_none()
+    newest: int | None = prepared.scalar(conn, stmt, _params(scope))
     for obj in objects:
         stamped = cast(_Stamped, obj)
         if newest is not None and stamped.created_at < newest:
@@ -320,7 +321,7 @@ def _keep_time_order(conn: Connection, kind: _Kind[M], objects: Sequence[M]) -> 
 
 
 def _exists(conn: Connection, table: Table, object_id: str) -> bool:
-    return bool(conn.execute(_exists_stmt(table), _params({"id": object_id})).scalar())
+    return bool(prepared.scalar(conn, _exists_stmt(table), _params({"id": object_id})))
 
 
 def _lock_thread(conn: Connection, thread_id: str) -> bool:
@@ -330,12 +331,12 @@ def _lock_thread(conn: Connection, thread_id: str) -> bool:
     runs or steps, starts here, so such writes on one thread happen one after the other.
     """
     stmt = _select_where(schema.threads, ("id",), ("id",), lock=True)
-    return conn.execute(stmt, _params({"id": thread_id})).scalar_one_or_none() is not None
+    return prepared.first(conn, stmt, _params({"id": thread_id})) is not None
 
 
 def _get(conn: Connection, kind: _Kind[M], object_id: str, **scope: str) -> M | None:
     stmt = _select_where(kind.table, ("body",), ("id", *scope))
-    body = conn.execute(stmt, _params({"id": object_id, **scope})).scalar_one_or_none()
+    body = prepared.scalar(conn, stmt, _params({"id": object_id, **scope}))
     return None if body is None else kind.parse(body)
 
 
@@ -349,17 +350,18 @@ def _update(
     # Locked from the read on: a concurrent update of the row waits for this one to commit
     # and then reads its result, instead of both reading the old body and one losing.
     stmt = _select_where(kind.table, ("seq", "body"), ("id", *scope), lock=True)
-    row = conn.execute(stmt, _params({"id": object_id, **scope})).one_or_none()
+    row = prepared.first(conn, stmt, _params({"id": object_id, **scope}))
     if row is None:
         return None
-    obj = kind.parse(row.body)
+    seq, body = row
+    obj = kind.parse(body)
     before = kind.columns(obj)
     mutate(obj)
     after = kind.columns(obj)
     changed = [name for name in kind.identity if after[name] != before[name]]
     if changed:
         raise ValueError(f"mutate changed {', '.join(changed)} of {object_id}")
-    _rewrite(conn, kind, row.seq, obj)
+    _rewrite(conn, kind, seq, obj)
     return obj
 
 
@@ -371,7 +373,7 @@ def _rewrite(conn: Connection, kind: _Kind[M], seq: int, obj: M) -> None:
     values = {name: value for name, value in kind.columns(obj).items() if name not in kind.identity}
     values["body"] = obj.SerializeToString()
     values[_p("seq")] = seq
-    conn.execute(_rewrite_stmt(kind.table), values)
+    prepared.execute(conn, _rewrite_stmt(kind.table), values)
 
 
 def _upsert(conn: Connection, kind: _Kind[M], obj: M) -> None:
@@ -382,19 +384,22 @@ def _upsert(conn: Connection, kind: _Kind[M], obj: M) -> None:
     """
     columns = kind.columns(obj)
     stmt = _select_where(kind.table, ("seq", *kind.identity), ("id",), lock=True)
-    row = conn.execute(stmt, _params({"id": columns["id"]})).one_or_none()
+    row = prepared.first(conn, stmt, _params({"id": columns["id"]}))
     if row is None:
         _append(conn, kind, [obj])
         return
-    changed = [name for name in kind.identity if row._mapping[name] != columns[name]]
+    seq, *stored = row
+    changed = [
+        name for name, value in zip(kind.identity, stored, strict=True) if value != columns[name]
+    ]
     if changed:
         raise ValueError(f"{columns['id']} is stored with other {', '.join(changed)}")
-    _rewrite(conn, kind, row.seq, obj)
+    _rewrite(conn, kind, seq, obj)
 
 
 def _delete(conn: Connection, kind: _Kind[M], object_id: str, **scope: str) -> bool:
     stmt = _delete_stmt(kind.table, ("id", *scope))
-    return conn.execute(stmt, _params({"id": object_id, **scope})).rowcount > 0
+    return prepared.execute(conn, stmt, _params({"id": object_id, **scope})) > 0
 
 
 def _cursor_seq(
@@ -406,7 +411,7 @@ def _cursor_seq(
     in the list, so any object of the list is a valid one.
     """
     stmt = _select_where(table, ("seq",), ("id", *scope))
-    seq = conn.execute(stmt, _params({"id": object_id, **scope})).scalar_one_or_none()
+    seq = prepared.scalar(conn, stmt, _params({"id": object_id, **scope}))
     if seq is None:
         raise CursorNotFound(param, object_id)
     return int(seq)
@@ -439,7 +444,7 @@ def _page(
     stmt = _page_stmt(
         table, tuple(equal), bool(query.after), bool(query.before), query.order == "desc"
     )
-    bodies = conn.execute(stmt, params).scalars().all()
+    bodies = prepared.scalars(conn, stmt, params)
     items = [kind.parse(body) for body in bodies[: query.limit]]
     if query.before:
         items.reverse()
@@ -502,7 +507,7 @@ def _active_run_id(conn: Connection, thread_id: str, other_than: str = "") -> st
     params = _params(
         {"thread_id": thread_id, "id": other_than} if other_than else {"thread_id": thread_id}
     )
-    run_id = conn.execute(_active_run_stmt(bool(other_than)), params).scalar_one_or_none()
+    run_id = prepared.scalar(conn, _active_run_stmt(bool(other_than)), params)
     return None if run_id is None else str(run_id)
 
 
@@ -576,7 +581,7 @@ def _update_run(
 
 def _run_thread(conn: Connection, run_id: str) -> str | None:
     stmt = _select_where(schema.runs, ("thread_id",), ("id",))
-    thread_id = conn.execute(stmt, _params({"id": run_id})).scalar_one_or_none()
+    thread_id = prepared.scalar(conn, stmt, _params({"id": run_id}))
     return None if thread_id is None else str(thread_id)
 
 
@@ -667,7 +672,7 @@ def _runs_with_status(
     for status in sorted(set(statuses)):
         params = _params({"status": status, "limit": limit})
         streams.append(
-            [(int(row.seq), row.body) for row in conn.execute(_RUNS_WITH_STATUS, params)]
+            [(int(seq), body) for seq, body in prepared.rows(conn, _RUNS_WITH_STATUS, params)]
         )
     oldest = itertools.islice(heapq.merge(*streams), limit)
     return [_RUNS.parse(body) for _, body in oldest]
@@ -688,7 +693,7 @@ def _list_steps(
 
 def _all(conn: Connection, kind: _Kind[M], parent: str, parent_id: str) -> list[M]:
     stmt = _all_stmt(kind.table, parent)
-    return [kind.parse(body) for body in conn.execute(stmt, _params({parent: parent_id})).scalars()]
+    return [kind.parse(body) for body in prepared.scalars(conn, stmt, _params({parent: parent_id}))]
 
 
 class SqlStore(Store):
