@@ -4,6 +4,10 @@ Every transition is stored before it is announced (`_commit`), so a watcher neve
 state that a crash could take back. Text pieces are announced as they arrive and stored with
 the transition that ends the message: a crash mid-reply loses only an unfinished reply, which
 resumption deletes and writes again.
+
+Transitions that follow each other with nothing between them are stored in one transaction:
+a run offered no tools can only answer in text, so its reply is stored with its start (and
+announced with the model's first piece), and the reply's end with the run's.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -76,6 +80,13 @@ class EngineContext:
         return int(time.time())
 
 
+class Reply(NamedTuple):
+    """An assistant message the model writes, and the run step that creates it."""
+
+    message: messages_pb2.Message
+    step: runs_pb2.RunStep
+
+
 class CancelStored(Exception):
     """The stored run was set to `cancelling` (by a core that does not execute it)."""
 
@@ -94,8 +105,9 @@ class RunExecution:
         self.started = False
         self._message: messages_pb2.Message | None = None
         # A reply stored ahead of the model's first piece and not announced yet.
-        self._unannounced: asyncio.Future[tuple[messages_pb2.Message, runs_pb2.RunStep]] | None
-        self._unannounced = None
+        self._unannounced: asyncio.Future[Reply | None] | None = None
+        # The tools the model is offered, in Chat Completions' shape; none: a text-only run.
+        self._tools = chat_tools(run.tools, ctx.tools)
         self._message_step: runs_pb2.RunStep | None = None
         self._tool_step: runs_pb2.RunStep | None = None
         self._relayed_at = 0.0
@@ -125,7 +137,7 @@ class RunExecution:
             if self.run.status == runs_pb2.RUN_STATUS_QUEUED:
                 self.run.status = runs_pb2.RUN_STATUS_IN_PROGRESS
                 self.run.started_at = self.ctx.now()
-                starting = asyncio.ensure_future(self._commit(run_event="thread_run_in_progress"))
+                starting = asyncio.ensure_future(self._start())
             for _ in range(MAX_MODEL_TURNS):
                 if not await self._model_turn(starting):
                     return
@@ -151,7 +163,17 @@ class RunExecution:
 
     # One model call and what follows from it.
 
-    async def _model_turn(self, starting: asyncio.Future[None] | None = None) -> bool:
+    async def _start(self) -> Reply | None:
+        """Store the run's move to in_progress and announce it; for a text-only run, store its
+        reply in the same transaction (announced with the first piece) and return it."""
+        reply = None if self._tools else self._new_reply()
+        steps, messages = ((reply.step,), (reply.message,)) if reply else ((), ())
+        await self._commit(
+            steps=steps, messages=messages, events=[("thread_run_in_progress", self.run)]
+        )
+        return reply
+
+    async def _model_turn(self, starting: asyncio.Future[Reply | None] | None = None) -> bool:
         """Call the model once; True when the run goes on with another call.
 
         `starting` (the run's move to in_progress) is stored while the prompt is read and the
@@ -160,15 +182,22 @@ class RunExecution:
         """
         try:
             return await self._call_model(starting)
+        except BaseException:
+            # A reply stored ahead that the turn ended before announcing (a prompt too long,
+            # a failed call, a cancel) leaves no trace.
+            await self._drop_unannounced_reply()
+            raise
         finally:
             if starting is not None and not starting.done():
                 # Whatever ended the turn early: the run's start is stored and announced
                 # before what follows it (a failure, a cancel).
                 await starting
 
-    async def _call_model(self, starting: asyncio.Future[None] | None) -> bool:
+    async def _call_model(self, starting: asyncio.Future[Reply | None] | None) -> bool:
         run = self.run
         store = self.ctx.store
+        if starting is not None and not self._tools:
+            self._unannounced = starting
         steps: list[runs_pb2.RunStep] = []
         if self._no_steps:
             thread_messages = await store.thread_messages(run.thread_id)
@@ -182,6 +211,7 @@ class RunExecution:
         if run.HasField("max_completion_tokens"):
             remaining = run.max_completion_tokens - run.usage.completion_tokens
             if remaining <= 0:
+                await self._drop_unannounced_reply()
                 if starting is not None:
                     await starting
                 await self._finish_incomplete("max_completion_tokens")
@@ -191,7 +221,7 @@ class RunExecution:
         request = ChatRequest(
             model=resolved.name,
             messages=prompt.messages,
-            tools=chat_tools(run.tools, self.ctx.tools),
+            tools=self._tools,
             tool_choice=chat_tool_choice(run.tool_choice),
             parallel_tool_calls=run.parallel_tool_calls,
             temperature=run.temperature if run.HasField("temperature") else None,
@@ -204,32 +234,28 @@ class RunExecution:
         finish: str | None = None
         usage: TokenUsage | None = None
         self._message = self._message_step = self._tool_step = None
-        if not request.tools:
+        if not request.tools and self._unannounced is None:
             # Without tools the model can only answer in text (or fail): the reply's message
             # and step are stored while it is asked, and announced with its first piece.
-            self._unannounced = asyncio.ensure_future(self._store_reply(starting))
+            self._unannounced = asyncio.ensure_future(self._store_reply())
 
-        try:
-            async with contextlib.aclosing(provider.stream(request)) as deltas:
-                async for delta in deltas:
-                    if starting is not None:
-                        await starting
-                        starting = None
-                    if delta.text and self._tool_step is None:
-                        # Text after tool calls began would need a second open step, which
-                        # the SDKs refuse; models do not interleave them in practice.
-                        await self._append_text(delta.text)
-                    for piece in delta.tool_calls:
-                        await self._append_tool_call(
-                            calls, piece.index, piece.id, piece.name, piece.arguments
-                        )
-                    if delta.finish_reason:
-                        finish = delta.finish_reason
-                    if delta.usage is not None:
-                        usage = delta.usage
-        except BaseException:
-            await self._drop_unannounced_reply()
-            raise
+        async with contextlib.aclosing(provider.stream(request)) as deltas:
+            async for delta in deltas:
+                if starting is not None:
+                    await starting
+                    starting = None
+                if delta.text and self._tool_step is None:
+                    # Text after tool calls began would need a second open step, which
+                    # the SDKs refuse; models do not interleave them in practice.
+                    await self._append_text(delta.text)
+                for piece in delta.tool_calls:
+                    await self._append_tool_call(
+                        calls, piece.index, piece.id, piece.name, piece.arguments
+                    )
+                if delta.finish_reason:
+                    finish = delta.finish_reason
+                if delta.usage is not None:
+                    usage = delta.usage
         if starting is not None:
             await starting
 
@@ -240,20 +266,18 @@ class RunExecution:
         _add_usage(run.usage, usage)
         truncated = finish == "length"
         step_usage = _usage(usage)
-        if truncated and self._message is None:
-            await self._drop_unannounced_reply()
-
-        if self._message_open():
-            await self._close_message(truncated, step_usage if self._tool_step is None else None)
         if truncated:
+            if self._message is None:
+                await self._drop_unannounced_reply()
+            elif self._message_open():
+                await self._close_message(True, step_usage if self._tool_step is None else None)
             await self._finish_incomplete("max_completion_tokens")
             return False
         if self._tool_step is None:
             if self._message is None:
                 # An empty reply still leaves the thread an (empty) assistant message.
-                await self._append_text("")
-                await self._close_message(False, step_usage)
-            await self._finish_completed()
+                await self._open_message()
+            await self._finish_completed(step_usage)
             return False
         self._tool_step.usage.CopyFrom(step_usage)
         return await self._tool_round(list(calls.values()))
@@ -283,12 +307,14 @@ class RunExecution:
         )
 
     async def _open_message(self) -> None:
+        reply = None
         if self._unannounced is not None:
             stored, self._unannounced = self._unannounced, None
-            message, step = await stored
-        else:
-            message, step = self._new_reply()
-            await self._save(steps=[step], messages=[message])
+            reply = await stored
+        if reply is None:
+            reply = self._new_reply()
+            await self._save(steps=[reply.step], messages=[reply.message])
+        message, step = reply.message, reply.step
         self._message, self._message_step = message, step
         self._opened_at = time.monotonic()
         self._publish("thread_run_step_created", step)
@@ -296,7 +322,7 @@ class RunExecution:
         self._publish("thread_message_created", message)
         self._publish("thread_message_in_progress", message)
 
-    def _new_reply(self) -> tuple[messages_pb2.Message, runs_pb2.RunStep]:
+    def _new_reply(self) -> Reply:
         run = self.run
         message = messages_pb2.Message(
             id=ids.new_id(ids.MESSAGE),
@@ -311,17 +337,13 @@ class RunExecution:
         step = self._new_step(
             runs_pb2.StepDetails(message_creation=runs_pb2.MessageCreation(message_id=message.id))
         )
-        return message, step
+        return Reply(message, step)
 
-    async def _store_reply(
-        self, starting: asyncio.Future[None] | None
-    ) -> tuple[messages_pb2.Message, runs_pb2.RunStep]:
-        """Store a reply before the model's first piece; after the run's start, as announced."""
-        if starting is not None:
-            await starting
-        message, step = self._new_reply()
-        await self._save(steps=[step], messages=[message])
-        return message, step
+    async def _store_reply(self) -> Reply | None:
+        """Store a reply before the model's first piece (of a run already started)."""
+        reply = self._new_reply()
+        await self._save(steps=[reply.step], messages=[reply.message])
+        return reply
 
     async def _drop_unannounced_reply(self) -> None:
         """Delete a reply stored ahead of a first piece that never came (the call failed, was
@@ -333,17 +355,26 @@ class RunExecution:
         if stored is None:
             return
         try:
-            message, step = await stored
-            if not self.lease_lost:
-                await self.ctx.store.delete_run_output([step.id], [message.id])
+            reply = await stored
+            if reply is not None and not self.lease_lost:
+                await self.ctx.store.delete_run_output([reply.step.id], [reply.message.id])
         except Exception:
             # Its save failed (and the run's own handling reports why), or the delete did.
             log.debug("run %s: no unannounced reply to delete", self.run.id, exc_info=True)
 
     async def _close_message(self, truncated: bool, usage: common_pb2.Usage | None) -> None:
-        message, step = self._message, self._message_step
-        assert message is not None
-        assert step is not None
+        ended = self._ended_reply(truncated, usage)
+        await self._save(steps=[ended.step], messages=[ended.message])
+        self._publish_ended(ended, truncated)
+
+    def _ended_reply(self, truncated: bool, usage: common_pb2.Usage | None) -> Reply:
+        """The open reply as it ends: copies, so that it stays open here until that is stored
+        (a store that refuses leaves it to be ended otherwise, as incomplete)."""
+        assert self._message is not None
+        assert self._message_step is not None
+        message, step = messages_pb2.Message(), runs_pb2.RunStep()
+        message.CopyFrom(self._message)
+        step.CopyFrom(self._message_step)
         now = self.ctx.now()
         if truncated:
             message.status = messages_pb2.MESSAGE_STATUS_INCOMPLETE
@@ -356,11 +387,19 @@ class RunExecution:
         step.completed_at = now
         if usage is not None:
             step.usage.CopyFrom(usage)
-        await self._save(steps=[step], messages=[message])
+        return Reply(message, step)
+
+    def _publish_ended(self, ended: Reply, truncated: bool) -> None:
+        """Take the stored end of the reply as the reply's state, and announce it."""
+        assert self._message is not None
+        assert self._message_step is not None
+        self._message.CopyFrom(ended.message)
+        self._message_step.CopyFrom(ended.step)
         self._publish(
-            "thread_message_incomplete" if truncated else "thread_message_completed", message
+            "thread_message_incomplete" if truncated else "thread_message_completed",
+            self._message,
         )
-        self._publish("thread_run_step_completed", step)
+        self._publish("thread_run_step_completed", self._message_step)
 
     async def _append_tool_call(
         self,
@@ -445,21 +484,36 @@ class RunExecution:
                 )
             )
             run.expires_at = self.ctx.now() + self.ctx.requires_action_timeout
-            await self._commit(steps=[step], run_event="thread_run_requires_action")
+            await self._commit(steps=[step], events=[("thread_run_requires_action", run)])
             return False
         step.status = runs_pb2.RUN_STEP_STATUS_COMPLETED
         step.completed_at = self.ctx.now()
-        await self._commit(steps=[step], step_event="thread_run_step_completed")
+        await self._commit(steps=[step], events=[("thread_run_step_completed", step)])
         return True
 
     # Endings.
 
-    async def _finish_completed(self) -> None:
+    async def _finish_completed(self, reply_usage: common_pb2.Usage) -> None:
+        """Complete the run, and end a reply still open (with `reply_usage`) along with it."""
         run = self.run
+        ended = self._ended_reply(False, reply_usage) if self._message_open() else None
+        before = runs_pb2.Run()
+        before.CopyFrom(run)
         run.status = runs_pb2.RUN_STATUS_COMPLETED
         run.completed_at = self.ctx.now()
         run.ClearField("expires_at")
-        await self._commit(run_event="thread_run_completed")
+        if ended is None:
+            await self._commit(events=[("thread_run_completed", run)])
+            return
+        try:
+            await self._commit(steps=[ended.step], messages=[ended.message])
+        except BaseException:
+            # Not stored: the run and its reply are still in progress, as far as anyone was
+            # told, and end otherwise (cancelled, failed).
+            run.CopyFrom(before)
+            raise
+        self._publish_ended(ended, False)
+        self._publish("thread_run_completed", run)
 
     async def _finish_incomplete(self, reason: str) -> None:
         run = self.run
@@ -467,7 +521,7 @@ class RunExecution:
         run.status = runs_pb2.RUN_STATUS_INCOMPLETE
         run.incomplete_details.reason = reason
         run.ClearField("expires_at")
-        await self._commit(run_event="thread_run_incomplete")
+        await self._commit(events=[("thread_run_incomplete", run)])
 
     async def _fail(self, code: str, message: str) -> None:
         run = self.run
@@ -482,7 +536,7 @@ class RunExecution:
         run.last_error.CopyFrom(error)
         run.ClearField("expires_at")
         run.ClearField("required_action")
-        await self._commit(run_event="thread_run_failed")
+        await self._commit(events=[("thread_run_failed", run)])
 
     async def _finish_cancelled(self) -> None:
         run = self.run
@@ -494,7 +548,7 @@ class RunExecution:
         run.cancelled_at = self.ctx.now()
         run.ClearField("expires_at")
         run.ClearField("required_action")
-        await self._commit(run_event="thread_run_cancelled")
+        await self._commit(events=[("thread_run_cancelled", run)])
 
     async def _close_open_parts(
         self,
@@ -543,23 +597,21 @@ class RunExecution:
         self,
         *,
         steps: Sequence[runs_pb2.RunStep] = (),
-        run_event: str | None = None,
-        step_event: str | None = None,
+        messages: Sequence[messages_pb2.Message] = (),
+        events: Sequence[tuple[str, Any]] = (),
     ) -> None:
-        """Store the run (and steps), then announce: never the other way round.
+        """Store the run (with steps and messages), then announce `events` in their order:
+        never the other way round.
 
         Unless the run is being cancelled here, the save first checks that no other core
         stored a cancel meanwhile (it would be overwritten), and raises CancelStored if one did.
         """
         guard = None if self.run.status == runs_pb2.RUN_STATUS_CANCELLED else _not_cancelling
         await self.ctx.store.save_progress(
-            run=self.run, steps=steps, guard=guard, holder=self.ctx.replica_id
+            run=self.run, steps=steps, messages=messages, guard=guard, holder=self.ctx.replica_id
         )
-        if step_event is not None:
-            for step in steps:
-                self._publish(step_event, step)
-        if run_event is not None:
-            self._publish(run_event, self.run)
+        for name, payload in events:
+            self._publish(name, payload)
 
     async def _save(
         self,
