@@ -140,6 +140,8 @@ def coalesce(events: list[runs_pb2.RunEvent]) -> list[runs_pb2.RunEvent]:
     Each run of mergeable deltas is copied once and its texts joined once: a reader that fell
     far behind a fast reply would otherwise copy the growing text for every piece.
     """
+    if len(events) == 1:
+        return events
     merged: list[runs_pb2.RunEvent] = []
     index = 0
     while index < len(events):

@@ -104,6 +104,8 @@ class RunExecution:
         # that arrives that early is left to `execute` itself (see RunEngine.cancel).
         self.started = False
         self._message: messages_pb2.Message | None = None
+        # Text of the open reply not yet in `_message` (joined once, not copied per piece).
+        self._written: list[str] = []
         # A reply stored ahead of the model's first piece and not announced yet.
         self._unannounced: asyncio.Future[Reply | None] | None = None
         # The tools the model is offered, in Chat Completions' shape; none: a text-only run.
@@ -260,7 +262,7 @@ class RunExecution:
             await starting
 
         if usage is None:
-            text = self._message.content[0].text.value if self._message else ""
+            text = self._reply_so_far().content[0].text.value if self._message else ""
             arguments = "".join(c.function.arguments for c in calls.values())
             usage = TokenUsage(prompt.estimated_tokens, max(1, (len(text) + len(arguments)) // 4))
         _add_usage(run.usage, usage)
@@ -286,19 +288,24 @@ class RunExecution:
         if self._message is None:
             await self._open_message()
         assert self._message is not None
-        self._message.content[0].text.value += text
-        if text:
-            delta = runs_pb2.MessageDelta(
-                id=self._message.id,
-                content=[
-                    runs_pb2.MessageContentDelta(
-                        index=0,
-                        part=messages_pb2.MessageContent(text=messages_pb2.TextContent(value=text)),
-                    )
-                ],
-            )
-            self._publish("thread_message_delta", delta)
-            await self._let_watchers_read()
+        if not text:
+            return
+        self._written.append(text)
+        # Built in place rather than copied into an event, as `publish` does: once per piece.
+        event = runs_pb2.RunEvent()
+        delta = event.thread_message_delta
+        delta.id = self._message.id
+        delta.content.add().part.text.value = text
+        self.ctx.hub.publish(self.run.id, event)
+        await self._let_watchers_read()
+
+    def _reply_so_far(self) -> messages_pb2.Message:
+        """The open reply with all its text."""
+        assert self._message is not None
+        if self._written:
+            self._message.content[0].text.value += "".join(self._written)
+            self._written.clear()
+        return self._message
 
     def _message_open(self) -> bool:
         return (
@@ -373,7 +380,7 @@ class RunExecution:
         assert self._message is not None
         assert self._message_step is not None
         message, step = messages_pb2.Message(), runs_pb2.RunStep()
-        message.CopyFrom(self._message)
+        message.CopyFrom(self._reply_so_far())
         step.CopyFrom(self._message_step)
         now = self.ctx.now()
         if truncated:
@@ -559,6 +566,7 @@ class RunExecution:
         now = self.ctx.now()
         message, message_step = self._message, self._message_step
         if message is not None and message.status == messages_pb2.MESSAGE_STATUS_IN_PROGRESS:
+            message = self._reply_so_far()
             message.status = messages_pb2.MESSAGE_STATUS_INCOMPLETE
             message.incomplete_at = now
             message.incomplete_details.reason = reason
