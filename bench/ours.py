@@ -2,7 +2,8 @@
 
 It is the embedded all-in-one server (`compat_core.embedded`, the same object that
 `assistants-compat run` serves), on uvloop, with both ports chosen by the kernel and announced
-to the parent. Logging stays at WARNING so that no log line costs anything per request.
+to the parent. Logging stays at WARNING so that no log line costs anything per request. Once
+started, each role freezes its start-up heap, as `assistants-compat` does.
 
 `--role core` and `--role edge --core-target HOST:PORT` run the two halves as separate
 processes instead, as `assistants-compat core` and `edge` are deployed: one process each, so
@@ -16,6 +17,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from bench.procs import announce, run_with_uvloop, until_signalled
+from compat_core.heap import freeze_startup_heap
 
 if TYPE_CHECKING:
     from compat_core.config import Settings
@@ -57,6 +59,7 @@ def main() -> None:
             await _serve_edge(server.settings, args.core_target)
             return
         await server.start()
+        freeze_startup_heap()
         try:
             announce({"http": server.get_url(), "grpc": server.get_grpc_target()})
             await until_signalled()
@@ -71,6 +74,7 @@ async def _serve_core(settings: Settings) -> None:
 
     core = CoreServer(settings)
     port = await core.start()
+    freeze_startup_heap()
     try:
         announce({"grpc": f"127.0.0.1:{port}"})
         await until_signalled()
@@ -88,6 +92,7 @@ async def _serve_edge(settings: Settings, core_target: str) -> None:
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
+        freeze_startup_heap()
         port = runner.addresses[0][1]
         announce({"http": f"http://127.0.0.1:{port}"})
         await until_signalled()

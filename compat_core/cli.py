@@ -18,6 +18,7 @@ from typing import Any
 
 from compat_core.config import Settings
 from compat_core.embedded import CompatServer
+from compat_core.heap import freeze_startup_heap
 from compat_core.server import CoreServer
 from compat_core.store import create_store
 
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
 async def _run_all(settings: Settings) -> None:
     server = CompatServer(settings)
     await server.start()
+    freeze_startup_heap()
     log.info(
         "assistants-compat listening: HTTP %s (OpenAI base URL %s), gRPC %s",
         server.get_url(),
@@ -70,6 +72,7 @@ async def _run_all(settings: Settings) -> None:
 async def _run_core(settings: Settings) -> None:
     core = CoreServer(settings)
     await core.start()
+    freeze_startup_heap()
     await _until_signalled()
     log.info("shutting down: finishing in-flight calls")
     await core.stop()

@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from compat_core.config import Settings
+from compat_core.heap import freeze_startup_heap
 from http_edge.errors import SERVER_ERROR, HttpError, from_rpc_error
 from http_edge.routes import setup_routes
 from http_edge.routes.context import (
@@ -75,14 +76,20 @@ def run_edge(settings: Settings) -> None:
     asyncio.set_event_loop(loop)
     target = settings.resolved_core_target()
     logger.info("edge on http://%s:%d, core at %s", settings.http_host, settings.http_port, target)
+    app = create_app(settings, target)
+    app.on_startup.append(_settle_heap)
     web.run_app(
-        create_app(settings, target),
+        app,
         host=settings.http_host,
         port=settings.http_port,
         access_log=None,
         print=_announce_listening,
         loop=loop,
     )
+
+
+async def _settle_heap(_app: web.Application) -> None:
+    freeze_startup_heap()
 
 
 def _announce_listening(banner: str) -> None:
