@@ -54,10 +54,17 @@ SERVICE_NAMES = (
     models_pb2.DESCRIPTOR.services_by_name["ModelsService"].full_name,
 )
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# How long a call that reached the core may wait for the server to take it up. grpc.aio takes
+# up one call per turn of the event loop, and a loop busy relaying a thousand streams turns
+# slowly: with grpc's default of 30 s, calls queued behind such a burst were cancelled
+# (seen with 1,000 streamed runs started at once on 2 cores). Waiting is better than failing;
+# the SDKs' own request timeout (600 s) still bounds it.
+MAX_UNTAKEN_CALL_SECONDS = 600
 GRPC_OPTIONS = (
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.so_reuseport", 0),
+    ("grpc.server_max_unrequested_time_in_server", MAX_UNTAKEN_CALL_SECONDS),
 )
 
 
