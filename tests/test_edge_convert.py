@@ -1122,7 +1122,10 @@ def test_every_event_field_renders() -> None:
         "StreamDone": runs_pb2.StreamDone(),
     }
     oneof = runs_pb2.RunEvent.DESCRIPTOR.oneofs_by_name["event"]
-    for field in oneof.fields:
+    # A batch only carries events; the relay renders each of them (tested with the relay).
+    events = [field for field in oneof.fields if field.name != "batch"]
+    assert len(events) == len(oneof.fields) - 1
+    for field in events:
         assert field.message_type is not None
         event = runs_pb2.RunEvent()
         getattr(event, field.name).CopyFrom(payloads[field.message_type.name])

@@ -108,17 +108,30 @@ class RunEventHub:
         self, run_id: str, after_sequence: int = 0
     ) -> AsyncIterator[runs_pb2.RunEvent]:
         """Events after `after_sequence` up to the next stopping event, then `done`."""
+        async for batch in self.follow_batches(run_id, after_sequence):
+            for event in batch:
+                yield event
+
+    async def follow_batches(
+        self, run_id: str, after_sequence: int = 0
+    ) -> AsyncIterator[list[runs_pb2.RunEvent]]:
+        """`follow`'s events, as lists of those that were there together (text deltas merged).
+
+        A watcher that sends each list at once makes one round trip where there were several:
+        a run's first events are published within a few hundred microseconds.
+        """
         log = self._logs.setdefault(run_id, _RunLog())
         position = max(after_sequence, log.base)
         while True:
             pending = log.events[position - log.base :]
             if pending:
                 position += len(pending)
-                for event in coalesce(pending):
-                    yield event
+                batch = coalesce(pending)
+                for index, event in enumerate(batch):
                     if event.WhichOneof("event") in STOPPING_EVENTS:
-                        yield done_event(event.sequence)
+                        yield [*batch[: index + 1], done_event(event.sequence)]
                         return
+                yield batch
                 continue
             if log.finished:
                 return

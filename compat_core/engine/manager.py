@@ -349,26 +349,27 @@ class RunEngine:
 
     async def watch(
         self, run: runs_pb2.Run, after_sequence: int | None
-    ) -> AsyncIterator[runs_pb2.RunEvent]:
-        """A run's events: from `after_sequence`, else its current state then what follows."""
+    ) -> AsyncIterator[list[runs_pb2.RunEvent]]:
+        """A run's events, in lists of those ready together (see `RunEventHub.follow_batches`):
+        from `after_sequence`, else its current state then what follows."""
         if self._stored is not None and run.id not in self._executions:
             async for event in self._watch_stored(run, after_sequence):
-                yield event
+                yield [event]
             return
         if after_sequence is not None and self.hub.has_log(run.id):
-            async for event in self.hub.follow(run.id, after_sequence):
-                yield event
+            async for batch in self.hub.follow_batches(run.id, after_sequence):
+                yield batch
             return
         position = self.hub.last_sequence(run.id)
         name = STATUS_EVENTS[run.status]
         current = runs_pb2.RunEvent(sequence=position)
         getattr(current, name).CopyFrom(run)
-        yield current
         if name in STOPPING_EVENTS or not self.hub.has_log(run.id):
-            yield done_event(position)
+            yield [current, done_event(position)]
             return
-        async for event in self.hub.follow(run.id, position):
-            yield event
+        yield [current]
+        async for batch in self.hub.follow_batches(run.id, position):
+            yield batch
 
     async def _watch_stored(
         self, run: runs_pb2.Run, after_sequence: int | None

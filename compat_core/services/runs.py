@@ -8,7 +8,7 @@ when the run finishes before the first one is sent.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from compat_core import errors, ids, validation
 from compat_core.engine.manager import RunEngine
@@ -53,7 +53,7 @@ class RunsService(runs_pb2_grpc.RunsServiceServicer):
         self, request: runs_pb2.CreateRunRequest, context: Any
     ) -> AsyncIterator[runs_pb2.RunEvent]:
         run = await self._create_run(request)
-        async for event in self._engine.hub.follow(run.id):
+        async for event in _sent(self._engine.hub.follow_batches(run.id), request):
             yield event
 
     async def CreateThreadAndRun(
@@ -65,7 +65,7 @@ class RunsService(runs_pb2_grpc.RunsServiceServicer):
         self, request: runs_pb2.CreateThreadAndRunRequest, context: Any
     ) -> AsyncIterator[runs_pb2.RunEvent]:
         run = await self._create_thread_and_run(request)
-        async for event in self._engine.hub.follow(run.id):
+        async for event in _sent(self._engine.hub.follow_batches(run.id), request):
             yield event
 
     async def _create_run(self, request: runs_pb2.CreateRunRequest) -> runs_pb2.Run:
@@ -255,7 +255,7 @@ class RunsService(runs_pb2_grpc.RunsServiceServicer):
         run, position = await self._engine.submit_tool_outputs(
             request.thread_id, request.run_id, request.tool_outputs
         )
-        async for event in self._engine.hub.follow(run.id, position):
+        async for event in _sent(self._engine.hub.follow_batches(run.id, position), request):
             yield event
 
     async def WatchRun(
@@ -266,7 +266,7 @@ class RunsService(runs_pb2_grpc.RunsServiceServicer):
         if run is None:
             raise errors.not_found(f"No run found with id '{request.run_id}'.", "run_id")
         after = request.after_sequence if request.HasField("after_sequence") else None
-        async for event in self._engine.watch(run, after):
+        async for event in _sent(self._engine.watch(run, after), request):
             yield event
 
     async def ListRunSteps(
@@ -315,6 +315,34 @@ class RunsService(runs_pb2_grpc.RunsServiceServicer):
         return errors.not_found(
             f"No run found with id '{run_id}' in thread '{thread_id}'.", "run_id"
         )
+
+
+# Events per batch message, at most: a reader far behind gets its backlog in several.
+MAX_EVENTS_PER_BATCH = 64
+
+
+class _StreamRequest(Protocol):
+    accept_event_batches: bool
+
+
+async def _sent(
+    batches: AsyncIterator[list[runs_pb2.RunEvent]], request: _StreamRequest
+) -> AsyncIterator[runs_pb2.RunEvent]:
+    """The messages of a stream: events ready together go in one `batch` if the caller reads
+    them (`accept_event_batches`), one by one otherwise."""
+    async for batch in batches:
+        if not request.accept_event_batches or len(batch) == 1:
+            for event in batch:
+                yield event
+            continue
+        for start in range(0, len(batch), MAX_EVENTS_PER_BATCH):
+            part = batch[start : start + MAX_EVENTS_PER_BATCH]
+            if len(part) == 1:
+                yield part[0]
+                continue
+            message = runs_pb2.RunEvent(sequence=part[-1].sequence)
+            message.batch.events.extend(part)
+            yield message
 
 
 def _pick(

@@ -600,6 +600,7 @@ class CreateRunRequest(_message.Message):
     RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
     INCLUDE_FIELD_NUMBER: _builtins.int
     REASONING_EFFORT_FIELD_NUMBER: _builtins.int
+    ACCEPT_EVENT_BATCHES_FIELD_NUMBER: _builtins.int
     thread_id: _builtins.str
     """The thread to run on."""
     assistant_id: _builtins.str
@@ -622,6 +623,10 @@ class CreateRunRequest(_message.Message):
     """Whether the model may call several tools in one turn. Unset means true."""
     reasoning_effort: _builtins.str
     """Reasoning effort for reasoning models. Unset keeps the assistant's."""
+    accept_event_batches: _builtins.bool
+    """Streaming only: the caller reads `RunEvent.batch`, so events that are ready together may
+    arrive in one message (fewer round trips). Unset, every message holds one event.
+    """
     @_builtins.property
     def additional_messages(self) -> _containers.RepeatedCompositeFieldContainer[_messages_pb2.MessageInput]:
         """Messages added to the thread before the run starts; stored on the thread."""
@@ -673,10 +678,11 @@ class CreateRunRequest(_message.Message):
         response_format: _common_pb2.ResponseFormat | None = ...,
         include: _abc.Iterable[_builtins.str] | None = ...,
         reasoning_effort: _builtins.str | None = ...,
+        accept_event_batches: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_additional_instructions", b"_additional_instructions", "_instructions", b"_instructions", "_max_completion_tokens", b"_max_completion_tokens", "_max_prompt_tokens", b"_max_prompt_tokens", "_model", b"_model", "_parallel_tool_calls", b"_parallel_tool_calls", "_reasoning_effort", b"_reasoning_effort", "_temperature", b"_temperature", "_top_p", b"_top_p", "additional_instructions", b"additional_instructions", "instructions", b"instructions", "max_completion_tokens", b"max_completion_tokens", "max_prompt_tokens", b"max_prompt_tokens", "model", b"model", "parallel_tool_calls", b"parallel_tool_calls", "reasoning_effort", b"reasoning_effort", "response_format", b"response_format", "temperature", b"temperature", "tool_choice", b"tool_choice", "tools", b"tools", "top_p", b"top_p", "truncation_strategy", b"truncation_strategy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_additional_instructions", b"_additional_instructions", "_instructions", b"_instructions", "_max_completion_tokens", b"_max_completion_tokens", "_max_prompt_tokens", b"_max_prompt_tokens", "_model", b"_model", "_parallel_tool_calls", b"_parallel_tool_calls", "_reasoning_effort", b"_reasoning_effort", "_temperature", b"_temperature", "_top_p", b"_top_p", "additional_instructions", b"additional_instructions", "additional_messages", b"additional_messages", "assistant_id", b"assistant_id", "include", b"include", "instructions", b"instructions", "max_completion_tokens", b"max_completion_tokens", "max_prompt_tokens", b"max_prompt_tokens", "metadata", b"metadata", "model", b"model", "parallel_tool_calls", b"parallel_tool_calls", "reasoning_effort", b"reasoning_effort", "response_format", b"response_format", "temperature", b"temperature", "thread_id", b"thread_id", "tool_choice", b"tool_choice", "tools", b"tools", "top_p", b"top_p", "truncation_strategy", b"truncation_strategy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_additional_instructions", b"_additional_instructions", "_instructions", b"_instructions", "_max_completion_tokens", b"_max_completion_tokens", "_max_prompt_tokens", b"_max_prompt_tokens", "_model", b"_model", "_parallel_tool_calls", b"_parallel_tool_calls", "_reasoning_effort", b"_reasoning_effort", "_temperature", b"_temperature", "_top_p", b"_top_p", "accept_event_batches", b"accept_event_batches", "additional_instructions", b"additional_instructions", "additional_messages", b"additional_messages", "assistant_id", b"assistant_id", "include", b"include", "instructions", b"instructions", "max_completion_tokens", b"max_completion_tokens", "max_prompt_tokens", b"max_prompt_tokens", "metadata", b"metadata", "model", b"model", "parallel_tool_calls", b"parallel_tool_calls", "reasoning_effort", b"reasoning_effort", "response_format", b"response_format", "temperature", b"temperature", "thread_id", b"thread_id", "tool_choice", b"tool_choice", "tools", b"tools", "top_p", b"top_p", "truncation_strategy", b"truncation_strategy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__additional_instructions: _TypeAlias = _typing.Literal["additional_instructions"]  # noqa: Y015
     _WhichOneofArgType__additional_instructions: _TypeAlias = _typing.Literal["_additional_instructions", b"_additional_instructions"]  # noqa: Y015
@@ -759,6 +765,7 @@ class CreateThreadAndRunRequest(_message.Message):
     PARALLEL_TOOL_CALLS_FIELD_NUMBER: _builtins.int
     RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
     REASONING_EFFORT_FIELD_NUMBER: _builtins.int
+    ACCEPT_EVENT_BATCHES_FIELD_NUMBER: _builtins.int
     assistant_id: _builtins.str
     """The assistant to execute."""
     model: _builtins.str
@@ -777,6 +784,10 @@ class CreateThreadAndRunRequest(_message.Message):
     """Whether the model may call several tools in one turn. Unset means true."""
     reasoning_effort: _builtins.str
     """Reasoning effort for reasoning models. Unset keeps the assistant's."""
+    accept_event_batches: _builtins.bool
+    """Streaming only: the caller reads `RunEvent.batch`, so events that are ready together may
+    arrive in one message (fewer round trips). Unset, every message holds one event.
+    """
     @_builtins.property
     def thread(self) -> _threads_pb2.CreateThreadRequest:
         """The thread to create. Unset creates an empty thread."""
@@ -824,10 +835,11 @@ class CreateThreadAndRunRequest(_message.Message):
         parallel_tool_calls: _builtins.bool | None = ...,
         response_format: _common_pb2.ResponseFormat | None = ...,
         reasoning_effort: _builtins.str | None = ...,
+        accept_event_batches: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_instructions", b"_instructions", "_max_completion_tokens", b"_max_completion_tokens", "_max_prompt_tokens", b"_max_prompt_tokens", "_model", b"_model", "_parallel_tool_calls", b"_parallel_tool_calls", "_reasoning_effort", b"_reasoning_effort", "_temperature", b"_temperature", "_top_p", b"_top_p", "instructions", b"instructions", "max_completion_tokens", b"max_completion_tokens", "max_prompt_tokens", b"max_prompt_tokens", "model", b"model", "parallel_tool_calls", b"parallel_tool_calls", "reasoning_effort", b"reasoning_effort", "response_format", b"response_format", "temperature", b"temperature", "thread", b"thread", "tool_choice", b"tool_choice", "tool_resources", b"tool_resources", "tools", b"tools", "top_p", b"top_p", "truncation_strategy", b"truncation_strategy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_instructions", b"_instructions", "_max_completion_tokens", b"_max_completion_tokens", "_max_prompt_tokens", b"_max_prompt_tokens", "_model", b"_model", "_parallel_tool_calls", b"_parallel_tool_calls", "_reasoning_effort", b"_reasoning_effort", "_temperature", b"_temperature", "_top_p", b"_top_p", "assistant_id", b"assistant_id", "instructions", b"instructions", "max_completion_tokens", b"max_completion_tokens", "max_prompt_tokens", b"max_prompt_tokens", "metadata", b"metadata", "model", b"model", "parallel_tool_calls", b"parallel_tool_calls", "reasoning_effort", b"reasoning_effort", "response_format", b"response_format", "temperature", b"temperature", "thread", b"thread", "tool_choice", b"tool_choice", "tool_resources", b"tool_resources", "tools", b"tools", "top_p", b"top_p", "truncation_strategy", b"truncation_strategy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_instructions", b"_instructions", "_max_completion_tokens", b"_max_completion_tokens", "_max_prompt_tokens", b"_max_prompt_tokens", "_model", b"_model", "_parallel_tool_calls", b"_parallel_tool_calls", "_reasoning_effort", b"_reasoning_effort", "_temperature", b"_temperature", "_top_p", b"_top_p", "accept_event_batches", b"accept_event_batches", "assistant_id", b"assistant_id", "instructions", b"instructions", "max_completion_tokens", b"max_completion_tokens", "max_prompt_tokens", b"max_prompt_tokens", "metadata", b"metadata", "model", b"model", "parallel_tool_calls", b"parallel_tool_calls", "reasoning_effort", b"reasoning_effort", "response_format", b"response_format", "temperature", b"temperature", "thread", b"thread", "tool_choice", b"tool_choice", "tool_resources", b"tool_resources", "tools", b"tools", "top_p", b"top_p", "truncation_strategy", b"truncation_strategy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__instructions: _TypeAlias = _typing.Literal["instructions"]  # noqa: Y015
     _WhichOneofArgType__instructions: _TypeAlias = _typing.Literal["_instructions", b"_instructions"]  # noqa: Y015
@@ -1033,10 +1045,15 @@ class SubmitToolOutputsRequest(_message.Message):
     THREAD_ID_FIELD_NUMBER: _builtins.int
     RUN_ID_FIELD_NUMBER: _builtins.int
     TOOL_OUTPUTS_FIELD_NUMBER: _builtins.int
+    ACCEPT_EVENT_BATCHES_FIELD_NUMBER: _builtins.int
     thread_id: _builtins.str
     """The thread's ID."""
     run_id: _builtins.str
     """The run's ID; it must be in `RUN_STATUS_REQUIRES_ACTION`."""
+    accept_event_batches: _builtins.bool
+    """Streaming only: the caller reads `RunEvent.batch`, so events that are ready together may
+    arrive in one message (fewer round trips). Unset, every message holds one event.
+    """
     @_builtins.property
     def tool_outputs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolOutput]:
         """One output per pending tool call."""
@@ -1047,10 +1064,11 @@ class SubmitToolOutputsRequest(_message.Message):
         thread_id: _builtins.str = ...,
         run_id: _builtins.str = ...,
         tool_outputs: _abc.Iterable[Global___ToolOutput] | None = ...,
+        accept_event_batches: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["run_id", b"run_id", "thread_id", b"thread_id", "tool_outputs", b"tool_outputs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_event_batches", b"accept_event_batches", "run_id", b"run_id", "thread_id", b"thread_id", "tool_outputs", b"tool_outputs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1090,21 +1108,27 @@ class WatchRunRequest(_message.Message):
 
     RUN_ID_FIELD_NUMBER: _builtins.int
     AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    ACCEPT_EVENT_BATCHES_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """The run's ID."""
     after_sequence: _builtins.int
     """Only events with a greater `RunEvent.sequence` are sent. Unset sends the run's current
     state first (as `thread.run.*` for its status) and then live events.
     """
+    accept_event_batches: _builtins.bool
+    """The caller reads `RunEvent.batch`, so events that are ready together may arrive in one
+    message (fewer round trips). Unset, every message holds one event.
+    """
     def __init__(
         self,
         *,
         run_id: _builtins.str = ...,
         after_sequence: _builtins.int | None = ...,
+        accept_event_batches: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence", "after_sequence", b"after_sequence"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence", "after_sequence", b"after_sequence", "run_id", b"run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence", "accept_event_batches", b"accept_event_batches", "after_sequence", b"after_sequence", "run_id", b"run_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__after_sequence: _TypeAlias = _typing.Literal["after_sequence"]  # noqa: Y015
     _WhichOneofArgType__after_sequence: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence"]  # noqa: Y015
@@ -1762,6 +1786,7 @@ class RunEvent(_message.Message):
     THREAD_MESSAGE_INCOMPLETE_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     DONE_FIELD_NUMBER: _builtins.int
+    BATCH_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Position of the event in its run's stream, increasing from 1. `WatchRun` resumes after a
     given one. Consecutive text deltas a reader has not taken yet are merged into one event
@@ -1868,6 +1893,12 @@ class RunEvent(_message.Message):
     def done(self) -> Global___StreamDone:
         """`done`: the last event of every stream."""
 
+    @_builtins.property
+    def batch(self) -> Global___RunEventBatch:
+        """Several consecutive events, in order, sent only to a stream that set
+        `accept_event_batches`; `sequence` is the last one's. Never nested.
+        """
+
     def __init__(
         self,
         *,
@@ -1897,16 +1928,41 @@ class RunEvent(_message.Message):
         thread_message_incomplete: _messages_pb2.Message | None = ...,
         error: Global___RunError | None = ...,
         done: Global___StreamDone | None = ...,
+        batch: Global___RunEventBatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "error", b"error", "event", b"event", "thread_created", b"thread_created", "thread_message_completed", b"thread_message_completed", "thread_message_created", b"thread_message_created", "thread_message_delta", b"thread_message_delta", "thread_message_in_progress", b"thread_message_in_progress", "thread_message_incomplete", b"thread_message_incomplete", "thread_run_cancelled", b"thread_run_cancelled", "thread_run_cancelling", b"thread_run_cancelling", "thread_run_completed", b"thread_run_completed", "thread_run_created", b"thread_run_created", "thread_run_expired", b"thread_run_expired", "thread_run_failed", b"thread_run_failed", "thread_run_in_progress", b"thread_run_in_progress", "thread_run_incomplete", b"thread_run_incomplete", "thread_run_queued", b"thread_run_queued", "thread_run_requires_action", b"thread_run_requires_action", "thread_run_step_cancelled", b"thread_run_step_cancelled", "thread_run_step_completed", b"thread_run_step_completed", "thread_run_step_created", b"thread_run_step_created", "thread_run_step_delta", b"thread_run_step_delta", "thread_run_step_expired", b"thread_run_step_expired", "thread_run_step_failed", b"thread_run_step_failed", "thread_run_step_in_progress", b"thread_run_step_in_progress"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "done", b"done", "error", b"error", "event", b"event", "thread_created", b"thread_created", "thread_message_completed", b"thread_message_completed", "thread_message_created", b"thread_message_created", "thread_message_delta", b"thread_message_delta", "thread_message_in_progress", b"thread_message_in_progress", "thread_message_incomplete", b"thread_message_incomplete", "thread_run_cancelled", b"thread_run_cancelled", "thread_run_cancelling", b"thread_run_cancelling", "thread_run_completed", b"thread_run_completed", "thread_run_created", b"thread_run_created", "thread_run_expired", b"thread_run_expired", "thread_run_failed", b"thread_run_failed", "thread_run_in_progress", b"thread_run_in_progress", "thread_run_incomplete", b"thread_run_incomplete", "thread_run_queued", b"thread_run_queued", "thread_run_requires_action", b"thread_run_requires_action", "thread_run_step_cancelled", b"thread_run_step_cancelled", "thread_run_step_completed", b"thread_run_step_completed", "thread_run_step_created", b"thread_run_step_created", "thread_run_step_delta", b"thread_run_step_delta", "thread_run_step_expired", b"thread_run_step_expired", "thread_run_step_failed", b"thread_run_step_failed", "thread_run_step_in_progress", b"thread_run_step_in_progress"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "error", b"error", "event", b"event", "sequence", b"sequence", "thread_created", b"thread_created", "thread_message_completed", b"thread_message_completed", "thread_message_created", b"thread_message_created", "thread_message_delta", b"thread_message_delta", "thread_message_in_progress", b"thread_message_in_progress", "thread_message_incomplete", b"thread_message_incomplete", "thread_run_cancelled", b"thread_run_cancelled", "thread_run_cancelling", b"thread_run_cancelling", "thread_run_completed", b"thread_run_completed", "thread_run_created", b"thread_run_created", "thread_run_expired", b"thread_run_expired", "thread_run_failed", b"thread_run_failed", "thread_run_in_progress", b"thread_run_in_progress", "thread_run_incomplete", b"thread_run_incomplete", "thread_run_queued", b"thread_run_queued", "thread_run_requires_action", b"thread_run_requires_action", "thread_run_step_cancelled", b"thread_run_step_cancelled", "thread_run_step_completed", b"thread_run_step_completed", "thread_run_step_created", b"thread_run_step_created", "thread_run_step_delta", b"thread_run_step_delta", "thread_run_step_expired", b"thread_run_step_expired", "thread_run_step_failed", b"thread_run_step_failed", "thread_run_step_in_progress", b"thread_run_step_in_progress"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "done", b"done", "error", b"error", "event", b"event", "sequence", b"sequence", "thread_created", b"thread_created", "thread_message_completed", b"thread_message_completed", "thread_message_created", b"thread_message_created", "thread_message_delta", b"thread_message_delta", "thread_message_in_progress", b"thread_message_in_progress", "thread_message_incomplete", b"thread_message_incomplete", "thread_run_cancelled", b"thread_run_cancelled", "thread_run_cancelling", b"thread_run_cancelling", "thread_run_completed", b"thread_run_completed", "thread_run_created", b"thread_run_created", "thread_run_expired", b"thread_run_expired", "thread_run_failed", b"thread_run_failed", "thread_run_in_progress", b"thread_run_in_progress", "thread_run_incomplete", b"thread_run_incomplete", "thread_run_queued", b"thread_run_queued", "thread_run_requires_action", b"thread_run_requires_action", "thread_run_step_cancelled", b"thread_run_step_cancelled", "thread_run_step_completed", b"thread_run_step_completed", "thread_run_step_created", b"thread_run_step_created", "thread_run_step_delta", b"thread_run_step_delta", "thread_run_step_expired", b"thread_run_step_expired", "thread_run_step_failed", b"thread_run_step_failed", "thread_run_step_in_progress", b"thread_run_step_in_progress"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["thread_created", "thread_run_created", "thread_run_queued", "thread_run_in_progress", "thread_run_requires_action", "thread_run_completed", "thread_run_incomplete", "thread_run_failed", "thread_run_cancelling", "thread_run_cancelled", "thread_run_expired", "thread_run_step_created", "thread_run_step_in_progress", "thread_run_step_delta", "thread_run_step_completed", "thread_run_step_failed", "thread_run_step_cancelled", "thread_run_step_expired", "thread_message_created", "thread_message_in_progress", "thread_message_delta", "thread_message_completed", "thread_message_incomplete", "error", "done"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["thread_created", "thread_run_created", "thread_run_queued", "thread_run_in_progress", "thread_run_requires_action", "thread_run_completed", "thread_run_incomplete", "thread_run_failed", "thread_run_cancelling", "thread_run_cancelled", "thread_run_expired", "thread_run_step_created", "thread_run_step_in_progress", "thread_run_step_delta", "thread_run_step_completed", "thread_run_step_failed", "thread_run_step_cancelled", "thread_run_step_expired", "thread_message_created", "thread_message_in_progress", "thread_message_delta", "thread_message_completed", "thread_message_incomplete", "error", "done", "batch"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___RunEvent: _TypeAlias = RunEvent  # noqa: Y015
+
+@_typing.final
+class RunEventBatch(_message.Message):
+    """Consecutive events of one run's stream that were ready together."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___RunEvent]:
+        """The events, each with its own `sequence`; none is a batch."""
+
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___RunEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunEventBatch: _TypeAlias = RunEventBatch  # noqa: Y015
 
 @_typing.final
 class StreamDone(_message.Message):

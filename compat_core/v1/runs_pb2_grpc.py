@@ -30,7 +30,8 @@ class RunsServiceStub:
 
     Every streaming RPC answers the same `RunEvent` envelope, in OpenAI's event order, and ends
     with the run's final event (completed, requires_action, failed, cancelled, incomplete or
-    expired) followed by `done`. A client that goes away does not stop the run.
+    expired) followed by `done`. A client that goes away does not stop the run. A caller that
+    sets `accept_event_batches` may get several consecutive events in one `RunEvent.batch`.
     """
 
     def __init__(self, channel):
@@ -111,7 +112,8 @@ class RunsServiceServicer:
 
     Every streaming RPC answers the same `RunEvent` envelope, in OpenAI's event order, and ends
     with the run's final event (completed, requires_action, failed, cancelled, incomplete or
-    expired) followed by `done`. A client that goes away does not stop the run.
+    expired) followed by `done`. A client that goes away does not stop the run. A caller that
+    sets `accept_event_batches` may get several consecutive events in one `RunEvent.batch`.
     """
 
     def CreateRun(self, request, context):
@@ -291,7 +293,8 @@ class RunsService:
 
     Every streaming RPC answers the same `RunEvent` envelope, in OpenAI's event order, and ends
     with the run's final event (completed, requires_action, failed, cancelled, incomplete or
-    expired) followed by `done`. A client that goes away does not stop the run.
+    expired) followed by `done`. A client that goes away does not stop the run. A caller that
+    sets `accept_event_batches` may get several consecutive events in one `RunEvent.batch`.
     """
 
     @staticmethod

@@ -31,7 +31,8 @@ class RunsServiceStub:
 
     Every streaming RPC answers the same `RunEvent` envelope, in OpenAI's event order, and ends
     with the run's final event (completed, requires_action, failed, cancelled, incomplete or
-    expired) followed by `done`. A client that goes away does not stop the run.
+    expired) followed by `done`. A client that goes away does not stop the run. A caller that
+    sets `accept_event_batches` may get several consecutive events in one `RunEvent.batch`.
     """
 
     @_typing.overload
@@ -80,7 +81,8 @@ class RunsServiceAsyncStub(RunsServiceStub):
 
     Every streaming RPC answers the same `RunEvent` envelope, in OpenAI's event order, and ends
     with the run's final event (completed, requires_action, failed, cancelled, incomplete or
-    expired) followed by `done`. A client that goes away does not stop the run.
+    expired) followed by `done`. A client that goes away does not stop the run. A caller that
+    sets `accept_event_batches` may get several consecutive events in one `RunEvent.batch`.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -125,7 +127,8 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
 
     Every streaming RPC answers the same `RunEvent` envelope, in OpenAI's event order, and ends
     with the run's final event (completed, requires_action, failed, cancelled, incomplete or
-    expired) followed by `done`. A client that goes away does not stop the run.
+    expired) followed by `done`. A client that goes away does not stop the run. A caller that
+    sets `accept_event_batches` may get several consecutive events in one `RunEvent.batch`.
     """
 
     @_abc_1.abstractmethod

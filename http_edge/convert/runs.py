@@ -592,9 +592,11 @@ def _event_name(field: str) -> str:
     return field
 
 
+# `batch` is an envelope of several events (see `routes.sse`), not an event of its own.
 EVENT_NAMES: Final[Mapping[str, str]] = {
     field.name: _event_name(field.name)
     for field in runs_pb2.RunEvent.DESCRIPTOR.oneofs_by_name["event"].fields
+    if field.name != "batch"
 }
 
 

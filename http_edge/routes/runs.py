@@ -22,6 +22,7 @@ async def create_thread_and_run(request: web.Request) -> web.StreamResponse:
     rpc, stream = convert.create_thread_and_run_request(await read_json_object(request))
     runs = core(request).runs
     if stream:
+        rpc.accept_event_batches = True  # relay_run_events reads them
         call = runs.CreateThreadAndRunStream(rpc, metadata=rpc_metadata(request))
         return await relay_run_events(request, call)
     run = await runs.CreateThreadAndRun(rpc, metadata=rpc_metadata(request))
@@ -37,6 +38,7 @@ async def create_run(request: web.Request) -> web.StreamResponse:
     )
     runs = core(request).runs
     if stream:
+        rpc.accept_event_batches = True  # relay_run_events reads them
         call = runs.CreateRunStream(rpc, metadata=rpc_metadata(request))
         return await relay_run_events(request, call)
     run = await runs.CreateRun(rpc, metadata=rpc_metadata(request))
@@ -84,6 +86,7 @@ async def submit_tool_outputs(request: web.Request) -> web.StreamResponse:
     )
     runs = core(request).runs
     if stream:
+        rpc.accept_event_batches = True  # relay_run_events reads them
         call = runs.SubmitToolOutputsStream(rpc, metadata=rpc_metadata(request))
         return await relay_run_events(request, call)
     run = await runs.SubmitToolOutputs(rpc, metadata=rpc_metadata(request))

@@ -11,8 +11,10 @@ the edge ends open relays too (the run goes on, and a client can re-attach elsew
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any, Final, TypeAlias
 
 import grpc
@@ -130,50 +132,60 @@ async def _pump(call: Any, queue: asyncio.Queue[_Item]) -> None:
             event = await call.read()
             if event is grpc.aio.EOF:
                 break
-            await queue.put(event)
+            for inner in _unbatched(event):
+                await queue.put(inner)
     except grpc.aio.AioRpcError as err:
         await queue.put(err)
         return
     await queue.put(_END)
 
 
-async def _relay(response: web.StreamResponse, first: _Item, queue: asyncio.Queue[_Item]) -> None:
+def _unbatched(event: runs_pb2.RunEvent) -> Sequence[runs_pb2.RunEvent]:
+    """The events a message carries: a batch's, in order, or itself."""
+    if event.HasField("batch"):
+        return event.batch.events
+    return (event,)
+
+
+def _render(item: _Item, indexes: DeltaIndexes) -> tuple[bytes, bool]:
+    """An item's bytes, and whether the stream ends with it."""
+    if isinstance(item, runs_pb2.RunEvent):
+        chunk = render_event(item, indexes)
+        return chunk, chunk is DONE
+    if isinstance(item, grpc.aio.AioRpcError):
+        return render_rpc_error(item), True
+    return b"", True
+
+
+async def _relay(
+    response: web.StreamResponse, first: runs_pb2.RunEvent, queue: asyncio.Queue[_Item]
+) -> None:
     indexes = DeltaIndexes()
-    pending: _Item | None = first
+    ready: collections.deque[_Item] = collections.deque(_unbatched(first))
     while True:
-        if pending is None:
+        if not ready:
             try:
                 async with asyncio.timeout(KEEPALIVE_SECONDS):
-                    pending = await queue.get()
+                    ready.append(await queue.get())
             except TimeoutError:
                 await response.write(PING)
                 continue
         chunks: list[bytes] = []
         finished = False
-        item: _Item = pending
-        pending = None
         waited = False
-        while True:
-            if isinstance(item, runs_pb2.RunEvent):
-                chunk = render_event(item, indexes)
-                chunks.append(chunk)
-                finished = chunk is DONE
-            elif isinstance(item, grpc.aio.AioRpcError):
-                chunks.append(render_rpc_error(item))
-                finished = True
-            else:
-                finished = True
-            if finished or len(chunks) >= _MAX_BATCH:
-                break
-            if queue.empty() and not waited:
-                # One turn of the loop (not more: events that trickle in one a turn would
-                # hold the batch back) lets the pump queue events gRPC already received.
-                waited = True
-                await asyncio.sleep(0)
-            try:
-                item = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                break
+        while not finished and len(chunks) < _MAX_BATCH:
+            if not ready:
+                if queue.empty() and not waited:
+                    # One turn of the loop (not more: events that trickle in one a turn would
+                    # hold the write back) lets the pump queue events gRPC already received.
+                    waited = True
+                    await asyncio.sleep(0)
+                try:
+                    ready.append(queue.get_nowait())
+                except asyncio.QueueEmpty:
+                    break
+            chunk, finished = _render(ready.popleft(), indexes)
+            chunks.append(chunk)
         await response.write(b"".join(chunks))
         if finished:
             return

@@ -90,6 +90,55 @@ def test_create_run_stream_matches_the_sse_stream(
     assert message_text(stored) == USER_TEXT
 
 
+def _unbatched(messages: list[runs_pb2.RunEvent]) -> list[runs_pb2.RunEvent]:
+    """The events of a stream read with `accept_event_batches`, checking each batch."""
+    events: list[runs_pb2.RunEvent] = []
+    for message in messages:
+        if not message.HasField("batch"):
+            events.append(message)
+            continue
+        inner = list(message.batch.events)
+        assert len(inner) > 1, "a batch of one is sent as the event itself"
+        assert not any(e.HasField("batch") for e in inner), "batches are never nested"
+        assert message.sequence == inner[-1].sequence
+        events += inner
+    return events
+
+
+def test_a_stream_that_accepts_batches_gets_the_same_events_in_fewer_messages(
+    grpc_client: GrpcClient, client: openai.OpenAI, echo_assistant: Assistant
+) -> None:
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": USER_TEXT}])
+    request = runs_pb2.CreateRunRequest(
+        thread_id=thread.id, assistant_id=echo_assistant.id, accept_event_batches=True
+    )
+    messages = list(grpc_client.runs.CreateRunStream(request, timeout=WAIT))
+    events = _unbatched(messages)
+    assert collapse(grpc_name(e) for e in events) == TEXT_RUN_EVENTS
+    assert grpc_text(events) == USER_TEXT
+    assert events[0].sequence == 1
+    _check_sequences(events)
+    # The run's first two events are published together, so they at least share a message.
+    assert messages[0].HasField("batch")
+    assert len(messages) < len(events)
+
+    # Unasked, a stream never carries a batch (clients generated before batches existed).
+    run_id = events[0].thread_run_created.id
+    replay = list(
+        grpc_client.runs.WatchRun(
+            runs_pb2.WatchRunRequest(run_id=run_id, after_sequence=0), timeout=WAIT
+        )
+    )
+    assert not any(e.HasField("batch") for e in replay)
+    assert collapse(grpc_name(e) for e in replay) == collapse(grpc_name(e) for e in events)
+
+    # A finished run watched with batches: its state and `done`, in one message.
+    [state] = grpc_client.runs.WatchRun(
+        runs_pb2.WatchRunRequest(run_id=run_id, accept_event_batches=True), timeout=WAIT
+    )
+    assert [grpc_name(e) for e in state.batch.events] == ["thread.run.completed", "done"]
+
+
 @pytest.mark.parametrize("attach", ["after-sequence", "current-state"])
 def test_watch_run_attached_mid_run_sees_the_rest(
     grpc_client: GrpcClient, client: openai.OpenAI, scripted: ScriptedModel, attach: str
