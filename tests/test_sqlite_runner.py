@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from sqlalchemy import Connection, insert, select
+from sqlalchemy.exc import DBAPIError
 
 from compat_core.store import Database, schema
 from compat_core.store import database as database_module
@@ -178,3 +180,35 @@ async def test_close_lets_submitted_work_finish_then_closes_every_connection(
     finally:
         check.close()
     assert stored == ["thread_0", "thread_1", "thread_2"]
+
+
+async def test_a_bounded_read_runs_on_the_calling_thread_and_cannot_write(
+    db_file: Path,
+) -> None:
+    db = Database(f"sqlite:///{db_file}")
+    await db.run_migrations()
+    await db.write(add_thread("thread_a"))
+    seen: list[tuple[threading.Thread, sqlite3.Connection]] = []
+
+    def read(conn: Connection) -> list[str]:
+        seen.append((threading.current_thread(), driver_of(conn)))
+        return list(conn.execute(select(schema.threads.c.id)).scalars())
+
+    assert await db.read(read, bounded=True) == ["thread_a"]
+    await db.write(add_thread("thread_b"))
+    # A new snapshot each time, on the same connection of this thread.
+    assert sorted(await db.read(read, bounded=True)) == ["thread_a", "thread_b"]
+    assert [thread for thread, _ in seen] == [threading.current_thread()] * 2
+    assert seen[0][1] is seen[1][1]
+
+    # It is a reader's connection: query_only, as on the reader threads.
+    with pytest.raises(DBAPIError, match="readonly"):
+        await db.read(add_thread("thread_c"), bounded=True)
+    assert sorted(await thread_ids(db)) == ["thread_a", "thread_b"]
+
+    await db.close()
+    # close() closes this thread's connection too, and refuses later reads.
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        seen[0][1].execute("SELECT 1")
+    with pytest.raises(RuntimeError, match="closed"):
+        await db.read(read, bounded=True)

@@ -100,8 +100,12 @@ class PostgresDatabase:
         """
         return await self._submit(self._engine, fn)
 
-    async def read(self, fn: Callable[[Connection], T]) -> T:
-        """Run `fn` as one REPEATABLE READ, READ ONLY transaction (a consistent snapshot)."""
+    async def read(self, fn: Callable[[Connection], T], *, bounded: bool = False) -> T:
+        """Run `fn` as one REPEATABLE READ, READ ONLY transaction (a consistent snapshot).
+
+        Every read is a round trip to the server, on the event loop already: `bounded`
+        changes nothing here.
+        """
         return await self._submit(self._reader, fn)
 
     async def _submit(self, engine: AsyncEngine, fn: Callable[[Connection], T]) -> T:

@@ -29,8 +29,13 @@ class TransactionRunner(Protocol):
         """
         ...
 
-    async def read(self, fn: Callable[[Connection], T]) -> T:
-        """Run `fn` in one read-only transaction that sees one consistent snapshot."""
+    async def read(self, fn: Callable[[Connection], T], *, bounded: bool = False) -> T:
+        """Run `fn` in one read-only transaction that sees one consistent snapshot.
+
+        `bounded`: `fn` reads a few rows by key, or one page of a list. A runner may then run
+        it at once on the caller's thread, where handing it to another thread would cost more
+        than the read itself.
+        """
         ...
 
     async def run_migrations(self) -> None:

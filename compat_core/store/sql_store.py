@@ -70,6 +70,7 @@ from compat_core.store.runner import TransactionRunner
 from compat_core.v1 import assistants_pb2, files_pb2, messages_pb2, runs_pb2, threads_pb2
 
 M = TypeVar("M", bound=Message)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -705,6 +706,10 @@ class SqlStore(Store):
         self._db = database
         self._listener = listener
 
+    async def _lookup(self, fn: Callable[[Connection], T]) -> T:
+        """A bounded read: rows by key, or one page of a list (see `TransactionRunner.read`)."""
+        return await self._db.read(fn, bounded=True)
+
     async def open(self) -> None:
         await self._db.run_migrations()
 
@@ -719,10 +724,10 @@ class SqlStore(Store):
         await self._db.write(lambda conn: _append(conn, _ASSISTANTS, [assistant]))
 
     async def get_assistant(self, assistant_id: str) -> assistants_pb2.Assistant | None:
-        return await self._db.read(lambda conn: _get(conn, _ASSISTANTS, assistant_id))
+        return await self._lookup(lambda conn: _get(conn, _ASSISTANTS, assistant_id))
 
     async def list_assistants(self, query: PageQuery) -> Page[assistants_pb2.Assistant]:
-        return await self._db.read(lambda conn: _page(conn, _ASSISTANTS, query))
+        return await self._lookup(lambda conn: _page(conn, _ASSISTANTS, query))
 
     async def update_assistant(
         self, assistant_id: str, mutate: Callable[[assistants_pb2.Assistant], None]
@@ -740,7 +745,7 @@ class SqlStore(Store):
         await self._db.write(lambda conn: _create_thread(conn, thread, messages))
 
     async def get_thread(self, thread_id: str) -> threads_pb2.Thread | None:
-        return await self._db.read(lambda conn: _get(conn, _THREADS, thread_id))
+        return await self._lookup(lambda conn: _get(conn, _THREADS, thread_id))
 
     async def update_thread(
         self, thread_id: str, mutate: Callable[[threads_pb2.Thread], None]
@@ -756,14 +761,14 @@ class SqlStore(Store):
         return await self._db.write(lambda conn: _create_message(conn, message))
 
     async def get_message(self, thread_id: str, message_id: str) -> messages_pb2.Message | None:
-        return await self._db.read(
+        return await self._lookup(
             lambda conn: _get(conn, _MESSAGES, message_id, thread_id=thread_id)
         )
 
     async def list_messages(
         self, thread_id: str, query: PageQuery, run_id: str = ""
     ) -> Page[messages_pb2.Message] | None:
-        return await self._db.read(lambda conn: _list_messages(conn, thread_id, query, run_id))
+        return await self._lookup(lambda conn: _list_messages(conn, thread_id, query, run_id))
 
     async def update_message(
         self,
@@ -786,10 +791,10 @@ class SqlStore(Store):
         await self._db.write(lambda conn: _append(conn, _FILES, [file]))
 
     async def get_file(self, file_id: str) -> files_pb2.File | None:
-        return await self._db.read(lambda conn: _get(conn, _FILES, file_id))
+        return await self._lookup(lambda conn: _get(conn, _FILES, file_id))
 
     async def list_files(self, query: PageQuery, purpose: str = "") -> Page[files_pb2.File]:
-        return await self._db.read(lambda conn: _list_files(conn, query, purpose))
+        return await self._lookup(lambda conn: _list_files(conn, query, purpose))
 
     async def delete_file(self, file_id: str) -> bool:
         return await self._db.write(lambda conn: _delete(conn, _FILES, file_id))
@@ -806,13 +811,13 @@ class SqlStore(Store):
         return await self._db.write(lambda conn: _create_run(conn, run, messages, thread, lease))
 
     async def get_run(self, thread_id: str, run_id: str) -> runs_pb2.Run | None:
-        return await self._db.read(lambda conn: _get(conn, _RUNS, run_id, thread_id=thread_id))
+        return await self._lookup(lambda conn: _get(conn, _RUNS, run_id, thread_id=thread_id))
 
     async def find_run(self, run_id: str) -> runs_pb2.Run | None:
-        return await self._db.read(lambda conn: _get(conn, _RUNS, run_id))
+        return await self._lookup(lambda conn: _get(conn, _RUNS, run_id))
 
     async def list_runs(self, thread_id: str, query: PageQuery) -> Page[runs_pb2.Run] | None:
-        return await self._db.read(lambda conn: _list_runs(conn, thread_id, query))
+        return await self._lookup(lambda conn: _list_runs(conn, thread_id, query))
 
     async def update_run(
         self,
@@ -846,10 +851,10 @@ class SqlStore(Store):
     async def list_steps(
         self, thread_id: str, run_id: str, query: PageQuery
     ) -> Page[runs_pb2.RunStep] | None:
-        return await self._db.read(lambda conn: _list_steps(conn, thread_id, run_id, query))
+        return await self._lookup(lambda conn: _list_steps(conn, thread_id, run_id, query))
 
     async def get_step(self, thread_id: str, run_id: str, step_id: str) -> runs_pb2.RunStep | None:
-        return await self._db.read(
+        return await self._lookup(
             lambda conn: _get(conn, _STEPS, step_id, run_id=run_id, thread_id=thread_id)
         )
 
@@ -893,7 +898,7 @@ class SqlStore(Store):
         return await self._db.read(lambda conn: sql_events.read(conn, run_id, after, limit))
 
     async def last_event_sequence(self, run_id: str) -> int:
-        return await self._db.read(lambda conn: sql_events.last_sequence(conn, run_id))
+        return await self._lookup(lambda conn: sql_events.last_sequence(conn, run_id))
 
     async def purge_events(self, created_before: int) -> int:
         return await self._db.write(lambda conn: sql_events.purge(conn, created_before))
