@@ -56,6 +56,7 @@ from sqlalchemy import (
 from compat_core.store import prepared, schema, sql_claims, sql_events
 from compat_core.store.base import (
     ACTIVE_RUN_STATUSES,
+    EXECUTING_RUN_STATUSES,
     CursorNotFound,
     Lease,
     LeaseRenewal,
@@ -610,29 +611,59 @@ def _save_progress(
             raise ValueError(f"{object_id} names thread {object_thread_id!r}, not {thread_id!r}")
     # Whether the thread exists or not: inserting into a missing one fails on its foreign key.
     _lock_thread(conn, thread_id)
+    held: set[str] = set()
     if holder is not None:
         run_ids = [run.id] if run is not None else [step.run_id for step in steps]
         run_ids += [message.run_id for message in messages if message.run_id]
         for held_run_id in dict.fromkeys(run_ids):
             sql_claims.check_holder(conn, held_run_id, holder)
-    if run is not None and guard is not None:
-        stored = _get(conn, _RUNS, run.id, thread_id=thread_id)
-        if stored is not None:
-            guard(stored)
+            held.add(held_run_id)
     if run is not None:
-        _upsert(conn, _RUNS, run)
-        if run.status in ACTIVE_RUN_STATUSES:
-            # Inserting or re-activating a run must not give its thread a second active one.
-            _check_idle(conn, thread_id, other_than=run.id)
-        sql_claims.sync_lease(conn, run, None)
-    # A step's run must be on the step's thread (its thread_id column is not a foreign key).
+        _save_run(conn, run, guard, lease_held=run.id in held)
+    # A step's run must be on the step's thread (its thread_id column is not a foreign key);
+    # the run saved along is.
     for step_run_id in dict.fromkeys(step.run_id for step in steps):
+        if run is not None and step_run_id == run.id:
+            continue
         if _run_thread(conn, step_run_id) != thread_id:
             raise ValueError(f"run {step_run_id!r} is not a run of thread {thread_id!r}")
     for step in steps:
         _upsert(conn, _STEPS, step)
     for message in messages:
         _upsert(conn, _MESSAGES, message)
+
+
+def _save_run(
+    conn: Connection,
+    run: runs_pb2.Run,
+    guard: Callable[[runs_pb2.Run], None] | None,
+    lease_held: bool,
+) -> None:
+    """Insert or rewrite a run (its thread locked), with what follows from its status.
+
+    One read of the stored row serves the identity check, `guard` and whether the run was
+    active already; the statements a save can skip are skipped, since every one of them is a
+    turn of the GIL on SQLite's writer thread: a run already active was the thread's only one,
+    and a lease its holder just checked is there.
+    """
+    stmt = _select_where(schema.runs, ("seq", "thread_id", "status", "body"), ("id",), lock=True)
+    row = prepared.first(conn, stmt, _params({"id": run.id}))
+    was_active = False
+    if row is None:
+        _append(conn, _RUNS, [run])
+    else:
+        seq, stored_thread_id, stored_status, body = row
+        if stored_thread_id != run.thread_id:
+            raise ValueError(f"{run.id} is stored with other thread_id")
+        if guard is not None:
+            guard(_RUNS.parse(body))
+        _rewrite(conn, _RUNS, seq, run)
+        was_active = stored_status in ACTIVE_RUN_STATUSES
+    if run.status in ACTIVE_RUN_STATUSES and not was_active:
+        # Inserting or re-activating a run must not give its thread a second active one.
+        _check_idle(conn, run.thread_id, other_than=run.id)
+    if not (lease_held and run.status in EXECUTING_RUN_STATUSES):
+        sql_claims.sync_lease(conn, run, None)
 
 
 def _delete_run_output(
