@@ -353,8 +353,8 @@ class RunEngine:
         """A run's events, in lists of those ready together (see `RunEventHub.follow_batches`):
         from `after_sequence`, else its current state then what follows."""
         if self._stored is not None and run.id not in self._executions:
-            async for event in self._watch_stored(run, after_sequence):
-                yield [event]
+            async for batch in self._watch_stored(run, after_sequence):
+                yield batch
             return
         if after_sequence is not None and self.hub.has_log(run.id):
             async for batch in self.hub.follow_batches(run.id, after_sequence):
@@ -373,7 +373,7 @@ class RunEngine:
 
     async def _watch_stored(
         self, run: runs_pb2.Run, after_sequence: int | None
-    ) -> AsyncIterator[runs_pb2.RunEvent]:
+    ) -> AsyncIterator[list[runs_pb2.RunEvent]]:
         """A run another core executes (or executed), from the stored log."""
         assert self._stored is not None
         store = self.ctx.store
@@ -385,13 +385,13 @@ class RunEngine:
             name = STATUS_EVENTS[run.status]
             current = runs_pb2.RunEvent(sequence=after_sequence)
             getattr(current, name).CopyFrom(run)
-            yield current
             if name in STOPPING_EVENTS:
-                yield done_event(after_sequence)
+                yield [current, done_event(after_sequence)]
                 return
+            yield [current]
         current_state = functools.partial(store.find_run, run.id)
         async for event in self._stored.follow(run.id, after_sequence, current_state):
-            yield event
+            yield [event]
 
     # Housekeeping: leases, claims, expiry.
 
