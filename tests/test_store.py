@@ -42,6 +42,7 @@ from compat_core.store import (
 )
 from compat_core.store.base import Order
 from compat_core.store.migrate import ALEMBIC_LOCK, alembic_config
+from compat_core.store.sql_store import FEW_MESSAGES
 from compat_core.v1 import assistants_pb2, files_pb2, messages_pb2, runs_pb2, threads_pb2
 
 ListFn = Callable[[PageQuery], Awaitable[Page[Any]]]
@@ -226,6 +227,19 @@ async def test_duplicate_id_is_rejected(store: SqlStore) -> None:
 
 
 # Transactions
+
+
+@pytest.mark.parametrize("count", [0, 1, FEW_MESSAGES, FEW_MESSAGES + 1, 3 * FEW_MESSAGES])
+async def test_thread_messages_are_all_of_them_in_order_however_many(
+    store: SqlStore, count: int
+) -> None:
+    # Up to FEW_MESSAGES are read in one bounded read, more again whole: the same answer.
+    names = [f"m{n:03d}" for n in reversed(range(count))]
+    await store.create_thread(thread("thread_a"), [message("thread_a", n) for n in names])
+    await store.create_thread(thread("thread_b"), [message("thread_b", "other")])
+    stored = await store.thread_messages("thread_a")
+    assert [m.id for m in stored] == [f"msg_{n}" for n in names]
+    assert await store.thread_messages("thread_nope") == []
 
 
 async def test_create_thread_inserts_messages_in_list_order(store: SqlStore) -> None:

@@ -71,6 +71,8 @@ from compat_core.store.runner import TransactionRunner
 from compat_core.v1 import assistants_pb2, files_pb2, messages_pb2, runs_pb2, threads_pb2
 
 M = TypeVar("M", bound=Message)
+# A thread with at most this many messages is read for a prompt as a bounded read.
+FEW_MESSAGES = 32
 T = TypeVar("T")
 
 
@@ -231,6 +233,11 @@ def _page_stmt(
 @functools.cache
 def _all_stmt(table: Table, parent: str) -> Select[Any]:
     return select(table.c.body).where(*_equal(table, (parent,))).order_by(table.c.seq.asc())
+
+
+@functools.cache
+def _first_stmt(table: Table, parent: str) -> Select[Any]:
+    return _all_stmt(table, parent).limit(bindparam(_p("limit"), type_=Integer))
 
 
 @functools.cache
@@ -728,6 +735,17 @@ def _all(conn: Connection, kind: _Kind[M], parent: str, parent_id: str) -> list[
     return [kind.parse(body) for body in prepared.scalars(conn, stmt, _params({parent: parent_id}))]
 
 
+def _all_if_few(
+    conn: Connection, kind: _Kind[M], parent: str, parent_id: str, limit: int
+) -> list[M] | None:
+    """Every child of the parent if it has at most `limit`, else None (reading `limit + 1`)."""
+    params = _params({parent: parent_id, "limit": limit + 1})
+    bodies = prepared.scalars(conn, _first_stmt(kind.table, parent), params)
+    if len(bodies) > limit:
+        return None
+    return [kind.parse(body) for body in bodies]
+
+
 class SqlStore(Store):
     """The store on a SQL database; its `TransactionRunner` decides how transactions run."""
 
@@ -893,6 +911,13 @@ class SqlStore(Store):
         return await self._db.read(lambda conn: _all(conn, _STEPS, "run_id", run_id))
 
     async def thread_messages(self, thread_id: str) -> list[messages_pb2.Message]:
+        # Most threads are short: read as a bounded read (no hop to a reader thread, and
+        # before a run's first token). A long one is read again, whole, on a reader thread.
+        few = await self._lookup(
+            lambda conn: _all_if_few(conn, _MESSAGES, "thread_id", thread_id, FEW_MESSAGES)
+        )
+        if few is not None:
+            return few
         return await self._db.read(lambda conn: _all(conn, _MESSAGES, "thread_id", thread_id))
 
     # Which core executes which run
