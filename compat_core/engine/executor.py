@@ -115,6 +115,22 @@ class RunExecution:
         self._relayed_at = 0.0
         self._opened_at = 0.0
         self._no_steps = False
+        self._begun = False
+
+    def begin(self) -> Reply | None:
+        """Start a new run as it is created: in progress, and for a text-only run with its
+        reply, both for the caller to store with the run and to announce (see
+        `RunEngine.start_run`). The reply is announced here with the model's first piece."""
+        self.run.status = runs_pb2.RUN_STATUS_IN_PROGRESS
+        self.run.started_at = self.ctx.now()
+        self._begun = True
+        if self._tools:
+            return None
+        reply = self._new_reply()
+        stored: asyncio.Future[Reply | None] = asyncio.get_running_loop().create_future()
+        stored.set_result(reply)
+        self._unannounced = stored
+        return reply
 
     async def execute(self) -> None:
         self.started = True
@@ -131,11 +147,13 @@ class RunExecution:
     async def _drive(self) -> None:
         try:
             if self.cancel_requested:
+                await self._drop_unannounced_reply()
                 await self._finish_cancelled()
                 return
             starting = None
-            # Steps come only after a run's first start: a run never started has none to read.
-            self._no_steps = not self.run.started_at
+            # Steps come only after a run's first start: a run never started has none to read,
+            # nor one begun as it was created (its reply is not announced yet).
+            self._no_steps = self._begun or not self.run.started_at
             if self.run.status == runs_pb2.RUN_STATUS_QUEUED:
                 self.run.status = runs_pb2.RUN_STATUS_IN_PROGRESS
                 self.run.started_at = self.ctx.now()

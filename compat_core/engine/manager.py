@@ -127,18 +127,35 @@ class RunEngine:
         messages: Sequence[messages_pb2.Message] = (),
         thread: threads_pb2.Thread | None = None,
     ) -> None:
-        """Store a new queued run (and its thread and messages), announce it, execute it."""
-        if not await self.ctx.store.create_run(run, messages, thread, self._lease()):
+        """Store a new run (and its thread and messages), announce it, execute it.
+
+        The run is announced created and queued as `run` says, and stored already started
+        (in progress, with the reply of a run that can only answer in text) in the same
+        transaction: one write less between the request and the model's first token. Its
+        execution goes on from there.
+        """
+        started = runs_pb2.Run()
+        started.CopyFrom(run)
+        execution = RunExecution(self.ctx, started)
+        reply = execution.begin()
+        stored = await self.ctx.store.create_run(
+            started, messages, thread, self._lease(), (reply.step, reply.message) if reply else None
+        )
+        if not stored:
             raise errors.not_found(f"No thread found with id '{run.thread_id}'.", "thread_id")
         self.hub.open(run.id, 0)
         if thread is not None:
             publish(self.hub, run.id, "thread_created", thread)
         publish(self.hub, run.id, "thread_run_created", run)
         publish(self.hub, run.id, "thread_run_queued", run)
-        self._execute(run)
+        publish(self.hub, run.id, "thread_run_in_progress", started)
+        self._launch(execution)
 
     def _execute(self, run: runs_pb2.Run) -> None:
-        execution = RunExecution(self.ctx, run)
+        self._launch(RunExecution(self.ctx, run))
+
+    def _launch(self, execution: RunExecution) -> None:
+        run = execution.run
         task = asyncio.create_task(execution.execute(), name=f"run-{run.id}")
         self._executions[run.id] = _Executing(execution, task, time.monotonic())
         task.add_done_callback(functools.partial(self._forget, run.id))

@@ -550,10 +550,14 @@ def _create_run(
     messages: Sequence[messages_pb2.Message],
     thread: threads_pb2.Thread | None,
     lease: Lease | None,
+    reply: tuple[runs_pb2.RunStep, messages_pb2.Message] | None = None,
 ) -> bool:
-    for message in messages:
+    replies = [reply[1]] if reply else []
+    for message in [*messages, *replies]:
         if message.thread_id != run.thread_id:
             raise ValueError(f"message {message.id} names thread {message.thread_id!r}")
+    if reply and (reply[0].run_id, reply[0].thread_id) != (run.id, run.thread_id):
+        raise ValueError(f"step {reply[0].id} is not a step of run {run.id}")
     if thread is not None:
         if thread.id != run.thread_id:
             raise ValueError(f"run {run.id} names thread {run.thread_id!r}, not {thread.id!r}")
@@ -566,6 +570,9 @@ def _create_run(
     _append(conn, _MESSAGES, messages)
     _append(conn, _RUNS, [run])
     sql_claims.sync_lease(conn, run, lease)
+    if reply:
+        _append(conn, _STEPS, [reply[0]])
+        _append(conn, _MESSAGES, replies)
     return True
 
 
@@ -856,8 +863,11 @@ class SqlStore(Store):
         messages: Sequence[messages_pb2.Message] = (),
         thread: threads_pb2.Thread | None = None,
         lease: Lease | None = None,
+        reply: tuple[runs_pb2.RunStep, messages_pb2.Message] | None = None,
     ) -> bool:
-        return await self._db.write(lambda conn: _create_run(conn, run, messages, thread, lease))
+        return await self._db.write(
+            lambda conn: _create_run(conn, run, messages, thread, lease, reply)
+        )
 
     async def get_run(self, thread_id: str, run_id: str) -> runs_pb2.Run | None:
         return await self._lookup(lambda conn: _get(conn, _RUNS, run_id, thread_id=thread_id))

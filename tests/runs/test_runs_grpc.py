@@ -317,17 +317,17 @@ def test_a_fast_upstream_reply_is_relayed_as_it_arrives(
 ) -> None:
     # Chunks of a fast upstream arrive buffered, and reading them never suspends the run: the
     # first pieces must still go out early, not with the whole reply at the end (a watcher
-    # busy with an earlier event may get the first few pieces merged into one delta).
+    # busy with an earlier event may get the first few pieces merged into one delta). Read
+    # as the edge reads, with batches: one by one, the run's seven first events take seven
+    # round trips, which on a loaded machine can outlast a 300-piece reply.
     pieces = [f"piece{i} " for i in range(300)]
     scripted.push(text(*pieces))
     assistant = client.beta.assistants.create(model=scripted.model)
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "go"}])
-    events = list(
-        grpc_client.runs.CreateRunStream(
-            runs_pb2.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id),
-            timeout=WAIT,
-        )
+    request = runs_pb2.CreateRunRequest(
+        thread_id=thread.id, assistant_id=assistant.id, accept_event_batches=True
     )
+    events = _unbatched(list(grpc_client.runs.CreateRunStream(request, timeout=WAIT)))
     deltas = [e.thread_message_delta for e in events if e.HasField("thread_message_delta")]
     first = deltas[0].content[0].part.text.value
     assert first.startswith(pieces[0])
