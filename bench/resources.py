@@ -199,21 +199,13 @@ def _row(transport: str, call: str, ours: LoadResult, base: LoadResult) -> Row:
     share = ours.rps / base.rps if base.rps else math.nan
     cell = ratio(ours.rps, base.rps)
     target, met = "—", None
+    added = ours.p50_ms - base.p50_ms
     if concurrency == 1:
-        added = ours.p50_ms - base.p50_ms
         cell += f" (p50 {added:+.2f} ms)"
-    if transport != "HTTP":
-        return Row(
-            SECTION,
-            f"{LABELS[call]} · {transport} · c={concurrency}",
-            ours.summary(),
-            base.summary(),
-            cell,
-        )
-    if concurrency == 1:
+    if transport == "HTTP" and concurrency == 1:
         target = f"p50 +< {MAX_ADDED_P50_MS:g} ms"
         met = added < MAX_ADDED_P50_MS and not ours.errors
-    elif concurrency == 64:
+    elif transport == "HTTP" and concurrency == 64:
         target = f"≥ {MIN_FLOOR_SHARE:.2f}x req/s"
         met = share >= MIN_FLOOR_SHARE and not ours.errors
     return Row(
