@@ -104,18 +104,11 @@ class RunEventHub:
     def has_log(self, run_id: str) -> bool:
         return run_id in self._logs
 
-    async def follow(
-        self, run_id: str, after_sequence: int = 0
-    ) -> AsyncIterator[runs_pb2.RunEvent]:
-        """Events after `after_sequence` up to the next stopping event, then `done`."""
-        async for batch in self.follow_batches(run_id, after_sequence):
-            for event in batch:
-                yield event
-
     async def follow_batches(
         self, run_id: str, after_sequence: int = 0
     ) -> AsyncIterator[list[runs_pb2.RunEvent]]:
-        """`follow`'s events, as lists of those that were there together (text deltas merged).
+        """Events after `after_sequence` up to the next stopping event, then `done`, in lists
+        of those that were there together (text deltas merged).
 
         A watcher that sends each list at once makes one round trip where there were several:
         a run's first events are published within a few hundred microseconds.

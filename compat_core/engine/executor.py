@@ -6,8 +6,9 @@ the transition that ends the message: a crash mid-reply loses only an unfinished
 resumption deletes and writes again.
 
 Transitions that follow each other with nothing between them are stored in one transaction:
-a run offered no tools can only answer in text, so its reply is stored with its start (and
-announced with the model's first piece), and the reply's end with the run's.
+a new run is stored started as it is created (`begin`); a run offered no tools can only answer
+in text, so its reply is stored with its start (and announced with the model's first piece),
+and the reply's end with the run's.
 """
 
 from __future__ import annotations

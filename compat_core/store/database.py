@@ -2,8 +2,9 @@
 
 The store's operations are plain synchronous functions of a `sqlalchemy.Connection`, so that
 the same functions run on PostgreSQL through `AsyncConnection.run_sync` (`postgres.py`). This
-module runs them on SQLite without blocking the event loop, at one thread hop per transaction
-(not per statement, which would cost a hop for every query):
+module runs them on SQLite without blocking the event loop on anything that may take long, at
+one thread hop per transaction (not per statement, which would cost a hop for every query), or
+none for a short read:
 
 - One writer connection on one dedicated thread. SQLite admits one writer at a time anyway;
   queuing writes in-process is cheaper than having connections fight over the file lock, and
