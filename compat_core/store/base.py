@@ -242,7 +242,7 @@ class Store(ABC):
         messages: Sequence[messages_pb2.Message] = (),
         thread: threads_pb2.Thread | None = None,
         lease: Lease | None = None,
-        reply: tuple[runs_pb2.RunStep, messages_pb2.Message] | None = None,
+        reply: tuple[messages_pb2.Message, runs_pb2.RunStep] | None = None,
     ) -> bool:
         """Start a run, in one transaction.
 
@@ -250,8 +250,8 @@ class Store(ABC):
         `messages`); then checks the run's thread exists (False if not) and has no active run
         (raises ThreadBusy); then inserts `messages` (a run's additional messages) at the end
         of the thread and the run, with `lease` (else an unowned one any core may claim).
-        `reply`, a step of the run and the message it creates, is inserted last: the reply of a
-        run that starts as it is created.
+        `reply`, a message of the run and the step that creates it, is inserted last: the reply
+        of a run that starts as it is created.
         """
 
     @abstractmethod

@@ -20,7 +20,7 @@ compiled form found here by identity is reused, not recomputed.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -69,25 +69,33 @@ def _sql(stmt: Statement, dialect: Dialect, keys: tuple[str, ...] = ()) -> _Sql:
     return sql
 
 
-def _driver(conn: Connection) -> sqlite3.Connection | None:
-    """The `sqlite3` connection under `conn`, or None on any other dialect."""
+def _prepare(
+    conn: Connection, stmt: Statement, params: Params
+) -> tuple[sqlite3.Connection, _Sql] | None:
+    """The `sqlite3` connection under `conn` and the statement's SQL for `params`, or None on
+    any other dialect."""
     if conn.dialect.name != "sqlite":
         return None
-    return cast(sqlite3.Connection, conn.connection.driver_connection)
+    driver = cast(sqlite3.Connection, conn.connection.driver_connection)
+    # The columns an INSERT or UPDATE sets are those its values name, as with `execute`.
+    keys = tuple(params) if isinstance(stmt, Insert | Update) else ()
+    return driver, _sql(stmt, conn.dialect, keys)
+
+
+def _on_driver(call: Callable[[str, Any], sqlite3.Cursor], sql: str, bound: Any) -> sqlite3.Cursor:
+    """`call(sql, bound)`, its errors raised as `Connection.execute` raises them."""
+    try:
+        return call(sql, bound)
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(sql, bound, exc, sqlite3.Error) from exc
 
 
 def _run(conn: Connection, stmt: Statement, params: Params) -> sqlite3.Cursor | None:
-    driver = _driver(conn)
-    if driver is None:
+    ready = _prepare(conn, stmt, params)
+    if ready is None:
         return None
-    # The columns an INSERT or UPDATE sets are those its values name, as with `execute`.
-    keys = tuple(params) if isinstance(stmt, Insert | Update) else ()
-    sql = _sql(stmt, conn.dialect, keys)
-    bound = sql.bind(params)
-    try:
-        return driver.execute(sql.text, bound)
-    except sqlite3.Error as exc:
-        raise DBAPIError.instance(sql.text, bound, exc, sqlite3.Error) from exc
+    driver, sql = ready
+    return _on_driver(driver.execute, sql.text, sql.bind(params))
 
 
 def rows(conn: Connection, stmt: Statement, params: Params) -> Sequence[Sequence[Any]]:
@@ -128,13 +136,9 @@ def execute(conn: Connection, stmt: Statement, params: Params) -> int:
 
 def insert(conn: Connection, stmt: Statement, values: Sequence[Params]) -> None:
     """Run an INSERT once per mapping of `values`, which all name the same columns."""
-    driver = _driver(conn)
-    if driver is None:
+    ready = _prepare(conn, stmt, values[0])
+    if ready is None:
         conn.execute(stmt, [dict(row) for row in values])
         return
-    sql = _sql(stmt, conn.dialect, tuple(values[0]))
-    bound = [sql.bind(row) for row in values]
-    try:
-        driver.executemany(sql.text, bound)
-    except sqlite3.Error as exc:
-        raise DBAPIError.instance(sql.text, bound, exc, sqlite3.Error) from exc
+    driver, sql = ready
+    _on_driver(driver.executemany, sql.text, [sql.bind(row) for row in values])

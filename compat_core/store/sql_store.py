@@ -550,14 +550,18 @@ def _create_run(
     messages: Sequence[messages_pb2.Message],
     thread: threads_pb2.Thread | None,
     lease: Lease | None,
-    reply: tuple[runs_pb2.RunStep, messages_pb2.Message] | None = None,
+    reply: tuple[messages_pb2.Message, runs_pb2.RunStep] | None = None,
 ) -> bool:
-    replies = [reply[1]] if reply else []
-    for message in [*messages, *replies]:
+    steps: list[runs_pb2.RunStep] = []
+    if reply is not None:
+        message, step = reply
+        if (step.run_id, step.thread_id) != (run.id, run.thread_id):
+            raise ValueError(f"step {step.id} is not a step of run {run.id}")
+        # The reply goes after the run's other messages; its step after the run (a foreign key).
+        messages, steps = [*messages, message], [step]
+    for message in messages:
         if message.thread_id != run.thread_id:
             raise ValueError(f"message {message.id} names thread {message.thread_id!r}")
-    if reply and (reply[0].run_id, reply[0].thread_id) != (run.id, run.thread_id):
-        raise ValueError(f"step {reply[0].id} is not a step of run {run.id}")
     if thread is not None:
         if thread.id != run.thread_id:
             raise ValueError(f"run {run.id} names thread {run.thread_id!r}, not {thread.id!r}")
@@ -570,9 +574,7 @@ def _create_run(
     _append(conn, _MESSAGES, messages)
     _append(conn, _RUNS, [run])
     sql_claims.sync_lease(conn, run, lease)
-    if reply:
-        _append(conn, _STEPS, [reply[0]])
-        _append(conn, _MESSAGES, replies)
+    _append(conn, _STEPS, steps)
     return True
 
 
@@ -863,7 +865,7 @@ class SqlStore(Store):
         messages: Sequence[messages_pb2.Message] = (),
         thread: threads_pb2.Thread | None = None,
         lease: Lease | None = None,
-        reply: tuple[runs_pb2.RunStep, messages_pb2.Message] | None = None,
+        reply: tuple[messages_pb2.Message, runs_pb2.RunStep] | None = None,
     ) -> bool:
         return await self._db.write(
             lambda conn: _create_run(conn, run, messages, thread, lease, reply)
