@@ -115,23 +115,27 @@ class RunExecution:
         self._tool_step: runs_pb2.RunStep | None = None
         self._relayed_at = 0.0
         self._opened_at = 0.0
+        # The first model call reads no steps: a run never started has none, nor one begun as
+        # it was created (its reply is not announced yet).
         self._no_steps = False
-        self._begun = False
 
     def begin(self) -> Reply | None:
         """Start a new run as it is created: in progress, and for a text-only run with its
         reply, both for the caller to store with the run and to announce (see
         `RunEngine.start_run`). The reply is announced here with the model's first piece."""
+        reply = self._move_to_in_progress()
+        self._no_steps = True
+        if reply is not None:
+            stored: asyncio.Future[Reply | None] = asyncio.get_running_loop().create_future()
+            stored.set_result(reply)
+            self._unannounced = stored
+        return reply
+
+    def _move_to_in_progress(self) -> Reply | None:
+        """Set the run in progress; a text-only run's reply, to be stored along with that."""
         self.run.status = runs_pb2.RUN_STATUS_IN_PROGRESS
         self.run.started_at = self.ctx.now()
-        self._begun = True
-        if self._tools:
-            return None
-        reply = self._new_reply()
-        stored: asyncio.Future[Reply | None] = asyncio.get_running_loop().create_future()
-        stored.set_result(reply)
-        self._unannounced = stored
-        return reply
+        return None if self._tools else self._new_reply()
 
     async def execute(self) -> None:
         self.started = True
@@ -152,13 +156,9 @@ class RunExecution:
                 await self._finish_cancelled()
                 return
             starting = None
-            # Steps come only after a run's first start: a run never started has none to read,
-            # nor one begun as it was created (its reply is not announced yet).
-            self._no_steps = self._begun or not self.run.started_at
+            self._no_steps = self._no_steps or not self.run.started_at
             if self.run.status == runs_pb2.RUN_STATUS_QUEUED:
-                self.run.status = runs_pb2.RUN_STATUS_IN_PROGRESS
-                self.run.started_at = self.ctx.now()
-                starting = asyncio.ensure_future(self._start())
+                starting = asyncio.ensure_future(self._start(self._move_to_in_progress()))
             for _ in range(MAX_MODEL_TURNS):
                 if not await self._model_turn(starting):
                     return
@@ -184,10 +184,9 @@ class RunExecution:
 
     # One model call and what follows from it.
 
-    async def _start(self) -> Reply | None:
-        """Store the run's move to in_progress and announce it; for a text-only run, store its
-        reply in the same transaction (announced with the first piece) and return it."""
-        reply = None if self._tools else self._new_reply()
+    async def _start(self, reply: Reply | None) -> Reply | None:
+        """Store the run's move to in_progress and announce it, with a text-only run's reply in
+        the same transaction (announced with the first piece); the reply."""
         steps, messages = ((reply.step,), (reply.message,)) if reply else ((), ())
         await self._commit(
             steps=steps, messages=messages, events=[("thread_run_in_progress", self.run)]

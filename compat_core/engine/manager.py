@@ -138,10 +138,7 @@ class RunEngine:
         started.CopyFrom(run)
         execution = RunExecution(self.ctx, started)
         reply = execution.begin()
-        stored = await self.ctx.store.create_run(
-            started, messages, thread, self._lease(), (reply.step, reply.message) if reply else None
-        )
-        if not stored:
+        if not await self.ctx.store.create_run(started, messages, thread, self._lease(), reply):
             raise errors.not_found(f"No thread found with id '{run.thread_id}'.", "thread_id")
         self.hub.open(run.id, 0)
         if thread is not None:
