@@ -212,3 +212,102 @@ async def test_a_bounded_read_runs_on_the_calling_thread_and_cannot_write(
         seen[0][1].execute("SELECT 1")
     with pytest.raises(RuntimeError, match="closed"):
         await db.read(read, bounded=True)
+
+
+async def queued_behind_a_held_write(
+    db: Database, fns: list[Callable[[Connection], object]]
+) -> tuple[list[object], list[str]]:
+    """Run `fns` as writes queued while the writer is busy, so that they go in as one group:
+    what each returned or raised, and the SQL the writer sent for them."""
+    holding, release = threading.Event(), threading.Event()
+    statements: list[str] = []
+
+    def hold(conn: Connection) -> None:
+        driver_of(conn).set_trace_callback(statements.append)
+        holding.set()
+        assert release.wait(timeout=10)
+
+    def untrace(conn: Connection) -> None:
+        driver_of(conn).set_trace_callback(None)
+
+    held = asyncio.create_task(db.write(hold))
+    assert await asyncio.to_thread(holding.wait, 10)
+    tasks = [asyncio.create_task(db.write(fn)) for fn in fns]
+    # One step each queues every write behind the held one.
+    await asyncio.sleep(0)
+    release.set()
+    await held
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    await db.write(untrace)
+    # `untrace`'s own BEGIN, unless the group's failure replaced the traced connection.
+    if statements[-1] == "BEGIN IMMEDIATE":
+        statements.pop()
+    return outcomes, statements
+
+
+async def test_writes_queued_together_commit_as_one_and_a_failing_one_alone_rolls_back(
+    db: Database,
+) -> None:
+    def fail(conn: Connection) -> None:
+        add_thread("thread_b")(conn)
+        raise Boom
+
+    def sees_thread_a(conn: Connection) -> list[str]:
+        return list(conn.execute(select(schema.threads.c.id)).scalars())
+
+    def duplicate(conn: Connection) -> None:
+        add_thread("thread_a")(conn)
+
+    outcomes, statements = await queued_behind_a_held_write(
+        db, [add_thread("thread_a"), fail, sees_thread_a, duplicate, add_thread("thread_c")]
+    )
+    assert outcomes[0] is None
+    assert isinstance(outcomes[1], Boom)
+    # Each write sees those before it, and not one that failed.
+    assert outcomes[2] == ["thread_a"]
+    assert isinstance(outcomes[3], DBAPIError)
+    assert "UNIQUE" in str(outcomes[3])
+    assert outcomes[4] is None
+    assert await thread_ids(db) == ["thread_a", "thread_c"]
+    # One transaction for the five, after the held write's own COMMIT.
+    assert statements[:2] == ["COMMIT", "BEGIN IMMEDIATE"]
+    assert statements.count("BEGIN IMMEDIATE") == 1
+    assert statements.count("COMMIT") == 2
+    assert statements.count("SAVEPOINT grouped_write") == 5
+    assert statements.count("ROLLBACK TO grouped_write") == 2
+
+
+async def test_a_group_whose_commit_fails_fails_every_write_in_it(db: Database) -> None:
+    def orphan_run(conn: Connection) -> None:
+        conn.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
+        conn.execute(
+            insert(schema.runs).values(
+                id="run_x", thread_id="thread_none", status=1, created_at=0, body=b""
+            )
+        )
+
+    outcomes, _ = await queued_behind_a_held_write(
+        db, [add_thread("thread_a"), orphan_run, add_thread("thread_b")]
+    )
+    assert all(isinstance(outcome, DBAPIError) for outcome in outcomes)
+    assert all("FOREIGN KEY" in str(outcome) for outcome in outcomes)
+    assert await thread_ids(db) == []
+    # The writer starts afresh.
+    await db.write(add_thread("thread_c"))
+    assert await thread_ids(db) == ["thread_c"]
+
+
+async def test_when_sqlite_drops_a_group_those_after_run_again(db: Database) -> None:
+    # A statement after which SQLite has rolled the whole transaction back (as on a full disk)
+    # takes the writes before it along; those not yet run still run, in a new transaction.
+    def lose_the_transaction(conn: Connection) -> None:
+        driver_of(conn).execute("ROLLBACK")
+        raise Boom
+
+    outcomes, _ = await queued_behind_a_held_write(
+        db, [add_thread("thread_a"), lose_the_transaction, add_thread("thread_b")]
+    )
+    assert isinstance(outcomes[0], Boom)
+    assert isinstance(outcomes[1], Boom)
+    assert outcomes[2] is None
+    assert await thread_ids(db) == ["thread_b"]

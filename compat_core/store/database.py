@@ -3,13 +3,19 @@
 The store's operations are plain synchronous functions of a `sqlalchemy.Connection`, so that
 the same functions run on PostgreSQL through `AsyncConnection.run_sync` (`postgres.py`). This
 module runs them on SQLite without blocking the event loop on anything that may take long, at
-one thread hop per transaction (not per statement, which would cost a hop for every query), or
-none for a short read:
+one thread hop per transaction (not per statement, which would cost a hop for every query),
+fewer for writes that queue up, and none for a short read:
 
 - One writer connection on one dedicated thread. SQLite admits one writer at a time anyway;
   queuing writes in-process is cheaper than having connections fight over the file lock, and
   `BEGIN IMMEDIATE` takes that lock up front so that a transaction never fails half-way when
   its first write finds another process writing (it waits, up to `busy_timeout`, instead).
+- Writes that queue up while the writer is busy go in together as one transaction, each in
+  a savepoint of its own (a group commit): one that raises is rolled back to its savepoint
+  and fails alone, and every caller hears of its write only once the whole group committed.
+  Under load the writer spent a quarter of its time committing, one commit per write;
+  creating messages over gRPC at 64 calls at once went from about 900 to 1,200 a second
+  with groups. A write that finds the writer idle goes alone, without a savepoint.
 - A few reader connections on their own threads. In WAL mode readers see the last committed
   state and neither block the writer nor wait for it.
 - A bounded read (a row by key, one page of a list) runs on the calling thread, on a reader
@@ -41,7 +47,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -56,11 +62,17 @@ __all__ = ["BUSY_TIMEOUT_MS", "MIGRATIONS_DIR", "READER_THREADS", "Database"]
 T = TypeVar("T")
 
 READER_THREADS = 2
+# The most writes committed together: enough to spread a commit thin, few enough that the
+# first of them does not wait long for the last.
+GROUP_WRITES = 32
 BUSY_TIMEOUT_MS = 5000
 WAL_RETRY_SECONDS = 0.02
 _BEGIN_WRITE = "BEGIN IMMEDIATE"
 # Deferred: a reader's snapshot starts at its first read, and it never asks for the write lock.
 _BEGIN_READ = "BEGIN"
+_SAVEPOINT = "SAVEPOINT grouped_write"
+_ROLLBACK_TO = "ROLLBACK TO grouped_write"
+_RELEASE = "RELEASE grouped_write"
 
 
 class Database:
@@ -88,17 +100,18 @@ class Database:
         _configure(reader, read_only=True)
         self._writes = _ThreadConnections(self._writer, _BEGIN_WRITE)
         self._reads = _ThreadConnections(reader, _BEGIN_READ)
-        self._write_thread = _Workers(1, "sqlite-writer")
-        self._read_threads = _Workers(READER_THREADS, "sqlite-reader")
+        self._write_thread = _Workers(1, "sqlite-writer", self._writes.transact_group, GROUP_WRITES)
+        self._read_threads = _Workers(READER_THREADS, "sqlite-reader", self._reads.transact_group)
         self._closed = False
 
     async def write(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` as one write transaction on the writer thread; commit unless it raises.
 
-        Writes run one at a time in submission order. If the awaiting task is cancelled the
-        transaction still runs to its end: it may have committed.
+        Writes run one at a time in submission order, each seeing those before it; several
+        may share one commit (see the module's docstring). If the awaiting task is cancelled
+        the transaction still runs to its end: it may have committed.
         """
-        return await self._write_thread.submit(functools.partial(self._writes.transact, fn))
+        return await self._write_thread.submit(fn)
 
     async def read(self, fn: Callable[[Connection], T], *, bounded: bool = False) -> T:
         """Run `fn` as one read-only transaction (a consistent snapshot) on a reader thread,
@@ -107,7 +120,7 @@ class Database:
             if self._closed:
                 raise RuntimeError("the database is closed")
             return self._reads.transact(fn)
-        return await self._read_threads.submit(functools.partial(self._reads.transact, fn))
+        return await self._read_threads.submit(fn)
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision; a no-op when it is there already.
@@ -121,8 +134,9 @@ class Database:
             _transact(conn, _driver(conn), _BEGIN_WRITE, upgrade_to_head)
 
     async def run_migrations(self) -> None:
-        """`migrate()` on the writer thread, queued behind any writes already submitted."""
-        await self._write_thread.submit(self.migrate)
+        """`migrate()` on the writer thread and its connection, queued behind any writes
+        already submitted."""
+        await self._write_thread.submit(_upgrade)
 
     async def close(self) -> None:
         """Let submitted transactions finish, then close every connection and thread.
@@ -143,40 +157,50 @@ class Database:
         self._reads.close()
 
 
-# A call for a worker thread, the future that awaits its outcome and that future's loop.
-_Job = tuple[Callable[[], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
+# A store function for a worker thread, the future that awaits its outcome and that future's
+# loop.
+_Job = tuple[Callable[[Connection], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
+# A store function's outcome: (True, what it returned) or (False, what it raised).
+_Outcome = tuple[bool, Any]
+# Runs store functions, in order, on the calling thread: one outcome for each.
+_Runner = Callable[[Sequence[Callable[[Connection], Any]]], list[_Outcome]]
 
 
 class _Workers:
-    """Threads that run calls taken from one queue, in submission order, and hand each
-    outcome to the awaiting future on its event loop.
+    """Threads that run store functions taken from one queue, in submission order, and hand
+    each outcome to the awaiting future on its event loop.
 
-    A call whose future was cancelled before a thread took it up is dropped, as an executor
-    drops a work item cancelled before it starts; once started it runs to its end and its
-    outcome is dropped instead. The threads start with the first call and are daemons: a
-    process that never closes its database still exits (SQLite rolls back whatever a killed
-    transaction left open), while `stop()` lets every submitted call finish first.
+    A thread takes up to `group` functions at a time, as many as are waiting, and hands them
+    to `run` together (the writer commits them as one transaction), then settles their futures
+    with one wake-up of the loop. A function whose future was cancelled before a thread took
+    it up is dropped, as an executor drops a work item cancelled before it starts; once
+    started it runs to its end and its outcome is dropped instead. The threads start with the
+    first call and are daemons: a process that never closes its database still exits (SQLite
+    rolls back whatever a killed transaction left open), while `stop()` lets every submitted
+    call finish first.
     """
 
-    def __init__(self, count: int, name: str) -> None:
+    def __init__(self, count: int, name: str, run: _Runner, group: int = 1) -> None:
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._serve, name=f"{name}_{index}", daemon=True)
             for index in range(count)
         ]
+        self._run = run
+        self._group = group
         self._lock = threading.Lock()
         self._started = False
         self._refused = False
 
-    def submit(self, call: Callable[[], T]) -> asyncio.Future[T]:
-        """Queue `call`; the returned future of the running loop gets its result or error."""
+    def submit(self, fn: Callable[[Connection], T]) -> asyncio.Future[T]:
+        """Queue `fn`; the returned future of the running loop gets its result or error."""
         if self._refused:
             raise RuntimeError("the database is closed")
         if not self._started:
             self._start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put((call, future, loop))
+        self._queue.put((fn, future, loop))
         return future
 
     def refuse(self) -> None:
@@ -205,33 +229,59 @@ class _Workers:
                 thread.start()
 
     def _serve(self) -> None:
-        while (job := self._queue.get()) is not None:
-            _run(*job)
-            # Hold nothing of a finished call while waiting for the next one.
-            del job
+        ending = False
+        while not ending:
+            jobs, ending = self._take()
+            live = [job for job in jobs if not job[1].cancelled()]
+            if live:
+                _hand_back(live, self._run([fn for fn, _, _ in live]))
+            # Hold nothing of finished calls while waiting for the next ones.
+            del jobs, live
+
+    def _take(self) -> tuple[list[_Job], bool]:
+        """The next calls: one, waited for, then those already queued behind it, up to
+        `group`; and whether the end of the queue (`stop()`'s marker) was reached."""
+        first = self._queue.get()
+        if first is None:
+            return [], True
+        jobs = [first]
+        while len(jobs) < self._group:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                return jobs, True
+            jobs.append(job)
+        return jobs, False
 
 
-def _run(
-    call: Callable[[], Any], future: asyncio.Future[Any], loop: asyncio.AbstractEventLoop
-) -> None:
-    if future.cancelled():
-        return
+def _hand_back(jobs: Sequence[_Job], outcomes: Sequence[_Outcome]) -> None:
+    """Settle each job's future with its outcome: one callback per event loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], _Outcome]]] = {}
+    for (_, future, loop), outcome in zip(jobs, outcomes, strict=True):
+        by_loop.setdefault(loop, []).append((future, outcome))
+    for loop, settled in by_loop.items():
+        # A closed loop has no one left to await the outcome.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle, settled)
+
+
+def _settle(settled: list[tuple[asyncio.Future[Any], _Outcome]]) -> None:
+    for future, (ok, value) in settled:
+        if future.cancelled():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+def _outcome(call: Callable[[], Any]) -> _Outcome:
     try:
-        outcome = (True, call())
+        return True, call()
     except BaseException as exc:
-        outcome = (False, exc)
-    # A closed loop has no one left to await the outcome.
-    with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(_settle, future, *outcome)
-
-
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.cancelled():
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
+        return False, exc
 
 
 class _Held(threading.local):
@@ -251,29 +301,52 @@ class _ThreadConnections:
         self._open: set[Connection] = set()
 
     def transact(self, fn: Callable[[Connection], T]) -> T:
-        """Run `fn` as one transaction on the calling thread's connection.
+        """Run `fn` as one transaction on the calling thread's connection."""
+        conn = self._connection()
+        driver = _driver(conn)
+        try:
+            return _transact(conn, driver, self._begin, fn)
+        finally:
+            self._drop_if_unusable(conn, driver)
 
-        The connection outlives the transaction, so nothing may outlive it on the connection.
-        When a COMMIT fails (a deferred foreign key, say) SQLite keeps the transaction open,
-        and SQLAlchemy, which counts it finished, does not roll it back: the next BEGIN would
-        fail, on every later write. Such a connection, or one that lost its driver connection,
-        is closed (which ends what SQLite held open) and the thread opens a new one next time.
-        """
+    def transact_group(self, fns: Sequence[Callable[[Connection], Any]]) -> list[_Outcome]:
+        """Run `fns` in order on the calling thread's connection: one alone as its own
+        transaction, several as one transaction of savepoints (see `_transact_group`)."""
+        if len(fns) == 1:
+            return [_outcome(functools.partial(self.transact, fns[0]))]
+        outcomes: list[_Outcome] = []
+        while len(outcomes) < len(fns):
+            conn = self._connection()
+            driver = _driver(conn)
+            try:
+                outcomes += _transact_group(conn, driver, self._begin, fns[len(outcomes) :])
+            finally:
+                self._drop_if_unusable(conn, driver)
+        return outcomes
+
+    def _connection(self) -> Connection:
         conn = self._held.conn
         if conn is None:
             conn = self._engine.connect()
             with self._lock:
                 self._open.add(conn)
             self._held.conn = conn
-        driver = _driver(conn)
-        try:
-            return _transact(conn, driver, self._begin, fn)
-        finally:
-            if conn.invalidated or driver.in_transaction:
-                self._held.conn = None
-                with self._lock:
-                    self._open.discard(conn)
-                conn.close()
+        return conn
+
+    def _drop_if_unusable(self, conn: Connection, driver: sqlite3.Connection) -> None:
+        """Close the connection if a transaction was left open on it, or it lost its driver
+        connection; the thread opens a new one next time.
+
+        The connection outlives the transaction, so nothing may outlive it on the connection.
+        When a COMMIT fails (a deferred foreign key, say) SQLite keeps the transaction open,
+        and SQLAlchemy, which counts it finished, does not roll it back: the next BEGIN would
+        fail, on every later write. Closing the connection ends what SQLite held open.
+        """
+        if conn.invalidated or driver.in_transaction:
+            self._held.conn = None
+            with self._lock:
+                self._open.discard(conn)
+            conn.close()
 
     def close(self) -> None:
         """Close every connection; the threads that held them must have stopped."""
@@ -298,6 +371,47 @@ def _transact(
     driver.execute(begin)
     with conn.begin():
         return fn(conn)
+
+
+def _transact_group(
+    conn: Connection,
+    driver: sqlite3.Connection,
+    begin: str,
+    fns: Sequence[Callable[[Connection], Any]],
+) -> list[_Outcome]:
+    """Run `fns` as one transaction, each in a savepoint: the outcomes of those that ran.
+
+    A function that raises is rolled back to its savepoint and the others go on, so each
+    still commits, or not, as if alone. If the transaction itself fails (its BEGIN or COMMIT,
+    or a function after whose error SQLite had rolled all of it back, as on a full disk),
+    what ran is gone: each function that ran gets that error. Those that did not run are left
+    to the caller, which runs them in a new transaction; at least one outcome is returned.
+    """
+    outcomes: list[_Outcome] = []
+    try:
+        driver.execute(begin)
+        with conn.begin():
+            for fn in fns:
+                driver.execute(_SAVEPOINT)
+                outcome = _outcome(functools.partial(fn, conn))
+                if not outcome[0]:
+                    if not driver.in_transaction:
+                        # SQLite rolled all of it back under `fn`: its error is the group's.
+                        raise outcome[1]
+                    driver.execute(_ROLLBACK_TO)
+                driver.execute(_RELEASE)
+                outcomes.append(outcome)
+    except BaseException as exc:
+        # Those before the one that was running when it failed (or all, at the COMMIT).
+        ran = min(len(outcomes) + 1, len(fns))
+        return [(False, exc)] * ran
+    return outcomes
+
+
+def _upgrade(conn: Connection) -> None:
+    """`upgrade_to_head` as a write of the writer thread (Alembic's state is process-wide)."""
+    with ALEMBIC_LOCK:
+        upgrade_to_head(conn)
 
 
 def _use_wal(cursor: Any) -> None:
