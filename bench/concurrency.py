@@ -11,6 +11,11 @@ allows them all), and each has its own bound, so a stuck stream is counted as an
 than hanging the section. On 2 cores the load generator competes with the server and the
 upstream: its own CPU use is reported so that a client-bound result can be told apart.
 
+Beside the one-token runs, the floor of our shape (`bench.floor`: a bare aiohttp handler
+making one bare grpc.aio call, no work) answers as many requests sent at once: how long the
+last of them waits when nothing but the two frameworks' own work is done, the least that any
+server of this shape adds to the first token of the last stream.
+
 If any stream fails, the section halves the number of streams (fresh processes each time, a
 bounded number of times) and reports the largest number that ran without errors as well.
 """
@@ -27,7 +32,7 @@ from typing import Final
 import aiohttp
 import orjson
 
-from bench import api, upstream
+from bench import api, floor, upstream
 from bench.config import Context
 from bench.load import percentile
 from bench.procs import cpu_seconds, peak_rss_bytes, raise_if_cancelled, rss_bytes
@@ -40,6 +45,10 @@ MAX_PEAK_RSS: Final = 1024**3
 # When the configured number of streams has errors, halve it at most this often, not below.
 MAX_FALLBACKS: Final = 3
 MIN_STREAMS: Final = 50
+# The floor's requests in `floor_at_once`: a create message, at our sizes.
+FLOOR_BODY: Final = b'{"role":"user","content":"hello"}'
+FLOOR_JSON_BYTES: Final = 370
+FLOOR_PROTO_BYTES: Final = 84
 # Each stream's own bound (connecting included).
 STREAM_TIMEOUT: Final = 300.0
 
@@ -181,6 +190,31 @@ async def measure(
     )
 
 
+async def floor_at_once(ctx: Context, count: int) -> list[float]:
+    """Seconds each of `count` create-message requests, sent at once on fresh connections,
+    took to be answered by the floor, sorted."""
+    sizes = {"create_message": {"json": FLOOR_JSON_BYTES, "proto": FLOOR_PROTO_BYTES}}
+    async with ctx.children("concurrency-floor") as children:
+        bare = await children.spawn(
+            "floor", ["-m", "bench.floor", "--sizes", orjson.dumps(sizes).decode()]
+        )
+        method, path = floor.ROUTES["create_message"]
+        url = str(bare.ready["http"]) + path.format(thread_id="thread_floor")
+        headers = {"Content-Type": "application/json"}
+
+        async def one(session: aiohttp.ClientSession) -> float:
+            started = time.perf_counter()
+            async with session.request(method, url, data=FLOOR_BODY, headers=headers) as reply:
+                await reply.read()
+                reply.raise_for_status()
+            return time.perf_counter() - started
+
+        async with _session(count) as session:
+            waits = await asyncio.gather(*(one(session) for _ in range(count)))
+    raise_if_cancelled()
+    return sorted(waits)
+
+
 async def run(ctx: Context) -> list[Row]:
     """The configured number of streams; if any fails, halve until none does (bounded).
 
@@ -192,7 +226,9 @@ async def run(ctx: Context) -> list[Row]:
     attempt = await measure(ctx, ctx.config.concurrent_streams)
     rows = _rows(attempt)
     raise_if_cancelled()
-    rows += _start_rows(await measure(ctx, ctx.config.concurrent_streams, tokens=1, pace_ms=0))
+    one_token = await measure(ctx, ctx.config.concurrent_streams, tokens=1, pace_ms=0)
+    raise_if_cancelled()
+    rows += _start_rows(one_token, await floor_at_once(ctx, ctx.config.concurrent_streams))
     raise_if_cancelled()
     split = await measure(ctx, ctx.config.concurrent_streams, split=True)
     rows += _rows(split, shape_note=" · core and edge as 2 processes")
@@ -211,11 +247,12 @@ async def run(ctx: Context) -> list[Row]:
     return rows
 
 
-def _start_rows(attempt: Attempt) -> list[Row]:
+def _start_rows(attempt: Attempt, floor_waits: Sequence[float]) -> list[Row]:
     count = attempt.count
     errors, _ = _errors(attempt.mine)
     ttft, ttft_direct = _ttfts(attempt.mine), _ttfts(attempt.direct)
     p99, d99 = percentile(ttft, 0.99), percentile(ttft_direct, 0.99)
+    f99 = percentile(floor_waits, 0.99)
     per_run = attempt.server_cpu / count
     per_request = attempt.upstream_cpu / count
     shape = f"{count:,} one-token runs at once"
@@ -226,6 +263,15 @@ def _start_rows(attempt: Attempt) -> list[Row]:
             ms(p99),
             ms(d99) + " (upstream direct)",
             f"{ratio(p99, d99)} ({(p99 - d99) * 1000.0:+.0f} ms)",
+        ),
+        Row(
+            SECTION,
+            f"the floor: answered p99, {count:,} bare requests at once (aiohttp → grpc.aio, "
+            "no work)",
+            ms(f99),
+            ms(d99) + " (upstream direct, first token)",
+            f"{ratio(f99, d99)} ({(f99 - d99) * 1000.0:+.0f} ms)",
+            target="note: the least a server of our shape adds; compare +≤ 250 ms",
         ),
         Row(
             SECTION,
