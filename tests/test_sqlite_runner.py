@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -311,3 +312,28 @@ async def test_when_sqlite_drops_a_group_those_after_run_again(db: Database) -> 
     assert isinstance(outcomes[1], Boom)
     assert outcomes[2] is None
     assert await thread_ids(db) == ["thread_b"]
+
+
+async def test_a_group_the_writer_cannot_run_fails_its_writes_and_the_writer_goes_on(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whatever breaks under a group, every write taken is answered: none waits forever.
+    real = database_module._transact_group
+    groups: list[object] = []
+
+    def transact_group(*args: Any) -> Any:
+        groups.append(args)
+        if len(groups) == 1:
+            raise Boom
+        return real(*args)
+
+    monkeypatch.setattr(database_module, "_transact_group", transact_group)
+    outcomes, _ = await queued_behind_a_held_write(
+        db, [add_thread("thread_a"), add_thread("thread_b")]
+    )
+    assert [type(outcome) for outcome in outcomes] == [Boom, Boom]
+    outcomes, _ = await queued_behind_a_held_write(
+        db, [add_thread("thread_c"), add_thread("thread_d")]
+    )
+    assert outcomes == [None, None]
+    assert await thread_ids(db) == ["thread_c", "thread_d"]

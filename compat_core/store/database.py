@@ -232,11 +232,19 @@ class _Workers:
         ending = False
         while not ending:
             jobs, ending = self._take()
-            live = [job for job in jobs if not job[1].cancelled()]
-            if live:
-                _hand_back(live, self._run([fn for fn, _, _ in live]))
+            self._serve_jobs([job for job in jobs if not job[1].cancelled()])
             # Hold nothing of finished calls while waiting for the next ones.
-            del jobs, live
+            del jobs
+
+    def _serve_jobs(self, jobs: list[_Job]) -> None:
+        if not jobs:
+            return
+        try:
+            outcomes = self._run([fn for fn, _, _ in jobs])
+        except BaseException as exc:
+            # Every future taken is settled, whatever happens: none may wait forever.
+            outcomes = [(False, exc)] * len(jobs)
+        _hand_back(jobs, outcomes)
 
     def _take(self) -> tuple[list[_Job], bool]:
         """The next calls: one, waited for, then those already queued behind it, up to
@@ -316,13 +324,19 @@ class _ThreadConnections:
             return [_outcome(functools.partial(self.transact, fns[0]))]
         outcomes: list[_Outcome] = []
         while len(outcomes) < len(fns):
-            conn = self._connection()
-            driver = _driver(conn)
-            try:
-                outcomes += _transact_group(conn, driver, self._begin, fns[len(outcomes) :])
-            finally:
-                self._drop_if_unusable(conn, driver)
+            outcomes += self._group(fns[len(outcomes) :])
         return outcomes
+
+    def _group(self, fns: Sequence[Callable[[Connection], Any]]) -> list[_Outcome]:
+        try:
+            conn = self._connection()
+        except BaseException as exc:
+            return [(False, exc)]
+        driver = _driver(conn)
+        try:
+            return _transact_group(conn, driver, self._begin, fns)
+        finally:
+            self._drop_if_unusable(conn, driver)
 
     def _connection(self) -> Connection:
         conn = self._held.conn
