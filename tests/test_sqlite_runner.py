@@ -50,6 +50,16 @@ def add_thread(thread_id: str) -> Callable[[Connection], None]:
     return add
 
 
+def orphan_run(conn: Connection) -> None:
+    """A run of a thread that does not exist, its foreign key checked only at COMMIT."""
+    conn.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
+    conn.execute(
+        insert(schema.runs).values(
+            id="run_x", thread_id="thread_none", status=1, created_at=0, body=b""
+        )
+    )
+
+
 async def thread_ids(db: Database) -> list[str]:
     def read(conn: Connection) -> list[str]:
         return list(conn.execute(select(schema.threads.c.id).order_by("id")).scalars())
@@ -77,14 +87,6 @@ async def test_a_failed_write_rolls_back_and_the_next_write_works(db: Database) 
 async def test_a_failed_commit_leaves_no_transaction_open(db: Database) -> None:
     # A deferred foreign key fails at COMMIT, and SQLite keeps the transaction open after a
     # failed COMMIT: the writer must not start its next transaction inside that one.
-    def orphan_run(conn: Connection) -> None:
-        conn.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
-        conn.execute(
-            insert(schema.runs).values(
-                id="run_x", thread_id="thread_none", status=1, created_at=0, body=b""
-            )
-        )
-
     with pytest.raises(Exception, match="FOREIGN KEY"):
         await db.write(orphan_run)
     await db.write(add_thread("thread_a"))
@@ -279,14 +281,6 @@ async def test_writes_queued_together_commit_as_one_and_a_failing_one_alone_roll
 
 
 async def test_a_group_whose_commit_fails_fails_every_write_in_it(db: Database) -> None:
-    def orphan_run(conn: Connection) -> None:
-        conn.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
-        conn.execute(
-            insert(schema.runs).values(
-                id="run_x", thread_id="thread_none", status=1, created_at=0, body=b""
-            )
-        )
-
     outcomes, _ = await queued_behind_a_held_write(
         db, [add_thread("thread_a"), orphan_run, add_thread("thread_b")]
     )
