@@ -416,7 +416,8 @@ def _transact_group(
                 driver.execute(_RELEASE)
                 outcomes.append(outcome)
     except BaseException as exc:
-        # Those before the one that was running when it failed (or all, at the COMMIT).
+        # Those that ran and the one running when it failed: all of them at the COMMIT, and
+        # the first alone when the BEGIN failed (it is answered, so the caller moves on).
         ran = min(len(outcomes) + 1, len(fns))
         return [(False, exc)] * ran
     return outcomes
