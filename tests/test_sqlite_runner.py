@@ -331,3 +331,23 @@ async def test_a_group_the_writer_cannot_run_fails_its_writes_and_the_writer_goe
     )
     assert outcomes == [None, None]
     assert await thread_ids(db) == ["thread_c", "thread_d"]
+
+
+async def test_a_group_that_cannot_begin_answers_its_first_write_and_runs_the_rest_again(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = database_module._transact_group
+    groups: list[int] = []
+
+    def first_begin_fails(conn: Connection, driver: Any, begin: str, fns: Any) -> Any:
+        groups.append(len(fns))
+        return real(conn, driver, "BEGIN NOT VALID SQL" if len(groups) == 1 else begin, fns)
+
+    monkeypatch.setattr(database_module, "_transact_group", first_begin_fails)
+    outcomes, _ = await queued_behind_a_held_write(
+        db, [add_thread("thread_a"), add_thread("thread_b"), add_thread("thread_c")]
+    )
+    assert isinstance(outcomes[0], sqlite3.OperationalError)
+    assert outcomes[1:] == [None, None]
+    assert groups == [3, 2]
+    assert await thread_ids(db) == ["thread_b", "thread_c"]
