@@ -258,11 +258,15 @@ async def test_writes_queued_together_commit_as_one_and_a_failing_one_alone_roll
     def sees_thread_a(conn: Connection) -> list[str]:
         return list(conn.execute(select(schema.threads.c.id)).scalars())
 
-    def duplicate(conn: Connection) -> None:
-        add_thread("thread_a")(conn)
-
     outcomes, statements = await queued_behind_a_held_write(
-        db, [add_thread("thread_a"), fail, sees_thread_a, duplicate, add_thread("thread_c")]
+        db,
+        [
+            add_thread("thread_a"),
+            fail,
+            sees_thread_a,
+            add_thread("thread_a"),
+            add_thread("thread_c"),
+        ],
     )
     assert outcomes[0] is None
     assert isinstance(outcomes[1], Boom)

@@ -134,8 +134,8 @@ class Database:
             _transact(conn, _driver(conn), _BEGIN_WRITE, upgrade_to_head)
 
     async def run_migrations(self) -> None:
-        """`migrate()` on the writer thread and its connection, queued behind any writes
-        already submitted."""
+        """What `migrate()` does, as a write of the writer thread on its own connection,
+        queued behind any writes already submitted."""
         await self._write_thread.submit(_upgrade)
 
     async def close(self) -> None:
