@@ -21,7 +21,9 @@ class Config:
     # Ours and its baseline alternate this many times per point (the duration is split).
     load_rounds: int
     concurrencies: tuple[int, ...]
-    # Streaming: tokens of the reply, and repetitions (the median is reported).
+    # Streaming: tokens of the reply, and repetitions (the median is reported; on a noisy
+    # 2-core machine a median of 15 moved by about 1 ms from one run to the next, as much as
+    # the margin the time to first token is judged by).
     stream_tokens: int
     stream_reps: int
     # Concurrency: streams at once, tokens each, upstream pace.
@@ -44,7 +46,7 @@ class Config:
             load_rounds=2,
             concurrencies=(1, 16, 64),
             stream_tokens=1000,
-            stream_reps=15,
+            stream_reps=31,
             concurrent_streams=1000,
             concurrent_tokens=200,
             pace_ms=20,
