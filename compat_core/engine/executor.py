@@ -320,6 +320,8 @@ class RunExecution:
         self.ctx.hub.publish(self.run.id, event)
         if first:
             await asyncio.sleep(FIRST_PIECE_PAUSE_SECONDS)
+            # The watchers just had the loop: the next piece need not hand it over again.
+            self._relayed_at = time.monotonic()
         else:
             await self._let_watchers_read()
 
