@@ -54,11 +54,11 @@ SERVICE_NAMES = (
     models_pb2.DESCRIPTOR.services_by_name["ModelsService"].full_name,
 )
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-# How long a call that reached the core may wait for the server to take it up. grpc.aio takes
-# up one call per turn of the event loop, and a loop busy relaying a thousand streams turns
-# slowly: with grpc's default of 30 s, calls queued behind such a burst were cancelled
-# (seen with 1,000 streamed runs started at once on 2 cores). Waiting is better than failing;
-# the SDKs' own request timeout (600 s) still bounds it.
+# How long a call that reached the core may wait for the server to take it up. A loop kept
+# busy relaying hundreds of streams hands new calls to their handlers at a few dozen a second
+# (grpc's transport has them all within milliseconds): with grpc's default of 30 s, calls
+# queued behind such a burst were cancelled (seen with 1,000 streamed runs started at once on
+# 2 cores). Waiting is better than failing; the SDKs' own request timeout (600 s) bounds it.
 MAX_UNTAKEN_CALL_SECONDS = 600
 GRPC_OPTIONS = (
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
