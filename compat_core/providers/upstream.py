@@ -72,6 +72,8 @@ class UpstreamProvider(ChatProvider):
     async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatDelta, None]:
         arguments = _arguments(request)
         replying = False
+        # Whether a text piece went out: the first one goes alone, at once.
+        spoken = False
         try:
             # HTTP error statuses raise here, with the body read, as with `create`.
             stream = await self._client.post(
@@ -85,14 +87,43 @@ class UpstreamProvider(ChatProvider):
                 events = _EventReader()
                 async with contextlib.aclosing(stream.response.aiter_bytes()) as body:
                     async for piece in body:
+                        # Plain text of the chunks that came in one read goes on as one
+                        # piece: they reach the run together anyway, and each piece costs
+                        # the run a stored-text append and an event.
+                        texts: list[str] = []
                         for data in events.feed(piece):
                             if data.startswith(_DONE):
+                                if texts:
+                                    yield ChatDelta(text="".join(texts))
                                 await _drain(body)
                                 return
                             replying = True
-                            delta = self._delta(orjson.loads(data))
-                            if delta is not None:
-                                yield delta
+                            try:
+                                delta = self._delta(orjson.loads(data))
+                            except Exception:
+                                # The text before a bad chunk is the reply so far, as when
+                                # each chunk went on by itself.
+                                if texts:
+                                    yield ChatDelta(text="".join(texts))
+                                raise
+                            if delta is None:
+                                continue
+                            if (
+                                spoken
+                                and delta.text
+                                and not delta.tool_calls
+                                and delta.finish_reason is None
+                                and delta.usage is None
+                            ):
+                                texts.append(delta.text)
+                                continue
+                            if texts:
+                                yield ChatDelta(text="".join(texts))
+                                texts = []
+                            spoken = spoken or bool(delta.text)
+                            yield delta
+                        if texts:
+                            yield ChatDelta(text="".join(texts))
             finally:
                 await stream.close()
         except openai.RateLimitError as exc:

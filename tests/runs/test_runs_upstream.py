@@ -16,7 +16,9 @@ from openai.types.beta.threads import Run
 from openai.types.beta.threads.runs import ToolCall
 from typing_extensions import override
 
-from compat_core.providers.upstream import _timed_out
+from compat_core.config import ProviderConfig
+from compat_core.providers.base import ChatRequest
+from compat_core.providers.upstream import UpstreamProvider, _timed_out
 from runs.support import (
     POLL_MS,
     assert_nothing_left_open,
@@ -36,6 +38,7 @@ from runs.upstream import (
     Call,
     Reply,
     ScriptedModel,
+    ScriptedUpstream,
     Usage,
     _Pause,
     _Raw,
@@ -556,6 +559,120 @@ def test_every_sse_framing_an_upstream_may_use_reaches_the_run(
     assert message_text(reply) == "one two three four "
     assert run.usage is not None
     assert (run.usage.prompt_tokens, run.usage.completion_tokens) == (9, 4)
+
+
+def _together(*chunks: dict[str, Any]) -> bytes:
+    """Chunks in one write, so that the server reads them together as a fast model's are."""
+    return b"".join(_event(chunk) for chunk in chunks)
+
+
+def test_chunks_read_together_keep_their_text_calls_and_order(
+    http: httpx2.Client, client: openai.OpenAI, scripted: ScriptedModel
+) -> None:
+    call = {"index": 0, "id": "call_together", "type": "function"}
+    scripted.push(
+        _raw(
+            _together(
+                _chunk({"role": "assistant", "content": ""}),
+                _chunk({"content": "Let me "}),
+                _chunk({"content": "com"}),
+                _chunk({"content": "pute."}),
+                _chunk({"tool_calls": [{**call, "function": {"name": "calculator"}}]}),
+                _chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"expression"'}}]}),
+                _chunk({"tool_calls": [{"index": 0, "function": {"arguments": ': "2+3"}'}}]}),
+                _chunk({}, "tool_calls"),
+            )
+        ),
+        _raw(
+            _together(
+                _chunk({"role": "assistant", "content": "It "}),
+                _chunk({"content": "is "}),
+                # Text and the reason to stop in one chunk.
+                _chunk({"content": "5."}, "length"),
+            ),
+            usage=Usage(12, 3),
+        ),
+    )
+    assistant = _assistant(
+        client, scripted, tools=[{"type": "function", "function": {"name": "calculator"}}]
+    )
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "2+3?"}])
+    with http.stream(
+        "POST",
+        f"/v1/threads/{thread.id}/runs",
+        json={"assistant_id": assistant.id, "stream": True},
+    ) as response:
+        events = list(parse_sse(response.iter_lines()))
+    for event in events:
+        validate_sse_event(event)
+    assert_one_open_at_a_time(events)
+    assert sse_text(events) == "Let me compute.It is 5."
+    run_id = events[0].json()["id"]
+    run = client.beta.threads.runs.retrieve(run_id, thread_id=thread.id)
+    assert run.status == "incomplete", run.last_error
+    assert run.incomplete_details is not None
+    assert run.incomplete_details.reason == "max_completion_tokens"
+    texts = [message_text(m) for m in run_messages(client, thread.id, run.id)]
+    assert texts == ["Let me compute.", "It is 5."]
+    [step] = [s for s in run_steps(client, thread.id, run.id) if s.type == "tool_calls"]
+    [made] = function_calls(step)
+    assert (made.id, made.function.name) == ("call_together", "calculator")
+    assert json.loads(made.function.arguments) == {"expression": "2+3"}
+    assert made.function.output == "5"
+    assert_nothing_left_open(client, thread.id, run)
+
+
+async def test_the_first_text_piece_goes_on_alone(
+    upstream: ScriptedUpstream, scripted: ScriptedModel
+) -> None:
+    """The reply's first piece is not held back for the pieces read with it."""
+    scripted.push(
+        _raw(
+            _together(
+                _chunk({"role": "assistant", "content": ""}),
+                _chunk({"content": "one "}),
+                _chunk({"content": "two "}),
+                _chunk({"content": "three"}),
+                _chunk({}, "stop"),
+            )
+        )
+    )
+    provider = UpstreamProvider(ProviderConfig(name="scripted", base_url=upstream.base_url))
+    try:
+        request = ChatRequest(
+            model=scripted.model.partition("/")[2], messages=[{"role": "user", "content": "go"}]
+        )
+        deltas = [delta async for delta in provider.stream(request)]
+    finally:
+        await provider.close()
+    texts = [delta.text for delta in deltas if delta.text]
+    assert texts[0] == "one "
+    assert "".join(texts) == "one two three"
+    assert [d.finish_reason for d in deltas if d.finish_reason] == ["stop"]
+
+
+def test_text_read_together_with_a_failure_stays_in_the_reply(
+    client: openai.OpenAI, scripted: ScriptedModel
+) -> None:
+    scripted.push(
+        _raw(
+            _together(
+                _chunk({"role": "assistant", "content": "Half "}),
+                _chunk({"content": "an "}),
+                _chunk({"content": "answer"}),
+            )
+            + _event({"error": {"message": "The model is overloaded", "type": "server_error"}})
+        )
+    )
+    assistant = _assistant(client, scripted)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "hello"}])
+    run = _run(client, thread.id, assistant.id)
+    assert run.status == "failed"
+    assert run.last_error is not None
+    assert "The model is overloaded" in run.last_error.message
+    [reply] = run_messages(client, thread.id, run.id)
+    assert message_text(reply) == "Half an answer"
+    assert_nothing_left_open(client, thread.id, run)
 
 
 # Limits and failures
