@@ -21,6 +21,7 @@ from compat_core.providers.base import ChatRequest
 from compat_core.providers.upstream import UpstreamProvider, _timed_out
 from runs.support import (
     POLL_MS,
+    SseEvent,
     assert_nothing_left_open,
     assert_one_open_at_a_time,
     assert_usage_adds_up,
@@ -500,13 +501,11 @@ def test_raw_tool_call_stream_sends_id_and_name_once(
     client.beta.threads.runs.cancel(waiting["id"], thread_id=thread.id)
 
 
-def test_text_then_tool_call_in_one_turn(
+def _streamed_calculator_run(
     http: httpx2.Client, client: openai.OpenAI, scripted: ScriptedModel
-) -> None:
-    scripted.push(
-        tool_calls(Call("calculator", '{"expression": "2+3"}'), text_before="Let me compute."),
-        text("It is 5."),
-    )
+) -> tuple[list[SseEvent], Run]:
+    """A streamed run of an assistant with the `calculator` tool on "2+3?": its events, each
+    checked against OpenAI's schema, and the run as stored once the stream ended."""
     assistant = _assistant(
         client, scripted, tools=[{"type": "function", "function": {"name": "calculator"}}]
     )
@@ -520,15 +519,25 @@ def test_text_then_tool_call_in_one_turn(
     for event in events:
         validate_sse_event(event)
     assert_one_open_at_a_time(events)
+    run = client.beta.threads.runs.retrieve(events[0].json()["id"], thread_id=thread.id)
+    return events, run
+
+
+def test_text_then_tool_call_in_one_turn(
+    http: httpx2.Client, client: openai.OpenAI, scripted: ScriptedModel
+) -> None:
+    scripted.push(
+        tool_calls(Call("calculator", '{"expression": "2+3"}'), text_before="Let me compute."),
+        text("It is 5."),
+    )
+    events, run = _streamed_calculator_run(http, client, scripted)
     assert sse_text(events) == "Let me compute.It is 5."
-    run_id = events[0].json()["id"]
-    run = client.beta.threads.runs.retrieve(run_id, thread_id=thread.id)
     assert run.status == "completed", run.last_error
-    texts = [message_text(m) for m in run_messages(client, thread.id, run.id)]
+    texts = [message_text(m) for m in run_messages(client, run.thread_id, run.id)]
     assert texts == ["Let me compute.", "It is 5."]
-    kinds = [s.type for s in run_steps(client, thread.id, run.id)]
+    kinds = [s.type for s in run_steps(client, run.thread_id, run.id)]
     assert sorted(kinds) == ["message_creation", "message_creation", "tool_calls"]
-    assert_nothing_left_open(client, thread.id, run)
+    assert_nothing_left_open(client, run.thread_id, run)
 
 
 def test_every_sse_framing_an_upstream_may_use_reaches_the_run(
@@ -593,33 +602,19 @@ def test_chunks_read_together_keep_their_text_calls_and_order(
             usage=Usage(12, 3),
         ),
     )
-    assistant = _assistant(
-        client, scripted, tools=[{"type": "function", "function": {"name": "calculator"}}]
-    )
-    thread = client.beta.threads.create(messages=[{"role": "user", "content": "2+3?"}])
-    with http.stream(
-        "POST",
-        f"/v1/threads/{thread.id}/runs",
-        json={"assistant_id": assistant.id, "stream": True},
-    ) as response:
-        events = list(parse_sse(response.iter_lines()))
-    for event in events:
-        validate_sse_event(event)
-    assert_one_open_at_a_time(events)
+    events, run = _streamed_calculator_run(http, client, scripted)
     assert sse_text(events) == "Let me compute.It is 5."
-    run_id = events[0].json()["id"]
-    run = client.beta.threads.runs.retrieve(run_id, thread_id=thread.id)
     assert run.status == "incomplete", run.last_error
     assert run.incomplete_details is not None
     assert run.incomplete_details.reason == "max_completion_tokens"
-    texts = [message_text(m) for m in run_messages(client, thread.id, run.id)]
+    texts = [message_text(m) for m in run_messages(client, run.thread_id, run.id)]
     assert texts == ["Let me compute.", "It is 5."]
-    [step] = [s for s in run_steps(client, thread.id, run.id) if s.type == "tool_calls"]
+    [step] = [s for s in run_steps(client, run.thread_id, run.id) if s.type == "tool_calls"]
     [made] = function_calls(step)
     assert (made.id, made.function.name) == ("call_together", "calculator")
     assert json.loads(made.function.arguments) == {"expression": "2+3"}
     assert made.function.output == "5"
-    assert_nothing_left_open(client, thread.id, run)
+    assert_nothing_left_open(client, run.thread_id, run)
 
 
 async def test_the_first_text_piece_goes_on_alone(
