@@ -49,12 +49,22 @@ class _RunLog:
     # goes on numbering where that core stopped.
     base: int = 0
     events: list[runs_pb2.RunEvent] = field(default_factory=list)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Watchers waiting for the next event. Futures rather than an `asyncio.Event` made anew
+    # for every event: the relay publishes one per token.
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
     finished: bool = False
 
     @property
     def last(self) -> int:
         return self.base + len(self.events)
+
+    def wake(self) -> None:
+        waiters = self.waiters
+        if waiters:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            waiters.clear()
 
 
 class RunEventHub:
@@ -79,7 +89,7 @@ class RunEventHub:
             if log.last >= after_sequence:
                 return
             log.finished = True
-            log.changed.set()
+            log.wake()
         self._logs[run_id] = _RunLog(base=after_sequence)
 
     def publish(self, run_id: str, event: runs_pb2.RunEvent) -> runs_pb2.RunEvent:
@@ -90,8 +100,7 @@ class RunEventHub:
         if event.WhichOneof("event") in TERMINAL_EVENTS:
             log.finished = True
             asyncio.get_running_loop().call_later(RETAIN_SECONDS, self._forget, run_id, log)
-        log.changed.set()
-        log.changed = asyncio.Event()
+        log.wake()
         if self.sink is not None:
             self.sink(run_id, event)
         return event
@@ -115,6 +124,7 @@ class RunEventHub:
         """
         log = self._logs.setdefault(run_id, _RunLog())
         position = max(after_sequence, log.base)
+        loop = asyncio.get_running_loop()
         while True:
             pending = log.events[position - log.base :]
             if pending:
@@ -128,7 +138,14 @@ class RunEventHub:
                 continue
             if log.finished:
                 return
-            await log.changed.wait()
+            waiter = loop.create_future()
+            log.waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter.cancelled() and waiter in log.waiters:
+                    # A watcher that left: only a later event would clear it otherwise.
+                    log.waiters.remove(waiter)
 
     def _forget(self, run_id: str, log: _RunLog) -> None:
         if self._logs.get(run_id) is log:
