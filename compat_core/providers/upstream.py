@@ -91,30 +91,23 @@ class UpstreamProvider(ChatProvider):
                         # piece: they reach the run together anyway, and each piece costs
                         # the run a stored-text append and an event.
                         texts: list[str] = []
+                        done = False
+                        # A bad chunk ends the reply after the text read before it, as
+                        # when each chunk went on by itself.
+                        failure: Exception | None = None
                         for data in events.feed(piece):
                             if data.startswith(_DONE):
-                                if texts:
-                                    yield ChatDelta(text="".join(texts))
-                                await _drain(body)
-                                return
+                                done = True
+                                break
                             replying = True
                             try:
                                 delta = self._delta(orjson.loads(data))
-                            except Exception:
-                                # The text before a bad chunk is the reply so far, as when
-                                # each chunk went on by itself.
-                                if texts:
-                                    yield ChatDelta(text="".join(texts))
-                                raise
+                            except Exception as exc:
+                                failure = exc
+                                break
                             if delta is None:
                                 continue
-                            if (
-                                spoken
-                                and delta.text
-                                and not delta.tool_calls
-                                and delta.finish_reason is None
-                                and delta.usage is None
-                            ):
+                            if spoken and _plain_text(delta):
                                 texts.append(delta.text)
                                 continue
                             if texts:
@@ -124,6 +117,11 @@ class UpstreamProvider(ChatProvider):
                             yield delta
                         if texts:
                             yield ChatDelta(text="".join(texts))
+                        if failure is not None:
+                            raise failure
+                        if done:
+                            await _drain(body)
+                            return
             finally:
                 await stream.close()
         except openai.RateLimitError as exc:
@@ -183,6 +181,16 @@ class UpstreamProvider(ChatProvider):
             finish_reason=choice.get("finish_reason"),
             usage=usage,
         )
+
+
+def _plain_text(delta: ChatDelta) -> bool:
+    """Whether a piece is text alone, which may join the text read with it."""
+    return (
+        bool(delta.text)
+        and not delta.tool_calls
+        and delta.finish_reason is None
+        and delta.usage is None
+    )
 
 
 def _timed_out(exc: BaseException) -> bool:
