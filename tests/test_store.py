@@ -537,6 +537,38 @@ async def test_messages_are_isolated_per_thread(store: SqlStore) -> None:
     assert await store.get_message("thread_b", "msg_b03") == message("thread_b", "b03")
 
 
+async def test_a_page_is_the_data_of_a_list_response_as_stored(store: SqlStore) -> None:
+    # Bodies whose lengths take one, two and three bytes as varints: the wire form of `data`
+    # must frame each as protobuf does, in the page's order, whichever way it was read.
+    await store.create_thread(thread("thread_w"), [])
+    sizes = {"short": 0, "two": 200, "three": 20_000, "again": 0, "last": 150}
+    stored = []
+    for name, extra in sizes.items():
+        msg = message("thread_w", name)
+        msg.content[0].text.value += "x" * extra
+        stored.append(msg)
+        await store.create_message(msg)
+    for query in (
+        PageQuery(limit=5),
+        PageQuery(limit=5, order="asc"),
+        PageQuery(limit=2, order="asc", after="msg_short"),
+        PageQuery(limit=3, before="msg_two"),
+        PageQuery(limit=3, order="asc", before="msg_last"),
+    ):
+        page = await store.list_messages("thread_w", query)
+        assert page is not None
+        response = messages_pb2.ListMessagesResponse.FromString(page.wire())
+        assert list(response.data) == page.items, query
+        assert len(response.data) == len(page.bodies) > 0
+    everything = await store.list_messages("thread_w", PageQuery(limit=5, order="asc"))
+    assert everything is not None
+    assert everything.items == stored
+    empty = await store.list_messages("thread_w", PageQuery(limit=5, after="msg_last", order="asc"))
+    assert empty is not None
+    assert empty.wire() == b""
+    assert empty.items == []
+
+
 async def test_list_messages_of_unknown_thread(store: SqlStore) -> None:
     assert await store.list_messages("thread_nope", PageQuery(limit=10)) is None
     # Unknown thread wins over an unknown cursor.

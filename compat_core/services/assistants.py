@@ -7,7 +7,7 @@ from typing import Any
 from compat_core import errors, ids, validation
 from compat_core.models import ModelRegistry
 from compat_core.services.references import References
-from compat_core.services.support import apply_mask, cursor_error, envelope, mask_paths, now
+from compat_core.services.support import apply_mask, cursor_error, list_response, mask_paths, now
 from compat_core.store.base import CursorNotFound, Store
 from compat_core.v1 import (
     assistants_pb2,
@@ -75,7 +75,7 @@ class AssistantsService(assistants_pb2_grpc.AssistantsServiceServicer):
             page = await self._store.list_assistants(query)
         except CursorNotFound as exc:
             raise cursor_error(exc) from exc
-        return assistants_pb2.ListAssistantsResponse(data=page.items, **envelope(page))
+        return list_response(assistants_pb2.ListAssistantsResponse.FromString, page)
 
     async def UpdateAssistant(
         self, request: assistants_pb2.UpdateAssistantRequest, context: Any

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from compat_core import errors, ids, validation
-from compat_core.services.support import cursor_error, envelope, now
+from compat_core.services.support import cursor_error, list_response, now
 from compat_core.store.base import CursorNotFound, Store
 from compat_core.store.blobs import BlobStore, BlobTooLarge
 from compat_core.v1 import common_pb2, files_pb2, files_pb2_grpc
@@ -85,7 +85,7 @@ class FilesService(files_pb2_grpc.FilesServiceServicer):
             page = await self._store.list_files(query, request.purpose)
         except CursorNotFound as exc:
             raise cursor_error(exc) from exc
-        return files_pb2.ListFilesResponse(data=page.items, **envelope(page))
+        return list_response(files_pb2.ListFilesResponse.FromString, page)
 
     async def DeleteFile(
         self, request: files_pb2.DeleteFileRequest, context: Any

@@ -6,7 +6,7 @@ from typing import Any
 
 from compat_core import errors, ids, validation
 from compat_core.services.references import References
-from compat_core.services.support import apply_mask, cursor_error, envelope, mask_paths, now
+from compat_core.services.support import apply_mask, cursor_error, list_response, mask_paths, now
 from compat_core.store.base import CursorNotFound, Store, ThreadBusy
 from compat_core.v1 import common_pb2, messages_pb2, messages_pb2_grpc
 
@@ -80,7 +80,7 @@ class MessagesService(messages_pb2_grpc.MessagesServiceServicer):
             raise cursor_error(exc) from exc
         if page is None:
             raise missing_thread(request.thread_id)
-        return messages_pb2.ListMessagesResponse(data=page.items, **envelope(page))
+        return list_response(messages_pb2.ListMessagesResponse.FromString, page)
 
     async def UpdateMessage(
         self, request: messages_pb2.UpdateMessageRequest, context: Any

@@ -15,7 +15,7 @@ from compat_core.engine.manager import RunEngine
 from compat_core.models import ModelRegistry
 from compat_core.services.messages import missing_thread, new_message
 from compat_core.services.references import References
-from compat_core.services.support import apply_mask, cursor_error, envelope, mask_paths, now
+from compat_core.services.support import apply_mask, cursor_error, list_response, mask_paths, now
 from compat_core.services.threads import ThreadsService
 from compat_core.store.base import CursorNotFound, Store, ThreadBusy
 from compat_core.v1 import assistants_pb2, runs_pb2, runs_pb2_grpc, threads_pb2
@@ -218,7 +218,7 @@ class RunsService(runs_pb2_grpc.RunsServiceServicer):
             raise cursor_error(exc) from exc
         if page is None:
             raise missing_thread(request.thread_id)
-        return runs_pb2.ListRunsResponse(data=page.items, **envelope(page))
+        return list_response(runs_pb2.ListRunsResponse.FromString, page)
 
     async def UpdateRun(self, request: runs_pb2.UpdateRunRequest, context: Any) -> runs_pb2.Run:
         thread_id, run_id = request.run.thread_id, request.run.id
@@ -286,7 +286,7 @@ class RunsService(runs_pb2_grpc.RunsServiceServicer):
             raise cursor_error(exc) from exc
         if page is None:
             raise await self._missing_run(request.thread_id, request.run_id)
-        return runs_pb2.ListRunStepsResponse(data=page.items, **envelope(page))
+        return list_response(runs_pb2.ListRunStepsResponse.FromString, page)
 
     async def GetRunStep(
         self, request: runs_pb2.GetRunStepRequest, context: Any

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterable
-from typing import Any
+from collections.abc import Callable, Collection, Iterable, Sequence
+from typing import Any, Protocol, TypeVar
 
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.message import Message as ProtoMessage
@@ -50,14 +50,35 @@ def apply_mask(source: ProtoMessage, target: ProtoMessage, paths: Iterable[str])
             setattr(target, path, getattr(source, path))
 
 
-def envelope(page: Page[Any]) -> dict[str, Any]:
-    """The list envelope's cursor fields for a page (IDs are empty for an empty page)."""
-    items = page.items
-    return {
-        "first_id": items[0].id if items else "",
-        "last_id": items[-1].id if items else "",
-        "has_more": page.has_more,
-    }
+class _Identified(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+class _ListResponse(Protocol):
+    """What every List…Response is: `repeated … data = 1` and the envelope's cursor fields."""
+
+    first_id: str
+    last_id: str
+    has_more: bool
+
+    @property
+    def data(self) -> Sequence[_Identified]: ...
+
+
+R = TypeVar("R", bound=_ListResponse)
+
+
+def list_response(parse: Callable[[bytes], R], page: Page[Any]) -> R:
+    """The list response for a page (`parse`: its type's `FromString`), its objects taken as
+    the store holds them in one parse; the cursor IDs are empty for an empty page."""
+    response = parse(page.wire())
+    data = response.data
+    if data:
+        response.first_id = data[0].id
+        response.last_id = data[-1].id
+    response.has_more = page.has_more
+    return response
 
 
 def cursor_error(exc: CursorNotFound) -> errors.ApiError:

@@ -7,10 +7,11 @@ a total order for keyset paging. Every method is one transaction.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
-from typing import Generic, Literal, TypeVar
+from dataclasses import dataclass
+from typing import Final, Generic, Literal, TypeVar
 
 from compat_core.v1 import assistants_pb2, files_pb2, messages_pb2, runs_pb2, threads_pb2
 
@@ -28,16 +29,50 @@ class PageQuery:
     before: str = ""
 
 
-@dataclass
 class Page(Generic[T]):
-    """One page of a list, in the requested order.
+    """One page of a list, in the requested order, as the store holds it: each object's
+    serialized protobuf message, parsed only when `items` is first read.
+
+    A list call hands its page on unchanged, and parsing each object only to serialize it again
+    was most of the core's work for a page of messages: `wire()` lets the service build its
+    response in one parse (see `services.support.list_response`).
 
     `has_more` is exact: with `before`, it says whether more objects lie before the page's
     first one; otherwise whether more lie after its last one.
     """
 
-    items: list[T] = field(default_factory=list)
-    has_more: bool = False
+    def __init__(
+        self, bodies: Sequence[bytes], parse: Callable[[bytes], T], has_more: bool = False
+    ) -> None:
+        self.bodies = bodies
+        self.has_more = has_more
+        self._parse = parse
+
+    @functools.cached_property
+    def items(self) -> list[T]:
+        return [self._parse(body) for body in self.bodies]
+
+    def wire(self) -> bytes:
+        """The objects as the wire form of a repeated message field numbered 1, the `data` of
+        every List…Response: parsing it as that response gives the objects, in order."""
+        parts: list[bytes] = []
+        for body in self.bodies:
+            parts += (_DATA_TAG, _varint(len(body)), body)
+        return b"".join(parts)
+
+
+# Field 1, wire type 2 (length-delimited): the key of each element of a list's `data`.
+_DATA_TAG: Final = b"\n"
+
+
+def _varint(value: int) -> bytes:
+    """`value` (not negative) as a protobuf base-128 varint."""
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 class CursorNotFound(Exception):

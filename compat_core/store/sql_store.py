@@ -453,11 +453,11 @@ def _page(
     stmt = _page_stmt(
         table, tuple(equal), bool(query.after), bool(query.before), query.order == "desc"
     )
-    bodies = prepared.scalars(conn, stmt, params)
-    items = [kind.parse(body) for body in bodies[: query.limit]]
+    bodies: list[bytes] = prepared.scalars(conn, stmt, params)
+    shown = bodies[: query.limit]
     if query.before:
-        items.reverse()
-    return Page(items=items, has_more=len(bodies) > query.limit)
+        shown.reverse()
+    return Page(shown, kind.parse, has_more=len(bodies) > query.limit)
 
 
 def _thread_page(
@@ -481,7 +481,7 @@ def _thread_page(
         if not _exists(conn, schema.threads, thread_id):
             return None
         raise
-    if not page.items and not _exists(conn, schema.threads, thread_id):
+    if not page.bodies and not _exists(conn, schema.threads, thread_id):
         return None
     return page
 
