@@ -7,13 +7,13 @@ from collections.abc import Sequence
 
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from compat_core.config import Settings
 from compat_core.engine.events import RunEventHub
 from compat_core.engine.executor import EngineContext, new_replica_id
 from compat_core.engine.manager import RunEngine
-from compat_core.interceptors import ApiKeyAuth, CoreInterceptor
+from compat_core.guard import ApiKeyAuth, RpcGuard
 from compat_core.models import BUILTIN, ModelRegistry
 from compat_core.providers.base import ChatProvider
 from compat_core.providers.builtin import EchoProvider
@@ -45,14 +45,16 @@ from compat_core.v1 import (
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAMES = (
-    assistants_pb2.DESCRIPTOR.services_by_name["AssistantsService"].full_name,
-    threads_pb2.DESCRIPTOR.services_by_name["ThreadsService"].full_name,
-    messages_pb2.DESCRIPTOR.services_by_name["MessagesService"].full_name,
-    runs_pb2.DESCRIPTOR.services_by_name["RunsService"].full_name,
-    files_pb2.DESCRIPTOR.services_by_name["FilesService"].full_name,
-    models_pb2.DESCRIPTOR.services_by_name["ModelsService"].full_name,
+ASSISTANTS = assistants_pb2.DESCRIPTOR.services_by_name["AssistantsService"]
+THREADS = threads_pb2.DESCRIPTOR.services_by_name["ThreadsService"]
+MESSAGES = messages_pb2.DESCRIPTOR.services_by_name["MessagesService"]
+RUNS = runs_pb2.DESCRIPTOR.services_by_name["RunsService"]
+FILES = files_pb2.DESCRIPTOR.services_by_name["FilesService"]
+MODELS = models_pb2.DESCRIPTOR.services_by_name["ModelsService"]
+SERVICE_NAMES = tuple(
+    service.full_name for service in (ASSISTANTS, THREADS, MESSAGES, RUNS, FILES, MODELS)
 )
+_REFLECTION = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # How long a call that reached the core may wait for the server to take it up. A loop kept
 # busy relaying hundreds of streams hands new calls to their handlers at a few dozen a second
@@ -90,17 +92,18 @@ class CoreServer:
         blobs = BlobStore(settings.resolved_files_dir())
         references = References(store)
 
-        server = aio.server(
-            interceptors=[CoreInterceptor(ApiKeyAuth(settings.api_keys))],
-            options=GRPC_OPTIONS,
-        )
+        server = aio.server(options=GRPC_OPTIONS)
+        # Every servicer but health's goes through the guard (see `compat_core.guard`).
+        guard = RpcGuard(ApiKeyAuth(settings.api_keys))
         assistants_pb2_grpc.add_AssistantsServiceServicer_to_server(
-            AssistantsService(store, self.models, references), server
+            guard.servicer(AssistantsService(store, self.models, references), ASSISTANTS), server
         )
         threads = ThreadsService(store, references)
-        threads_pb2_grpc.add_ThreadsServiceServicer_to_server(threads, server)
+        threads_pb2_grpc.add_ThreadsServiceServicer_to_server(
+            guard.servicer(threads, THREADS), server
+        )
         messages_pb2_grpc.add_MessagesServiceServicer_to_server(
-            MessagesService(store, references), server
+            guard.servicer(MessagesService(store, references), MESSAGES), server
         )
         self._engine = RunEngine(
             EngineContext(
@@ -114,20 +117,27 @@ class CoreServer:
                 lease_seconds=settings.run_lease_seconds,
             )
         )
-        runs_pb2_grpc.add_RunsServiceServicer_to_server(
-            RunsService(store, self.models, references, threads, self._engine), server
-        )
+        runs = RunsService(store, self.models, references, threads, self._engine)
+        runs_pb2_grpc.add_RunsServiceServicer_to_server(guard.servicer(runs, RUNS), server)
         files_pb2_grpc.add_FilesServiceServicer_to_server(
-            FilesService(store, blobs, settings.max_upload_bytes), server
+            guard.servicer(FilesService(store, blobs, settings.max_upload_bytes), FILES), server
         )
-        models_pb2_grpc.add_ModelsServiceServicer_to_server(ModelsService(self.models), server)
+        models_pb2_grpc.add_ModelsServiceServicer_to_server(
+            guard.servicer(ModelsService(self.models), MODELS), server
+        )
 
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            guard.servicer(
+                reflection.aio.ReflectionServicer(
+                    (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)
+                ),
+                _REFLECTION,
+            ),
+            server,
         )
 
         bind_host = settings.grpc_host if host is None else host

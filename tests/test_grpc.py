@@ -14,7 +14,7 @@ from typing import Protocol
 import grpc
 import openai
 import pytest
-from google.protobuf import field_mask_pb2
+from google.protobuf import descriptor_pool, field_mask_pb2
 from grpc_health.v1 import health_pb2
 from harness import API_KEY, MakeGrpc
 from harness.grpc_client import GrpcClient, bearer, rich_error
@@ -539,6 +539,37 @@ def test_streaming_calls_need_a_key_too(auth_grpc: GrpcClient) -> None:
         auth_grpc.download_file(uploaded.id)
     assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert auth_grpc.download_file(uploaded.id, metadata=bearer(API_KEY))[1] == b"secret"
+
+
+def test_every_method_the_server_reports_needs_a_key(auth_grpc: GrpcClient) -> None:
+    # The guard wraps servicers one by one as they are registered; a service left out would
+    # answer anyone. Every method of every service reflection reports, health's apart, is
+    # called without a key and with an empty request.
+    names = auth_grpc.list_services(metadata=bearer(API_KEY))
+    assert {"compat_core.v1.RunsService", "grpc.reflection.v1alpha.ServerReflection"} <= set(names)
+    called = []
+    for name in names:
+        if name == "grpc.health.v1.Health":
+            continue
+        for method in descriptor_pool.Default().FindServiceByName(name).methods:
+            path = f"/{name}/{method.name}"
+            with pytest.raises(grpc.RpcError) as info:
+                _call_raw(auth_grpc.channel, path, method.client_streaming, method.server_streaming)
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED, path
+            called.append(path)
+    assert len(called) > 30
+
+
+def _call_raw(channel: grpc.Channel, path: str, streams_in: bool, streams_out: bool) -> None:
+    """One call of `path` with an empty request (bytes in, bytes out), read to its end."""
+    if streams_in and streams_out:
+        list(channel.stream_stream(path)(iter([b""]), timeout=10))
+    elif streams_in:
+        channel.stream_unary(path)(iter([b""]), timeout=10)
+    elif streams_out:
+        list(channel.unary_stream(path)(b"", timeout=10))
+    else:
+        channel.unary_unary(path)(b"", timeout=10)
 
 
 def test_health_needs_no_key(auth_grpc: GrpcClient) -> None:

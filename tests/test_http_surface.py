@@ -3,6 +3,9 @@ IDs, the not-yet-implemented runs, and a self-test of the spec validator the sui
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import sqlite3
 from typing import Any
 
 import httpx2
@@ -10,7 +13,7 @@ import openai
 import pytest
 from harness import ALLOWED_ORIGIN, API_KEY, MakeClient, MakeHttp, MakeServer, assert_api_error
 from harness.schema import SchemaHook, SchemaViolation, match_path, validate_response
-from harness.server import ServerThread
+from harness.server import ServerThread, postgres_admin_url
 
 MIB = 1024 * 1024
 
@@ -197,6 +200,38 @@ def test_every_response_has_a_request_id(
     ids = [response.headers.get("x-request-id") for response in responses]
     assert all(ids), f"missing x-request-id: {[r.status_code for r in responses]} -> {ids}"
     assert len(set(ids)) == len(ids), "request IDs must be unique"
+
+
+@pytest.mark.skipif(
+    postgres_admin_url() is not None, reason="breaks its store through SQLite's own file"
+)
+def test_a_fault_in_the_core_is_logged_with_the_callers_request_id(
+    make_server: MakeServer, make_http: MakeHttp, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A store the core cannot read (its table gone under it) is a fault of the server: the
+    # caller gets a 500 that reveals nothing, and the operator finds the traceback by the
+    # request ID the caller was given.
+    server = make_server()
+    http = make_http(server)
+    created = http.post("/v1/assistants", json={"model": "builtin/echo"}).json()
+    database = server.database_url.removeprefix("sqlite:///")
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        conn.execute("DROP TABLE assistants")
+        conn.commit()
+    with caplog.at_level(logging.ERROR, logger="compat_core.guard"):
+        response = http.get(
+            f"/v1/assistants/{created['id']}", headers={"x-request-id": "req_fault_1"}
+        )
+    assert response.status_code == 500
+    assert response.headers["x-request-id"] == "req_fault_1"
+    error = response.json()["error"]
+    assert error["type"] == "server_error"
+    assert "assistants" not in error["message"]
+    faults = [record for record in caplog.records if record.name == "compat_core.guard"]
+    assert len(faults) == 1
+    assert "GetAssistant" in faults[0].getMessage()
+    assert "req_fault_1" in faults[0].getMessage()
+    assert faults[0].exc_info is not None
 
 
 def test_sdk_exposes_the_request_id(client: openai.OpenAI) -> None:

@@ -106,11 +106,11 @@ class GrpcClient:
         assert header is not None, "the stream was empty"
         return header, b"".join(chunks), len(chunks)
 
-    def list_services(self) -> list[str]:
+    def list_services(self, metadata: Sequence[tuple[str, str]] = ()) -> list[str]:
         """The service names server reflection reports."""
         request = reflection_pb2.ServerReflectionRequest(list_services="")
         names: list[str] = []
-        for response in self.reflection.ServerReflectionInfo(iter([request])):
+        for response in self.reflection.ServerReflectionInfo(iter([request]), metadata=metadata):
             names.extend(service.name for service in response.list_services_response.service)
         return names
 
