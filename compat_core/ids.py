@@ -33,3 +33,5 @@ STEP = "step_"
 CALL = "call_"
 FILE = "file-"
 VECTOR_STORE = "vs_"
+# A fault of the server, as its log and the caller see it (see `compat_core.guard`).
+ERROR = "err_"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from contextvars import ContextVar
 from typing import Any, Final
 
 import grpc
@@ -22,6 +23,10 @@ from grpc_status import rpc_status
 from compat_core.errors import REQUEST_TOO_LARGE
 
 logger = logging.getLogger(__name__)
+
+# The ID of the request being answered, for log lines written far from its handler; set by
+# the edge's middleware, inherited by the tasks the request starts (an event stream's pump).
+CURRENT_REQUEST_ID: ContextVar[str] = ContextVar("current_request_id", default="-")
 
 INVALID_REQUEST: Final = "invalid_request_error"
 SERVER_ERROR: Final = "server_error"
@@ -174,6 +179,12 @@ def from_rpc_error(err: grpc.aio.AioRpcError) -> HttpError:
     message = err.details() or ""
     param: str | None = None
     code: str | None = None
+    if http_status >= 500:
+        # The core's own faults carry the error ID it logged them under: this line ties the
+        # request ID the caller was given to it.
+        logger.warning(
+            "request %s: core call failed: %s %s", CURRENT_REQUEST_ID.get(), status.name, message
+        )
     rich = _rich_status(err)
     if rich is None:
         if status == _S.RESOURCE_EXHAUSTED and _TRANSPORT_TOO_LARGE in message:
@@ -183,7 +194,6 @@ def from_rpc_error(err: grpc.aio.AioRpcError) -> HttpError:
                 code=REQUEST_TOO_LARGE,
             )
         if status in _TRANSPORT_MESSAGES or http_status == 500:
-            logger.warning("core call failed: %s %s", status.name, message)
             message = _TRANSPORT_MESSAGES.get(status, _GENERIC_SERVER_MESSAGE)
     else:
         param, code = _param_and_code(rich.details)

@@ -24,6 +24,7 @@ from compat_core.v1 import (
     runs_pb2_grpc,
     threads_pb2_grpc,
 )
+from http_edge.errors import CURRENT_REQUEST_ID
 
 if TYPE_CHECKING:
     from compat_core.v1.assistants_pb2_grpc import AssistantsServiceAsyncStub
@@ -100,27 +101,30 @@ _REQUEST_IDS: Final = _RequestIds()
 
 
 def assign_request_id(request: web.Request) -> str:
-    """The caller's `x-request-id` when it is usable as gRPC metadata, else a fresh one."""
+    """The caller's `x-request-id` when it is safe to echo and to log (printable ASCII, at
+    most 200 characters), else a fresh one."""
     given = request.headers.get("x-request-id")
     if given and len(given) <= _MAX_REQUEST_ID and given.isascii() and given.isprintable():
         request_id = given
     else:
         request_id = _REQUEST_IDS.next()
     request[REQUEST_ID] = request_id
+    CURRENT_REQUEST_ID.set(request_id)
     return request_id
 
 
 def rpc_metadata(request: web.Request) -> Metadata:
-    """Credentials and request ID for the core, which authenticates; the edge never does.
+    """The caller's credentials for the core, which authenticates; the edge never does.
 
     A header gRPC cannot carry (non-ASCII) is left out: the core then answers as for a
-    missing key, instead of the call failing inside grpc.
+    missing key, instead of the call failing inside grpc. The request ID stays here: the
+    core names its faults by error IDs of its own, which the edge logs beside the request ID
+    (see `compat_core.guard`).
     """
-    request_id = request.get(REQUEST_ID) or assign_request_id(request)
     authorization = request.headers.get("Authorization")
     if authorization and authorization.isascii():
-        return (("authorization", authorization), ("x-request-id", request_id))
-    return (("x-request-id", request_id),)
+        return (("authorization", authorization),)
+    return ()
 
 
 def core(request: web.Request) -> Core:
