@@ -8,6 +8,7 @@ Real SQLite files; these run in the PostgreSQL pass too, since `Database` is SQL
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 import time
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.exc import DBAPIError
 
 from compat_core.store import Database, schema
@@ -215,6 +216,49 @@ async def test_a_bounded_read_runs_on_the_calling_thread_and_cannot_write(
         seen[0][1].execute("SELECT 1")
     with pytest.raises(RuntimeError, match="closed"):
         await db.read(read, bounded=True)
+
+
+@pytest.mark.parametrize("bounded", [True, False])
+async def test_a_read_sees_one_snapshot_and_leaves_no_transaction_open(
+    db: Database, db_file: Path, bounded: bool
+) -> None:
+    # Reads open their transaction on the driver and roll it back, whether their statements
+    # went to the driver or through SQLAlchemy; a write committed meanwhile stays unseen.
+    await db.write(add_thread("thread_a"))
+    statements: list[str] = []
+    drivers: list[sqlite3.Connection] = []
+
+    def read(conn: Connection) -> tuple[bool, int, int]:
+        driver = driver_of(conn)
+        drivers.append(driver)
+        driver.set_trace_callback(statements.append)
+        began = driver.in_transaction
+        first = driver.execute("SELECT count(*) FROM threads").fetchone()[0]
+        with contextlib.closing(sqlite3.connect(db_file)) as other:
+            other.execute("INSERT INTO threads (id, created_at, body) VALUES ('thread_b', 0, x'')")
+            other.commit()
+        second = conn.execute(select(func.count()).select_from(schema.threads)).scalar_one()
+        return began, first, second
+
+    assert await db.read(read, bounded=bounded) == (True, 1, 1)
+    assert statements[-1] == "ROLLBACK"
+    assert not drivers[0].in_transaction
+    drivers[0].set_trace_callback(None)
+
+    def fail(conn: Connection) -> None:
+        driver_of(conn).execute("SELECT 1")
+        raise Boom
+
+    with pytest.raises(Boom):
+        await db.read(fail, bounded=bounded)
+    assert sorted(await thread_ids(db)) == ["thread_a", "thread_b"]
+
+    def connection_state(conn: Connection) -> tuple[bool, bool]:
+        return driver_of(conn).in_transaction, conn.in_transaction()
+
+    # The next read on the same connection begins afresh (a transaction left open would make
+    # its BEGIN fail, and SQLAlchemy's would make it keep the old snapshot).
+    assert await db.read(connection_state, bounded=bounded) == (True, False)
 
 
 async def queued_behind_a_held_write(

@@ -49,7 +49,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -72,6 +72,7 @@ _BEGIN_WRITE = "BEGIN IMMEDIATE"
 _BEGIN_READ = "BEGIN"
 _SAVEPOINT = "SAVEPOINT grouped_write"
 _ROLLBACK_TO = "ROLLBACK TO grouped_write"
+_ROLLBACK = "ROLLBACK"
 _RELEASE = "RELEASE grouped_write"
 
 
@@ -98,8 +99,8 @@ class Database:
         reader = create_engine(parsed, poolclass=NullPool, connect_args=connect_args)
         _configure(self._writer, read_only=False)
         _configure(reader, read_only=True)
-        self._writes = _ThreadConnections(self._writer, _BEGIN_WRITE)
-        self._reads = _ThreadConnections(reader, _BEGIN_READ)
+        self._writes = _ThreadConnections(self._writer, _BEGIN_WRITE, _transact)
+        self._reads = _ThreadConnections(reader, _BEGIN_READ, _read)
         self._write_thread = _Workers(1, "sqlite-writer", self._writes.transact_group, GROUP_WRITES)
         self._read_threads = _Workers(READER_THREADS, "sqlite-reader", self._reads.transact_group)
         self._closed = False
@@ -292,6 +293,19 @@ def _outcome(call: Callable[[], Any]) -> _Outcome:
         return False, exc
 
 
+class _Transaction(Protocol):
+    """Runs a store function as one transaction on a connection (and its driver connection),
+    opened with the BEGIN statement given: `_transact` or `_read`."""
+
+    def __call__(
+        self,
+        conn: Connection,
+        driver: sqlite3.Connection,
+        begin: str,
+        fn: Callable[[Connection], T],
+    ) -> T: ...
+
+
 class _Held(threading.local):
     conn: Connection | None = None
 
@@ -300,9 +314,10 @@ class _ThreadConnections:
     """The connections of one engine, one per thread, each kept from its thread's first
     transaction until `close()`."""
 
-    def __init__(self, engine: Engine, begin: str) -> None:
+    def __init__(self, engine: Engine, begin: str, run: _Transaction) -> None:
         self._engine = engine
         self._begin = begin
+        self._run = run
         self._held = _Held()
         # Every connection still open, whatever thread holds it, for close().
         self._lock = threading.Lock()
@@ -313,7 +328,7 @@ class _ThreadConnections:
         conn = self._connection()
         driver = _driver(conn)
         try:
-            return _transact(conn, driver, self._begin, fn)
+            return self._run(conn, driver, self._begin, fn)
         finally:
             self._drop_if_unusable(conn, driver)
 
@@ -385,6 +400,28 @@ def _transact(
     driver.execute(begin)
     with conn.begin():
         return fn(conn)
+
+
+def _read(
+    conn: Connection, driver: sqlite3.Connection, begin: str, fn: Callable[[Connection], T]
+) -> T:
+    """Run `fn` in a read transaction of the driver's own: `_transact`'s snapshot without
+    SQLAlchemy's transaction object around it.
+
+    The store's hot statements go to the driver directly (`prepared`), so SQLAlchemy's begin
+    and commit would only keep its books: about 15 µs of the 80 that listing 20 messages
+    spent in the store under load. A read has nothing to commit and ends with a ROLLBACK. A
+    statement that does go through SQLAlchemy makes it begin a transaction of its own (it
+    sends nothing to pysqlite), which is rolled back here too.
+    """
+    driver.execute(begin)
+    try:
+        return fn(conn)
+    finally:
+        if conn.in_transaction():
+            conn.rollback()
+        if driver.in_transaction:
+            driver.execute(_ROLLBACK)
 
 
 def _transact_group(
