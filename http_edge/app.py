@@ -1,9 +1,9 @@
 """The edge application: routes, middlewares, and the one gRPC channel it lives on.
 
-Everything per request is kept cheap: one middleware does request IDs, CORS preflights and
-error translation; response headers (`x-request-id`, CORS) are added in `on_response_prepare`
-so that streamed responses get them too; request logging is a second middleware that only
-exists when `COMPAT_LOG_REQUESTS` asks for it.
+Everything per request is kept cheap: one middleware does request IDs, CORS preflights, error
+translation and the response headers (`x-request-id`, CORS; streamed responses add theirs
+with `prepare_stream`); request logging is a second middleware that only exists when
+`COMPAT_LOG_REQUESTS` asks for it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
 import grpc
@@ -24,10 +24,13 @@ from http_edge.errors import SERVER_ERROR, HttpError, from_rpc_error
 from http_edge.routes import setup_routes
 from http_edge.routes.context import (
     CORE,
+    CORS,
     EVENT_STREAMS,
     REQUEST_ID,
     SETTINGS,
     Core,
+    Cors,
+    add_response_headers,
     assign_request_id,
 )
 
@@ -51,21 +54,20 @@ _CHANNEL_CLOSE_GRACE: Final = 1.0
 _CORS_METHODS: Final = "GET, POST, DELETE, OPTIONS"
 _CORS_DEFAULT_HEADERS: Final = "Authorization, Content-Type, OpenAI-Beta, X-Request-Id"
 _CORS_MAX_AGE: Final = "86400"
-_CORS_EXPOSE: Final = "x-request-id"
 
 
 def create_app(settings: Settings, core_target: str) -> web.Application:
     """The edge for `settings`, talking to the core at `core_target` (`host:port`)."""
-    cors = _Cors(settings.cors_origins)
+    cors = Cors(settings.cors_origins)
     middlewares: list[Middleware] = [_edge_middleware(cors)]
     if settings.log_requests:
         middlewares.insert(0, _log_requests)
     app = web.Application(client_max_size=JSON_BODY_LIMIT, middlewares=middlewares)
     app[SETTINGS] = settings
+    app[CORS] = cors
     app[EVENT_STREAMS] = set()
     app.on_shutdown.append(_end_event_streams)
     app.cleanup_ctx.append(_core_channel(core_target))
-    app.on_response_prepare.append(_response_headers(cors))
     setup_routes(app)
     return app
 
@@ -124,51 +126,47 @@ async def _end_event_streams(app: web.Application) -> None:
         relay.cancel()
 
 
-class _Cors:
-    """`COMPAT_CORS_ORIGINS`: `*`, or the origins allowed to call from a browser."""
-
-    __slots__ = ("allow_all", "origins")
-
-    def __init__(self, origins: list[str]) -> None:
-        self.allow_all = "*" in origins
-        self.origins = frozenset(origins)
-
-    def allows(self, origin: str) -> bool:
-        return self.allow_all or origin in self.origins
-
-
-def _edge_middleware(cors: _Cors) -> Middleware:
+def _edge_middleware(cors: Cors) -> Middleware:
     @web.middleware
     async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
         assign_request_id(request)
         if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-            return _preflight(request, cors)
-        try:
-            return await handler(request)
-        except HttpError as err:
-            return err.response()
-        except grpc.aio.AioRpcError as err:
-            return from_rpc_error(err).response()
-        except web.HTTPException as err:
-            return _from_http_exception(request, err)
-        except Exception:
-            logger.exception(
-                "unhandled error in %s %s (request %s)",
-                request.method,
-                request.path,
-                request[REQUEST_ID],
-            )
-            return HttpError(
-                500,
-                "The server had an error while processing your request. "
-                f"Quote request ID {request[REQUEST_ID]} when reporting it.",
-                error_type=SERVER_ERROR,
-            ).response()
+            response: web.StreamResponse = _preflight(request, cors)
+        else:
+            response = await _answer(request, handler)
+        if not response.prepared:
+            add_response_headers(request, response)
+        return response
 
     return edge
 
 
-def _preflight(request: web.Request, cors: _Cors) -> web.Response:
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The handler's response, or the error response for what it raised."""
+    try:
+        return await handler(request)
+    except HttpError as err:
+        return err.response()
+    except grpc.aio.AioRpcError as err:
+        return from_rpc_error(err).response()
+    except web.HTTPException as err:
+        return _from_http_exception(request, err)
+    except Exception:
+        logger.exception(
+            "unhandled error in %s %s (request %s)",
+            request.method,
+            request.path,
+            request[REQUEST_ID],
+        )
+        return HttpError(
+            500,
+            "The server had an error while processing your request. "
+            f"Quote request ID {request[REQUEST_ID]} when reporting it.",
+            error_type=SERVER_ERROR,
+        ).response()
+
+
+def _preflight(request: web.Request, cors: Cors) -> web.Response:
     response = web.Response(status=204)
     origin = request.headers.get("Origin")
     if origin and cors.allows(origin):
@@ -179,23 +177,6 @@ def _preflight(request: web.Request, cors: _Cors) -> web.Response:
         )
         headers["Access-Control-Max-Age"] = _CORS_MAX_AGE
     return response
-
-
-def _response_headers(
-    cors: _Cors,
-) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
-    async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
-        headers = response.headers
-        request_id = request.get(REQUEST_ID)
-        if request_id is not None:
-            headers["x-request-id"] = request_id
-        origin = request.headers.get("Origin")
-        if origin and cors.allows(origin):
-            headers["Access-Control-Allow-Origin"] = origin
-            headers["Access-Control-Expose-Headers"] = _CORS_EXPOSE
-            headers.add("Vary", "Origin")
-
-    return add_headers
 
 
 def _from_http_exception(request: web.Request, err: web.HTTPException) -> web.Response:

@@ -116,6 +116,10 @@ def test_actual_request_from_an_allowed_origin(
         headers={"Origin": "https://evil.example", "Authorization": f"Bearer {API_KEY}"},
     )
     assert "access-control-allow-origin" not in denied.headers
+    allowed = {"Origin": ALLOWED_ORIGIN, "Authorization": f"Bearer {API_KEY}"}
+    for streamed in streamed_responses(make_http(cors_server, headers=allowed)):
+        assert streamed.headers.get("access-control-allow-origin") == ALLOWED_ORIGIN
+        assert streamed.headers.get("access-control-expose-headers") == "x-request-id"
 
 
 def test_wildcard_cors_by_default(http: httpx2.Client) -> None:
@@ -197,6 +201,7 @@ def test_every_response_has_a_request_id(
         http.get("/v1/no-such-thing"),
         http.post("/v1/assistants", content=b"{", headers={"Content-Type": "application/json"}),
         make_http(auth_server).get("/v1/assistants"),  # 401 from the auth layer
+        *streamed_responses(http),
     ]
     ids = [response.headers.get("x-request-id") for response in responses]
     assert all(ids), f"missing x-request-id: {[r.status_code for r in responses]} -> {ids}"
@@ -239,6 +244,30 @@ def test_a_fault_in_the_core_is_logged_under_ids_the_caller_can_quote(
     assert len(edge) == 1
     assert "req_fault_1" in edge[0].getMessage()
     assert error_id[1] in edge[0].getMessage()
+
+
+def streamed_responses(http: httpx2.Client, headers: dict[str, str] | None = None) -> list[Any]:
+    """A run's event stream and a file's download: responses whose handlers send their
+    headers themselves, read to their end."""
+    assistant = http.post("/v1/assistants", json={"model": "builtin/echo"}).json()
+    uploaded = http.post(
+        "/v1/files", files={"file": ("a.txt", b"abc")}, data={"purpose": "assistants"}
+    ).json()
+    responses = []
+    with http.stream(
+        "POST",
+        "/v1/threads/runs",
+        json={"assistant_id": assistant["id"], "stream": True},
+        headers=headers,
+    ) as events:
+        events.read()
+        responses.append(events)
+    responses.append(http.get(f"/v1/files/{uploaded['id']}/content", headers=headers))
+    for response in responses:
+        assert response.status_code == 200
+    assert responses[0].headers["content-type"].startswith("text/event-stream")
+    assert responses[1].content == b"abc"
+    return responses
 
 
 def test_sdk_exposes_the_request_id(client: openai.OpenAI) -> None:

@@ -14,7 +14,7 @@ from compat_core.v1 import files_pb2
 from http_edge.convert import files as convert
 from http_edge.errors import HttpError
 from http_edge.json_io import json_response, page_params
-from http_edge.routes.context import SETTINGS, core, rpc_metadata
+from http_edge.routes.context import SETTINGS, core, prepare_stream, rpc_metadata
 from http_edge.routes.upload import too_large, upload_form
 
 logger = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ async def download_file(request: web.Request) -> web.StreamResponse:
         }
     )
     response.content_length = stored.bytes
-    await response.prepare(request)
+    await prepare_stream(request, response)
     try:
         while (message := await call.read()) is not grpc.aio.EOF:
             if message.WhichOneof("payload") == "chunk":

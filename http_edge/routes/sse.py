@@ -24,7 +24,7 @@ from aiohttp import web
 from compat_core.v1 import runs_pb2
 from http_edge.convert.runs import EVENT_NAMES, EVENT_RENDERERS, DeltaIndexes
 from http_edge.errors import SERVER_ERROR, from_rpc_error
-from http_edge.routes.context import EVENT_STREAMS
+from http_edge.routes.context import EVENT_STREAMS, prepare_stream
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ async def relay_run_events(request: web.Request, call: Any) -> web.StreamRespons
         call.cancel()
         raise
     response = web.StreamResponse(headers=SSE_HEADERS)
-    await response.prepare(request)
+    await prepare_stream(request, response)
     if first is grpc.aio.EOF:
         await response.write_eof()
         return response
