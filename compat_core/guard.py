@@ -9,7 +9,7 @@ metadata entry a call cost about 3% of the requests a second of a list through t
 
 Each method is wrapped once, as its servicer is registered, rather than by a grpc.aio
 `ServerInterceptor`: an interceptor runs for every call and builds a new handler each time,
-about 3% of the requests a second of a list call through the edge on 2 cores. What an
+3 to 6% of the requests a second of a list call through the edge on 2 cores. What an
 interceptor gave for free, that no method is left out, `test_grpc.py` checks instead: every
 method the server reports through reflection refuses a call without a key.
 """

@@ -179,7 +179,7 @@ def from_rpc_error(err: grpc.aio.AioRpcError) -> HttpError:
     message = err.details() or ""
     param: str | None = None
     code: str | None = None
-    if http_status >= 500:
+    if error_type == SERVER_ERROR:
         # The core's own faults carry the error ID it logged them under: this line ties the
         # request ID the caller was given to it.
         logger.warning(

@@ -8,6 +8,7 @@ validates with), so a field the spec requires cannot go missing unnoticed.
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any
 
 import grpc
@@ -42,7 +43,7 @@ from compat_core.v1 import (
 )
 from http_edge.convert import assistants, files, messages, models, runs, threads
 from http_edge.convert.common import response_format_in, response_format_out, tools_in
-from http_edge.errors import HttpError, from_rpc_error
+from http_edge.errors import CURRENT_REQUEST_ID, HttpError, from_rpc_error
 from http_edge.json_io import include_param, page_params
 from http_edge.routes.sse import DONE, render_event, render_rpc_error
 
@@ -1271,6 +1272,23 @@ def test_transport_failures_hide_transport_details() -> None:
     assert "stack" not in err.message
     err = from_rpc_error(bare_rpc_error(grpc.StatusCode.NOT_FOUND, "No file."))
     assert (err.status, err.message) == (404, "No file.")
+
+
+def test_server_faults_are_logged_with_the_request_id(caplog: pytest.LogCaptureFixture) -> None:
+    token = CURRENT_REQUEST_ID.set("req_abc")
+    try:
+        with caplog.at_level(logging.INFO, logger="http_edge.errors"):
+            from_rpc_error(bare_rpc_error(grpc.StatusCode.INTERNAL, "error ID err_1"))
+            from_rpc_error(bare_rpc_error(grpc.StatusCode.UNAVAILABLE, "connection refused"))
+            # Refusals of the request, 501 among them, are the caller's business.
+            from_rpc_error(bare_rpc_error(grpc.StatusCode.UNIMPLEMENTED, "not yet"))
+            from_rpc_error(bare_rpc_error(grpc.StatusCode.NOT_FOUND, "No file."))
+    finally:
+        CURRENT_REQUEST_ID.reset(token)
+    assert [record.getMessage() for record in caplog.records] == [
+        "request req_abc: core call failed: INTERNAL error ID err_1",
+        "request req_abc: core call failed: UNAVAILABLE connection refused",
+    ]
 
 
 def test_inconsistent_rich_status_falls_back_to_the_call() -> None:
