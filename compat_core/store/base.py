@@ -33,9 +33,9 @@ class Page(Generic[T]):
     """One page of a list, in the requested order, as the store holds it: each object's
     serialized protobuf message, parsed only when `items` is first read.
 
-    A list call hands its page on unchanged, and parsing each object only to serialize it again
-    was most of the core's work for a page of messages: `wire()` lets the service build its
-    response in one parse (see `services.support.list_response`).
+    A list call hands its page on unchanged, and parsing each object only to copy it into the
+    response cost about 16 µs for 20 messages, twice what one parse of them all takes:
+    `wire()` lets the service build its response that way (`services.support.list_response`).
 
     `has_more` is exact: with `before`, it says whether more objects lie before the page's
     first one; otherwise whether more lie after its last one.

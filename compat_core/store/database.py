@@ -25,10 +25,11 @@ fewer for writes that queue up, and none for a short read:
   messages for a prompt) keep their thread, so they never stall the event loop.
 
 Each thread keeps one connection from its first transaction until `close()`, and the BEGIN is
-sent straight to the driver. A store transaction is a few small statements, so what surrounds
-them weighs: checking a connection out of a pool and resetting it on return, and the engine
-`begin` event of SQLAlchemy's recipe for pysqlite (an engine with any listener dispatches
-events around every statement), took about 40 of the 100 µs of CPU that reading one run cost.
+sent straight to the driver (a read's ROLLBACK too, see `_read`). A store transaction is a few
+small statements, so what surrounds them weighs: checking a connection out of a pool and
+resetting it on return, and the engine `begin` event of SQLAlchemy's recipe for pysqlite (an
+engine with any listener dispatches events around every statement), took about 40 of the
+100 µs of CPU that reading one run cost.
 
 The hop itself is a queue and a future of the event loop (`_Workers`), not an executor's
 `run_in_executor`: that one chains a `concurrent.futures.Future`, with its lock and condition,
