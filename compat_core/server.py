@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from google.protobuf.descriptor import ServiceDescriptor
 from grpc import aio
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
+from grpc_health.v1 import health, health_pb2
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from compat_core.config import Settings
 from compat_core.engine.events import RunEventHub
 from compat_core.engine.executor import EngineContext, new_replica_id
 from compat_core.engine.manager import RunEngine
 from compat_core.guard import ApiKeyAuth, RpcGuard
+from compat_core.methods import MethodTable
 from compat_core.models import BUILTIN, ModelRegistry
 from compat_core.providers.base import ChatProvider
 from compat_core.providers.builtin import EchoProvider
@@ -30,17 +32,11 @@ from compat_core.store.base import Store
 from compat_core.tools import Tool, load_tools, registry
 from compat_core.v1 import (
     assistants_pb2,
-    assistants_pb2_grpc,
     files_pb2,
-    files_pb2_grpc,
     messages_pb2,
-    messages_pb2_grpc,
     models_pb2,
-    models_pb2_grpc,
     runs_pb2,
-    runs_pb2_grpc,
     threads_pb2,
-    threads_pb2_grpc,
 )
 
 log = logging.getLogger(__name__)
@@ -54,6 +50,7 @@ MODELS = models_pb2.DESCRIPTOR.services_by_name["ModelsService"]
 SERVICE_NAMES = tuple(
     service.full_name for service in (ASSISTANTS, THREADS, MESSAGES, RUNS, FILES, MODELS)
 )
+_HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"]
 _REFLECTION = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # How long a call that reached the core may wait for the server to take it up. A loop kept
@@ -93,18 +90,17 @@ class CoreServer:
         references = References(store)
 
         server = aio.server(options=GRPC_OPTIONS)
+        methods = MethodTable()
         # Every servicer but health's goes through the guard (see `compat_core.guard`).
         guard = RpcGuard(ApiKeyAuth(settings.api_keys))
-        assistants_pb2_grpc.add_AssistantsServiceServicer_to_server(
-            guard.servicer(AssistantsService(store, self.models, references), ASSISTANTS), server
-        )
+
+        def guarded(servicer: object, service: ServiceDescriptor) -> None:
+            methods.add(guard.servicer(servicer, service), service)
+
+        guarded(AssistantsService(store, self.models, references), ASSISTANTS)
         threads = ThreadsService(store, references)
-        threads_pb2_grpc.add_ThreadsServiceServicer_to_server(
-            guard.servicer(threads, THREADS), server
-        )
-        messages_pb2_grpc.add_MessagesServiceServicer_to_server(
-            guard.servicer(MessagesService(store, references), MESSAGES), server
-        )
+        guarded(threads, THREADS)
+        guarded(MessagesService(store, references), MESSAGES)
         self._engine = RunEngine(
             EngineContext(
                 store=store,
@@ -117,28 +113,21 @@ class CoreServer:
                 lease_seconds=settings.run_lease_seconds,
             )
         )
-        runs = RunsService(store, self.models, references, threads, self._engine)
-        runs_pb2_grpc.add_RunsServiceServicer_to_server(guard.servicer(runs, RUNS), server)
-        files_pb2_grpc.add_FilesServiceServicer_to_server(
-            guard.servicer(FilesService(store, blobs, settings.max_upload_bytes), FILES), server
-        )
-        models_pb2_grpc.add_ModelsServiceServicer_to_server(
-            guard.servicer(ModelsService(self.models), MODELS), server
-        )
+        guarded(RunsService(store, self.models, references, threads, self._engine), RUNS)
+        guarded(FilesService(store, blobs, settings.max_upload_bytes), FILES)
+        guarded(ModelsService(self.models), MODELS)
 
         self._health = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        methods.add(self._health, _HEALTH)
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
-            guard.servicer(
-                reflection.aio.ReflectionServicer(
-                    (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)
-                ),
-                _REFLECTION,
+        guarded(
+            reflection.aio.ReflectionServicer(
+                (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)
             ),
-            server,
+            _REFLECTION,
         )
+        server.add_generic_rpc_handlers((methods,))
 
         bind_host = settings.grpc_host if host is None else host
         bind_port = settings.grpc_port if port is None else port
