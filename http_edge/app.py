@@ -1,9 +1,9 @@
-"""The edge application: routes, middlewares, and the one gRPC channel it lives on.
+"""The edge application: routes, and the one gRPC channel it lives on.
 
-Everything per request is kept cheap: one middleware does request IDs, CORS preflights, error
-translation and the response headers (`x-request-id`, CORS; streamed responses add theirs
-with `prepare_stream`); request logging is a second middleware that only exists when
-`COMPAT_LOG_REQUESTS` asks for it.
+Everything per request is kept cheap: each route's handler is wrapped once for request IDs,
+error translation and the response headers, and a catch-all route answers CORS preflights
+and unknown routes (`http_edge.handling`); request logging is a middleware that only exists
+when `COMPAT_LOG_REQUESTS` asks for it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from aiohttp.typedefs import Handler, Middleware
 
 from compat_core.config import Settings
 from compat_core.heap import freeze_startup_heap
-from http_edge.errors import SERVER_ERROR, HttpError, from_rpc_error
 from http_edge.routes import setup_routes
 from http_edge.routes.context import (
     CORE,
@@ -30,8 +29,6 @@ from http_edge.routes.context import (
     SETTINGS,
     Core,
     Cors,
-    add_response_headers,
-    assign_request_id,
 )
 
 logger = logging.getLogger(__name__)
@@ -51,17 +48,12 @@ _CHANNEL_OPTIONS: Final = (
 )
 _CHANNEL_CLOSE_GRACE: Final = 1.0
 
-_CORS_METHODS: Final = "GET, POST, DELETE, OPTIONS"
-_CORS_DEFAULT_HEADERS: Final = "Authorization, Content-Type, OpenAI-Beta, X-Request-Id"
-_CORS_MAX_AGE: Final = "86400"
-
 
 def create_app(settings: Settings, core_target: str) -> web.Application:
     """The edge for `settings`, talking to the core at `core_target` (`host:port`)."""
     cors = Cors(settings.cors_origins)
-    middlewares: list[Middleware] = [_edge_middleware(cors)]
-    if settings.log_requests:
-        middlewares.insert(0, _log_requests)
+    # Request logging is the one middleware, there only when asked for (see `handling`).
+    middlewares: list[Middleware] = [_log_requests] if settings.log_requests else []
     app = web.Application(client_max_size=JSON_BODY_LIMIT, middlewares=middlewares)
     app[SETTINGS] = settings
     app[CORS] = cors
@@ -124,77 +116,6 @@ async def _end_event_streams(app: web.Application) -> None:
     relays: set[asyncio.Task[Any]] = app[EVENT_STREAMS]
     for relay in tuple(relays):
         relay.cancel()
-
-
-def _edge_middleware(cors: Cors) -> Middleware:
-    @web.middleware
-    async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
-        assign_request_id(request)
-        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-            response: web.StreamResponse = _preflight(request, cors)
-        else:
-            response = await _answer(request, handler)
-        if not response.prepared:
-            add_response_headers(request, response)
-        return response
-
-    return edge
-
-
-async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The handler's response, or the error response for what it raised."""
-    try:
-        return await handler(request)
-    except HttpError as err:
-        return err.response()
-    except grpc.aio.AioRpcError as err:
-        return from_rpc_error(err).response()
-    except web.HTTPException as err:
-        return _from_http_exception(request, err)
-    except Exception:
-        logger.exception(
-            "unhandled error in %s %s (request %s)",
-            request.method,
-            request.path,
-            request[REQUEST_ID],
-        )
-        return HttpError(
-            500,
-            "The server had an error while processing your request. "
-            f"Quote request ID {request[REQUEST_ID]} when reporting it.",
-            error_type=SERVER_ERROR,
-        ).response()
-
-
-def _preflight(request: web.Request, cors: Cors) -> web.Response:
-    response = web.Response(status=204)
-    origin = request.headers.get("Origin")
-    if origin and cors.allows(origin):
-        headers = response.headers
-        headers["Access-Control-Allow-Methods"] = _CORS_METHODS
-        headers["Access-Control-Allow-Headers"] = request.headers.get(
-            "Access-Control-Request-Headers", _CORS_DEFAULT_HEADERS
-        )
-        headers["Access-Control-Max-Age"] = _CORS_MAX_AGE
-    return response
-
-
-def _from_http_exception(request: web.Request, err: web.HTTPException) -> web.Response:
-    """aiohttp's own refusals (no route, wrong method, body too large) in OpenAI's shape."""
-    if isinstance(err, web.HTTPNotFound):
-        return HttpError(404, f"Invalid URL ({request.method} {request.path})").response()
-    if isinstance(err, web.HTTPMethodNotAllowed):
-        response = HttpError(
-            405, f"Invalid method for URL ({request.method} {request.path})"
-        ).response()
-        response.headers["Allow"] = ", ".join(sorted(err.allowed_methods))
-        return response
-    if isinstance(err, web.HTTPRequestEntityTooLarge):
-        return HttpError(
-            413, err.text or "Request body too large.", code="request_too_large"
-        ).response()
-    error_type = SERVER_ERROR if err.status >= 500 else "invalid_request_error"
-    return HttpError(err.status, err.reason, error_type=error_type).response()
 
 
 @web.middleware

@@ -25,7 +25,8 @@ from compat_core.errors import REQUEST_TOO_LARGE
 logger = logging.getLogger(__name__)
 
 # The ID of the request being answered, for log lines written far from its handler; set by
-# the edge's middleware, inherited by the tasks the request starts (an event stream's pump).
+# the guard around every route (`http_edge.handling`), inherited by the tasks the request
+# starts (an event stream's pump).
 CURRENT_REQUEST_ID: ContextVar[str] = ContextVar("current_request_id", default="-")
 
 INVALID_REQUEST: Final = "invalid_request_error"

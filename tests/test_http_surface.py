@@ -190,6 +190,20 @@ def test_unknown_route_is_404_json(http: httpx2.Client, method: str, path: str) 
     assert error_of(response)["type"] == "invalid_request_error"
 
 
+def test_a_method_a_path_lacks_is_405_json_naming_the_ones_it_has(http: httpx2.Client) -> None:
+    response = http.put("/v1/assistants", json={})
+    assert response.status_code == 405
+    error = error_of(response)
+    assert error["type"] == "invalid_request_error"
+    assert error["message"] == "Invalid method for URL (PUT /v1/assistants)"
+    assert response.headers["allow"] == "GET, HEAD, POST"
+    assert response.headers.get("x-request-id")
+    # A path with an ID in it, and an OPTIONS that is no CORS preflight.
+    response = http.request("OPTIONS", "/v1/threads/thread_x/runs/run_y")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD, POST"
+
+
 def test_every_response_has_a_request_id(
     http: httpx2.Client, auth_server: ServerThread, make_http: MakeHttp
 ) -> None:
@@ -199,6 +213,8 @@ def test_every_response_has_a_request_id(
         http.post("/v1/assistants", json={"model": "builtin/echo"}),
         http.get("/v1/assistants/asst_nope"),
         http.get("/v1/no-such-thing"),
+        http.delete("/v1/assistants"),
+        http.options("/v1/assistants", headers=PREFLIGHT),
         http.post("/v1/assistants", content=b"{", headers={"Content-Type": "application/json"}),
         make_http(auth_server).get("/v1/assistants"),  # 401 from the auth layer
         *streamed_responses(http),

@@ -145,7 +145,7 @@ def rpc_metadata(request: web.Request) -> Metadata:
 def add_response_headers(request: web.Request, response: web.StreamResponse) -> None:
     """`x-request-id` and, for an allowed origin, the CORS headers of an actual request.
 
-    The edge's middleware adds them to every response a handler returns unsent; a handler
+    The guard around every route adds them to each response a handler returns unsent; a handler
     that streams its response sends the headers with `prepare()`, so it goes through
     `prepare_stream`. (aiohttp's `on_response_prepare` signal would reach both, at the cost
     of a coroutine or two on every response: 2% of a list call's requests a second.)

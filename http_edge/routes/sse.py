@@ -110,7 +110,7 @@ async def relay_run_events(request: web.Request, call: Any) -> web.StreamRespons
     except ConnectionError:
         logger.debug("client left the event stream of %s", request.path)
     except Exception:
-        # The status line is sent, so the middleware cannot answer a JSON error any more:
+        # The status line is sent, so the route's guard cannot answer a JSON error any more:
         # end the stream with an `error` event instead.
         logger.exception("event relay of %s failed", request.path)
         with contextlib.suppress(ConnectionError):
