@@ -8,6 +8,7 @@ lose nothing on the way.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,12 +21,14 @@ from harness import API_KEY, MakeGrpc
 from harness.grpc_client import GrpcClient, bearer, rich_error
 from harness.server import ServerThread
 
+from compat_core.methods import MethodTable
 from compat_core.v1 import (
     assistants_pb2,
     common_pb2,
     files_pb2,
     messages_pb2,
     models_pb2,
+    runs_pb2,
     threads_pb2,
 )
 
@@ -570,6 +573,33 @@ def _call_raw(channel: grpc.Channel, path: str, streams_in: bool, streams_out: b
         list(channel.unary_stream(path)(b"", timeout=10))
     else:
         channel.unary_unary(path)(b"", timeout=10)
+
+
+@pytest.mark.parametrize(
+    "path", ["/compat_core.v1.RunsService/NoSuchMethod", "/compat_core.v1.NoSuchService/GetRun"]
+)
+def test_a_method_the_core_does_not_serve_is_unimplemented(
+    grpc_client: GrpcClient, path: str
+) -> None:
+    with pytest.raises(grpc.RpcError) as info:
+        grpc_client.channel.unary_unary(path)(b"", timeout=10)
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_a_service_added_twice_to_the_method_table_is_refused() -> None:
+    service = runs_pb2.DESCRIPTOR.services_by_name["RunsService"]
+    servicer = _EveryMethod()
+    table = MethodTable()
+    table.add(servicer, service)
+    with pytest.raises(ValueError, match="RunsService/CreateRun is served twice"):
+        table.add(servicer, service)
+
+
+class _EveryMethod:
+    """A servicer with a (do-nothing) method of every name."""
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return lambda *args: None
 
 
 def test_health_needs_no_key(auth_grpc: GrpcClient) -> None:
