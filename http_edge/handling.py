@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 # The catch-all route's path: any path, after every route of the API.
 UNROUTED_PATH: Final = "/{path:.*}"
+
 _CORS_METHODS: Final = "GET, POST, DELETE, OPTIONS"
 _CORS_DEFAULT_HEADERS: Final = "Authorization, Content-Type, OpenAI-Beta, X-Request-Id"
 _CORS_MAX_AGE: Final = "86400"
