@@ -616,6 +616,15 @@ def test_health_is_serving(grpc_client: GrpcClient) -> None:
     assert response.status == health_pb2.HealthCheckResponse.SERVING
 
 
+def test_health_can_be_watched(grpc_client: GrpcClient) -> None:
+    watch = grpc_client.health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=10)
+    try:
+        first = next(iter(watch))
+    finally:
+        watch.cancel()
+    assert first.status == health_pb2.HealthCheckResponse.SERVING
+
+
 def test_reflection_lists_the_services(grpc_client: GrpcClient) -> None:
     services = set(grpc_client.list_services())
     expected = {
