@@ -51,12 +51,11 @@ _CHANNEL_CLOSE_GRACE: Final = 1.0
 
 def create_app(settings: Settings, core_target: str) -> web.Application:
     """The edge for `settings`, talking to the core at `core_target` (`host:port`)."""
-    cors = Cors(settings.cors_origins)
     # Request logging is the one middleware, there only when asked for (see `handling`).
     middlewares: list[Middleware] = [_log_requests] if settings.log_requests else []
     app = web.Application(client_max_size=JSON_BODY_LIMIT, middlewares=middlewares)
     app[SETTINGS] = settings
-    app[CORS] = cors
+    app[CORS] = Cors(settings.cors_origins)
     app[EVENT_STREAMS] = set()
     app.on_shutdown.append(_end_event_streams)
     app.cleanup_ctx.append(_core_channel(core_target))
