@@ -25,13 +25,14 @@ _sym_db = _symbol_database.Default()
 from compat_core.v1 import common_pb2 as compat__core_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63ompat_core/v1/models.proto\x12\x0e\x63ompat_core.v1\x1a\x1b\x63ompat_core/v1/common.proto\"6\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x03\x12\x10\n\x08owned_by\x18\x03 \x01(\t\"\x13\n\x11ListModelsRequest\"9\n\x12ListModelsResponse\x12#\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x15.compat_core.v1.Model\" \n\x0fGetModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\"#\n\x12\x44\x65leteModelRequest\x12\r\n\x05model\x18\x01 \x01(\t2\xfb\x01\n\rModelsService\x12S\n\nListModels\x12!.compat_core.v1.ListModelsRequest\x1a\".compat_core.v1.ListModelsResponse\x12\x42\n\x08GetModel\x12\x1f.compat_core.v1.GetModelRequest\x1a\x15.compat_core.v1.Model\x12Q\n\x0b\x44\x65leteModel\x12\".compat_core.v1.DeleteModelRequest\x1a\x1e.compat_core.v1.DeletionStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63ompat_core/v1/models.proto\x12\x0e\x63ompat_core.v1\x1a\x1b\x63ompat_core/v1/common.proto\"6\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x03\x12\x10\n\x08owned_by\x18\x03 \x01(\t\"\x13\n\x11ListModelsRequest\"9\n\x12ListModelsResponse\x12#\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x15.compat_core.v1.Model\" \n\x0fGetModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\"#\n\x12\x44\x65leteModelRequest\x12\r\n\x05model\x18\x01 \x01(\t2\xfb\x01\n\rModelsService\x12S\n\nListModels\x12!.compat_core.v1.ListModelsRequest\x1a\".compat_core.v1.ListModelsResponse\x12\x42\n\x08GetModel\x12\x1f.compat_core.v1.GetModelRequest\x1a\x15.compat_core.v1.Model\x12Q\n\x0b\x44\x65leteModel\x12\".compat_core.v1.DeleteModelRequest\x1a\x1e.compat_core.v1.DeletionStatusB}\n\x12\x63om.compat_core.v1P\x01Z4assistants-compat/gen/go/compat_core/v1;compatcorev1\xaa\x02\rCompatCore.V1\xca\x02\rCompatCore\\V1\xea\x02\x0e\x43ompatCore::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'compat_core.v1.models_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\022com.compat_core.v1P\001Z4assistants-compat/gen/go/compat_core/v1;compatcorev1\252\002\rCompatCore.V1\312\002\rCompatCore\\V1\352\002\016CompatCore::V1'
   _globals['_MODEL']._serialized_start=76
   _globals['_MODEL']._serialized_end=130
   _globals['_LISTMODELSREQUEST']._serialized_start=132
