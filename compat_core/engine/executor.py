@@ -690,10 +690,10 @@ STEP_EVENTS = {
 def _without_content(message: messages_pb2.Message) -> messages_pb2.Message:
     """A reply as OpenAI announces it: no content yet, whatever is stored.
 
-    The stored reply holds its (empty) text part from the start, so that reading it
-    mid-stream or after a crash finds one; the stream announces none, and its first delta adds
-    the part. Both SDKs' helpers report a text part as created when a delta adds one, which
-    they never do for a part the message came with.
+    The stored reply holds its (empty) text part from the start: the pieces are appended to
+    it, and a read mid-stream finds it. The stream announces none, and its first delta adds
+    the part: both SDKs' helpers report a text part as created when a delta adds one, never
+    for a part the message came with.
     """
     announced = messages_pb2.Message()
     announced.CopyFrom(message)
