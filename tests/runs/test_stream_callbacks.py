@@ -187,9 +187,10 @@ def _check_text_deltas(seen: Observed) -> int:
     """The number of text deltas; the text part was created with the first one's text."""
     deltas = seen.events["thread.message.delta"]
     assert deltas >= 1, f"no text deltas: {dict(seen.events)}"
-    [created] = seen.created_texts or [""]
-    assert created, f"no text created with a piece of text: {seen.created_texts}"
-    assert seen.text.startswith(created)
+    created = seen.created_texts
+    assert len(created) == 1, f"text created {len(created)} times: {created}"
+    assert created[0], "the text part was created without the first piece of text"
+    assert seen.text.startswith(created[0])
     return deltas
 
 
@@ -207,8 +208,8 @@ def check_text_run(client: openai.OpenAI, case: Case, seen: Observed, sdk: Sdk) 
 
 
 def check_client_tool_stream(client: openai.OpenAI, case: Case, seen: Observed, sdk: Sdk) -> None:
-    """The first stream, up to requires_action (the calls are read from the stored step, which
-    the outputs submitted since do not change but for the outputs)."""
+    """The first stream, up to requires_action. The calls are read from the stored step: by
+    the time Node's report is checked, their outputs are submitted and the run has ended."""
     run_id, status = seen.run
     assert status == "requires_action"
     tool_step = run_steps(client, case.thread_id, run_id)[0]
