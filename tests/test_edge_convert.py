@@ -1086,8 +1086,14 @@ def test_run_step_delta_out() -> None:
     call.function.arguments = ""
     out = runs.run_step_delta_out(first)
     assert_schema("RunStepDeltaObject", out)
+    # OpenAI's first piece of a call: its id, type and name, no arguments, `output: null`.
     assert out["delta"]["step_details"]["tool_calls"] == [
-        {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": ""}}
+        {
+            "index": 0,
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "f", "arguments": "", "output": None},
+        }
     ]
     later = runs_pb2.RunStepDelta(id="step_1")
     piece = later.step_details.tool_calls.tool_calls.add(index=0)

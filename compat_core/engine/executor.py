@@ -351,8 +351,9 @@ class RunExecution:
         self._message, self._message_step = message, step
         self._publish("thread_run_step_created", step)
         self._publish("thread_run_step_in_progress", step)
-        self._publish("thread_message_created", message)
-        self._publish("thread_message_in_progress", message)
+        announced = _without_content(message)
+        self._publish("thread_message_created", announced)
+        self._publish("thread_message_in_progress", announced)
 
     def _new_reply(self) -> Reply:
         run = self.run
@@ -452,8 +453,8 @@ class RunExecution:
             await self._save(steps=[step])
             self._publish("thread_run_step_created", step)
             self._publish("thread_run_step_in_progress", step)
-        piece = runs_pb2.ToolCall(index=index)
         call = calls.get(index)
+        late_name: str | None = None
         if call is None:
             call = runs_pb2.ToolCall(
                 index=index,
@@ -461,23 +462,40 @@ class RunExecution:
                 function=runs_pb2.FunctionCall(name=name or ""),
             )
             calls[index] = call
-            piece.id = call.id
-            piece.function.name = call.function.name
+            # As OpenAI streams a call: a first delta that names it, with no arguments yet,
+            # then the arguments piece by piece. The SDKs' helpers report the first delta of
+            # an index as the call's creation and only the later ones as its deltas, so
+            # arguments in the first would never reach a tool-call-delta callback.
+            self._announce_call_piece(index, call_id=call.id, name=call.function.name)
         elif name and not call.function.name:
-            call.function.name = name
-            piece.function.name = name
-        call.function.arguments += arguments
-        piece.function.arguments = arguments
-        self._publish(
-            "thread_run_step_delta",
-            runs_pb2.RunStepDelta(
-                id=self._tool_step.id,
-                step_details=runs_pb2.StepDetails(
-                    tool_calls=runs_pb2.ToolCalls(tool_calls=[piece])
-                ),
-            ),
-        )
+            call.function.name = late_name = name
+        if arguments or late_name:
+            call.function.arguments += arguments
+            self._announce_call_piece(index, name=late_name, arguments=arguments)
         await self._let_watchers_read()
+
+    def _announce_call_piece(
+        self,
+        index: int,
+        *,
+        call_id: str | None = None,
+        name: str | None = None,
+        arguments: str = "",
+    ) -> None:
+        """Publish one `thread.run.step.delta` of the open tool step, built in place (once
+        per piece of arguments: `publish` would copy it)."""
+        assert self._tool_step is not None
+        event = runs_pb2.RunEvent()
+        delta = event.thread_run_step_delta
+        delta.id = self._tool_step.id
+        piece = delta.step_details.tool_calls.tool_calls.add(index=index)
+        if call_id is not None:
+            piece.id = call_id
+        piece.function.SetInParent()
+        if name is not None:
+            piece.function.name = name
+        piece.function.arguments = arguments
+        self.ctx.hub.publish(self.run.id, event)
 
     async def _let_watchers_read(self) -> None:
         moment = time.monotonic()
@@ -667,6 +685,20 @@ STEP_EVENTS = {
     runs_pb2.RUN_STEP_STATUS_CANCELLED: "thread_run_step_cancelled",
     runs_pb2.RUN_STEP_STATUS_EXPIRED: "thread_run_step_expired",
 }
+
+
+def _without_content(message: messages_pb2.Message) -> messages_pb2.Message:
+    """A reply as OpenAI announces it: no content yet, whatever is stored.
+
+    The stored reply holds its (empty) text part from the start: the pieces are appended to
+    it, and a read mid-stream finds it. The stream announces none, and its first delta adds
+    the part: both SDKs' helpers report a text part as created when a delta adds one, never
+    for a part the message came with.
+    """
+    announced = messages_pb2.Message()
+    announced.CopyFrom(message)
+    announced.ClearField("content")
+    return announced
 
 
 def publish(hub: RunEventHub, run_id: str, name: str, payload: Any) -> None:

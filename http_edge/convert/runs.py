@@ -545,7 +545,8 @@ def run_step_delta_out(delta: runs_pb2.RunStepDelta, indexes: DeltaIndexes | Non
 def _tool_call_delta_out(
     step_id: str, call: runs_pb2.ToolCall, indexes: DeltaIndexes | None
 ) -> Json:
-    """A piece of a tool call: `id` and the function's `name` only in its first piece."""
+    """A piece of a tool call: `id` and the function's `name` only in its first piece, which
+    also says `output: null` (not known yet), as OpenAI's does."""
     kind = call.WhichOneof("kind")
     first = call.HasField("id")
     out: Json = {"index": call.index}
@@ -559,6 +560,8 @@ def _tool_call_delta_out(
         function["arguments"] = call.function.arguments
         if call.function.HasField("output"):
             function["output"] = call.function.output
+        elif first:
+            function["output"] = None
         out["function"] = function
     elif kind == "code_interpreter":
         code = call.code_interpreter

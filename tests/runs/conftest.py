@@ -9,6 +9,8 @@
 - `client`, `http` and `grpc_client` are overridden here to talk to `runs_server`.
 - `echo_assistant`: a `builtin/echo` assistant with the client-side tools `get_weather` and
   `get_time`.
+- `node`: the `node` executable with `tests/node`'s locked packages installed (skips the test
+  without Node).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from harness.server import ServerThread, sqlite_url
 from openai.types.beta import Assistant
 
 from compat_core.config import ProviderConfig
+from runs.nodejs import locked_versions, node_with_locked_packages
 from runs.tools import GET_TIME, GET_WEATHER, SERVER_TOOLS
 from runs.upstream import ScriptedModel, ScriptedUpstream, closed_port_url
 
@@ -111,3 +114,10 @@ def echo_assistant(client: openai.OpenAI, tag: str) -> Assistant:
         tools=[GET_WEATHER, GET_TIME],
         metadata={"tag": tag},
     )
+
+
+@pytest.fixture(scope="session")
+def node() -> str:
+    locked = locked_versions()["openai"]
+    assert locked.startswith("7."), f"tests/node must pin openai 7.x, the lockfile has {locked}"
+    return node_with_locked_packages()

@@ -164,6 +164,62 @@ def assert_one_open_at_a_time(events: Iterable[SseEvent]) -> None:
             assert data["id"] in open_messages, f"a delta for message {data['id']} not open"
 
 
+def assert_openai_payloads(events: Iterable[SseEvent]) -> None:
+    """Messages and tool calls come about as in OpenAI's streams, which the SDKs' helpers turn
+    into their created/delta/done callbacks (see `runs.callbacks`):
+
+    - a message is announced with no content; the first delta of each part creates it, parts
+      in order from index 0; the message's end carries the text of all its deltas;
+    - a tool step is announced with no calls; a call's first delta has its `id`, `type`,
+      `name`, empty `arguments` and `output: null`, the deltas after it neither `id` nor `name`.
+    """
+    parts: dict[str, list[str]] = {}
+    calls: dict[str, set[int]] = {}
+    for event in events:
+        name = event.event
+        if name in ("thread.message.created", "thread.message.in_progress"):
+            data = event.json()
+            assert data["content"] == [], f"{name} announces content: {data['content']}"
+            parts.setdefault(data["id"], [])
+        elif name == "thread.message.delta":
+            data = event.json()
+            texts = parts[data["id"]]
+            for piece in data["delta"]["content"]:
+                index = piece["index"]
+                assert index <= len(texts), f"part {index} before part {len(texts)}: {data}"
+                if index == len(texts):
+                    texts.append("")
+                if piece["type"] == "text":
+                    texts[index] += piece["text"]["value"]
+        elif name in ("thread.message.completed", "thread.message.incomplete"):
+            data = event.json()
+            streamed = parts.get(data["id"])
+            if streamed is not None:
+                ended = [p["text"]["value"] for p in data["content"] if p["type"] == "text"]
+                assert ended == streamed, f"{name} says {ended}, the deltas said {streamed}"
+        elif name == "thread.run.step.created":
+            data = event.json()
+            if data["type"] == "tool_calls":
+                assert data["step_details"]["tool_calls"] == [], f"{name} announces calls: {data}"
+            calls[data["id"]] = set()
+        elif name == "thread.run.step.delta":
+            data = event.json()
+            details = data["delta"]["step_details"]
+            for call in details.get("tool_calls") or []:
+                function = call.get("function")
+                if call["index"] in calls[data["id"]]:
+                    assert "id" not in call, f"a later piece of a call repeats its id: {call}"
+                    assert function is None or "name" not in function, f"name again: {call}"
+                    continue
+                calls[data["id"]].add(call["index"])
+                assert call["id"].startswith("call_"), f"a call's first piece has no id: {call}"
+                assert call["type"] == "function", call
+                assert function is not None, call
+                first = (function.get("arguments"), function.get("output", "(absent)"))
+                assert first == ("", None), f"a call's first piece has arguments: {call}"
+                assert function["name"], f"a call's first piece has no name: {call}"
+
+
 def sse_text(events: Iterable[SseEvent]) -> str:
     """The concatenated text of the `thread.message.delta` events."""
     pieces: list[str] = []

@@ -16,7 +16,7 @@ from harness.server import ServerThread
 from openai.types.beta import Assistant
 
 from compat_core.v1 import runs_pb2
-from runs.nodejs import node_with_locked_packages, run_script
+from runs.nodejs import run_script
 from runs.support import TEXT_RUN_EVENTS, collapse, grpc_name, grpc_text, message_text, run_messages
 
 SCRIPT = "grpc_run.mjs"
@@ -25,11 +25,6 @@ DELTA = "thread.message.delta"
 WAIT = 10.0
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def node() -> str:
-    return node_with_locked_packages()
 
 
 def _names(events: list[dict[str, Any]]) -> list[str]:

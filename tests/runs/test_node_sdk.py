@@ -10,17 +10,10 @@ import pytest
 from harness.server import ServerThread
 from openai.types.beta import Assistant
 
-from runs.nodejs import locked_versions, node_with_locked_packages, run_script
+from runs.nodejs import run_script
 from runs.support import TEXT_RUN_EVENTS, collapse, message_text, run_messages
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def node() -> str:
-    locked = locked_versions()["openai"]
-    assert locked.startswith("7."), f"tests/node must pin openai 7.x, the lockfile has {locked}"
-    return node_with_locked_packages()
 
 
 def test_node_sdk_streams_polls_and_answers_tools(

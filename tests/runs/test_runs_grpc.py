@@ -334,3 +334,57 @@ def test_a_fast_upstream_reply_is_relayed_as_it_arrives(
     assert len(first) < len("".join(pieces)) // 4
     assert len(deltas) > 1
     assert grpc_text(events) == "".join(pieces)
+
+
+def test_grpc_events_announce_parts_as_openai_does(
+    grpc_client: GrpcClient, client: openai.OpenAI, echo_assistant: Assistant
+) -> None:
+    # The core decides what the events say, so gRPC watchers get what the SSE renders: a
+    # reply announced with no content (its first delta makes the part), and a call's first
+    # piece with its id and name and no arguments (the pieces after it have them).
+    thread = client.beta.threads.create(
+        messages=[{"role": "user", "content": '/call get_weather {"city": "Bern"}'}]
+    )
+    first = list(
+        grpc_client.runs.CreateRunStream(
+            runs_pb2.CreateRunRequest(thread_id=thread.id, assistant_id=echo_assistant.id),
+            timeout=WAIT,
+        )
+    )
+    pieces = [
+        call
+        for e in first
+        if e.HasField("thread_run_step_delta")
+        for call in e.thread_run_step_delta.step_details.tool_calls.tool_calls
+    ]
+    assert len(pieces) > 1
+    head, *rest = pieces
+    assert head.HasField("id")
+    assert (head.function.name, head.function.arguments) == ("get_weather", "")
+    assert not any(p.HasField("id") or p.function.HasField("name") for p in rest)
+    waiting = first[-2].thread_run_requires_action
+    [call] = waiting.required_action.tool_calls
+    assert (head.id, "".join(p.function.arguments for p in rest)) == (call.id, call.arguments)
+
+    resumed = list(
+        grpc_client.runs.SubmitToolOutputsStream(
+            runs_pb2.SubmitToolOutputsRequest(
+                thread_id=thread.id,
+                run_id=waiting.id,
+                tool_outputs=[runs_pb2.ToolOutput(tool_call_id=call.id, output="cold")],
+            ),
+            timeout=WAIT,
+        )
+    )
+    announced = {
+        name: getattr(e, name)
+        for e in resumed
+        for name in ("thread_message_created", "thread_message_in_progress")
+        if e.HasField(name)
+    }
+    assert len(announced) == 2
+    assert {name: len(m.content) for name, m in announced.items()} == dict.fromkeys(announced, 0)
+    [completed] = [
+        e.thread_message_completed for e in resumed if e.HasField("thread_message_completed")
+    ]
+    assert completed.content[0].text.value == grpc_text(resumed) == "get_weather returned: cold"

@@ -16,6 +16,7 @@ from runs.support import (
     POLL_MS,
     TEXT_RUN_EVENTS,
     assert_one_open_at_a_time,
+    assert_openai_payloads,
     collapse,
     message_text,
     parse_sse,
@@ -142,6 +143,7 @@ def test_raw_sse_follows_the_spec_event_by_event(
     for event in events:
         validate_sse_event(event)
     assert_one_open_at_a_time(events)
+    assert_openai_payloads(events)
     names = [event.event for event in events]
     expected = TEXT_RUN_EVENTS if endpoint == "create_run" else ["thread.created", *TEXT_RUN_EVENTS]
     assert collapse(names) == expected
@@ -187,6 +189,7 @@ def test_raw_sse_of_a_tool_round(
     for event in first:
         validate_sse_event(event)
     assert_one_open_at_a_time(first)
+    assert_openai_payloads(first)
     assert collapse(e.event for e in first) == [
         "thread.run.created",
         "thread.run.queued",
@@ -210,6 +213,7 @@ def test_raw_sse_of_a_tool_round(
     for event in resumed:
         validate_sse_event(event)
     assert_one_open_at_a_time(resumed)
+    assert_openai_payloads(resumed)
     names = collapse(e.event for e in resumed)
     assert names[-2:] == ["thread.run.completed", "done"]
     assert "thread.run.created" not in names

@@ -24,6 +24,7 @@ from runs.support import (
     SseEvent,
     assert_nothing_left_open,
     assert_one_open_at_a_time,
+    assert_openai_payloads,
     assert_usage_adds_up,
     collapse,
     function_calls,
@@ -471,6 +472,7 @@ def test_raw_tool_call_stream_sends_id_and_name_once(
     for event in events:
         validate_sse_event(event)
     assert_one_open_at_a_time(events)
+    assert_openai_payloads(events)
     assert collapse(e.event for e in events)[-2:] == ["thread.run.requires_action", "done"]
 
     pieces = [
@@ -519,6 +521,7 @@ def _streamed_calculator_run(
     for event in events:
         validate_sse_event(event)
     assert_one_open_at_a_time(events)
+    assert_openai_payloads(events)
     run = client.beta.threads.runs.retrieve(events[0].json()["id"], thread_id=thread.id)
     return events, run
 
