@@ -18,7 +18,7 @@ import grpc
 import httpx2
 import openai
 import pytest
-from harness import MakeClient
+from harness import API_KEY, MakeClient, MakeHttp
 from harness.server import ServerThread
 from runs.tools import GET_WEATHER
 
@@ -488,3 +488,36 @@ def test_transport_exhaustion_is_not_a_rate_limit(oversized_status: grpc.aio.Aio
     assert response.headers["x-should-retry"] == "false"
     assert error.error_type == "server_error"
     assert "metadata" not in error.message
+
+
+# Found by the fuzz test (test_fuzz.py)
+
+
+@pytest.mark.parametrize(
+    ("path", "param"),
+    [
+        ("/v1/models/a%0Ab", "model"),
+        ("/v1/assistants/a%0Ab", "assistant_id"),
+        ("/v1/vector_stores/a%0Ab/files", None),
+        ("/v1/no-such-thing/%0A", None),
+    ],
+)
+def test_a_newline_in_a_path_is_a_404_in_openais_shape(
+    http: httpx2.Client, path: str, param: str | None
+) -> None:
+    check_error(http.get(path), 404, param=param, code=None)
+
+
+def test_an_api_key_with_a_tab_is_401(auth_server: ServerThread, make_http: MakeHttp) -> None:
+    # HTTP allows a tab in a header value; gRPC metadata does not, so it cannot be forwarded.
+    response = make_http(auth_server).get(
+        "/v1/assistants", headers={"Authorization": f"Bearer {API_KEY}\tx"}
+    )
+    check_error(
+        response, 401, param=None, code="invalid_api_key", error_type="authentication_error"
+    )
+
+
+def test_an_api_key_with_a_tab_is_ignored_without_auth(http: httpx2.Client) -> None:
+    response = http.get("/v1/assistants", headers={"Authorization": "Bearer a\tb"})
+    assert response.status_code == 200, response.text
