@@ -18,6 +18,49 @@ ERROR_DOMAIN = "assistants-compat"
 # The `code` of a request body over the size limit; the edge answers it with HTTP 413.
 REQUEST_TOO_LARGE = "request_too_large"
 
+# gRPC carries a status in trailing metadata: the message once in `grpc-message` (percent-
+# encoded, up to 3 bytes a byte) and again inside `grpc-status-details-bin` (base64, with the
+# `BadRequest` description repeating it). Past 8 KiB of metadata the receiving side may refuse
+# the whole status, and the caller sees a transport error instead of ours. These caps keep a
+# status under about 4 KiB whatever the request held.
+MAX_MESSAGE_BYTES = 512
+MAX_PARAM_BYTES = 128
+# How much of a client's value a message quotes: enough to recognise it.
+MAX_SHOWN_CHARS = 64
+_ELLIPSIS = "…"
+
+# How a 404 names each kind of object, as OpenAI words it; the services and the ID checks
+# share it, so a malformed ID and a missing one read the same.
+_NOT_FOUND = {
+    "assistant_id": "No assistant found with id '{}'.",
+    "thread_id": "No thread found with id '{}'.",
+    "message_id": "No message found with id '{}'.",
+    "run_id": "No run found with id '{}'.",
+    "step_id": "No run step found with id '{}'.",
+    "file_id": "No such File object: {}",
+}
+_NOT_FOUND_OTHER = "No object found with id '{}'."
+
+
+def shown(value: str) -> str:
+    """`value` as an error message quotes it: cut to `MAX_SHOWN_CHARS` characters.
+
+    Messages echo what the client sent (an ID, a name, a model); an echo must not grow with
+    the input, or a long enough value would push the status past gRPC's metadata limit.
+    """
+    if len(value) <= MAX_SHOWN_CHARS:
+        return value
+    return value[: MAX_SHOWN_CHARS - 1] + _ELLIPSIS
+
+
+def _clip(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` bytes of UTF-8, on a character boundary."""
+    encoded = text.encode("utf-8", "replace")
+    if len(encoded) <= limit:
+        return text
+    room = limit - len(_ELLIPSIS.encode())
+    return encoded[:room].decode("utf-8", "ignore") + _ELLIPSIS
+
 
 class ApiError(Exception):
     """An error answered to the caller, never logged as a fault of the server."""
@@ -30,10 +73,11 @@ class ApiError(Exception):
         param: str | None = None,
         code: str | None = None,
     ) -> None:
+        message = _clip(message, MAX_MESSAGE_BYTES)
         super().__init__(message)
         self.status = status
         self.message = message
-        self.param = param
+        self.param = None if param is None else _clip(param, MAX_PARAM_BYTES)
         self.code = code
 
     def to_status(self) -> grpc.Status:
@@ -68,6 +112,11 @@ def invalid(message: str, param: str | None = None, code: str | None = None) -> 
 def not_found(message: str, param: str | None = None) -> ApiError:
     """An ID that names nothing the caller can see (HTTP 404)."""
     return ApiError(grpc.StatusCode.NOT_FOUND, message, param=param)
+
+
+def no_such(param: str, object_id: str) -> ApiError:
+    """The 404 for the ID in `param` (`thread_id`, `file_id`, …), worded as OpenAI does."""
+    return not_found(_NOT_FOUND.get(param, _NOT_FOUND_OTHER).format(shown(object_id)), param)
 
 
 def precondition(message: str, param: str | None = None, code: str | None = None) -> ApiError:

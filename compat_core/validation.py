@@ -7,11 +7,11 @@ Each check raises an `ApiError` naming OpenAI's `param` for the offending field.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import orjson
 
-from compat_core import errors
+from compat_core import errors, ids
 from compat_core.store.base import Order, PageQuery
 from compat_core.v1 import common_pb2, messages_pb2
 
@@ -27,9 +27,18 @@ MAX_VECTOR_STORES = 1
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 MAX_MESSAGE_TEXT = 256_000
+# OpenAI documents no limit on a model string; none of theirs, nor any provider's, nears it.
+MAX_MODEL = 256
+MAX_FILENAME = 512
+# How deeply a JSON schema (function parameters, a response format) may nest. OpenAI's strict
+# mode allows 10 levels; plain schemas get room to spare, but not enough to make every later
+# reader of the schema (the edge's encoder, an upstream's) recurse without end.
+MAX_JSON_DEPTH = 64
 REASONING_EFFORTS = ("minimal", "low", "medium", "high")
 
 _FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# C0 and C1 controls, DEL among them: no file name or model string has a reason to hold one.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def metadata(values: Mapping[str, str], param: str = "metadata") -> None:
@@ -46,7 +55,7 @@ def metadata(values: Mapping[str, str], param: str = "metadata") -> None:
             raise errors.invalid(
                 f"Invalid '{param}': metadata keys can be at most {MAX_METADATA_KEY} "
                 f"characters long, but the key {key[:20]!r}… has {len(key)}.",
-                f"{param}.{key}",
+                f"{param}.{errors.shown(key)}",
                 "string_above_max_length",
             )
         if len(value) > MAX_METADATA_VALUE:
@@ -67,6 +76,34 @@ def max_length(value: str, limit: int, param: str) -> None:
             param,
             "string_above_max_length",
         )
+
+
+def free_of_controls(value: str, param: str, what: str) -> None:
+    """No control characters (NUL, newlines, escapes) in a name that is shown and stored."""
+    if _CONTROL.search(value):
+        raise errors.invalid(
+            f"Invalid '{param}': {what} must not contain control characters.",
+            param,
+            "invalid_value",
+        )
+
+
+def file_name(value: str, param: str = "file") -> None:
+    """A file's name: present, at most 512 characters, no control characters."""
+    if not value:
+        raise errors.invalid(
+            f"Missing required parameter: '{param}' (with a file name).",
+            param,
+            "missing_required_parameter",
+        )
+    max_length(value, MAX_FILENAME, param)
+    free_of_controls(value, param, "a file name")
+
+
+def model_name(value: str, param: str = "model") -> None:
+    """A model string short enough to store and echo; which models exist is the registry's."""
+    max_length(value, MAX_MODEL, param)
+    free_of_controls(value, param, "a model name")
 
 
 def number_range(value: float, low: float, high: float, param: str) -> None:
@@ -93,20 +130,48 @@ def reasoning_effort(value: str | None, param: str = "reasoning_effort") -> None
     if value is not None and value not in REASONING_EFFORTS:
         raise errors.invalid(
             f"Invalid '{param}': expected one of {', '.join(REASONING_EFFORTS)}, "
-            f"but got {value!r}.",
+            f"but got {errors.shown(value)!r}.",
             param,
             "invalid_value",
         )
 
 
-def json_object_text(text: str, param: str) -> None:
-    """Text that must hold a JSON object (function parameters, JSON schemas)."""
+def json_object_text(text: str, param: str, code: str) -> None:
+    """Text that must hold a JSON object (function parameters, JSON schemas), nested at most
+    `MAX_JSON_DEPTH` levels; `code` is OpenAI's for a bad schema in that place."""
     try:
         parsed = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        raise errors.invalid(f"Invalid '{param}': not valid JSON ({exc}).", param) from exc
+        raise errors.invalid(f"Invalid '{param}': not valid JSON ({exc}).", param, code) from exc
     if not isinstance(parsed, dict):
-        raise errors.invalid(f"Invalid '{param}': expected a JSON object.", param)
+        raise errors.invalid(f"Invalid '{param}': expected a JSON object.", param, code)
+    if _nested_deeper(parsed, MAX_JSON_DEPTH):
+        raise errors.invalid(
+            f"Invalid '{param}': the schema nests more than {MAX_JSON_DEPTH} levels deep.",
+            param,
+            code,
+        )
+
+
+def _nested_deeper(value: object, limit: int) -> bool:
+    """Whether objects and arrays nest more than `limit` levels (`{}` is one level).
+
+    A walk with its own stack, since a value nested past Python's recursion limit is exactly
+    what this looks for.
+    """
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Iterable[object] = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def tools(values: Sequence[common_pb2.Tool], param: str = "tools") -> None:
@@ -127,13 +192,17 @@ def tools(values: Sequence[common_pb2.Tool], param: str = "tools") -> None:
             function = tool.function
             if not _FUNCTION_NAME.match(function.name):
                 raise errors.invalid(
-                    f"Invalid '{where}.function.name': {function.name!r} does not match "
-                    "'^[a-zA-Z0-9_-]{1,64}$'.",
+                    f"Invalid '{where}.function.name': {errors.shown(function.name)!r} does not "
+                    "match '^[a-zA-Z0-9_-]{1,64}$'.",
                     f"{where}.function.name",
                     "invalid_value",
                 )
             if function.HasField("parameters_json"):
-                json_object_text(function.parameters_json, f"{where}.function.parameters")
+                json_object_text(
+                    function.parameters_json,
+                    f"{where}.function.parameters",
+                    "invalid_function_parameters",
+                )
         elif kind == "file_search" and tool.file_search.HasField("max_num_results"):
             count = tool.file_search.max_num_results
             if not 1 <= count <= 50:
@@ -176,13 +245,15 @@ def response_format(value: common_pb2.ResponseFormat, param: str = "response_for
         schema = value.json_schema
         if not _FUNCTION_NAME.match(schema.name):
             raise errors.invalid(
-                f"Invalid '{param}.json_schema.name': {schema.name!r} does not match "
-                "'^[a-zA-Z0-9_-]{1,64}$'.",
+                f"Invalid '{param}.json_schema.name': {errors.shown(schema.name)!r} does not "
+                "match '^[a-zA-Z0-9_-]{1,64}$'.",
                 f"{param}.json_schema.name",
                 "invalid_value",
             )
         if schema.HasField("schema_json"):
-            json_object_text(schema.schema_json, f"{param}.json_schema.schema")
+            json_object_text(
+                schema.schema_json, f"{param}.json_schema.schema", "invalid_json_schema"
+            )
 
 
 def page_query(
@@ -210,8 +281,23 @@ def page_query(
         common_pb2.SORT_ORDER_DESC,
     ):
         raise errors.invalid("Invalid 'order': expected 'asc' or 'desc'.", "order")
+    for param, cursor in (("after", after), ("before", before)):
+        if cursor and not ids.well_formed(cursor):
+            raise unknown_cursor(param, cursor)
     resolved: Order = "asc" if order == common_pb2.SORT_ORDER_ASC else "desc"
     return PageQuery(limit=limit, order=resolved, after=after, before=before)
+
+
+def unknown_cursor(param: str, object_id: str) -> errors.ApiError:
+    """A cursor naming no object of the list: a 400 on that parameter.
+
+    Also what a cursor that could not be an ID at all gets, checked before the store sees it.
+    """
+    return errors.invalid(
+        f"Invalid '{param}': no object with ID '{errors.shown(object_id)}' in this list.",
+        param,
+        "invalid_cursor",
+    )
 
 
 def message_input(message: messages_pb2.MessageInput, param: str) -> None:
@@ -267,8 +353,15 @@ def message_input(message: messages_pb2.MessageInput, param: str) -> None:
 
 
 def required_id(value: str, param: str) -> None:
-    """A path or body ID that must be present."""
+    """A path or body ID that must be present, checked before any store looks it up.
+
+    One that could not be an ID (too long, or holding characters no ID has: a NUL, a space)
+    names nothing, so it gets the 404 of a missing object, as OpenAI answers an ID it never
+    issued; every store answers it the same, without being asked.
+    """
     if not value:
         raise errors.invalid(
             f"Missing required parameter: '{param}'.", param, "missing_required_parameter"
         )
+    if not ids.well_formed(value):
+        raise errors.no_such(param, value)

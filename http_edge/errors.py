@@ -9,7 +9,7 @@ its messages: the core owns the wording, the edge only moves it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from typing import Any, Final
 
@@ -20,7 +20,7 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from compat_core.errors import REQUEST_TOO_LARGE
+from compat_core.errors import ERROR_DOMAIN, REQUEST_TOO_LARGE
 
 logger = logging.getLogger(__name__)
 
@@ -65,12 +65,19 @@ _GENERIC_SERVER_MESSAGE: Final = "The server had an error while processing your 
 # grpc's own text when a message exceeds the peer's size limit; the only trace such a refusal
 # leaves, since the transport attaches no details.
 _TRANSPORT_TOO_LARGE: Final = "larger than max"
+# A RESOURCE_EXHAUSTED that did not come from the core's logic: a limit of the transport (the
+# answer's metadata overflowing, say). The same request would meet it again, so unlike the
+# core's own (a rate limit, 429) it must not invite the SDKs' retries.
+_TRANSPORT_EXHAUSTED: Final = (
+    "The server could not deliver its answer to this request. Retrying the same request "
+    "will not help."
+)
 
 
 class HttpError(Exception):
     """An error answered to the caller as OpenAI's `{"error": {...}}` JSON."""
 
-    __slots__ = ("code", "error_type", "message", "param", "status")
+    __slots__ = ("close", "code", "error_type", "headers", "message", "param", "status")
 
     def __init__(
         self,
@@ -80,6 +87,8 @@ class HttpError(Exception):
         error_type: str = INVALID_REQUEST,
         param: str | None = None,
         code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        close: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -87,6 +96,11 @@ class HttpError(Exception):
         self.error_type = error_type
         self.param = param
         self.code = code
+        # Headers the answer needs beyond the body (`Accept-Encoding` on a 415, say).
+        self.headers = headers
+        # End the connection after answering: for a refusal that leaves the body unread, whose
+        # rest aiohttp would otherwise read (and decode) to reuse the connection.
+        self.close = close
 
     def fields(self) -> dict[str, str | None]:
         """The body's inner object, also the payload of an SSE `error` event."""
@@ -99,12 +113,18 @@ class HttpError(Exception):
 
     def response(self) -> web.Response:
         """The HTTP answer, with `x-should-retry: false` where a retry cannot help."""
-        return web.Response(
+        headers = self.headers
+        if self.status in _NO_RETRY_STATUSES:
+            headers = {**headers, **_NO_RETRY_HEADERS} if headers else _NO_RETRY_HEADERS
+        response = web.Response(
             status=self.status,
             body=orjson.dumps({"error": self.fields()}),
             content_type="application/json",
-            headers=_NO_RETRY_HEADERS if self.status in _NO_RETRY_STATUSES else None,
+            headers=headers,
         )
+        if self.close:
+            response.force_close()
+        return response
 
 
 def describe_json_type(value: object) -> str:
@@ -187,6 +207,7 @@ def from_rpc_error(err: grpc.aio.AioRpcError) -> HttpError:
             "request %s: core call failed: %s %s", CURRENT_REQUEST_ID.get(), status.name, message
         )
     rich = _rich_status(err)
+    ours = False
     if rich is None:
         if status == _S.RESOURCE_EXHAUSTED and _TRANSPORT_TOO_LARGE in message:
             return HttpError(
@@ -197,9 +218,20 @@ def from_rpc_error(err: grpc.aio.AioRpcError) -> HttpError:
         if status in _TRANSPORT_MESSAGES or http_status == 500:
             message = _TRANSPORT_MESSAGES.get(status, _GENERIC_SERVER_MESSAGE)
     else:
-        param, code = _param_and_code(rich.details)
-    if status == _S.RESOURCE_EXHAUSTED and code == REQUEST_TOO_LARGE:
-        http_status, error_type = 413, INVALID_REQUEST
+        param, code, ours = _param_and_code(rich.details)
+    if status == _S.RESOURCE_EXHAUSTED:
+        if code == REQUEST_TOO_LARGE:
+            http_status, error_type = 413, INVALID_REQUEST
+        elif not ours:
+            logger.warning(
+                "request %s: core call failed in transport: %s %s",
+                CURRENT_REQUEST_ID.get(),
+                status.name,
+                message,
+            )
+            return HttpError(
+                500, _TRANSPORT_EXHAUSTED, error_type=SERVER_ERROR, headers=_NO_RETRY_HEADERS
+            )
     return HttpError(http_status, message, error_type=error_type, param=param, code=code)
 
 
@@ -213,18 +245,23 @@ def _rich_status(err: grpc.aio.AioRpcError) -> Any:
         return None
 
 
-def _param_and_code(details: Iterable[any_pb2.Any]) -> tuple[str | None, str | None]:
+def _param_and_code(
+    details: Iterable[any_pb2.Any],
+) -> tuple[str | None, str | None, bool]:
+    """`param` and `code`, and whether an `ErrorInfo` says the core's logic raised it."""
     param: str | None = None
     code: str | None = None
+    ours = False
     for any_detail in details:
         if any_detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             any_detail.Unpack(info)
             code = info.reason or None
             param = info.metadata.get("param") or param
+            ours = ours or info.domain == ERROR_DOMAIN
         elif param is None and any_detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()
             any_detail.Unpack(bad)
             if bad.field_violations:
                 param = bad.field_violations[0].field or None
-    return param, code
+    return param, code, ours

@@ -26,8 +26,9 @@ from http_edge.routes.context import CORS, REQUEST_ID, add_response_headers, ass
 
 logger = logging.getLogger(__name__)
 
-# The catch-all route's path: any path, after every route of the API.
-UNROUTED_PATH: Final = "/{path:.*}"
+# The catch-all route's path: any path, after every route of the API; a newline (`%0A`) too,
+# which `.` would not match, leaving aiohttp's own plain-text 404 to answer.
+UNROUTED_PATH: Final = r"/{path:[\s\S]*}"
 
 _CORS_METHODS: Final = "GET, POST, DELETE, OPTIONS"
 _CORS_DEFAULT_HEADERS: Final = "Authorization, Content-Type, OpenAI-Beta, X-Request-Id"

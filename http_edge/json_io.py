@@ -2,6 +2,12 @@
 
 These are the only places that touch raw HTTP input, so malformed JSON and malformed query
 parameters become OpenAI-shaped 400s here, before any conversion or RPC runs.
+
+Bodies are taken only as sent, without a content coding: a `Content-Encoding` other than
+`identity` is a 415 (with `Accept-Encoding: identity`, as RFC 9110 asks). OpenAI's SDKs never
+compress a request; aiohttp would decode gzip and deflate, but brotli and zstd only when their
+optional decoders happen to be installed, so one answer for every coding is the one that does
+not change with the environment.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any, Final, NamedTuple
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 from multidict import MultiMapping
 
 from compat_core.v1 import common_pb2
@@ -23,6 +29,7 @@ _UNPARSABLE: Final = (
     "the request body; check that it is valid JSON and that you send it as such."
 )
 _TOO_LARGE: Final = "The request body is larger than the server accepts ({limit} bytes)."
+_IDENTITY: Final = "identity"
 
 _ORDERS: Final[Mapping[str, common_pb2.SortOrder.ValueType]] = {
     "asc": common_pb2.SORT_ORDER_ASC,
@@ -41,8 +48,22 @@ class PageParams(NamedTuple):
     before: str
 
 
+def refuse_content_coding(request: web.Request) -> None:
+    """A 415 for a body sent with a content coding (see the module's docstring)."""
+    coding = request.headers.get(hdrs.CONTENT_ENCODING, "").strip()
+    if coding and coding.lower() != _IDENTITY:
+        raise HttpError(
+            415,
+            f"Unsupported Content-Encoding '{coding[:64]}': send the request body uncompressed.",
+            code="unsupported_content_encoding",
+            headers={hdrs.ACCEPT_ENCODING: _IDENTITY},
+            close=True,
+        )
+
+
 async def read_json_object(request: web.Request) -> dict[str, Any]:
     """Read the body as a JSON object; an empty body counts as `{}`, as OpenAI treats it."""
+    refuse_content_coding(request)
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:

@@ -105,6 +105,7 @@ class AssistantsService(assistants_pb2_grpc.AssistantsServiceServicer):
         return common_pb2.DeletionStatus(id=request.assistant_id, deleted=True)
 
     def _check(self, assistant: assistants_pb2.Assistant) -> None:
+        validation.model_name(assistant.model)
         self._models.resolve(assistant.model, "model")
         if assistant.HasField("name"):
             validation.max_length(assistant.name, validation.MAX_NAME, "name")
@@ -139,4 +140,4 @@ def _apply_defaults(assistant: assistants_pb2.Assistant) -> None:
 
 
 def _missing(assistant_id: str) -> errors.ApiError:
-    return errors.not_found(f"No assistant found with id '{assistant_id}'.", "assistant_id")
+    return errors.no_such("assistant_id", assistant_id)

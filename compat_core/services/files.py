@@ -12,7 +12,6 @@ from compat_core.store.blobs import BlobStore, BlobTooLarge
 from compat_core.v1 import common_pb2, files_pb2, files_pb2_grpc
 
 PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
-MAX_FILENAME = 512
 MIN_EXPIRY_SECONDS = 3600
 MAX_EXPIRY_SECONDS = 2_592_000
 MAX_FILES_LIMIT = 10_000
@@ -81,6 +80,9 @@ class FilesService(files_pb2_grpc.FilesServiceServicer):
             default_limit=MAX_FILES_LIMIT,
             max_limit=MAX_FILES_LIMIT,
         )
+        if request.purpose and request.purpose not in PURPOSES:
+            # No file can have a purpose uploads refuse: the list is empty without asking.
+            return files_pb2.ListFilesResponse()
         try:
             page = await self._store.list_files(query, request.purpose)
         except CursorNotFound as exc:
@@ -113,20 +115,15 @@ class FilesService(files_pb2_grpc.FilesServiceServicer):
 
 
 def _check_metadata(meta: files_pb2.UploadFileMetadata) -> None:
-    if not meta.filename:
-        raise errors.invalid(
-            "Missing required parameter: 'file' (with a file name).",
-            "file",
-            "missing_required_parameter",
-        )
-    validation.max_length(meta.filename, MAX_FILENAME, "file")
+    validation.file_name(meta.filename)
     if not meta.purpose:
         raise errors.invalid(
             "Missing required parameter: 'purpose'.", "purpose", "missing_required_parameter"
         )
     if meta.purpose not in PURPOSES:
         raise errors.invalid(
-            f"Invalid 'purpose': {meta.purpose!r}. Expected one of {', '.join(PURPOSES)}.",
+            f"Invalid 'purpose': {errors.shown(meta.purpose)!r}. "
+            f"Expected one of {', '.join(PURPOSES)}.",
             "purpose",
             "invalid_value",
         )
@@ -141,4 +138,4 @@ def _check_metadata(meta: files_pb2.UploadFileMetadata) -> None:
 
 
 def _missing(file_id: str) -> errors.ApiError:
-    return errors.not_found(f"No such File object: {file_id}", "file_id")
+    return errors.no_such("file_id", file_id)

@@ -74,6 +74,11 @@ class MessagesService(messages_pb2_grpc.MessagesServiceServicer):
             request.after,
             request.before,
         )
+        if request.run_id and not ids.well_formed(request.run_id):
+            # A filter that could not be a run's ID matches no message (see `ids`).
+            if await self._store.get_thread(request.thread_id) is None:
+                raise missing_thread(request.thread_id)
+            return messages_pb2.ListMessagesResponse()
         try:
             page = await self._store.list_messages(request.thread_id, query, request.run_id)
         except CursorNotFound as exc:
@@ -113,10 +118,11 @@ class MessagesService(messages_pb2_grpc.MessagesServiceServicer):
         if await self._store.get_thread(thread_id) is None:
             return missing_thread(thread_id)
         return errors.not_found(
-            f"No message found with id '{message_id}' in thread '{thread_id}'.", "message_id"
+            f"No message found with id '{errors.shown(message_id)}' in thread '{thread_id}'.",
+            "message_id",
         )
 
 
 def missing_thread(thread_id: str) -> errors.ApiError:
     """The 404 for a thread ID that names nothing."""
-    return errors.not_found(f"No thread found with id '{thread_id}'.", "thread_id")
+    return errors.no_such("thread_id", thread_id)

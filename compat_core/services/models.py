@@ -21,12 +21,20 @@ class ModelsService(models_pb2_grpc.ModelsServiceServicer):
         return models_pb2.ListModelsResponse(data=await self._models.list_models())
 
     async def GetModel(self, request: models_pb2.GetModelRequest, context: Any) -> models_pb2.Model:
-        validation.required_id(request.model, "model")
-        return await self._models.get_model(request.model)
+        model = request.model
+        if not model:
+            raise errors.invalid(
+                "Missing required parameter: 'model'.", "model", "missing_required_parameter"
+            )
+        if len(model) > validation.MAX_MODEL:
+            # Longer than any model string can be: it names no model, as a missing one.
+            raise errors.not_found(f"The model '{errors.shown(model)}' does not exist.", "model")
+        return await self._models.get_model(model)
 
     async def DeleteModel(
         self, request: models_pb2.DeleteModelRequest, context: Any
     ) -> common_pb2.DeletionStatus:
         raise errors.permission_denied(
-            f"The model '{request.model}' belongs to its provider and cannot be deleted here."
+            f"The model '{errors.shown(request.model)}' belongs to its provider and cannot be "
+            "deleted here."
         )

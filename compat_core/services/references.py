@@ -6,7 +6,7 @@ far from the mistake; OpenAI rejects it at once, and so do we.
 
 from __future__ import annotations
 
-from compat_core import errors
+from compat_core import errors, ids
 from compat_core.store.base import Store
 from compat_core.v1 import common_pb2, messages_pb2
 
@@ -18,8 +18,9 @@ class References:
         self._store = store
 
     async def check_file(self, file_id: str, param: str) -> None:
-        if await self._store.get_file(file_id) is None:
-            raise errors.not_found(f"No file found with id '{file_id}'.", param)
+        # An ID that could not be one names nothing: no store is asked (see `ids`).
+        if not ids.well_formed(file_id) or await self._store.get_file(file_id) is None:
+            raise errors.not_found(f"No file found with id '{errors.shown(file_id)}'.", param)
 
     async def check_tool_resources(
         self, resources: common_pb2.ToolResources, param: str = "tool_resources"
@@ -28,7 +29,7 @@ class References:
             await self.check_file(file_id, f"{param}.code_interpreter.file_ids[{index}]")
         for index, store_id in enumerate(resources.file_search.vector_store_ids):
             raise errors.not_found(
-                f"No vector store found with id '{store_id}'.",
+                f"No vector store found with id '{errors.shown(store_id)}'.",
                 f"{param}.file_search.vector_store_ids[{index}]",
             )
 

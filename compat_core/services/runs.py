@@ -115,7 +115,7 @@ class RunsService(runs_pb2_grpc.RunsServiceServicer):
         validation.required_id(assistant_id, "assistant_id")
         assistant = await self._store.get_assistant(assistant_id)
         if assistant is None:
-            raise errors.not_found(f"No assistant found with id '{assistant_id}'.", "assistant_id")
+            raise errors.no_such("assistant_id", assistant_id)
         return assistant
 
     def _build_run(
@@ -136,6 +136,7 @@ class RunsService(runs_pb2_grpc.RunsServiceServicer):
                 request.parallel_tool_calls if request.HasField("parallel_tool_calls") else True
             ),
         )
+        validation.model_name(run.model)
         self._models.resolve(run.model, "model")
         if request.HasField("instructions"):
             validation.max_length(request.instructions, validation.MAX_INSTRUCTIONS, "instructions")
@@ -264,7 +265,7 @@ class RunsService(runs_pb2_grpc.RunsServiceServicer):
         validation.required_id(request.run_id, "run_id")
         run = await self._store.find_run(request.run_id)
         if run is None:
-            raise errors.not_found(f"No run found with id '{request.run_id}'.", "run_id")
+            raise errors.no_such("run_id", request.run_id)
         after = request.after_sequence if request.HasField("after_sequence") else None
         async for event in _sent(self._engine.watch(run, after), request):
             yield event
@@ -296,7 +297,8 @@ class RunsService(runs_pb2_grpc.RunsServiceServicer):
         step = await self._store.get_step(request.thread_id, request.run_id, request.step_id)
         if step is None:
             raise errors.not_found(
-                f"No run step found with id '{request.step_id}' in run '{request.run_id}'.",
+                f"No run step found with id '{errors.shown(request.step_id)}' in run "
+                f"'{request.run_id}'.",
                 "step_id",
             )
         return step
@@ -313,7 +315,7 @@ class RunsService(runs_pb2_grpc.RunsServiceServicer):
         if await self._store.get_thread(thread_id) is None:
             return missing_thread(thread_id)
         return errors.not_found(
-            f"No run found with id '{run_id}' in thread '{thread_id}'.", "run_id"
+            f"No run found with id '{errors.shown(run_id)}' in thread '{thread_id}'.", "run_id"
         )
 
 
@@ -364,13 +366,16 @@ def _check_tool_choice(choice: runs_pb2.ToolChoice, run: runs_pb2.Run) -> None:
     named = choice.tool
     if named.type not in ("function", "code_interpreter", "file_search"):
         raise errors.invalid(
-            f"Invalid 'tool_choice.type': {named.type!r}.", "tool_choice.type", "invalid_value"
+            f"Invalid 'tool_choice.type': {errors.shown(named.type)!r}.",
+            "tool_choice.type",
+            "invalid_value",
         )
     if named.type == "function":
         names = {t.function.name for t in run.tools if t.WhichOneof("kind") == "function"}
         if named.function_name not in names:
             raise errors.invalid(
-                f"Invalid 'tool_choice': the function '{named.function_name}' is not among "
+                f"Invalid 'tool_choice': the function '{errors.shown(named.function_name)}' "
+                "is not among "
                 "the run's tools.",
                 "tool_choice.function.name",
             )

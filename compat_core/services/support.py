@@ -9,7 +9,7 @@ from typing import Any, Protocol, TypeVar
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.message import Message as ProtoMessage
 
-from compat_core import errors
+from compat_core import errors, validation
 from compat_core.store.base import CursorNotFound, Page
 
 
@@ -24,7 +24,9 @@ def mask_paths(mask: FieldMask, allowed: Collection[str]) -> list[str]:
     for path in paths:
         if path not in allowed:
             raise errors.invalid(
-                f"Unrecognized request argument supplied: {path}", path, "unknown_parameter"
+                f"Unrecognized request argument supplied: {errors.shown(path)}",
+                errors.shown(path),
+                "unknown_parameter",
             )
     return paths
 
@@ -83,8 +85,4 @@ def list_response(parse: Callable[[bytes], R], page: Page[Any]) -> R:
 
 def cursor_error(exc: CursorNotFound) -> errors.ApiError:
     """A cursor naming no object of the list: a 400 on that parameter."""
-    return errors.invalid(
-        f"Invalid '{exc.param}': no object with ID '{exc.object_id}' in this list.",
-        exc.param,
-        "invalid_cursor",
-    )
+    return validation.unknown_cursor(exc.param, exc.object_id)

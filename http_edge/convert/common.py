@@ -17,6 +17,7 @@ import orjson
 
 from compat_core.v1 import common_pb2
 from http_edge.errors import (
+    HttpError,
     invalid_type,
     invalid_value,
     missing,
@@ -189,7 +190,9 @@ def function_in(value: object, param: str) -> common_pb2.FunctionTool:
         function.description = description
     parameters = obj.get("parameters")
     if parameters is not None:
-        function.parameters_json = _schema_text(parameters, f"{param}.parameters")
+        function.parameters_json = _schema_text(
+            parameters, f"{param}.parameters", "invalid_function_parameters"
+        )
     strict = obj.get("strict")
     if strict is not None:
         function.strict = expect_bool(strict, f"{param}.strict")
@@ -225,9 +228,19 @@ def ranking_options_in(value: object, param: str) -> common_pb2.FileSearchRankin
     return options
 
 
-def _schema_text(value: object, param: str) -> str:
-    """A JSON Schema object as the text the proto carries, keys in the client's order."""
-    return orjson.dumps(expect_object(value, param)).decode()
+def _schema_text(value: object, param: str, code: str) -> str:
+    """A JSON Schema object as the text the proto carries, keys in the client's order.
+
+    orjson encodes at most 255 levels of nesting (it parses up to 1,024): a schema deeper
+    than that cannot be carried to the core at all, so the edge refuses it as the core
+    refuses one past its own, lower, depth limit (`code` is OpenAI's for that place).
+    """
+    try:
+        return orjson.dumps(expect_object(value, param)).decode()
+    except orjson.JSONEncodeError:
+        raise HttpError(
+            400, f"Invalid '{param}': the schema nests too deeply.", param=param, code=code
+        ) from None
 
 
 def tools_out(tools: Iterable[common_pb2.Tool]) -> list[Json]:
@@ -386,7 +399,9 @@ def response_format_in(value: object, param: str = "response_format") -> common_
             out.json_schema.description = description
         body = schema.get("schema")
         if body is not None:
-            out.json_schema.schema_json = _schema_text(body, f"{prefix}.schema")
+            out.json_schema.schema_json = _schema_text(
+                body, f"{prefix}.schema", "invalid_json_schema"
+            )
         strict = schema.get("strict")
         if strict is not None:
             out.json_schema.strict = expect_bool(strict, f"{prefix}.strict")

@@ -131,13 +131,14 @@ def assign_request_id(request: web.Request) -> str:
 def rpc_metadata(request: web.Request) -> Metadata:
     """The caller's credentials for the core, which authenticates; the edge never does.
 
-    A header gRPC cannot carry (non-ASCII) is left out: the core then answers as for a
-    missing key, instead of the call failing inside grpc. The request ID stays here: the
+    A header gRPC cannot carry (anything but printable ASCII: a tab, which HTTP allows, or
+    a non-ASCII character) is left out: the core then answers as for a missing key, instead
+    of the call failing inside grpc. The request ID stays here: the
     core names its faults by error IDs of its own, which the edge logs beside the request ID
     (see `compat_core.guard`).
     """
     authorization = request.headers.get("Authorization")
-    if authorization and authorization.isascii():
+    if authorization and authorization.isascii() and authorization.isprintable():
         return (("authorization", authorization),)
     return ()
 

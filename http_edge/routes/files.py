@@ -36,11 +36,7 @@ async def upload_file(request: web.Request) -> web.Response:
         )
     if request.content_length is not None and request.content_length > limit + _FORM_OVERHEAD:
         raise too_large(limit)
-    try:
-        stored = await upload_form(request, core(request).files, rpc_metadata(request), limit)
-    except ValueError as err:
-        # aiohttp's multipart reader reports a malformed body this way.
-        raise HttpError(400, f"The multipart body could not be parsed: {err}") from None
+    stored = await upload_form(request, core(request).files, rpc_metadata(request), limit)
     return json_response(convert.file_out(stored))
 
 

@@ -20,14 +20,19 @@ async def list_models(request: web.Request) -> web.Response:
     return json_response(convert.list_response_out(models))
 
 
-@routes.get("/v1/models/{model:.+}")
+# A model name may hold slashes (`ollama/llama3.2:3b`), so the pattern takes the rest of the
+# path, newlines too (`.` would stop at one, and the path would miss every route).
+_MODEL_PATH = r"/v1/models/{model:[\s\S]+}"
+
+
+@routes.get(_MODEL_PATH)
 async def get_model(request: web.Request) -> web.Response:
     rpc = models_pb2.GetModelRequest(model=request.match_info["model"])
     model = await core(request).models.GetModel(rpc, metadata=rpc_metadata(request))
     return json_response(convert.model_out(model))
 
 
-@routes.delete("/v1/models/{model:.+}")
+@routes.delete(_MODEL_PATH)
 async def delete_model(request: web.Request) -> web.Response:
     rpc = models_pb2.DeleteModelRequest(model=request.match_info["model"])
     status = await core(request).models.DeleteModel(rpc, metadata=rpc_metadata(request))

@@ -4,6 +4,9 @@
 first, so the file part goes straight to the core as it arrives; a form that puts the file
 before its `purpose` has the file spooled to a temporary file first. Either way at most about
 one chunk of the file is in memory, and reading stops at `max_upload_bytes` with a 413.
+
+A form that aiohttp's reader cannot parse (a malformed part header, a missing boundary, a
+body cut short) is the client's mistake: a 400, wherever in the body the reader meets it.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ from typing import IO, TYPE_CHECKING, Any, Final
 
 import grpc
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from compat_core.errors import REQUEST_TOO_LARGE
 from compat_core.v1 import files_pb2
 from http_edge.convert import files as convert
 from http_edge.errors import HttpError, missing, unknown_argument
+from http_edge.json_io import refuse_content_coding
 from http_edge.routes.context import Metadata
 
 if TYPE_CHECKING:
@@ -28,6 +33,8 @@ if TYPE_CHECKING:
 CHUNK_BYTES: Final = 1024 * 1024
 _MAX_FIELD_BYTES: Final = 64 * 1024
 _FIELDS: Final = frozenset({"purpose", convert.ANCHOR_FIELD, convert.SECONDS_FIELD})
+# How much of the reader's complaint the 400 quotes.
+_MAX_REASON: Final = 200
 
 
 def too_large(limit: int) -> HttpError:
@@ -43,6 +50,23 @@ async def upload_form(
     request: web.Request, stub: FilesServiceAsyncStub, metadata: Metadata, limit: int
 ) -> files_pb2.File:
     """Stream the form's `file` to the core; the stored file's object once it is done."""
+    refuse_content_coding(request)
+    try:
+        return await _upload(request, stub, metadata, limit)
+    except (ValueError, HttpProcessingError, web.RequestPayloadError) as err:
+        raise _unparsable(err) from None
+
+
+def _unparsable(err: Exception) -> HttpError:
+    # aiohttp's multipart reader reports a malformed form as ValueError, a malformed part
+    # header as one of its HTTP parser's errors, a broken body as RequestPayloadError.
+    reason = err.message if isinstance(err, HttpProcessingError) else str(err)
+    return HttpError(400, f"The multipart body could not be parsed: {reason.strip()[:_MAX_REASON]}")
+
+
+async def _upload(
+    request: web.Request, stub: FilesServiceAsyncStub, metadata: Metadata, limit: int
+) -> files_pb2.File:
     reader = await request.multipart()
     fields: dict[str, str] = {}
     upload: _Upload | None = None
@@ -52,7 +76,13 @@ async def upload_form(
         while (part := await reader.next()) is not None:
             if not isinstance(part, BodyPartReader):
                 raise HttpError(400, "Nested multipart bodies are not supported.")
-            name = part.name or ""
+            name = part.name
+            if not name:
+                raise HttpError(
+                    400,
+                    "Each part of the form needs a name "
+                    "(Content-Disposition: form-data; name=...).",
+                )
             if name == "file":
                 if upload is not None or spool is not None:
                     raise HttpError(400, "Only one 'file' part is allowed.", param="file")
