@@ -73,6 +73,8 @@ def run_edge(settings: Settings, on_listening: Callable[[int], None] | None = No
     asyncio.set_event_loop(loop)
     app = create_app(settings, settings.resolved_core_target())
     app.on_startup.append(_settle_heap)
+    # run_app raises only what starting or stopping the app raises (handlers' errors become
+    # responses), and of that only the bind raises OSError: a port in use, a foreign host.
     with listen_errors("HTTP", settings.http_host, settings.http_port):
         web.run_app(
             app,
