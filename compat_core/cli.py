@@ -107,7 +107,11 @@ async def _run_all(settings: Settings) -> None:
 
 async def _run_core(settings: Settings) -> None:
     core = CoreServer(settings)
-    await core.start()
+    try:
+        await core.start()
+    except BaseException:
+        await core.stop()  # what it opened before it failed (the store)
+        raise
     freeze_startup_heap()
     log.info("%s", startup_summary("core", settings, Listening(grpc_port=core.port), core.tools))
     await _until_signalled()
