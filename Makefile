@@ -11,15 +11,39 @@ PYTEST_ARGS ?=
 COMPAT_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 REQUIRE_POSTGRES ?=
 
-.PHONY: run core edge migrate test bench lint proto check-proto venv clean
+.PHONY: run core edge migrate test bench lint proto check-proto venv venv-check clean
 
 venv: $(BIN)/.installed
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml | venv-check
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
+
+## venv-check: one line and a stop when $(PYTHON) is older than 3.11; a .venv made by another
+## Python (or whose Python no longer runs: its interpreter was removed) goes, to be rebuilt
+venv-check:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { \
+		echo "make: $(PYTHON) not found; assistants-compat needs Python 3.11 or newer (make PYTHON=/path/to/python3.11)" >&2; \
+		exit 1; }
+	@wanted=$$($(PYTHON) -c "$$PYTHON_IDENTITY" $(PYTHON)) || exit 1; \
+	made=$$($(BIN)/python -c "$$PYTHON_IDENTITY" $(BIN)/python 2>/dev/null); \
+	if [ -e $(VENV) ] && [ "$$made" != "$$wanted" ]; then \
+		echo "make: $(VENV) was made by $${made:-a Python that no longer runs}, not by $(PYTHON) ($$wanted): rebuilding it"; \
+		rm -rf $(VENV); \
+	fi
+
+# argv[1]'s interpreter as "real-path version", what tells one Python from another; exits 1
+# with one line on stderr when it is older than 3.11. Python 2 must be able to say so too.
+define PYTHON_IDENTITY
+import os, sys
+print("%s %d.%d.%d" % ((os.path.realpath(sys.executable),) + tuple(sys.version_info[:3])))
+if sys.version_info < (3, 11):
+    sys.stderr.write("make: %s is Python %d.%d.%d; assistants-compat needs 3.11 or newer: install it, then run make PYTHON=python3.11 (or newer)\n" % ((sys.argv[1],) + tuple(sys.version_info[:3])))
+    sys.exit(1)
+endef
+export PYTHON_IDENTITY
 
 ## run: start core and edge in one process on the embedded default (SQLite, builtin model)
 run: venv

@@ -10,17 +10,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from compat_core.config import Settings
+from compat_core.config import ConfigError, Settings, load_settings, mask_password
 from compat_core.embedded import CompatServer
 from compat_core.heap import freeze_startup_heap
+from compat_core.logs import configure_logging
+from compat_core.models import ModelRegistry
 from compat_core.server import CoreServer
+from compat_core.startup import check_files_dir, check_listenable, database_errors
 from compat_core.store import create_store
+from compat_core.summary import Listening, startup_summary
+from compat_core.tools import load_tools, registry
 
 log = logging.getLogger("assistants_compat")
 
@@ -33,37 +39,67 @@ def main(argv: list[str] | None = None) -> None:
         help="run: core and edge in one process; core / edge: one half; migrate: and exit",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        settings = Settings()
-        settings.providers()
-    except ValueError as exc:
-        sys.exit(f"configuration error: {exc}")
+        settings = load_settings()
+    except ConfigError as exc:
+        # Logging is not set up yet: its own settings may be the bad ones.
+        for line in exc.lines:
+            print(f"assistants-compat: {line}", file=sys.stderr)
+        sys.exit(2)
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        _preflight(args.command, settings)
+        if args.command == "edge":
+            from http_edge.app import run_edge
 
-    if args.command == "edge":
-        from http_edge.app import run_edge
+            run_edge(settings, functools.partial(_announce_edge, settings))
+            return
+        commands: dict[str, Callable[[Settings], Coroutine[Any, Any, None]]] = {
+            "run": _run_all,
+            "core": _run_core,
+            "migrate": _migrate,
+        }
+        _install_uvloop()
+        asyncio.run(commands[args.command](settings))
+    except ConfigError as exc:
+        # A setting the server could not start with (a port in use, an unreachable
+        # database, a tool that does not import): one line each, no traceback.
+        for line in exc.lines:
+            log.error("%s", line)
+        sys.exit(2)
 
-        run_edge(settings)
-        return
-    commands: dict[str, Callable[[Settings], Coroutine[Any, Any, None]]] = {
-        "run": _run_all,
-        "core": _run_core,
-        "migrate": _migrate,
-    }
-    _install_uvloop()
-    asyncio.run(commands[args.command](settings))
+
+def _preflight(command: str, settings: Settings) -> None:
+    """Every start-up check that needs no database, all reported together: the models, the
+    tools, the files directory and the ports. The servers check these again as they start
+    (they are embedded too, and a port may be taken meanwhile); this is for the person at
+    the terminal, who fixes everything in one go."""
+    checks: list[Callable[[], object]] = []
+    if command in ("run", "core"):
+        checks += [
+            lambda: ModelRegistry(settings),
+            lambda: registry(load_tools(settings.tools)),
+            lambda: check_files_dir(settings.resolved_files_dir()),
+            lambda: check_listenable("GRPC", settings.grpc_host, settings.grpc_port),
+        ]
+    if command in ("run", "edge"):
+        checks.append(lambda: check_listenable("HTTP", settings.http_host, settings.http_port))
+    problems: list[str] = []
+    for check in checks:
+        try:
+            check()
+        except ConfigError as exc:
+            problems += exc.lines
+    if problems:
+        raise ConfigError(*problems)
 
 
 async def _run_all(settings: Settings) -> None:
     server = CompatServer(settings)
     await server.start()
     freeze_startup_heap()
-    log.info(
-        "assistants-compat listening: HTTP %s (OpenAI base URL %s), gRPC %s",
-        server.get_url(),
-        server.get_base_url(),
-        server.get_grpc_target(),
-    )
+    listening = Listening(http_port=server.http_port, grpc_port=server.grpc_port)
+    log.info("%s", startup_summary("run", settings, listening, server.tools))
     await _until_signalled()
     log.info("shutting down: finishing in-flight requests")
     await server.stop()
@@ -71,18 +107,29 @@ async def _run_all(settings: Settings) -> None:
 
 async def _run_core(settings: Settings) -> None:
     core = CoreServer(settings)
-    await core.start()
+    try:
+        await core.start()
+    except BaseException:
+        await core.stop()  # what it opened before it failed (the store)
+        raise
     freeze_startup_heap()
+    log.info("%s", startup_summary("core", settings, Listening(grpc_port=core.port), core.tools))
     await _until_signalled()
     log.info("shutting down: finishing in-flight calls")
     await core.stop()
 
 
 async def _migrate(settings: Settings) -> None:
-    store = create_store(settings.database_url)
-    await store.open()
+    with database_errors(settings.database_url):
+        store = create_store(settings.database_url)
+        await store.open()
     await store.close()
-    log.info("migrations applied to %s", settings.database_url.split("@")[-1])
+    log.info("migrations applied to %s", mask_password(settings.database_url))
+
+
+def _announce_edge(settings: Settings, port: int) -> None:
+    listening = Listening(http_port=port, core_target=settings.resolved_core_target())
+    log.info("%s", startup_summary("edge", settings, listening))
 
 
 async def _until_signalled() -> None:

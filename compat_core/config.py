@@ -2,24 +2,40 @@
 
 Providers are named by variables of the form `COMPAT_PROVIDER_<NAME>_BASE_URL`, so they cannot
 be fixed fields of the settings model; `providers()` gathers them from the same sources.
+
+A bad value is a `ConfigError`: one line per bad variable, naming it, because the person who
+reads it is setting up a server and needs to know which variable to fix, not how pydantic
+reports a validation error (`load_settings`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+from sqlalchemy.engine import make_url
 
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 OLLAMA_DEFAULT_BASE_URL = "http://localhost:11434/v1"
 
 _PROVIDER_VAR = re.compile(r"^COMPAT_PROVIDER_([A-Z0-9_]+?)_(BASE_URL|API_KEY)$")
 _PROVIDER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+class ConfigError(ValueError):
+    """Settings the server cannot start with; each of `lines` names the variable to fix."""
+
+    def __init__(self, *lines: str) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
 
 
 def _split_commas(value: object) -> object:
@@ -66,8 +82,50 @@ class Settings(BaseSettings):
     # How long a core's claim on a run lasts unless renewed: how soon other cores resume the
     # runs of a core that died. Renewed several times per lease (at most every second).
     run_lease_seconds: float = Field(default=10.0, ge=0.5, le=3600)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # `json`: one JSON object per line, for log shippers (see `compat_core.logs`).
+    log_format: Literal["text", "json"] = "text"
 
     _split = field_validator("api_keys", "cors_origins", "tools", mode="before")(_split_commas)
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        return value.upper() if value.lower() in _LOG_LEVELS else value.lower()
+
+    @field_validator("core_target")
+    @classmethod
+    def _check_core_target(cls, value: str) -> str:
+        if value:
+            _check_grpc_target(value)
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            # Browsers send `Origin: scheme://host[:port]`, compared verbatim: an origin with a
+            # path or a trailing slash, or without a scheme, would never match.
+            if origin in ("*", "null"):
+                continue
+            parts = urlsplit(origin)
+            if not (parts.scheme and parts.netloc) or parts.path or parts.query:
+                raise ValueError(
+                    f"origin {origin!r} must be scheme://host[:port] "
+                    "(such as https://app.example.com, no path or trailing slash) or *"
+                )
+        return value
+
+    @field_validator("tools")
+    @classmethod
+    def _check_tools(cls, value: list[str]) -> list[str]:
+        for spec in value:
+            module, sep, attribute = spec.partition(":")
+            if not sep or not module or not attribute:
+                raise ValueError(f"entry {spec!r} must look like package.module:attribute")
+        return value
 
     @field_validator("model_aliases", mode="before")
     @classmethod
@@ -80,9 +138,7 @@ class Settings(BaseSettings):
                 continue
             name, sep, target = str(pair).partition("=")
             if not sep or not name.strip() or "/" not in target:
-                raise ValueError(
-                    f"COMPAT_MODEL_ALIASES entry {pair!r} must look like name=provider/model"
-                )
+                raise ValueError(f"entry {pair!r} must look like name=provider/model")
             aliases[name.strip()] = target.strip()
         return aliases
 
@@ -90,14 +146,20 @@ class Settings(BaseSettings):
     @classmethod
     def _check_database_url(cls, value: str) -> str:
         if not value.startswith(("sqlite:///", "postgresql://", "postgresql+asyncpg://")):
-            raise ValueError("COMPAT_DATABASE_URL must be sqlite:///PATH or postgresql://…")
+            raise ValueError("must be sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB")
+        try:
+            parsed = make_url(value)
+        except ValueError as exc:
+            raise ValueError(f"not a URL SQLAlchemy can read ({exc})") from None
+        if parsed.drivername == "sqlite" and parsed.database in (None, "", ":memory:"):
+            raise ValueError("a SQLite URL needs a file: sqlite:///PATH")
         return value
 
     @field_validator("default_model")
     @classmethod
     def _check_default_model(cls, value: str) -> str:
         if "/" not in value:
-            raise ValueError("COMPAT_DEFAULT_MODEL must look like provider/model")
+            raise ValueError("must look like provider/model")
         return value
 
     def sqlite_path(self) -> Path | None:
@@ -125,6 +187,9 @@ class Settings(BaseSettings):
     def providers(self) -> dict[str, ProviderConfig]:
         """The OpenAI-compatible providers: `openai`, `ollama` and any configured ones."""
         env = _environment()
+        problems = _provider_problems(env)
+        if problems:
+            raise ConfigError(*problems)
         found: dict[str, dict[str, str]] = {}
         for key, value in env.items():
             match = _PROVIDER_VAR.match(key)
@@ -140,19 +205,153 @@ class Settings(BaseSettings):
             "ollama": ProviderConfig(name="ollama", base_url=OLLAMA_DEFAULT_BASE_URL),
         }
         for name, values in found.items():
-            if not _PROVIDER_NAME.match(name) or name == "builtin":
-                raise ValueError(f"provider name {name!r} is not allowed")
             base = providers.get(name)
             base_url = values.get("base_url") or (base.base_url if base else "")
-            if not base_url:
-                raise ValueError(f"COMPAT_PROVIDER_{name.upper()}_BASE_URL is required")
             api_key = values.get("api_key") or (base.api_key if base else "")
             providers[name] = ProviderConfig(name=name, base_url=base_url, api_key=api_key)
         for name, config in self.extra_providers.items():
             if not _PROVIDER_NAME.match(name) or name == "builtin":
-                raise ValueError(f"provider name {name!r} is not allowed")
+                raise ConfigError(f"provider name {name!r} is not allowed")
+            problem = _url_problem(f"provider {name!r}", config.base_url)
+            if problem:
+                raise ConfigError(problem)
             providers[name] = config.model_copy(update={"name": name})
         return providers
+
+
+def load_settings() -> Settings:
+    """The settings from the environment and `.env`, every one checked (providers too).
+
+    Raises ConfigError with one line per bad variable, all of them at once: a newcomer fixes
+    them in one go rather than one start at a time.
+    """
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        lines = [_describe(error) for error in exc.errors()]
+        raise ConfigError(*lines, *_provider_problems(_environment())) from None
+    except SettingsError as exc:
+        # A structured (JSON) variable that does not parse: pydantic-settings names the field.
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = f"COMPAT_{field.group(1).upper()}" if field else "a COMPAT_ variable"
+        raise ConfigError(f"{name}: not valid JSON") from None
+    settings.providers()
+    return settings
+
+
+def mask_password(url: str) -> str:
+    """`url` with the password of its `user:password@` part, if any, shown as `***`.
+
+    Textual, so that it also masks URLs no parser accepts (they appear in error messages).
+    """
+    return _URL_PASSWORD.sub(r"\1***@", url)
+
+
+# Fields whose values are never repeated in a message: they are credentials.
+_SECRET_FIELDS = frozenset({"api_keys"})
+_URL_PASSWORD = re.compile(r"(://[^/@:]*:)[^@/]*@")
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+# gRPC name-resolver schemes (`scheme:…`); those with addresses are checked further.
+_GRPC_SCHEMES = ("dns", "ipv4", "ipv6", "unix", "unix-abstract", "vsock", "xds", "google-c2p")
+_HOST_PORT = re.compile(
+    r"^(?:\[(?P<v6>[0-9A-Fa-f:.%\w]+)\]|(?P<host>[A-Za-z0-9_.-]+))(?::(?P<port>.*))?$"
+)
+
+
+def _describe(error: ErrorDetails) -> str:
+    """One pydantic error as one line naming the environment variable."""
+    message = error["msg"].removeprefix("Value error, ")
+    message = message[:1].lower() + message[1:]
+    if not error["loc"]:
+        return message
+    field = str(error["loc"][0])
+    variable = f"COMPAT_{field.upper()}"
+    if field in _SECRET_FIELDS or not isinstance(error["input"], str | int | float):
+        return f"{variable}: {message}"
+    shown = error["input"]
+    if field == "database_url":
+        shown = mask_password(str(shown))
+    return f"{variable}={shown!r}: {message}"
+
+
+def _provider_problems(env: dict[str, str]) -> list[str]:
+    """A line for each provider variable in `env` that no provider could be made of."""
+    problems: list[str] = []
+    openai_url = env.get("OPENAI_BASE_URL")
+    if openai_url:
+        problems.append(_url_problem("OPENAI_BASE_URL", openai_url) or "")
+    named: dict[str, dict[str, str]] = {}
+    for key, value in env.items():
+        match = _PROVIDER_VAR.match(key)
+        if match:
+            named.setdefault(match.group(1), {})[match.group(2)] = value
+    for name, values in sorted(named.items()):
+        variable = f"COMPAT_PROVIDER_{name}_BASE_URL"
+        if not _PROVIDER_NAME.match(name.lower()) or name.lower() == "builtin":
+            problems.append(f"{variable}: provider name {name.lower()!r} is not allowed")
+        elif values.get("BASE_URL"):
+            problems.append(_url_problem(variable, values["BASE_URL"]) or "")
+        elif name.lower() not in ("openai", "ollama"):
+            problems.append(f"{variable} is required (COMPAT_PROVIDER_{name}_API_KEY is set)")
+    return [problem for problem in problems if problem]
+
+
+def _url_problem(variable: str, url: str) -> str | None:
+    """A provider's base URL must be an absolute http(s) URL: anything else fails every call."""
+    parts = urlsplit(url)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    if parts.scheme in ("http", "https") and parts.hostname and port_ok:
+        return None
+    return (
+        f"{variable}={mask_password(url)!r}: must be an http:// or https:// URL, "
+        "such as http://127.0.0.1:8000/v1"
+    )
+
+
+def _check_grpc_target(target: str) -> None:
+    """Raise ValueError unless grpc can resolve `target` as written (see README's table)."""
+    usage = "must be host:port, dns:///host:port or ipv4:ADDRESS:PORT[,ADDRESS:PORT…]"
+    scheme, sep, rest = target.partition(":")
+    if sep and "://" in target and scheme not in _GRPC_SCHEMES:
+        raise ValueError(f"{usage}, not a URL")
+    if sep and scheme in _GRPC_SCHEMES:
+        if scheme == "dns":
+            # dns:[//authority/]host[:port]
+            addresses = [rest.rsplit("/", 1)[-1] if rest.startswith("//") else rest]
+        elif scheme in ("ipv4", "ipv6"):
+            addresses = rest.split(",")
+        else:
+            if not rest:
+                raise ValueError(usage)
+            return
+        for address in addresses:
+            _check_host_port(address, usage, scheme if scheme != "dns" else None)
+        return
+    _check_host_port(target, usage, None)
+
+
+def _check_host_port(address: str, usage: str, family: str | None) -> None:
+    if family == "ipv6" and _is_ip(address, 6):
+        return
+    match = _HOST_PORT.match(address)
+    if match is None:
+        raise ValueError(f"{usage}; {address!r} is not host:port")
+    port = match["port"]
+    if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"{usage}; {port!r} is not a port")
+    host = match["v6"] or match["host"]
+    if family is not None and not _is_ip(host, 4 if family == "ipv4" else 6):
+        raise ValueError(f"{usage}; {host!r} is not an {family} address")
+
+
+def _is_ip(text: str, version: int) -> bool:
+    try:
+        return ipaddress.ip_address(text).version == version
+    except ValueError:
+        return False
 
 
 def _environment() -> dict[str, str]:

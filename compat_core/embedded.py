@@ -15,6 +15,7 @@ from aiohttp import web
 
 from compat_core.config import ProviderConfig, Settings
 from compat_core.server import CoreServer
+from compat_core.startup import listen_errors
 from compat_core.tools import as_tools
 
 
@@ -43,7 +44,8 @@ class CompatServer:
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
             site = web.TCPSite(runner, self.settings.http_host, self.settings.http_port)
-            await site.start()
+            with listen_errors("HTTP", self.settings.http_host, self.settings.http_port):
+                await site.start()
         except BaseException:
             await self.stop()
             raise
@@ -73,6 +75,21 @@ class CompatServer:
     def get_grpc_target(self) -> str:
         """The core's `host:port` for gRPC clients."""
         return f"{_client_host(self.settings.grpc_host)}:{self._grpc_port}"
+
+    @property
+    def http_port(self) -> int:
+        """The edge's bound port (0 until started)."""
+        return self._http_port
+
+    @property
+    def grpc_port(self) -> int:
+        """The core's bound port (0 until started)."""
+        return self._grpc_port
+
+    @property
+    def tools(self) -> list[str]:
+        """The names of the server-side tools the core serves (none until started)."""
+        return list(self._core.tools) if self._core is not None else []
 
 
 def create_server(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import openai
 
 from compat_core import errors
-from compat_core.config import ProviderConfig, Settings
+from compat_core.config import ConfigError, ProviderConfig, Settings
 from compat_core.v1 import models_pb2
 
 log = logging.getLogger(__name__)
@@ -41,11 +41,17 @@ class ModelRegistry:
         self._providers = settings.providers()
         self._aliases = dict(settings.model_aliases)
         self._default = settings.default_model
-        for target in (self._default, *self._aliases.values()):
+        # Each target with the setting it came from, for the one line that names it.
+        targets = [(self._default, f"COMPAT_DEFAULT_MODEL={self._default!r}")]
+        targets += [
+            (target, f"COMPAT_MODEL_ALIASES entry {f'{alias}={target}'!r}")
+            for alias, target in self._aliases.items()
+        ]
+        for target, setting in targets:
             try:
                 self.resolve(target, param="model")
             except errors.ApiError as exc:
-                raise ValueError(f"model configuration: {exc.message}") from exc
+                raise ConfigError(f"{setting}: {exc.message}") from exc
 
     @property
     def providers(self) -> dict[str, ProviderConfig]:

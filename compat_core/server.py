@@ -27,6 +27,7 @@ from compat_core.services.models import ModelsService
 from compat_core.services.references import References
 from compat_core.services.runs import RunsService
 from compat_core.services.threads import ThreadsService
+from compat_core.startup import check_files_dir, check_listenable, database_errors
 from compat_core.store import BlobStore, create_store
 from compat_core.store.base import Store
 from compat_core.tools import Tool, load_tools, registry
@@ -81,11 +82,20 @@ class CoreServer:
         self.port = 0
 
     async def start(self, host: str | None = None, port: int | None = None) -> int:
-        """Open the store (migrating it), bind and serve; returns the bound port."""
+        """Open the store (migrating it), bind and serve; returns the bound port.
+
+        A setting that keeps it from starting (the port, the database) is a ConfigError
+        naming the variable, raised before the database is touched where it can be.
+        """
         settings = self.settings
-        store = create_store(settings.database_url)
-        await store.open()
+        bind_host = settings.grpc_host if host is None else host
+        bind_port = settings.grpc_port if port is None else port
+        check_listenable("GRPC", bind_host, bind_port)
+        with database_errors(settings.database_url):
+            store = create_store(settings.database_url)
+            await store.open()
         self._store = store
+        check_files_dir(settings.resolved_files_dir())
         blobs = BlobStore(settings.resolved_files_dir())
         references = References(store)
 
@@ -129,8 +139,6 @@ class CoreServer:
         )
         server.add_generic_rpc_handlers((methods,))
 
-        bind_host = settings.grpc_host if host is None else host
-        bind_port = settings.grpc_port if port is None else port
         self.port = server.add_insecure_port(f"{bind_host}:{bind_port}")
         if self.port == 0:
             raise OSError(f"could not bind the gRPC port {bind_host}:{bind_port}")

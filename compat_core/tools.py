@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from pydantic import create_model
+from pydantic import PydanticUserError, create_model
+
+from compat_core.config import ConfigError
 
 ToolFunction = Callable[..., Any] | Callable[..., Awaitable[Any]]
 
@@ -56,20 +60,52 @@ def tool(function: ToolFunction) -> Tool:
 
 
 def load_tools(specs: Iterable[str]) -> list[Tool]:
-    """Import each `package.module:attribute` (a Tool, a function, or a list of either)."""
+    """Import each `package.module:attribute` (a Tool, a function, or a list of either).
+
+    Modules are also looked for in the working directory, as `python -m` would: the console
+    script `assistants-compat` puts only its own directory on `sys.path`, and a user who
+    keeps `mytools.py` beside their `.env` expects `COMPAT_TOOLS=mytools:add` to find it. It
+    goes last, so a file there never hides an installed package the server itself imports.
+
+    Raises ConfigError naming COMPAT_TOOLS, the entry and what went wrong, in one line.
+    """
+    specs = list(specs)
+    if specs and os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
     loaded: list[Tool] = []
     for spec in specs:
         module_name, sep, attribute = spec.partition(":")
         if not sep or not module_name or not attribute:
-            raise ValueError(f"COMPAT_TOOLS entry {spec!r} must look like package.module:name")
-        module = importlib.import_module(module_name)
+            raise ConfigError(
+                f"COMPAT_TOOLS entry {spec!r} must look like package.module:attribute"
+            )
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not f"{module_name}.".startswith(f"{exc.name}."):
+                raise ConfigError(
+                    f"COMPAT_TOOLS entry {spec!r}: importing module {module_name!r} failed: {exc}"
+                ) from exc
+            raise ConfigError(
+                f"COMPAT_TOOLS entry {spec!r}: no module {exc.name!r} in the working directory "
+                f"({os.getcwd()}) or the installed packages"
+            ) from exc
+        except Exception as exc:
+            raise ConfigError(
+                f"COMPAT_TOOLS entry {spec!r}: importing module {module_name!r} failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         try:
             value = getattr(module, attribute)
         except AttributeError as exc:
-            raise ValueError(
-                f"COMPAT_TOOLS entry {spec!r}: {module_name} has no {attribute}"
+            raise ConfigError(
+                f"COMPAT_TOOLS entry {spec!r}: module {module_name!r} "
+                f"({getattr(module, '__file__', None) or 'built in'}) has no {attribute!r}"
             ) from exc
-        loaded.extend(as_tools(value, spec))
+        try:
+            loaded.extend(as_tools(value, spec))
+        except (ValueError, TypeError, PydanticUserError) as exc:
+            raise ConfigError(f"COMPAT_TOOLS entry {spec!r}: {exc}") from exc
     return loaded
 
 
@@ -89,6 +125,9 @@ def registry(tools: Iterable[Tool]) -> dict[str, Tool]:
     by_name: dict[str, Tool] = {}
     for entry in tools:
         if entry.name in by_name:
-            raise ValueError(f"two server-side tools are named {entry.name!r}")
+            raise ConfigError(
+                f"two server-side tools are named {entry.name!r} "
+                "(from COMPAT_TOOLS or the tools given to the server)"
+            )
         by_name[entry.name] = entry
     return by_name

@@ -9,10 +9,12 @@ when `COMPAT_LOG_REQUESTS` asks for it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import grpc
 from aiohttp import web
@@ -20,6 +22,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from compat_core.config import Settings
 from compat_core.heap import freeze_startup_heap
+from compat_core.startup import listen_errors
 from http_edge.routes import setup_routes
 from http_edge.routes.context import (
     CORE,
@@ -63,31 +66,38 @@ def create_app(settings: Settings, core_target: str) -> web.Application:
     return app
 
 
-def run_edge(settings: Settings) -> None:
-    """Serve the edge alone, on `COMPAT_HTTP_HOST:PORT`, for a core found elsewhere."""
+def run_edge(settings: Settings, on_listening: Callable[[int], None] | None = None) -> None:
+    """Serve the edge alone, on `COMPAT_HTTP_HOST:PORT`, for a core found elsewhere;
+    `on_listening` gets the bound port once the socket is bound."""
     loop = _new_event_loop()
     asyncio.set_event_loop(loop)
-    target = settings.resolved_core_target()
-    logger.info("edge on http://%s:%d, core at %s", settings.http_host, settings.http_port, target)
-    app = create_app(settings, target)
+    app = create_app(settings, settings.resolved_core_target())
     app.on_startup.append(_settle_heap)
-    web.run_app(
-        app,
-        host=settings.http_host,
-        port=settings.http_port,
-        access_log=None,
-        print=_announce_listening,
-        loop=loop,
-    )
+    # run_app raises only what starting or stopping the app raises (handlers' errors become
+    # responses), and of that only the bind raises OSError: a port in use, a foreign host.
+    with listen_errors("HTTP", settings.http_host, settings.http_port):
+        web.run_app(
+            app,
+            host=settings.http_host,
+            port=settings.http_port,
+            access_log=None,
+            print=functools.partial(_announce_listening, on_listening),
+            loop=loop,
+        )
 
 
 async def _settle_heap(_app: web.Application) -> None:
     freeze_startup_heap()
 
 
-def _announce_listening(banner: str) -> None:
-    """aiohttp's word that the socket is bound, as a log line (scripts wait for it)."""
-    logger.info("edge listening: %s", banner.splitlines()[0].strip("= "))
+def _announce_listening(on_listening: Callable[[int], None] | None, banner: str) -> None:
+    """aiohttp's word that the socket is bound ("Running on URL"), as a log line (scripts
+    wait for it), and the port it names to `on_listening`."""
+    running = banner.splitlines()[0].strip("= ")
+    logger.info("edge listening: %s", running)
+    port = urlsplit(running.removeprefix("Running on ").split(", ")[0]).port
+    if on_listening is not None and port is not None:
+        on_listening(port)
 
 
 def _new_event_loop() -> asyncio.AbstractEventLoop:

@@ -180,9 +180,8 @@ class RunExecution:
             await self._finish_incomplete("max_prompt_tokens")
         except (CancelStored, LeaseLost):
             raise
-        except Exception:
-            log.exception("run %s failed", self.run.id)
-            await self._fail("server_error", "The run failed because of an internal error.")
+        except Exception as exc:
+            await self._fail("server_error", "The run failed because of an internal error.", exc)
 
     # One model call and what follows from it.
 
@@ -570,7 +569,9 @@ class RunExecution:
         run.ClearField("expires_at")
         await self._commit(events=[("thread_run_incomplete", run)])
 
-    async def _fail(self, code: str, message: str) -> None:
+    async def _fail(self, code: str, message: str, fault: Exception | None = None) -> None:
+        """End the run failed, and log it once: at WARNING for what the model or its provider
+        did, at ERROR with the traceback for `fault`, a bug of ours."""
         run = self.run
         now = self.ctx.now()
         error = runs_pb2.RunError(code=code, message=message)
@@ -584,6 +585,15 @@ class RunExecution:
         run.ClearField("expires_at")
         run.ClearField("required_action")
         await self._commit(events=[("thread_run_failed", run)])
+        log.log(
+            logging.ERROR if fault else logging.WARNING,
+            "run %s failed (model %s): %s: %s",
+            run.id,
+            run.model,
+            code,
+            message,
+            exc_info=fault,
+        )
 
     async def _finish_cancelled(self) -> None:
         run = self.run
