@@ -6,7 +6,7 @@ import warnings
 from compat_core.v1 import common_pb2 as compat__core_dot_v1_dot_common__pb2
 from compat_core.v1 import models_pb2 as compat__core_dot_v1_dot_models__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 

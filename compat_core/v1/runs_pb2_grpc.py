@@ -5,7 +5,7 @@ import warnings
 
 from compat_core.v1 import runs_pb2 as compat__core_dot_v1_dot_runs__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
