@@ -2,8 +2,10 @@
 
 Each route's handler is wrapped once, when the routes are set up (`guarded`): the request's
 ID, errors in OpenAI's shape, and the response headers (`x-request-id`, CORS; a streamed
-response sends its own with `prepare_stream`). A request no route takes, a CORS preflight
-among them, reaches `unrouted` through a catch-all route, guarded the same way.
+response sends its own with `prepare_stream`). A route that reads a body has the caller's
+credentials checked by the core first (`http_edge.auth`), so a stranger's body is never read.
+A request no route takes, a CORS preflight among them, reaches `unrouted` through a
+catch-all route, guarded the same way.
 
 An aiohttp middleware would do the same for every request, but any middleware makes aiohttp
 add one of its own around each handler as well (it keeps `request.app` right for sub-apps,
@@ -22,7 +24,14 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from http_edge.errors import SERVER_ERROR, HttpError, from_rpc_error
-from http_edge.routes.context import CORS, REQUEST_ID, add_response_headers, assign_request_id
+from http_edge.routes.context import (
+    ADMISSION,
+    CORS,
+    REQUEST_ID,
+    add_response_headers,
+    assign_request_id,
+    rpc_metadata,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +43,13 @@ _CORS_DEFAULT_HEADERS: Final = "Authorization, Content-Type, OpenAI-Beta, X-Requ
 _CORS_MAX_AGE: Final = "86400"
 
 
-def guarded(handler: Handler) -> Handler:
-    """`handler` with the request's ID assigned, its errors answered and our headers added."""
+def guarded(handler: Handler, *, reads_body: bool = False) -> Handler:
+    """`handler` with the request's ID assigned, its errors answered and our headers added;
+    when it `reads_body`, a request that has one is let in by the core first."""
 
     async def guard(request: web.Request) -> web.StreamResponse:
         assign_request_id(request)
-        response = await _answer(request, handler)
+        response = await _answer(request, handler, reads_body)
         if not response.prepared:
             add_response_headers(request, response)
         return response
@@ -66,9 +76,11 @@ async def unrouted(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def _answer(request: web.Request, handler: Handler, reads_body: bool) -> web.StreamResponse:
     """The handler's response, or the error response for what it raised."""
     try:
+        if reads_body and request.body_exists:
+            await request.app[ADMISSION].admit(request, rpc_metadata(request))
         return await handler(request)
     except HttpError as err:
         return err.response()
@@ -76,7 +88,11 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         return from_rpc_error(err).response()
     except web.HTTPException as err:
         return _from_http_exception(err)
-    except Exception:
+    except Exception as err:
+        if isinstance(err, ConnectionError) and _client_left(request):
+            # Nobody is left to answer: the connection's handler notes it in one line
+            # (`http_edge.connections`).
+            raise
         logger.exception(
             "unhandled error in %s %s (request %s)",
             request.method,
@@ -89,6 +105,11 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
             f"Quote request ID {request[REQUEST_ID]} when reporting it.",
             error_type=SERVER_ERROR,
         ).response()
+
+
+def _client_left(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _preflight(request: web.Request) -> web.Response:
