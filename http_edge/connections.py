@@ -160,7 +160,8 @@ class _Gate:
         now = time.monotonic()
         if now - self._warned_at >= _REFUSAL_WARNING_INTERVAL:
             logger.warning(
-                "refused %d connections: %d are open, COMPAT_MAX_CONNECTIONS",
+                "refused %d connections with a 503: %d are open, as many as "
+                "COMPAT_MAX_CONNECTIONS allows",
                 self._refused_since_warning,
                 self.open,
             )

@@ -4,8 +4,9 @@ A pump task reads the gRPC stream into a bounded queue while the relay writes to
 events that are already queued go out together in one write (the core batches deltas, and so
 does the edge), a `: ping` comment keeps proxies from timing out a quiet stream, and the
 queue's bound passes a slow client's back-pressure on to gRPC flow control. A client that
-goes away only ends the relay: the run belongs to the core and goes on there. How many
-streams are open at once, and how they end when the edge stops, is `http_edge.streams`'s.
+goes away only ends the relay: the run belongs to the core and goes on there.
+`http_edge.streams` bounds how many streams are open at once, and ends them when the edge
+stops.
 """
 
 from __future__ import annotations
