@@ -3,7 +3,8 @@
 Each route's handler is wrapped once, when the routes are set up (`guarded`): the request's
 ID, errors in OpenAI's shape, and the response headers (`x-request-id`, CORS; a streamed
 response sends its own with `prepare_stream`). A route that reads a body has the caller's
-credentials checked by the core first (`http_edge.auth`), so a stranger's body is never read.
+credentials checked by the core first (`http_edge.auth`), so a stranger's body is never read
+(nor even sent, by a client that asks `Expect: 100-continue`: `admit_before_continue`).
 A request no route takes, a CORS preflight among them, reaches `unrouted` through a
 catch-all route, guarded the same way.
 
@@ -20,7 +21,7 @@ import logging
 from typing import Final
 
 import grpc
-from aiohttp import web
+from aiohttp import HttpVersion11, hdrs, web
 from aiohttp.typedefs import Handler
 
 from http_edge.errors import SERVER_ERROR, HttpError, from_rpc_error
@@ -41,6 +42,7 @@ UNROUTED_PATH: Final = "/{path:.*}"
 _CORS_METHODS: Final = "GET, POST, DELETE, OPTIONS"
 _CORS_DEFAULT_HEADERS: Final = "Authorization, Content-Type, OpenAI-Beta, X-Request-Id"
 _CORS_MAX_AGE: Final = "86400"
+_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 def guarded(handler: Handler, *, reads_body: bool = False) -> Handler:
@@ -55,6 +57,33 @@ def guarded(handler: Handler, *, reads_body: bool = False) -> Handler:
         return response
 
     return guard
+
+
+async def admit_before_continue(request: web.Request) -> web.StreamResponse | None:
+    """The `expect_handler` of the routes that read a body.
+
+    A client that sends `Expect: 100-continue` (curl does for large uploads) waits for a word
+    before it sends the body, so the core's verdict on its credentials comes first: a refusal
+    is answered in place of `100 Continue`, and the body is never sent. An admitted caller is
+    told to go on, as aiohttp's own handler would; the route's guard then finds the verdict
+    kept (`http_edge.auth`).
+    """
+    if request.version != HttpVersion11:
+        return None
+    expect = request.headers.get(hdrs.EXPECT, "")
+    if expect.lower() != "100-continue":
+        raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect}")
+    try:
+        await request.app[ADMISSION].admit(request, rpc_metadata(request))
+    except grpc.aio.AioRpcError as err:
+        assign_request_id(request)
+        response = from_rpc_error(err).response()
+        add_response_headers(request, response)
+        return response
+    await request.writer.write(_CONTINUE)
+    # The interim answer is not part of the response the handler writes.
+    request.writer.output_size = 0
+    return None
 
 
 async def unrouted(request: web.Request) -> web.StreamResponse:

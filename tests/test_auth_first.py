@@ -81,6 +81,28 @@ def test_a_keyless_upload_is_refused_before_its_body_is_read(
     assert any(files_dir.iterdir())
 
 
+def test_a_client_expecting_100_continue_gets_its_401_instead(
+    auth_server: ServerThread,
+) -> None:
+    url = urlsplit(auth_server.url)
+    assert url.hostname is not None
+    assert url.port is not None
+    head = (
+        "POST /v1/files HTTP/1.1\r\nHost: edge\r\n"
+        f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+        f"Content-Length: {CLAIMED_BYTES}\r\nExpect: 100-continue\r\n"
+    )
+    for authorization, first_line in (
+        ("", b"HTTP/1.1 401 "),
+        ("Authorization: Bearer wrong\r\n", b"HTTP/1.1 401 "),
+        (f"Authorization: Bearer {API_KEY}\r\n", b"HTTP/1.1 100 Continue"),
+    ):
+        with socket.create_connection((url.hostname, url.port), timeout=BOUND) as sock:
+            sock.sendall((head + authorization + "\r\n").encode())
+            answer = sock.recv(65536)
+        assert answer.startswith(first_line), answer
+
+
 def test_authenticate_answers_over_grpc(make_server: MakeServer) -> None:
     server = make_server(api_keys=[API_KEY])
     with grpc.insecure_channel(server.grpc_target) as channel:

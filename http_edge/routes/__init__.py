@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import hdrs, web
 
-from http_edge.handling import UNROUTED_PATH, guarded, unrouted
+from http_edge.handling import UNROUTED_PATH, admit_before_continue, guarded, unrouted
 from http_edge.routes import assistants, files, health, messages, models, runs, threads
 
 
@@ -25,6 +25,10 @@ def setup_routes(app: web.Application) -> None:
         for route in table:
             if not isinstance(route, web.RouteDef):
                 raise TypeError(f"not a handler's route: {route!r}")
-            guard = guarded(route.handler, reads_body=route.method == hdrs.METH_POST)
-            app.router.add_routes([web.RouteDef(route.method, route.path, guard, route.kwargs)])
+            kwargs = dict(route.kwargs)
+            reads_body = route.method == hdrs.METH_POST
+            if reads_body:
+                kwargs["expect_handler"] = admit_before_continue
+            guard = guarded(route.handler, reads_body=reads_body)
+            app.router.add_routes([web.RouteDef(route.method, route.path, guard, kwargs)])
     app.router.add_route("*", UNROUTED_PATH, guarded(unrouted))
