@@ -89,13 +89,10 @@ class HttpListener:
         self._listener: asyncio.Server | None = None
         self.port = 0
 
-    @property
-    def open_connections(self) -> int:
-        return self._gate.open
-
     async def start(self, host: str, port: int) -> int:
         """Start the application and listen on `host:port`; returns the bound port."""
-        runner = web.AppRunner(self._app, handle_signals=False, access_log=None)
+        # The runner starts and cleans up the application; the listener makes the connections.
+        runner = web.AppRunner(self._app, handle_signals=False)
         await runner.setup()
         try:
             server = runner.server
@@ -146,10 +143,9 @@ class HttpListener:
 class _Gate:
     """How many connections are open, and the 503 for one too many."""
 
-    __slots__ = ("_refused_since_warning", "_warned_at", "limit", "open", "refusal")
+    __slots__ = ("_refused_since_warning", "_warned_at", "open", "refusal")
 
     def __init__(self, limit: int) -> None:
-        self.limit = limit
         self.open = 0
         self.refusal = _refusal_bytes(limit)
         self._warned_at = -_REFUSAL_WARNING_INTERVAL
