@@ -83,21 +83,17 @@ async def _serve_core(settings: Settings) -> None:
 
 
 async def _serve_edge(settings: Settings, core_target: str) -> None:
-    from aiohttp import web
-
     from http_edge.app import create_app
+    from http_edge.connections import HttpListener
 
-    runner = web.AppRunner(create_app(settings, core_target), access_log=None, handle_signals=False)
-    await runner.setup()
+    listener = HttpListener(create_app(settings, core_target), settings)
+    port = await listener.start("127.0.0.1", 0)
     try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
         freeze_startup_heap()
-        port = runner.addresses[0][1]
         announce({"http": f"http://127.0.0.1:{port}"})
         await until_signalled()
     finally:
-        await runner.cleanup()
+        await listener.stop()
 
 
 if __name__ == "__main__":

@@ -85,6 +85,19 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     # `json`: one JSON object per line, for log shippers (see `compat_core.logs`).
     log_format: Literal["text", "json"] = "text"
+    # The HTTP edge's connections (`http_edge.connections`): how long a client may take to
+    # send a request's head (from connecting, or from the first byte of a next request), how
+    # long its body may pause, how long an idle connection is kept; how many connections and
+    # event streams one edge serves at once (503 beyond).
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    http_body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    http_keepalive_seconds: float = Field(default=75.0, gt=0, le=86400)
+    max_connections: int = Field(default=4096, ge=1)
+    max_streams: int = Field(default=2048, ge=1)
+    # How long a stopping server lets open event streams and in-flight requests finish.
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=3600)
+    # Concurrent `grpc.health.v1` Watch streams a core serves (they need no key).
+    max_health_watches: int = Field(default=100, ge=1)
 
     _split = field_validator("api_keys", "cors_origins", "tools", mode="before")(_split_commas)
 

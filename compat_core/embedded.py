@@ -9,14 +9,15 @@ so an embedded server behaves exactly as a deployed one.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from compat_core.config import ProviderConfig, Settings
 from compat_core.server import CoreServer
 from compat_core.startup import listen_errors
 from compat_core.tools import as_tools
+
+if TYPE_CHECKING:
+    from http_edge.connections import HttpListener
 
 
 class CompatServer:
@@ -26,13 +27,14 @@ class CompatServer:
         self.settings = settings
         self._tools = [t for entry in tools for t in as_tools(entry)]
         self._core: CoreServer | None = None
-        self._runner: web.AppRunner | None = None
+        self._edge: HttpListener | None = None
         self._http_port = 0
         self._grpc_port = 0
 
     async def start(self) -> None:
         """Start the core, then the edge in front of it."""
         from http_edge.app import create_app
+        from http_edge.connections import HttpListener
 
         if self.is_running():
             raise RuntimeError("the server is already running")
@@ -40,23 +42,24 @@ class CompatServer:
         self._grpc_port = await core.start()
         self._core = core
         try:
-            app = create_app(self.settings, self.get_grpc_target())
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
-            await runner.setup()
-            site = web.TCPSite(runner, self.settings.http_host, self.settings.http_port)
+            edge = HttpListener(create_app(self.settings, self.get_grpc_target()), self.settings)
             with listen_errors("HTTP", self.settings.http_host, self.settings.http_port):
-                await site.start()
+                self._http_port = await edge.start(self.settings.http_host, self.settings.http_port)
         except BaseException:
             await self.stop()
             raise
-        self._runner = runner
-        self._http_port = _bound_port(runner)
+        self._edge = edge
 
-    async def stop(self, grace: float = 5.0) -> None:
-        """Stop taking requests, finish those in flight, then stop the core."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop taking requests; let those in flight and open event streams finish within
+        `grace` seconds (default `COMPAT_SHUTDOWN_GRACE_SECONDS`), ending the streams still
+        open with an `error` event (their runs go on); then stop the core, whose calls get
+        the same grace."""
+        if grace is None:
+            grace = self.settings.shutdown_grace_seconds
+        if self._edge is not None:
+            await self._edge.stop(grace)
+            self._edge = None
         if self._core is not None:
             await self._core.stop(grace)
             self._core = None
@@ -140,8 +143,3 @@ def create_server(
 
 def _client_host(host: str) -> str:
     return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
-
-
-def _bound_port(runner: web.AppRunner) -> int:
-    address = runner.addresses[0]
-    return int(address[1])

@@ -15,11 +15,13 @@ from compat_core.engine.events import RunEventHub
 from compat_core.engine.executor import EngineContext, new_replica_id
 from compat_core.engine.manager import RunEngine
 from compat_core.guard import ApiKeyAuth, RpcGuard
+from compat_core.health import BoundedHealth
 from compat_core.methods import MethodTable
 from compat_core.models import BUILTIN, ModelRegistry
 from compat_core.providers.base import ChatProvider
 from compat_core.providers.builtin import EchoProvider
 from compat_core.providers.upstream import UpstreamProvider
+from compat_core.services.access import AccessService
 from compat_core.services.assistants import AssistantsService
 from compat_core.services.files import FilesService
 from compat_core.services.messages import MessagesService
@@ -32,6 +34,7 @@ from compat_core.store import BlobStore, create_store
 from compat_core.store.base import Store
 from compat_core.tools import Tool, load_tools, registry
 from compat_core.v1 import (
+    access_pb2,
     assistants_pb2,
     files_pb2,
     messages_pb2,
@@ -48,8 +51,9 @@ MESSAGES = messages_pb2.DESCRIPTOR.services_by_name["MessagesService"]
 RUNS = runs_pb2.DESCRIPTOR.services_by_name["RunsService"]
 FILES = files_pb2.DESCRIPTOR.services_by_name["FilesService"]
 MODELS = models_pb2.DESCRIPTOR.services_by_name["ModelsService"]
+ACCESS = access_pb2.DESCRIPTOR.services_by_name["AccessService"]
 SERVICE_NAMES = tuple(
-    service.full_name for service in (ASSISTANTS, THREADS, MESSAGES, RUNS, FILES, MODELS)
+    service.full_name for service in (ASSISTANTS, THREADS, MESSAGES, RUNS, FILES, MODELS, ACCESS)
 )
 _HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"]
 _REFLECTION = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
@@ -126,8 +130,9 @@ class CoreServer:
         guarded(RunsService(store, self.models, references, threads, self._engine), RUNS)
         guarded(FilesService(store, blobs, settings.max_upload_bytes), FILES)
         guarded(ModelsService(self.models), MODELS)
+        guarded(AccessService(), ACCESS)
 
-        self._health = health.aio.HealthServicer()
+        self._health = BoundedHealth(settings.max_health_watches)
         methods.add(self._health, _HEALTH)
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)

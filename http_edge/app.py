@@ -3,18 +3,19 @@
 Everything per request is kept cheap: each route's handler is wrapped once for request IDs,
 error translation and the response headers, and a catch-all route answers CORS preflights
 and unknown routes (`http_edge.handling`); request logging is a middleware that only exists
-when `COMPAT_LOG_REQUESTS` asks for it.
+when `COMPAT_LOG_REQUESTS` asks for it. `HttpListener` (`http_edge.connections`) serves the
+application: it bounds and times the connections, and stops the edge gracefully.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
 import logging
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Final
-from urllib.parse import urlsplit
+from typing import Final
 
 import grpc
 from aiohttp import web
@@ -23,9 +24,14 @@ from aiohttp.typedefs import Handler, Middleware
 from compat_core.config import Settings
 from compat_core.heap import freeze_startup_heap
 from compat_core.startup import listen_errors
+from http_edge.auth import Admission
+from http_edge.connections import HttpListener
+from http_edge.core_health import CoreHealth
 from http_edge.routes import setup_routes
 from http_edge.routes.context import (
+    ADMISSION,
     CORE,
+    CORE_HEALTH,
     CORS,
     EVENT_STREAMS,
     REQUEST_ID,
@@ -33,6 +39,7 @@ from http_edge.routes.context import (
     Core,
     Cors,
 )
+from http_edge.streams import EventStreams
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("http_edge.access")
@@ -59,7 +66,7 @@ def create_app(settings: Settings, core_target: str) -> web.Application:
     app = web.Application(client_max_size=JSON_BODY_LIMIT, middlewares=middlewares)
     app[SETTINGS] = settings
     app[CORS] = Cors(settings.cors_origins)
-    app[EVENT_STREAMS] = set()
+    app[EVENT_STREAMS] = EventStreams(settings.max_streams)
     app.on_shutdown.append(_end_event_streams)
     app.cleanup_ctx.append(_core_channel(core_target))
     setup_routes(app)
@@ -67,37 +74,42 @@ def create_app(settings: Settings, core_target: str) -> web.Application:
 
 
 def run_edge(settings: Settings, on_listening: Callable[[int], None] | None = None) -> None:
-    """Serve the edge alone, on `COMPAT_HTTP_HOST:PORT`, for a core found elsewhere;
-    `on_listening` gets the bound port once the socket is bound."""
-    loop = _new_event_loop()
-    asyncio.set_event_loop(loop)
-    app = create_app(settings, settings.resolved_core_target())
-    app.on_startup.append(_settle_heap)
-    # run_app raises only what starting or stopping the app raises (handlers' errors become
-    # responses), and of that only the bind raises OSError: a port in use, a foreign host.
+    """Serve the edge alone, on `COMPAT_HTTP_HOST:PORT`, for a core found elsewhere, until
+    SIGTERM or SIGINT; then stop gracefully (`HttpListener.stop`). `on_listening` gets the
+    bound port once the socket is bound."""
+    with asyncio.Runner(loop_factory=_new_event_loop) as runner:
+        runner.run(_serve_alone(settings, on_listening))
+
+
+async def _serve_alone(settings: Settings, on_listening: Callable[[int], None] | None) -> None:
+    target = settings.resolved_core_target()
+    listener = HttpListener(create_app(settings, target), settings)
     with listen_errors("HTTP", settings.http_host, settings.http_port):
-        web.run_app(
-            app,
-            host=settings.http_host,
-            port=settings.http_port,
-            access_log=None,
-            print=functools.partial(_announce_listening, on_listening),
-            loop=loop,
+        port = await listener.start(settings.http_host, settings.http_port)
+    try:
+        freeze_startup_heap()
+        # Scripts wait for this line.
+        logger.info(
+            "edge listening: Running on http://%s:%d, core at %s", settings.http_host, port, target
         )
+        if on_listening is not None:
+            on_listening(port)
+        await _until_signalled()
+        logger.info(
+            "shutting down: finishing requests and event streams (up to %gs)",
+            settings.shutdown_grace_seconds,
+        )
+    finally:
+        await listener.stop()
 
 
-async def _settle_heap(_app: web.Application) -> None:
-    freeze_startup_heap()
-
-
-def _announce_listening(on_listening: Callable[[int], None] | None, banner: str) -> None:
-    """aiohttp's word that the socket is bound ("Running on URL"), as a log line (scripts
-    wait for it), and the port it names to `on_listening`."""
-    running = banner.splitlines()[0].strip("= ")
-    logger.info("edge listening: %s", running)
-    port = urlsplit(running.removeprefix("Running on ").split(", ")[0]).port
-    if on_listening is not None and port is not None:
-        on_listening(port)
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
 
 
 def _new_event_loop() -> asyncio.AbstractEventLoop:
@@ -111,7 +123,10 @@ def _new_event_loop() -> asyncio.AbstractEventLoop:
 def _core_channel(target: str) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         channel = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
-        app[CORE] = Core(channel)
+        core = Core(channel)
+        app[CORE] = core
+        app[ADMISSION] = Admission(core.access)
+        app[CORE_HEALTH] = CoreHealth(core.health)
         try:
             yield
         finally:
@@ -121,10 +136,9 @@ def _core_channel(target: str) -> Callable[[web.Application], AsyncIterator[None
 
 
 async def _end_event_streams(app: web.Application) -> None:
-    """Stop relaying run events, so a shutdown never waits for a run to finish."""
-    relays: set[asyncio.Task[Any]] = app[EVENT_STREAMS]
-    for relay in tuple(relays):
-        relay.cancel()
+    """End the event streams still open with the restart `error` event. `HttpListener.stop`
+    has given them their grace already; this is for any other way of serving the app."""
+    await app[EVENT_STREAMS].end_all(0.0)
 
 
 @web.middleware

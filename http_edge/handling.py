@@ -2,8 +2,11 @@
 
 Each route's handler is wrapped once, when the routes are set up (`guarded`): the request's
 ID, errors in OpenAI's shape, and the response headers (`x-request-id`, CORS; a streamed
-response sends its own with `prepare_stream`). A request no route takes, a CORS preflight
-among them, reaches `unrouted` through a catch-all route, guarded the same way.
+response sends its own with `prepare_stream`). A route that reads a body has the caller's
+credentials checked by the core first (`http_edge.auth`), so a stranger's body is never read
+(nor even sent, by a client that asks `Expect: 100-continue`: `admit_before_continue`).
+A request no route takes, a CORS preflight among them, reaches `unrouted` through a
+catch-all route, guarded the same way.
 
 An aiohttp middleware would do the same for every request, but any middleware makes aiohttp
 add one of its own around each handler as well (it keeps `request.app` right for sub-apps,
@@ -18,11 +21,18 @@ import logging
 from typing import Final
 
 import grpc
-from aiohttp import web
+from aiohttp import HttpVersion11, hdrs, web
 from aiohttp.typedefs import Handler
 
 from http_edge.errors import SERVER_ERROR, HttpError, from_rpc_error
-from http_edge.routes.context import CORS, REQUEST_ID, add_response_headers, assign_request_id
+from http_edge.routes.context import (
+    ADMISSION,
+    CORS,
+    REQUEST_ID,
+    add_response_headers,
+    assign_request_id,
+    rpc_metadata,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -33,19 +43,48 @@ UNROUTED_PATH: Final = r"/{path:[\s\S]*}"
 _CORS_METHODS: Final = "GET, POST, DELETE, OPTIONS"
 _CORS_DEFAULT_HEADERS: Final = "Authorization, Content-Type, OpenAI-Beta, X-Request-Id"
 _CORS_MAX_AGE: Final = "86400"
+_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-def guarded(handler: Handler) -> Handler:
-    """`handler` with the request's ID assigned, its errors answered and our headers added."""
+def guarded(handler: Handler, *, reads_body: bool = False) -> Handler:
+    """`handler` with the request's ID assigned, its errors answered and our headers added;
+    when it `reads_body`, a request that has one is let in by the core first."""
 
     async def guard(request: web.Request) -> web.StreamResponse:
         assign_request_id(request)
-        response = await _answer(request, handler)
+        response = await _answer(request, handler, reads_body)
         if not response.prepared:
             add_response_headers(request, response)
         return response
 
     return guard
+
+
+async def admit_before_continue(request: web.Request) -> web.StreamResponse | None:
+    """The `expect_handler` of the routes that read a body.
+
+    A client that sends `Expect: 100-continue` (curl does for large uploads) waits for a word
+    before it sends the body, so the core's verdict on its credentials comes first: a refusal
+    is answered in place of `100 Continue`, and the body is never sent. An admitted caller is
+    told to go on, as aiohttp's own handler would; the route's guard then finds the verdict
+    kept (`http_edge.auth`).
+    """
+    if request.version != HttpVersion11:
+        return None
+    expect = request.headers.get(hdrs.EXPECT, "")
+    if expect.lower() != "100-continue":
+        raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect}")
+    try:
+        await request.app[ADMISSION].admit(request, rpc_metadata(request))
+    except grpc.aio.AioRpcError as err:
+        assign_request_id(request)
+        response = from_rpc_error(err).response()
+        add_response_headers(request, response)
+        return response
+    await request.writer.write(_CONTINUE)
+    # The interim answer is not part of the response the handler writes.
+    request.writer.output_size = 0
+    return None
 
 
 async def unrouted(request: web.Request) -> web.StreamResponse:
@@ -67,9 +106,11 @@ async def unrouted(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def _answer(request: web.Request, handler: Handler, reads_body: bool) -> web.StreamResponse:
     """The handler's response, or the error response for what it raised."""
     try:
+        if reads_body and request.body_exists:
+            await request.app[ADMISSION].admit(request, rpc_metadata(request))
         return await handler(request)
     except HttpError as err:
         return err.response()
@@ -77,7 +118,11 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         return from_rpc_error(err).response()
     except web.HTTPException as err:
         return _from_http_exception(err)
-    except Exception:
+    except Exception as err:
+        if isinstance(err, ConnectionError) and _client_left(request):
+            # Nobody is left to answer: the connection's handler notes it in one line
+            # (`http_edge.connections`).
+            raise
         logger.exception(
             "unhandled error in %s %s (request %s)",
             request.method,
@@ -90,6 +135,11 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
             f"Quote request ID {request[REQUEST_ID]} when reporting it.",
             error_type=SERVER_ERROR,
         ).response()
+
+
+def _client_left(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _preflight(request: web.Request) -> web.Response:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
-from http_edge.handling import UNROUTED_PATH, guarded, unrouted
+from http_edge.handling import UNROUTED_PATH, admit_before_continue, guarded, unrouted
 from http_edge.routes import assistants, files, health, messages, models, runs, threads
 
 
 def setup_routes(app: web.Application) -> None:
-    """Every route of the API, each handler guarded (`http_edge.handling`), then the
-    catch-all that answers what none of them takes."""
+    """Every route of the API, each handler guarded (`http_edge.handling`; a POST's body is
+    read only once the core has let its caller in), then the catch-all that answers what
+    none of them takes."""
     # `runs` goes before `threads`: its `/v1/threads/runs` must win over `/v1/threads/{id}`.
     for table in (
         health.routes,
@@ -24,6 +25,10 @@ def setup_routes(app: web.Application) -> None:
         for route in table:
             if not isinstance(route, web.RouteDef):
                 raise TypeError(f"not a handler's route: {route!r}")
-            guard = guarded(route.handler)
-            app.router.add_routes([web.RouteDef(route.method, route.path, guard, route.kwargs)])
+            kwargs = dict(route.kwargs)
+            reads_body = route.method == hdrs.METH_POST
+            if reads_body:
+                kwargs["expect_handler"] = admit_before_continue
+            guard = guarded(route.handler, reads_body=reads_body)
+            app.router.add_routes([web.RouteDef(route.method, route.path, guard, kwargs)])
     app.router.add_route("*", UNROUTED_PATH, guarded(unrouted))

@@ -6,17 +6,18 @@ cleanup context); handlers reach them through `CORE`, never by opening channels 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 import uuid
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Final, cast
 
 import grpc
 from aiohttp import web
+from grpc_health.v1 import health_pb2_grpc
 
 from compat_core.config import Settings
 from compat_core.v1 import (
+    access_pb2_grpc,
     assistants_pb2_grpc,
     files_pb2_grpc,
     messages_pb2_grpc,
@@ -24,9 +25,13 @@ from compat_core.v1 import (
     runs_pb2_grpc,
     threads_pb2_grpc,
 )
+from http_edge.auth import Admission
+from http_edge.core_health import CoreHealth
 from http_edge.errors import CURRENT_REQUEST_ID
+from http_edge.streams import EventStreams
 
 if TYPE_CHECKING:
+    from compat_core.v1.access_pb2_grpc import AccessServiceAsyncStub
     from compat_core.v1.assistants_pb2_grpc import AssistantsServiceAsyncStub
     from compat_core.v1.files_pb2_grpc import FilesServiceAsyncStub
     from compat_core.v1.messages_pb2_grpc import MessagesServiceAsyncStub
@@ -45,7 +50,7 @@ _REQUEST_ID_BATCH = 256
 class Core:
     """The stubs of every core service, sharing one channel."""
 
-    __slots__ = ("assistants", "files", "messages", "models", "runs", "threads")
+    __slots__ = ("access", "assistants", "files", "health", "messages", "models", "runs", "threads")
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
         # The generated classes are typed for sync channels; on an aio channel they are the
@@ -60,6 +65,9 @@ class Core:
         self.runs = cast("RunsServiceAsyncStub", runs_pb2_grpc.RunsServiceStub(channel))
         self.files = cast("FilesServiceAsyncStub", files_pb2_grpc.FilesServiceStub(channel))
         self.models = cast("ModelsServiceAsyncStub", models_pb2_grpc.ModelsServiceStub(channel))
+        self.access = cast("AccessServiceAsyncStub", access_pb2_grpc.AccessServiceStub(channel))
+        # grpc's health package ships no type hints: its stub is untyped.
+        self.health = health_pb2_grpc.HealthStub(channel)
 
 
 class Cors:
@@ -78,8 +86,10 @@ class Cors:
 CORE: Final = web.AppKey("compat_core", Core)
 CORS: Final = web.AppKey("cors", Cors)
 SETTINGS: Final = web.AppKey("settings", Settings)
-# The tasks relaying event streams: a shutdown ends them rather than waiting for runs to end.
-EVENT_STREAMS: Final = web.AppKey("event_streams", set[asyncio.Task[Any]])
+EVENT_STREAMS: Final = web.AppKey("event_streams", EventStreams)
+# Made with the channel (`create_app`'s cleanup context), as the stubs are.
+ADMISSION: Final = web.AppKey("admission", Admission)
+CORE_HEALTH: Final = web.AppKey("core_health", CoreHealth)
 REQUEST_ID: Final = web.RequestKey("request_id", str)
 
 

@@ -23,8 +23,9 @@ async def create_thread_and_run(request: web.Request) -> web.StreamResponse:
     runs = core(request).runs
     if stream:
         rpc.accept_event_batches = True  # relay_run_events reads them
-        call = runs.CreateThreadAndRunStream(rpc, metadata=rpc_metadata(request))
-        return await relay_run_events(request, call)
+        return await relay_run_events(
+            request, lambda: runs.CreateThreadAndRunStream(rpc, metadata=rpc_metadata(request))
+        )
     run = await runs.CreateThreadAndRun(rpc, metadata=rpc_metadata(request))
     return json_response(convert.run_out(run))
 
@@ -39,8 +40,9 @@ async def create_run(request: web.Request) -> web.StreamResponse:
     runs = core(request).runs
     if stream:
         rpc.accept_event_batches = True  # relay_run_events reads them
-        call = runs.CreateRunStream(rpc, metadata=rpc_metadata(request))
-        return await relay_run_events(request, call)
+        return await relay_run_events(
+            request, lambda: runs.CreateRunStream(rpc, metadata=rpc_metadata(request))
+        )
     run = await runs.CreateRun(rpc, metadata=rpc_metadata(request))
     return json_response(convert.run_out(run))
 
@@ -87,8 +89,9 @@ async def submit_tool_outputs(request: web.Request) -> web.StreamResponse:
     runs = core(request).runs
     if stream:
         rpc.accept_event_batches = True  # relay_run_events reads them
-        call = runs.SubmitToolOutputsStream(rpc, metadata=rpc_metadata(request))
-        return await relay_run_events(request, call)
+        return await relay_run_events(
+            request, lambda: runs.SubmitToolOutputsStream(rpc, metadata=rpc_metadata(request))
+        )
     run = await runs.SubmitToolOutputs(rpc, metadata=rpc_metadata(request))
     return json_response(convert.run_out(run))
 

@@ -4,8 +4,9 @@ A pump task reads the gRPC stream into a bounded queue while the relay writes to
 events that are already queued go out together in one write (the core batches deltas, and so
 does the edge), a `: ping` comment keeps proxies from timing out a quiet stream, and the
 queue's bound passes a slow client's back-pressure on to gRPC flow control. A client that
-goes away only ends the relay: the run belongs to the core and goes on there. A shutdown of
-the edge ends open relays too (the run goes on, and a client can re-attach elsewhere).
+goes away only ends the relay: the run belongs to the core and goes on there.
+`http_edge.streams` bounds how many streams are open at once, and ends them when the edge
+stops.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeAlias
 
 import grpc
@@ -25,6 +26,7 @@ from compat_core.v1 import runs_pb2
 from http_edge.convert.runs import EVENT_NAMES, EVENT_RENDERERS, DeltaIndexes
 from http_edge.errors import SERVER_ERROR, from_rpc_error
 from http_edge.routes.context import EVENT_STREAMS, prepare_stream
+from http_edge.streams import Ending, StreamSlot
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ class _End:
 
 
 _END: Final = _End()
-_Item: TypeAlias = "runs_pb2.RunEvent | grpc.aio.AioRpcError | _End"
+_Item: TypeAlias = "runs_pb2.RunEvent | grpc.aio.AioRpcError | _End | Ending"
 
 
 def render_event(event: runs_pb2.RunEvent, indexes: DeltaIndexes | None = None) -> bytes:
@@ -80,15 +82,35 @@ _SERVER_ERROR_EVENT: Final = _error_event(
         "code": None,
     }
 )
+_RESTARTING_EVENT: Final = _error_event(
+    {
+        "message": "The server is restarting, so this event stream ends here. The run goes "
+        "on: retrieve it to follow its progress.",
+        "type": SERVER_ERROR,
+        "param": None,
+        "code": None,
+    }
+)
 
 
-async def relay_run_events(request: web.Request, call: Any) -> web.StreamResponse:
-    """Answer with the events of `call`, a server-streaming `RunEvent` RPC.
+async def relay_run_events(request: web.Request, start: Callable[[], Any]) -> web.StreamResponse:
+    """Answer with the events of the server-streaming `RunEvent` RPC that `start` calls.
 
-    The first event is awaited before any byte is sent, so an RPC that fails at once
-    (unknown thread, bad argument, unimplemented) raises here and is answered as the usual
-    JSON error with its proper status.
+    The RPC starts only once the edge has room for one more stream (else the answer is a
+    503 and no run is created). Its first event is awaited before any byte is sent, so an
+    RPC that fails at once (unknown thread, bad argument, unimplemented) raises here and is
+    answered as the usual JSON error with its proper status.
     """
+    slot = request.app[EVENT_STREAMS].open()
+    if not isinstance(slot, StreamSlot):
+        return slot
+    try:
+        return await _answer_events(request, start(), slot)
+    finally:
+        slot.close()
+
+
+async def _answer_events(request: web.Request, call: Any, slot: StreamSlot) -> web.StreamResponse:
     try:
         first = await call.read()
     except BaseException:
@@ -101,12 +123,9 @@ async def relay_run_events(request: web.Request, call: Any) -> web.StreamRespons
         return response
     queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=_QUEUE_DEPTH)
     pump = asyncio.create_task(_pump(call, queue))
-    streams = request.app[EVENT_STREAMS]
-    relay = asyncio.current_task()
-    if relay is not None:
-        streams.add(relay)
+    slot.queue = queue
     try:
-        await _relay(response, first, queue)
+        await _relay(response, first, queue, slot)
     except ConnectionError:
         logger.debug("client left the event stream of %s", request.path)
     except Exception:
@@ -116,8 +135,8 @@ async def relay_run_events(request: web.Request, call: Any) -> web.StreamRespons
         with contextlib.suppress(ConnectionError):
             await response.write_eof(_SERVER_ERROR_EVENT)
     finally:
-        if relay is not None:
-            streams.discard(relay)
+        # The stream is over for its client, who may ask for the next one at once.
+        slot.close()
         pump.cancel()
         call.cancel()
         await asyncio.gather(pump, return_exceptions=True)
@@ -152,15 +171,23 @@ def _render(item: _Item, indexes: DeltaIndexes) -> tuple[bytes, bool]:
         return chunk, chunk is DONE
     if isinstance(item, grpc.aio.AioRpcError):
         return render_rpc_error(item), True
+    if isinstance(item, Ending):
+        return _RESTARTING_EVENT, True
     return b"", True
 
 
 async def _relay(
-    response: web.StreamResponse, first: runs_pb2.RunEvent, queue: asyncio.Queue[_Item]
+    response: web.StreamResponse,
+    first: runs_pb2.RunEvent,
+    queue: asyncio.Queue[_Item],
+    slot: StreamSlot,
 ) -> None:
     indexes = DeltaIndexes()
     ready: collections.deque[_Item] = collections.deque(_unbatched(first))
     while True:
+        if slot.ending:
+            await response.write_eof(_RESTARTING_EVENT)
+            return
         if not ready:
             try:
                 async with asyncio.timeout(KEEPALIVE_SECONDS):

@@ -1,8 +1,8 @@
 """Stopping and restarting a server in the middle of runs.
 
 - A run interrupted by a restart finishes afterwards, with its reply written exactly once.
-- A stop does not wait on event streams: neither one whose client is still reading nor one
-  whose client already left.
+- A stop waits on event streams only for its grace, whether their client is still reading
+  or already left; a client still reading then gets an `error` event, not a bare cut.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from runs.tools import GET_WEATHER
 from runs.upstream import ScriptedModel, stall, text
 
 WAIT = 10.0
-# The core lets in-flight calls finish for 5 s (`CompatServer.stop(grace=5.0)`); a stop may
-# take that and a little more, never as long as a stream stays open.
+# The grace of a stop (`COMPAT_SHUTDOWN_GRACE_SECONDS`); a stop may take it and a little
+# more, never as long as a stream stays open.
+GRACE = 1.0
 STOP_BOUND = 7.0
 
 
@@ -116,7 +117,7 @@ def test_a_run_waiting_for_tool_outputs_survives_a_restart(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("client_state", ["reading", "gone"])
-def test_a_stop_does_not_wait_on_event_streams(
+def test_a_stop_waits_on_event_streams_only_for_its_grace(
     make_server: MakeServer,
     make_client: MakeClient,
     make_http: MakeHttp,
@@ -124,7 +125,7 @@ def test_a_stop_does_not_wait_on_event_streams(
     scripted: ScriptedModel,
     client_state: str,
 ) -> None:
-    server = make_server(**provider_overrides)
+    server = make_server(**provider_overrides, shutdown_grace_seconds=GRACE)
     client = make_client(server)
     # Held, not stalled: if the stop hangs, releasing the reply ends the stream and the stop.
     reply = scripted.push(text("Waiting ", "for ", "ever", hold_after=1))
@@ -157,15 +158,23 @@ def test_a_stop_does_not_wait_on_event_streams(
     if not stopped:
         reply.release()  # unblock the stop so that the test can clean up
         stopper.join(WAIT)
+    rest = []
     if client_state == "reading":
-        # The stream ends: cut by the stop, or (after the release) run to its end.
-        for _ in _until_closed(lines):
-            pass
+        # The stream ends: by the stop, or (after the release) with its run.
+        rest = list(parse_sse(_until_closed(lines)))
         response.close()
     assert stopped, (
         f"stopping the server took more than {took:.1f}s: it waited on an event stream whose "
         f"client is {client_state} (a run stalled upstream)"
     )
+    assert took >= GRACE, f"the stop ended the stream after {took:.2f}s, before its grace"
+    if client_state == "reading":
+        assert rest, "the stream was cut without an event"
+        last = rest[-1]
+        assert last.event == "error", f"the stream ended with {last.event!r}, not an error"
+        error = last.json()
+        assert error["type"] == error["error"]["type"] == "server_error"
+        assert "restarting" in error["error"]["message"]
 
 
 def _until_closed(lines: Iterator[str]) -> Iterator[str]:
