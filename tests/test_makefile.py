@@ -45,11 +45,17 @@ OLDER_PYTHON = _older_python()
 needs_older_python = pytest.mark.skipif(OLDER_PYTHON is None, reason="no Python < 3.11 here")
 
 
+_MAKE_NESTING = frozenset({"MAKELEVEL", "MAKEFLAGS", "MFLAGS"})
+
+
 def make(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
     shutil.copy(ROOT / "Makefile", directory / "Makefile")
     return subprocess.run(
         ["make", "--no-print-directory", "venv-check", *args],
         cwd=directory,
+        # As a user's shell would run it: under `make test` the nesting would show in its
+        # messages (`make[1]: …`).
+        env={k: v for k, v in os.environ.items() if k not in _MAKE_NESTING},
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
