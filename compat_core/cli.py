@@ -20,7 +20,7 @@ from compat_core.config import Settings
 from compat_core.embedded import CompatServer
 from compat_core.heap import freeze_startup_heap
 from compat_core.server import CoreServer
-from compat_core.store import create_store
+from compat_core.store import DatabaseInUse, create_store
 
 log = logging.getLogger("assistants_compat")
 
@@ -51,7 +51,10 @@ def main(argv: list[str] | None = None) -> None:
         "migrate": _migrate,
     }
     _install_uvloop()
-    asyncio.run(commands[args.command](settings))
+    try:
+        asyncio.run(commands[args.command](settings))
+    except DatabaseInUse as exc:
+        sys.exit(f"assistants-compat {args.command}: {exc}")
 
 
 async def _run_all(settings: Settings) -> None:
@@ -79,7 +82,8 @@ async def _run_core(settings: Settings) -> None:
 
 
 async def _migrate(settings: Settings) -> None:
-    store = create_store(settings.database_url)
+    # Exclusive: a server running on a SQLite file would find its schema changed under it.
+    store = create_store(settings.database_url, exclusive=True)
     await store.open()
     await store.close()
     log.info("migrations applied to %s", settings.database_url.split("@")[-1])

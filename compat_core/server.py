@@ -83,8 +83,12 @@ class CoreServer:
     async def start(self, host: str | None = None, port: int | None = None) -> int:
         """Open the store (migrating it), bind and serve; returns the bound port."""
         settings = self.settings
-        store = create_store(settings.database_url)
-        await store.open()
+        store = create_store(settings.database_url, exclusive=True)
+        try:
+            await store.open()
+        except BaseException:
+            await store.close()  # and with it the claim on a SQLite file
+            raise
         self._store = store
         blobs = BlobStore(settings.resolved_files_dir())
         references = References(store)
