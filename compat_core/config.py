@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     # How long a core's claim on a run lasts unless renewed: how soon other cores resume the
     # runs of a core that died. Renewed several times per lease (at most every second).
     run_lease_seconds: float = Field(default=10.0, ge=0.5, le=3600)
+    # How often a core removes the temporary files of uploads a crash interrupted (it also
+    # does at start): how long such a file outlives a core that crashed and stays down.
+    sweep_interval_seconds: float = Field(default=600.0, gt=0, le=86400)
 
     _split = field_validator("api_keys", "cors_origins", "tools", mode="before")(_split_commas)
 

@@ -29,6 +29,7 @@ from compat_core.services.runs import RunsService
 from compat_core.services.threads import ThreadsService
 from compat_core.store import BlobStore, create_store
 from compat_core.store.base import Store
+from compat_core.store.sweep import Sweeper
 from compat_core.tools import Tool, load_tools, registry
 from compat_core.v1 import (
     assistants_pb2,
@@ -78,6 +79,7 @@ class CoreServer:
         self._server: aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self._engine: RunEngine | None = None
+        self._sweeper: Sweeper | None = None
         self.port = 0
 
     async def start(self, host: str | None = None, port: int | None = None) -> int:
@@ -91,6 +93,8 @@ class CoreServer:
             raise
         self._store = store
         blobs = BlobStore(settings.resolved_files_dir())
+        self._sweeper = Sweeper(blobs, settings.sweep_interval_seconds)
+        await self._sweeper.start()
         references = References(store)
 
         server = aio.server(options=GRPC_OPTIONS)
@@ -154,6 +158,9 @@ class CoreServer:
         if self._engine is not None:
             await self._engine.stop()
             self._engine = None
+        if self._sweeper is not None:
+            await self._sweeper.stop()
+            self._sweeper = None
         if self._store is not None:
             await self._store.close()
             self._store = None

@@ -4,12 +4,22 @@ Uploads can be far larger than memory should hold, so bytes stream through in ch
 file I/O runs on worker threads so the event loop never waits for a disk. A blob appears
 under its name only once complete and on disk (temporary file, fsync, atomic rename), so a
 reader never sees half a file and a crash never leaves one behind under a real name.
+
+What a crash does leave is the temporary file of an upload it interrupted, and `sweep()`
+removes those. Several cores may share one directory (PostgreSQL deployments on a shared
+volume), so the sweeper must tell a dead upload's file from a live one's on another core:
+each upload holds an exclusive `flock` on its temporary file from creation to rename, and
+the sweeper removes only files whose lock it can take. The kernel drops a lock when its
+process dies, however it dies, so no clock is involved: an upload stalled for an hour is
+safe, and an orphan goes on the first sweep after the crash. (Linux NFS clients carry
+`flock` to the server as a whole-file lock, so this holds across machines there too.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import re
 import tempfile
@@ -21,6 +31,10 @@ from typing import BinaryIO
 # Blob IDs become file names: letters, digits, `-` and `_` cannot climb out of the directory
 # or name a hidden or temporary file.
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+# What `_Sink` names its temporary files: `.{blob ID}.{mkstemp's random part}.tmp`.
+_TEMPORARY = re.compile(r"\.[A-Za-z0-9_-]{1,128}\.[A-Za-z0-9_]+\.tmp")
+# A temporary file a sweeper removed between its creation and its lock is made again.
+_CREATE_ATTEMPTS = 5
 
 
 class BlobTooLarge(Exception):
@@ -87,6 +101,19 @@ class BlobStore:
         path = self._path(blob_id)
         await asyncio.to_thread(path.unlink, missing_ok=True)
 
+    async def sweep(self) -> int:
+        """Remove the temporary files of uploads that no live process is writing (left by
+        one that crashed); the number removed."""
+        return await asyncio.to_thread(self._sweep)
+
+    def _sweep(self) -> int:
+        try:
+            with os.scandir(self.root) as entries:
+                names = [entry.name for entry in entries if _TEMPORARY.fullmatch(entry.name)]
+        except FileNotFoundError:
+            return 0  # nothing was ever uploaded
+        return sum(_remove_if_abandoned(self.root / name) for name in names)
+
 
 class _Sink:
     """A temporary file that becomes a blob on `commit` or disappears on `discard`.
@@ -111,10 +138,17 @@ class _Sink:
             if self._discarded:
                 return
             self._root.mkdir(parents=True, exist_ok=True)
-            # The leading dot and the suffix keep temporary names apart from every valid ID.
-            fd, name = tempfile.mkstemp(dir=self._root, prefix=f".{self._blob_id}.", suffix=".tmp")
-            self._temp = Path(name)
-            self._file = os.fdopen(fd, "wb")
+            for _ in range(_CREATE_ATTEMPTS):
+                # The leading dot and the suffix keep temporary names apart from every ID.
+                fd, name = tempfile.mkstemp(
+                    dir=self._root, prefix=f".{self._blob_id}.", suffix=".tmp"
+                )
+                if _claim(fd, Path(name)):
+                    self._temp = Path(name)
+                    self._file = os.fdopen(fd, "wb")
+                    return
+                os.close(fd)
+            raise OSError(f"could not create a temporary file in {self._root}")
 
     def write(self, data: bytes) -> None:
         with self._lock:
@@ -127,9 +161,11 @@ class _Sink:
                 return
             self._file.flush()
             os.fsync(self._file.fileno())
-            self._file.close()
+            # Renamed before the file (and its lock) is closed: a sweeper never sees a
+            # temporary file that is complete but unlocked.
             os.replace(self._temp, final)
             self._final = final
+            self._file.close()
             _fsync_directory(final.parent)
 
     def discard(self) -> None:
@@ -144,6 +180,42 @@ class _Sink:
             # blob was not stored, so it must not be.
             if self._final is not None:
                 self._final.unlink(missing_ok=True)
+
+
+def _claim(fd: int, path: Path) -> bool:
+    """Lock a new temporary file for its upload: False if a sweeper took it first.
+
+    Creating a file and locking it are two steps, and a sweeper may come in between: it
+    locks the file, counts it abandoned and removes its name. So once the lock is held, the
+    name must still lead to this very file.
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except (BlockingIOError, FileNotFoundError):
+        return False
+
+
+def _remove_if_abandoned(path: Path) -> bool:
+    """Remove a temporary file if no process holds its lock (its upload's process died)."""
+    try:
+        # Writable: an exclusive lock over NFS is a write lock, which needs it.
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False  # gone already, or not a file we may touch
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # an upload in progress
+        if os.stat(path).st_ino != os.fstat(fd).st_ino:
+            return False  # committed or removed meanwhile, its name reused
+        path.unlink()
+        return True
+    except FileNotFoundError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _fsync_directory(directory: Path) -> None:
