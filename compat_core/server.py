@@ -112,7 +112,7 @@ class CoreServer:
         self._engine = RunEngine(
             EngineContext(
                 store=store,
-                hub=RunEventHub(),
+                hub=RunEventHub(settings.event_log_max_bytes),
                 models=self.models,
                 providers=_providers(self.models),
                 tools=self.tools,
