@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     # Memory for the event logs of runs kept for late watchers: finished runs' logs are
     # dropped, oldest first, once all logs together hold more (running runs' never are).
     event_log_max_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    # How long a provider's model list is reused before `/v1/models` asks it again.
+    models_cache_seconds: float = Field(default=60.0, ge=0, le=86400)
 
     _split = field_validator("api_keys", "cors_origins", "tools", mode="before")(_split_commas)
 
