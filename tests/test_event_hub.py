@@ -6,6 +6,7 @@ import asyncio
 import gc
 import itertools
 import os
+import weakref
 from collections.abc import Iterator
 
 from compat_core.engine.events import COMPACT_EVERY, EVENT_BYTES, RunEventHub
@@ -211,6 +212,17 @@ async def test_finished_logs_past_the_byte_budget_go_oldest_first() -> None:
     read = await _read(hub, "run_4", 0)
     assert _told(read)[-2:] == [("thread_run_completed", ""), ("done", "")]
     assert ("delta msg_b", "".join(f"b{n}é " for n in range(2000 - 2000 // 3))) in _told(read)
+
+
+async def test_a_log_past_the_budget_is_freed_at_once() -> None:
+    hub = RunEventHub(max_bytes=0)
+    hub.open("run_7", 0)
+    log = weakref.ref(hub._logs["run_7"])
+    _publish_run(hub, "run_7", 100, keep=False)
+    assert not hub.has_log("run_7")
+    gc.collect()
+    # Not kept until its retention time ends by anything (its timer, say).
+    assert log() is None
 
 
 async def test_a_running_run_keeps_its_log_whatever_the_budget() -> None:

@@ -137,6 +137,9 @@ class _RunLog:
     # for every event: the relay publishes one per token.
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
     finished: bool = False
+    # The end of a finished log's retention; cancelled when it goes early, so that the timer
+    # does not keep it in memory until then.
+    expiry: asyncio.TimerHandle | None = None
 
     def __post_init__(self) -> None:
         self.last = self.loose_base = self.base
@@ -322,7 +325,9 @@ class RunEventHub:
         self._bytes += log.compact()
         self._retained.pop(run_id, None)
         self._retained[run_id] = log
-        asyncio.get_running_loop().call_later(RETAIN_SECONDS, self._drop, run_id, log)
+        if log.expiry is not None:
+            log.expiry.cancel()
+        log.expiry = asyncio.get_running_loop().call_later(RETAIN_SECONDS, self._drop, run_id, log)
 
     def _shed(self) -> None:
         """Drop finished logs, oldest first, until all logs fit in `max_bytes` again."""
@@ -332,6 +337,9 @@ class RunEventHub:
 
     def _drop(self, run_id: str, log: _RunLog) -> None:
         """Forget `log`, if it is still the run's."""
+        if log.expiry is not None:
+            log.expiry.cancel()
+            log.expiry = None
         if self._retained.get(run_id) is log:
             del self._retained[run_id]
         if self._logs.get(run_id) is log:
