@@ -8,18 +8,18 @@ reader never sees half a file and a crash never leaves one behind under a real n
 What a crash does leave is the temporary file of an upload it interrupted, and `sweep()`
 removes those. Several cores may share one directory (PostgreSQL deployments on a shared
 volume), so the sweeper must tell a dead upload's file from a live one's on another core:
-each upload holds an exclusive `flock` on its temporary file from creation to rename, and
-the sweeper removes only files whose lock it can take. The kernel drops a lock when its
-process dies, however it dies, so no clock is involved: an upload stalled for an hour is
-safe, and an orphan goes on the first sweep after the crash. (Linux NFS clients carry
-`flock` to the server as a whole-file lock, so this holds across machines there too.)
+each upload holds an exclusive OS lock (`oslock`: `flock` on POSIX) on its temporary file
+from creation to rename, and the sweeper removes only files whose lock it can take. The
+kernel drops a lock when its process dies, however it dies, so no clock is involved: an
+upload stalled for an hour is safe, and an orphan goes on the first sweep after the crash.
+(Linux NFS clients carry `flock` to the server as a whole-file lock, so this holds across
+machines there too.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import re
 import tempfile
@@ -28,6 +28,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
 
+from compat_core.store.oslock import try_lock
+
 # Blob IDs become file names: letters, digits, `-` and `_` cannot climb out of the directory
 # or name a hidden or temporary file.
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -35,6 +37,11 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _TEMPORARY = re.compile(r"\.[A-Za-z0-9_-]{1,128}\.[A-Za-z0-9_]+\.tmp")
 # A temporary file a sweeper removed between its creation and its lock is made again.
 _CREATE_ATTEMPTS = 5
+# POSIX renames a file that is open; Windows cannot, so there it is closed (and unlocked)
+# first, and a sweep in between could remove it: the upload then fails rather than lose data.
+_RENAME_OPEN = os.name == "posix"
+# Not to follow a link that sits where a temporary file was (POSIX only).
+_NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 class BlobTooLarge(Exception):
@@ -163,6 +170,8 @@ class _Sink:
             os.fsync(self._file.fileno())
             # Renamed before the file (and its lock) is closed: a sweeper never sees a
             # temporary file that is complete but unlocked.
+            if not _RENAME_OPEN:
+                self._file.close()
             os.replace(self._temp, final)
             self._final = final
             self._file.close()
@@ -190,9 +199,8 @@ def _claim(fd: int, path: Path) -> bool:
     name must still lead to this very file.
     """
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return os.stat(path).st_ino == os.fstat(fd).st_ino
-    except (BlockingIOError, FileNotFoundError):
+        return try_lock(fd) and os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
         return False
 
 
@@ -200,20 +208,18 @@ def _remove_if_abandoned(path: Path) -> bool:
     """Remove a temporary file if no process holds its lock (its upload's process died)."""
     try:
         # Writable: an exclusive lock over NFS is a write lock, which needs it.
-        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDWR | _NO_FOLLOW)
     except OSError:
         return False  # gone already, or not a file we may touch
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not try_lock(fd):
             return False  # an upload in progress
         if os.stat(path).st_ino != os.fstat(fd).st_ino:
             return False  # committed or removed meanwhile, its name reused
         path.unlink()
         return True
-    except FileNotFoundError:
-        return False
+    except OSError:
+        return False  # gone meanwhile (or, on Windows, still open elsewhere)
     finally:
         os.close(fd)
 

@@ -5,20 +5,21 @@ process executes runs on it (PostgreSQL is how several cores share state). A sec
 started on the same file used to start silently and then fight the first over runs; now it
 is refused at once, naming the file.
 
-`flock` rather than a PID file: the kernel drops the lock when the process ends however it
-ends (a SIGKILL, a power cut), so a crashed server never leaves a stale claim that an
-operator must clean up. The lock file itself stays (removing it would let two processes
-each lock a different file under the same name); it holds the holder's PID, only so that
-the refusal can say who holds the database.
+An OS lock (`oslock`) rather than a PID file: the kernel drops it when the process ends
+however it ends (a SIGKILL, a power cut), so a crashed server never leaves a stale claim
+that an operator must clean up. The lock file itself stays (removing it would let two
+processes each lock a different file under the same name); it holds the holder's PID, only
+so that the refusal can say who holds the database.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import weakref
 from pathlib import Path
+
+from compat_core.store.oslock import try_lock
 
 LOCK_SUFFIX = ".lock"
 
@@ -55,19 +56,20 @@ class DatabaseLock:
         if self._fd is not None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_holder(fd)
-            os.close(fd)
-            raise DatabaseInUse(self.database, holder) from None
+            locked = try_lock(fd)
         except BaseException:
             os.close(fd)
             raise
+        if not locked:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise DatabaseInUse(self.database, holder)
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
         # A server whose start failed half-way may never be closed: its lock must still go
         # with it, not stay until the process ends.
@@ -86,6 +88,7 @@ class DatabaseLock:
 
 def _read_holder(fd: int) -> str:
     try:
-        return os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.lseek(fd, 0, os.SEEK_SET)
+        return os.read(fd, 32).decode("ascii", "replace").strip()
     except OSError:
-        return ""
+        return ""  # Windows: the holder's lock covers what it wrote
