@@ -23,6 +23,12 @@ def _long_run(client: openai.OpenAI) -> runs_pb2.CreateRunRequest:
     return runs_pb2.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id)
 
 
+@pytest.mark.xfail(
+    postgres_admin_url() is not None,
+    strict=True,
+    reason="on PostgreSQL a late watcher reads the stored log, which merges the pieces of "
+    "each 20 ms into one row: a position inside such a row gets the row's whole text",
+)
 def test_a_late_watcher_of_a_long_run_reads_from_any_position(
     make_server: MakeServer, make_client: MakeClient, make_grpc: MakeGrpc
 ) -> None:
