@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Final
 
-from bench import concurrency, resources, scale, startup, streaming
+from bench import concurrency, event_log, resources, scale, startup, streaming
 from bench.config import Config, Context
 from bench.procs import kill_leftovers, raise_if_cancelled
 from bench.report import Row, header, markdown_table
@@ -35,6 +35,7 @@ SECTIONS: Final[dict[str, Section]] = {
     "concurrency": concurrency.run,
     "scale": scale.run,
     "startup": startup.run,
+    "event_log": event_log.run,
 }
 
 

@@ -36,6 +36,9 @@ class Config:
     scale_duration: float
     # Start-up: repetitions (the median is reported).
     startup_reps: int
+    # Event log: streamed runs, and tokens each.
+    event_log_runs: int
+    event_log_tokens: int
 
     @classmethod
     def full(cls) -> Config:
@@ -54,6 +57,8 @@ class Config:
             scale_small=100,
             scale_duration=2.5,
             startup_reps=5,
+            event_log_runs=50,
+            event_log_tokens=4000,
         )
 
     @classmethod
@@ -73,6 +78,8 @@ class Config:
             scale_small=100,
             scale_duration=0.3,
             startup_reps=1,
+            event_log_runs=10,
+            event_log_tokens=1000,
         )
 
 

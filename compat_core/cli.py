@@ -24,7 +24,7 @@ from compat_core.logs import configure_logging
 from compat_core.models import ModelRegistry
 from compat_core.server import CoreServer
 from compat_core.startup import check_files_dir, check_listenable, database_errors
-from compat_core.store import create_store
+from compat_core.store import DatabaseInUse, create_store
 from compat_core.summary import Listening, startup_summary
 from compat_core.tools import load_tools, registry
 
@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> None:
         for line in exc.lines:
             log.error("%s", line)
         sys.exit(2)
+    except DatabaseInUse as exc:
+        log.error("assistants-compat %s: %s", args.command, exc)
+        sys.exit(1)
 
 
 def _preflight(command: str, settings: Settings) -> None:
@@ -121,7 +124,8 @@ async def _run_core(settings: Settings) -> None:
 
 async def _migrate(settings: Settings) -> None:
     with database_errors(settings.database_url):
-        store = create_store(settings.database_url)
+        # Exclusive: a server running on a SQLite file would find its schema changed under it.
+        store = create_store(settings.database_url, exclusive=True)
         await store.open()
     await store.close()
     log.info("migrations applied to %s", mask_password(settings.database_url))

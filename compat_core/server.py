@@ -32,6 +32,7 @@ from compat_core.services.threads import ThreadsService
 from compat_core.startup import check_files_dir, check_listenable, database_errors
 from compat_core.store import BlobStore, create_store
 from compat_core.store.base import Store
+from compat_core.store.sweep import Sweeper
 from compat_core.tools import Tool, load_tools, registry
 from compat_core.v1 import (
     access_pb2,
@@ -83,6 +84,7 @@ class CoreServer:
         self._server: aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self._engine: RunEngine | None = None
+        self._sweeper: Sweeper | None = None
         self.port = 0
 
     async def start(self, host: str | None = None, port: int | None = None) -> int:
@@ -96,11 +98,17 @@ class CoreServer:
         bind_port = settings.grpc_port if port is None else port
         check_listenable("GRPC", bind_host, bind_port)
         with database_errors(settings.database_url):
-            store = create_store(settings.database_url)
-            await store.open()
+            store = create_store(settings.database_url, exclusive=True)
+            try:
+                await store.open()
+            except BaseException:
+                await store.close()  # and with it the claim on a SQLite file
+                raise
         self._store = store
         check_files_dir(settings.resolved_files_dir())
         blobs = BlobStore(settings.resolved_files_dir())
+        self._sweeper = Sweeper(blobs, settings.sweep_interval_seconds)
+        await self._sweeper.start()
         references = References(store)
 
         server = aio.server(options=GRPC_OPTIONS)
@@ -118,7 +126,7 @@ class CoreServer:
         self._engine = RunEngine(
             EngineContext(
                 store=store,
-                hub=RunEventHub(),
+                hub=RunEventHub(settings.event_log_max_bytes),
                 models=self.models,
                 providers=_providers(self.models),
                 tools=self.tools,
@@ -163,6 +171,9 @@ class CoreServer:
         if self._engine is not None:
             await self._engine.stop()
             self._engine = None
+        if self._sweeper is not None:
+            await self._sweeper.stop()
+            self._sweeper = None
         if self._store is not None:
             await self._store.close()
             self._store = None

@@ -10,7 +10,8 @@ from compat_core.v1 import common_pb2, models_pb2, models_pb2_grpc
 
 
 class ModelsService(models_pb2_grpc.ModelsServiceServicer):
-    """Lists come live from the providers, so a model pulled into Ollama shows up at once."""
+    """Lists come from the providers, so a model pulled into Ollama shows up within
+    `COMPAT_MODELS_CACHE_SECONDS` (see `compat_core.models`)."""
 
     def __init__(self, models: ModelRegistry) -> None:
         self._models = models

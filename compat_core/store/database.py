@@ -56,6 +56,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from compat_core.store.lock import DatabaseLock
 from compat_core.store.migrate import ALEMBIC_LOCK, MIGRATIONS_DIR, upgrade_to_head
 
 __all__ = ["BUSY_TIMEOUT_MS", "MIGRATIONS_DIR", "READER_THREADS", "Database"]
@@ -78,9 +79,14 @@ _RELEASE = "RELEASE grouped_write"
 
 
 class Database:
-    """A SQLite file, reached through one writer thread and a small pool of reader threads."""
+    """A SQLite file, reached through one writer thread and a small pool of reader threads.
 
-    def __init__(self, url: str) -> None:
+    `exclusive`: this is a server's database (or `migrate`'s), which no other may open
+    exclusively until this one is closed (see `lock`); raises DatabaseInUse if another holds
+    it. Tests that look into a running server's file do not ask for it.
+    """
+
+    def __init__(self, url: str, *, exclusive: bool = False) -> None:
         parsed = make_url(url)
         if parsed.drivername not in ("sqlite", "sqlite+pysqlite"):
             raise ValueError(f"Database takes a sqlite:///PATH URL, not {parsed.drivername}://")
@@ -90,6 +96,11 @@ class Database:
             # to readers.
             raise ValueError("Database needs a SQLite file: sqlite:///PATH")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._claim: DatabaseLock | None = None
+        if exclusive:
+            # Before anything touches the file: a refused server must not even set it up.
+            self._claim = DatabaseLock(Path(path))
+            self._claim.acquire()
         # check_same_thread=False: close() closes the worker threads' connections from the
         # thread it runs on, once those threads have stopped. Each connection is still used by
         # one thread at a time.
@@ -151,6 +162,9 @@ class Database:
         self._write_thread.refuse()
         self._read_threads.refuse()
         await asyncio.to_thread(self._shut_down)
+        # Only once every connection is closed: the next server never overlaps this one.
+        if self._claim is not None:
+            self._claim.release()
 
     def _shut_down(self) -> None:
         self._write_thread.stop()

@@ -357,6 +357,9 @@ class ScriptedUpstream:
         self._runner: web.AppRunner | None = None
         self._port = 0
         self.unscripted: list[Json] = []
+        # `GET /v1/models` requests served, and the status they get (an error fails them).
+        self.model_lists = 0
+        self.model_list_status = 200
 
     # Lifecycle
 
@@ -437,7 +440,11 @@ class ScriptedUpstream:
 
     async def _list_models(self, request: web.Request) -> web.Response:
         with self._lock:
+            self.model_lists += 1
             names = list(self._models)
+            status = self.model_list_status
+        if status != 200:
+            return _error_response(status, "the model list is not available")
         data = [
             {"id": name, "object": "model", "created": 1767225600, "owned_by": "scripted"}
             for name in names
