@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 WAIT = 60.0
-LISTENING = r"assistants-compat listening"
+LISTENING = r"assistants-compat run: ready"
 
 
 def _env(tmp_path: Path) -> dict[str, str]:

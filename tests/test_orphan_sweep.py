@@ -189,7 +189,7 @@ def test_an_upload_cut_by_sigkill_is_swept_by_the_next_start(tmp_path: Path) -> 
     restarted = Process("run", env, tmp_path)
     try:
         restarted.wait_for(r"removed 1 temporary file\(s\) of interrupted uploads")
-        restarted.wait_for(r"assistants-compat listening")
+        restarted.wait_for(r"assistants-compat run: ready")
         assert _temporary_files(directory) == []
     finally:
         restarted.stop()
