@@ -178,6 +178,11 @@ class _Connection(web.RequestHandler):
             # No access log (aiohttp's typing says a logger, its code takes None for none);
             # `COMPAT_LOG_REQUESTS` logs requests instead.
             access_log=None,  # type: ignore[arg-type]
+            # Bodies are taken as sent: a content coding is refused before any of the body is
+            # read (`json_io.refuse_content_coding`). Decoding as bytes arrive would answer
+            # brotli and zstd with a 400 that depends on optional packages, and a body that
+            # is not the gzip it claims with an ERROR and a traceback in the log.
+            auto_decompress=False,
         )
         self._limits = limits
         self._gate: _Gate | None = gate

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import logging
 import zlib
 from typing import Any
 from urllib.parse import quote
@@ -148,6 +149,9 @@ def test_an_ordinary_file_name_still_uploads(client: openai.OpenAI) -> None:
         pytest.param("gzip", gzip.compress(b'{"model":"builtin/echo"}'), id="gzip"),
         pytest.param("deflate", zlib.compress(b'{"model":"builtin/echo"}'), id="deflate"),
         pytest.param("x-unheard-of", b'{"model":"builtin/echo"}', id="unknown"),
+        # Codings whose decoders aiohttp only has when optional packages are installed.
+        pytest.param("br", b'{"model":"builtin/echo"}', id="brotli"),
+        pytest.param("zstd", b'{"model":"builtin/echo"}', id="zstd"),
     ],
 )
 def test_a_content_coding_is_415(http: httpx2.Client, coding: str, body: bytes) -> None:
@@ -170,6 +174,20 @@ def test_a_content_coding_on_an_upload_is_415(http: httpx2.Client) -> None:
     )
     check_error(response, 415, param=None, code="unsupported_content_encoding")
     assert newest_ids(http, "/v1/files") == before
+
+
+def test_a_body_that_is_not_the_gzip_it_claims_logs_no_error(
+    http: httpx2.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The refusal leaves the body unread: nothing decodes it, so nothing fails to."""
+    with caplog.at_level(logging.INFO):
+        response = http.post(
+            "/v1/assistants",
+            content=b"not gzip at all",
+            headers={"content-type": "application/json", "content-encoding": "gzip"},
+        )
+    check_error(response, 415, param=None, code="unsupported_content_encoding")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 def test_identity_is_no_coding(http: httpx2.Client) -> None:
