@@ -23,7 +23,12 @@ from compat_core.heap import freeze_startup_heap
 from compat_core.logs import configure_logging
 from compat_core.models import ModelRegistry
 from compat_core.server import CoreServer
-from compat_core.startup import check_files_dir, check_listenable, database_errors
+from compat_core.startup import (
+    check_files_dir,
+    check_listenable,
+    database_errors,
+    listen_errors,
+)
 from compat_core.store import DatabaseInUse, create_store
 from compat_core.summary import Listening, startup_summary
 from compat_core.tools import load_tools, registry
@@ -85,6 +90,10 @@ def _preflight(command: str, settings: Settings) -> None:
             lambda: check_files_dir(settings.resolved_files_dir()),
             lambda: check_listenable("GRPC", settings.grpc_host, settings.grpc_port),
         ]
+    if command == "core":
+        checks.append(
+            lambda: check_listenable("METRICS", settings.metrics_host, settings.metrics_port)
+        )
     if command in ("run", "edge"):
         checks.append(lambda: check_listenable("HTTP", settings.http_host, settings.http_port))
     problems: list[str] = []
@@ -115,11 +124,17 @@ async def _run_core(settings: Settings) -> None:
     except BaseException:
         await core.stop()  # what it opened before it failed (the store)
         raise
-    freeze_startup_heap()
-    log.info("%s", startup_summary("core", settings, Listening(grpc_port=core.port), core.tools))
-    await _until_signalled()
-    log.info("shutting down: finishing in-flight calls")
-    await core.stop()
+    try:
+        with listen_errors("METRICS", settings.metrics_host, settings.metrics_port):
+            metrics_port = core.metrics.serve(settings.metrics_host, settings.metrics_port)
+        freeze_startup_heap()
+        listening = Listening(grpc_port=core.port, metrics_port=metrics_port)
+        log.info("%s", startup_summary("core", settings, listening, core.tools))
+        await _until_signalled()
+        log.info("shutting down: finishing in-flight calls")
+    finally:
+        await core.stop()
+        core.metrics.close()
 
 
 async def _migrate(settings: Settings) -> None:

@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     event_log_max_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
     # How long a provider's model list is reused before `/v1/models` asks it again.
     models_cache_seconds: float = Field(default=60.0, ge=0, le=86400)
+    # Where a stand-alone core (`assistants-compat core`) serves its Prometheus metrics (0: a
+    # free port, as for the other ports). The all-in-one server shows them on the edge's
+    # `/metrics` instead.
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
 
     _split = field_validator("api_keys", "cors_origins", "tools", mode="before")(_split_commas)
 

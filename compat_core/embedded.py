@@ -42,7 +42,9 @@ class CompatServer:
         self._grpc_port = await core.start()
         self._core = core
         try:
-            edge = HttpListener(create_app(self.settings, self.get_grpc_target()), self.settings)
+            # One scrape of the edge's `/metrics` sees the whole server, core included.
+            app = create_app(self.settings, self.get_grpc_target(), (core.metrics.registry,))
+            edge = HttpListener(app, self.settings)
             with listen_errors("HTTP", self.settings.http_host, self.settings.http_port):
                 self._http_port = await edge.start(self.settings.http_host, self.settings.http_port)
         except BaseException:

@@ -16,8 +16,10 @@ method the server reports through reflection refuses a call without a key.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -26,6 +28,7 @@ from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from grpc import aio
 
 from compat_core import errors, ids
+from compat_core.metrics import CoreMetrics
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,11 @@ _FAULT = (
     "The server had an error while processing your request. "
     "Quote error ID {error_id} when reporting it."
 )
+
+_OK = grpc.StatusCode.OK.name
+_CANCELLED = grpc.StatusCode.CANCELLED.name
+_INTERNAL = grpc.StatusCode.INTERNAL.name
+_UNKNOWN = grpc.StatusCode.UNKNOWN.name
 
 # grpc ships no type hints for its aio context; handlers receive it untyped.
 Context = Any
@@ -73,10 +81,11 @@ class ApiKeyAuth:
 
 class RpcGuard:
     """Wraps the methods of servicers: the key checked first (when keys are configured), then
-    the handler, its errors rendered."""
+    the handler, its errors rendered, each call counted in `metrics`."""
 
-    def __init__(self, auth: ApiKeyAuth) -> None:
+    def __init__(self, auth: ApiKeyAuth, metrics: CoreMetrics) -> None:
         self._check = auth.check if auth.enabled else None
+        self._metrics = metrics
 
     def servicer(self, servicer: S, service: ServiceDescriptor) -> S:
         """Replace each of `service`'s methods on `servicer` with its guarded form; register
@@ -89,32 +98,64 @@ class RpcGuard:
     def _guarded(self, handler: Callable[..., Any], method: MethodDescriptor) -> Any:
         check = self._check
         name = f"/{method.containing_service.full_name}/{method.name}"
+        meter = self._metrics.rpc(name)
         if method.server_streaming:
+            streams = self._metrics.streams_active
 
             async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
+                started = time.perf_counter()
+                streams.inc()
                 try:
                     if check is not None:
                         check(context.invocation_metadata())
                     async for item in handler(request, context):
                         yield item
                 except aio.AbortError:
+                    meter.done(_aborted_code(context), started)
+                    raise
+                except asyncio.CancelledError:
+                    meter.done(_CANCELLED, started)
                     raise
                 except Exception as exc:
+                    meter.done(_code(exc), started)
                     await _fail(context, name, exc)
+                else:
+                    meter.done(_OK, started)
+                finally:
+                    streams.dec()
 
             return stream
 
         async def unary(request: Any, context: Context) -> Any:
+            started = time.perf_counter()
             try:
                 if check is not None:
                     check(context.invocation_metadata())
-                return await handler(request, context)
+                response = await handler(request, context)
             except aio.AbortError:
+                meter.done(_aborted_code(context), started)
+                raise
+            except asyncio.CancelledError:
+                meter.done(_CANCELLED, started)
                 raise
             except Exception as exc:
+                meter.done(_code(exc), started)
                 await _fail(context, name, exc)
+            meter.done(_OK, started)
+            return response
 
         return unary
+
+
+def _code(exc: Exception) -> str:
+    """The status name a call that raised `exc` ends with (see `_fail`)."""
+    return str(exc.status.name) if isinstance(exc, errors.ApiError) else _INTERNAL
+
+
+def _aborted_code(context: Context) -> str:
+    """The status name a handler that aborted the call itself set."""
+    code = context.code()
+    return str(code.name) if isinstance(code, grpc.StatusCode) else _UNKNOWN
 
 
 async def _fail(context: Context, method: str, exc: Exception) -> None:

@@ -17,6 +17,7 @@ from compat_core.engine.manager import RunEngine
 from compat_core.guard import ApiKeyAuth, RpcGuard
 from compat_core.health import BoundedHealth
 from compat_core.methods import MethodTable
+from compat_core.metrics import CoreMetrics
 from compat_core.models import BUILTIN, ModelRegistry
 from compat_core.providers.base import ChatProvider
 from compat_core.providers.builtin import EchoProvider
@@ -85,6 +86,7 @@ class CoreServer:
         self._health: health.aio.HealthServicer | None = None
         self._engine: RunEngine | None = None
         self._sweeper: Sweeper | None = None
+        self.metrics = CoreMetrics()
         self.port = 0
 
     async def start(self, host: str | None = None, port: int | None = None) -> int:
@@ -114,7 +116,8 @@ class CoreServer:
         server = aio.server(options=GRPC_OPTIONS)
         methods = MethodTable()
         # Every servicer but health's goes through the guard (see `compat_core.guard`).
-        guard = RpcGuard(ApiKeyAuth(settings.api_keys))
+        metrics = self.metrics
+        guard = RpcGuard(ApiKeyAuth(settings.api_keys), metrics)
 
         def guarded(servicer: object, service: ServiceDescriptor) -> None:
             methods.add(guard.servicer(servicer, service), service)
@@ -123,19 +126,27 @@ class CoreServer:
         threads = ThreadsService(store, references)
         guarded(threads, THREADS)
         guarded(MessagesService(store, references), MESSAGES)
-        self._engine = RunEngine(
+        hub = RunEventHub(settings.event_log_max_bytes)
+        hub.on_finished = metrics.run_finished
+        engine = self._engine = RunEngine(
             EngineContext(
                 store=store,
-                hub=RunEventHub(settings.event_log_max_bytes),
+                hub=hub,
                 models=self.models,
-                providers=_providers(self.models),
+                providers={
+                    name: metrics.metered(name, provider)
+                    for name, provider in _providers(self.models).items()
+                },
                 tools=self.tools,
                 requires_action_timeout=settings.requires_action_timeout_seconds,
                 replica_id=settings.replica_id or new_replica_id(),
                 lease_seconds=settings.run_lease_seconds,
             )
         )
-        guarded(RunsService(store, self.models, references, threads, self._engine), RUNS)
+        guarded(RunsService(store, self.models, references, threads, engine), RUNS)
+        metrics.runs_active.set_function(lambda: engine.executing)
+        metrics.event_log_bytes.set_function(lambda: hub.bytes)
+        metrics.store_pending.set_function(store.pending_transactions)
         guarded(FilesService(store, blobs, settings.max_upload_bytes), FILES)
         guarded(ModelsService(self.models), MODELS)
         guarded(AccessService(), ACCESS)

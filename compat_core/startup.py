@@ -22,7 +22,7 @@ import asyncpg
 
 from compat_core.config import ConfigError, mask_password
 
-Listener = Literal["HTTP", "GRPC"]
+Listener = Literal["HTTP", "GRPC", "METRICS"]
 
 # Database errors that mean "this URL does not lead to a usable database", not a bug.
 _SETTING_ERRORS = (

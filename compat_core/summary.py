@@ -28,6 +28,7 @@ class Listening:
     http_port: int | None = None
     grpc_port: int | None = None
     core_target: str | None = None
+    metrics_port: int | None = None
 
 
 def startup_summary(
@@ -40,9 +41,13 @@ def startup_summary(
         lines.append(
             f"HTTP       {root} ({_scope(settings.http_host)}; OpenAI base URL {client}/v1)"
         )
+        lines.append(f"metrics    {root}/metrics (Prometheus)")
     if listening.grpc_port is not None:
         bound, client = _addresses("", settings.grpc_host, listening.grpc_port)
         lines.append(f"gRPC       {bound} ({_scope(settings.grpc_host)}; clients use {client})")
+    if listening.metrics_port is not None:
+        bound, _ = _addresses("http://", settings.metrics_host, listening.metrics_port)
+        lines.append(f"metrics    {bound}/metrics ({_scope(settings.metrics_host)}; Prometheus)")
     if listening.core_target is not None:
         source = "COMPAT_CORE_TARGET" if settings.core_target else "this machine's COMPAT_GRPC_PORT"
         lines.append(f"core       {listening.core_target} ({source})")

@@ -14,12 +14,13 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Final
 
 import grpc
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from prometheus_client import CollectorRegistry
 
 from compat_core.config import Settings
 from compat_core.heap import freeze_startup_heap
@@ -27,6 +28,7 @@ from compat_core.startup import listen_errors
 from http_edge.auth import Admission
 from http_edge.connections import HttpListener
 from http_edge.core_health import CoreHealth
+from http_edge.metrics import METRICS, EdgeMetrics
 from http_edge.routes import setup_routes
 from http_edge.routes.context import (
     ADMISSION,
@@ -59,14 +61,20 @@ _CHANNEL_OPTIONS: Final = (
 _CHANNEL_CLOSE_GRACE: Final = 1.0
 
 
-def create_app(settings: Settings, core_target: str) -> web.Application:
-    """The edge for `settings`, talking to the core at `core_target` (`host:port`)."""
+def create_app(
+    settings: Settings, core_target: str, metrics: Sequence[CollectorRegistry] = ()
+) -> web.Application:
+    """The edge for `settings`, talking to the core at `core_target` (`host:port`); its
+    `/metrics` shows the `metrics` registries too, after its own."""
     # Request logging is the one middleware, there only when asked for (see `handling`).
     middlewares: list[Middleware] = [_log_requests] if settings.log_requests else []
     app = web.Application(client_max_size=JSON_BODY_LIMIT, middlewares=middlewares)
     app[SETTINGS] = settings
     app[CORS] = Cors(settings.cors_origins)
-    app[EVENT_STREAMS] = EventStreams(settings.max_streams)
+    streams = app[EVENT_STREAMS] = EventStreams(settings.max_streams)
+    meters = app[METRICS] = EdgeMetrics()
+    meters.show_too(metrics)
+    meters.streams_active.set_function(lambda: len(streams))
     app.on_shutdown.append(_end_event_streams)
     app.cleanup_ctx.append(_core_channel(core_target))
     setup_routes(app)

@@ -40,9 +40,11 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.streams import StreamReader
 from aiohttp.web_request import BaseRequest
+from prometheus_client import Counter
 
 from compat_core.config import Settings
 from http_edge.errors import INVALID_REQUEST, SERVER_ERROR, HttpError
+from http_edge.metrics import METRICS
 from http_edge.routes.context import EVENT_STREAMS
 
 logger = logging.getLogger(__name__)
@@ -84,7 +86,10 @@ class HttpListener:
         self._app = app
         self._settings = settings
         self._limits = Limits.of(settings)
-        self._gate = _Gate(self._limits.max_connections)
+        metrics = app[METRICS]
+        self._gate = _Gate(self._limits.max_connections, metrics.connections_refused)
+        gate = self._gate
+        metrics.connections_open.set_function(lambda: gate.open)
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
         self.port = 0
@@ -143,15 +148,17 @@ class HttpListener:
 class _Gate:
     """How many connections are open, and the 503 for one too many."""
 
-    __slots__ = ("_refused_since_warning", "_warned_at", "open", "refusal")
+    __slots__ = ("_counted", "_refused_since_warning", "_warned_at", "open", "refusal")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, counted: Counter) -> None:
         self.open = 0
         self.refusal = _refusal_bytes(limit)
+        self._counted = counted
         self._warned_at = -_REFUSAL_WARNING_INTERVAL
         self._refused_since_warning = 0
 
     def refused(self) -> None:
+        self._counted.inc()
         self._refused_since_warning += 1
         now = time.monotonic()
         if now - self._warned_at >= _REFUSAL_WARNING_INTERVAL:

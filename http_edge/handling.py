@@ -18,6 +18,7 @@ get run. The core's `RpcGuard` wraps its methods once for the same reason.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Final
 
 import grpc
@@ -25,6 +26,7 @@ from aiohttp import HttpVersion11, hdrs, web
 from aiohttp.typedefs import Handler
 
 from http_edge.errors import SERVER_ERROR, HttpError, from_rpc_error
+from http_edge.metrics import RouteMeter
 from http_edge.routes.context import (
     ADMISSION,
     CORS,
@@ -46,15 +48,18 @@ _CORS_MAX_AGE: Final = "86400"
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-def guarded(handler: Handler, *, reads_body: bool = False) -> Handler:
-    """`handler` with the request's ID assigned, its errors answered and our headers added;
-    when it `reads_body`, a request that has one is let in by the core first."""
+def guarded(handler: Handler, meter: RouteMeter, *, reads_body: bool = False) -> Handler:
+    """`handler` with the request's ID assigned, its errors answered, our headers added and
+    the request counted by `meter`; when it `reads_body`, a request that has one is let in
+    by the core first."""
 
     async def guard(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
         assign_request_id(request)
         response = await _answer(request, handler, reads_body)
         if not response.prepared:
             add_response_headers(request, response)
+        meter.done(request, response.status, started)
         return response
 
     return guard

@@ -36,6 +36,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
         "COMPAT_HTTP_PORT": "0",
         "COMPAT_GRPC_HOST": "127.0.0.1",
         "COMPAT_GRPC_PORT": "0",
+        "COMPAT_METRICS_PORT": "0",
     }
 
 

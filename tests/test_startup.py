@@ -47,6 +47,8 @@ def base_env(directory: Path) -> dict[str, str]:
         COMPAT_HTTP_PORT="0",
         COMPAT_GRPC_HOST="127.0.0.1",
         COMPAT_GRPC_PORT="0",
+        COMPAT_METRICS_HOST="127.0.0.1",
+        COMPAT_METRICS_PORT="0",
         COMPAT_DATABASE_URL=f"sqlite:///{directory / 'compat.db'}",
         # Nothing leaves the machine: the built-in providers point at a closed port.
         OPENAI_BASE_URL="http://127.0.0.1:9/v1",
@@ -90,6 +92,7 @@ def closed_port() -> Iterator[int]:
 FIELDS = {
     "COMPAT_HTTP_PORT": ("eighty", "valid integer"),
     "COMPAT_GRPC_PORT": ("70000", "65535"),
+    "COMPAT_METRICS_PORT": ("-1", "greater than or equal to 0"),
     "COMPAT_CORE_TARGET": ("http://core:50051", "not a URL"),
     "COMPAT_DATABASE_URL": (f"postgresql://app:{SECRET}@db:port/compat", "postgresql://app:***@"),
     "COMPAT_CORS_ORIGINS": ("app.example.com", "scheme://host[:port]"),
@@ -142,8 +145,16 @@ def cases(
         ),
         "core": Case(
             "core",
-            {"COMPAT_MODEL_ALIASES": "gpt-4o-mini=nowhere/m", "COMPAT_GRPC_PORT": busy},
-            {"COMPAT_MODEL_ALIASES": "'nowhere'", "COMPAT_GRPC_PORT": "already in use"},
+            {
+                "COMPAT_MODEL_ALIASES": "gpt-4o-mini=nowhere/m",
+                "COMPAT_GRPC_PORT": busy,
+                "COMPAT_METRICS_PORT": busy,
+            },
+            {
+                "COMPAT_MODEL_ALIASES": "'nowhere'",
+                "COMPAT_GRPC_PORT": "already in use",
+                "COMPAT_METRICS_PORT": "already in use",
+            },
         ),
         "edge": Case(
             "edge",

@@ -221,8 +221,9 @@ class RunEventHub:
     """Event logs of the runs this process executes, by run ID.
 
     `sink`, when set, is handed every published event too (the stored log that other cores
-    read, see `stored_events`). `max_bytes` bounds what finished logs may add to what the
-    logs of running runs hold (see the module's docstring).
+    read, see `stored_events`); `on_finished`, the run of each final status event (for the
+    metrics: a run ends once, announced by the core that ended it). `max_bytes` bounds what
+    finished logs may add to what the logs of running runs hold (see the module's docstring).
     """
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
@@ -232,6 +233,7 @@ class RunEventHub:
         self._max_bytes = max_bytes
         self._bytes = 0
         self.sink: Callable[[str, runs_pb2.RunEvent], None] | None = None
+        self.on_finished: Callable[[runs_pb2.Run], None] | None = None
 
     @property
     def bytes(self) -> int:
@@ -259,8 +261,11 @@ class RunEventHub:
         if log is None:
             log = self._logs[run_id] = _RunLog()
         self._bytes += log.append(event)
-        if event.WhichOneof("event") in TERMINAL_EVENTS:
+        kind = event.WhichOneof("event")
+        if kind in TERMINAL_EVENTS:
             self._finish(run_id, log)
+            if self.on_finished is not None:
+                self.on_finished(getattr(event, kind))
         if self._bytes > self._max_bytes and self._retained:
             self._shed()
         log.wake()

@@ -91,6 +91,11 @@ class RunEngine:
     def hub(self) -> RunEventHub:
         return self.ctx.hub
 
+    @property
+    def executing(self) -> int:
+        """How many runs execute on this core now."""
+        return len(self._executions)
+
     async def start(self) -> None:
         """Listen to the other cores, resume runs no core holds, start housekeeping."""
         await self.ctx.store.listen(self._on_notice)

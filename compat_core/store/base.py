@@ -365,6 +365,11 @@ class Store(ABC):
 
     # Which core executes which run
 
+    @abstractmethod
+    def pending_transactions(self) -> int:
+        """Transactions submitted and not yet taken up or done: how far the database lags
+        behind the core (a gauge of the metrics, read when scraped)."""
+
     @property
     @abstractmethod
     def shared(self) -> bool:

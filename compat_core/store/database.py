@@ -135,6 +135,10 @@ class Database:
             return self._reads.transact(fn)
         return await self._read_threads.submit(fn)
 
+    def pending(self) -> int:
+        """Transactions waiting for the writer or a reader thread."""
+        return self._write_thread.pending() + self._read_threads.pending()
+
     def migrate(self) -> None:
         """Bring the schema to the newest revision; a no-op when it is there already.
 
@@ -207,6 +211,10 @@ class _Workers:
         self._lock = threading.Lock()
         self._started = False
         self._refused = False
+
+    def pending(self) -> int:
+        """Calls queued and not yet taken up by a thread."""
+        return self._queue.qsize()
 
     def submit(self, fn: Callable[[Connection], T]) -> asyncio.Future[T]:
         """Queue `fn`; the returned future of the running loop gets its result or error."""

@@ -123,6 +123,10 @@ class PostgresDatabase:
         if not task.cancelled():
             task.exception()
 
+    def pending(self) -> int:
+        """Transactions submitted and not yet done (each runs at once, as a task)."""
+        return len(self._tasks)
+
     def migrate(self) -> None:
         """Bring the schema to the newest revision; a no-op when it is there already.
 

@@ -38,6 +38,11 @@ class TransactionRunner(Protocol):
         """
         ...
 
+    def pending(self) -> int:
+        """Transactions submitted and not yet taken up (or, where each runs at once, not yet
+        done); read by the metrics, from any thread."""
+        ...
+
     async def run_migrations(self) -> None:
         """Bring the schema to the newest revision; safe when several processes start at once."""
         ...

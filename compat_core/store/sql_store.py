@@ -934,6 +934,9 @@ class SqlStore(Store):
 
     # Which core executes which run
 
+    def pending_transactions(self) -> int:
+        return self._db.pending()
+
     @property
     def shared(self) -> bool:
         return self._listener is not None

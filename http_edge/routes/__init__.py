@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import hdrs, web
 
+from http_edge import metrics
 from http_edge.handling import UNROUTED_PATH, admit_before_continue, guarded, unrouted
 from http_edge.routes import assistants, files, health, messages, models, runs, threads
 
@@ -13,8 +14,10 @@ def setup_routes(app: web.Application) -> None:
     read only once the core has let its caller in), then the catch-all that answers what
     none of them takes."""
     # `runs` goes before `threads`: its `/v1/threads/runs` must win over `/v1/threads/{id}`.
+    meters = app[metrics.METRICS]
     for table in (
         health.routes,
+        metrics.routes,
         assistants.routes,
         runs.routes,
         threads.routes,
@@ -29,6 +32,8 @@ def setup_routes(app: web.Application) -> None:
             reads_body = route.method == hdrs.METH_POST
             if reads_body:
                 kwargs["expect_handler"] = admit_before_continue
-            guard = guarded(route.handler, reads_body=reads_body)
+            meter = meters.route(route.method, route.path)
+            guard = guarded(route.handler, meter, reads_body=reads_body)
             app.router.add_routes([web.RouteDef(route.method, route.path, guard, kwargs)])
-    app.router.add_route("*", UNROUTED_PATH, guarded(unrouted))
+    catch_all = guarded(unrouted, meters.route(hdrs.METH_ANY, metrics.UNROUTED))
+    app.router.add_route("*", UNROUTED_PATH, catch_all)

@@ -97,6 +97,7 @@ def deployment(tmp_path: Path, upstream: ScriptedUpstream) -> Iterator[Deploymen
                     "COMPAT_DATABASE_URL": url,
                     "COMPAT_GRPC_HOST": "127.0.0.1",
                     "COMPAT_GRPC_PORT": "0",
+                    "COMPAT_METRICS_PORT": "0",
                     "COMPAT_REPLICA_ID": name,
                     "COMPAT_RUN_LEASE_SECONDS": str(LEASE_SECONDS),
                     "COMPAT_FILES_DIR": str(tmp_path / "files"),

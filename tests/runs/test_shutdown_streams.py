@@ -111,6 +111,7 @@ def start_edge(tmp_path: Path, upstream: ScriptedUpstream) -> Iterator[StartEdge
                 "COMPAT_DATABASE_URL": url,
                 "COMPAT_GRPC_HOST": "127.0.0.1",
                 "COMPAT_GRPC_PORT": "0",
+                "COMPAT_METRICS_PORT": "0",
                 "COMPAT_FILES_DIR": str(tmp_path / "files"),
                 "COMPAT_PROVIDER_SCRIPTED_BASE_URL": upstream.base_url,
             },
