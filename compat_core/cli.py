@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import signal
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -23,6 +22,7 @@ from compat_core.heap import freeze_startup_heap
 from compat_core.logs import configure_logging
 from compat_core.models import ModelRegistry
 from compat_core.server import CoreServer
+from compat_core.signals import until_signalled
 from compat_core.startup import (
     check_files_dir,
     check_listenable,
@@ -112,7 +112,7 @@ async def _run_all(settings: Settings) -> None:
     freeze_startup_heap()
     listening = Listening(http_port=server.http_port, grpc_port=server.grpc_port)
     log.info("%s", startup_summary("run", settings, listening, server.tools))
-    await _until_signalled()
+    await until_signalled()
     log.info("shutting down: finishing in-flight requests")
     await server.stop()
 
@@ -130,7 +130,7 @@ async def _run_core(settings: Settings) -> None:
         freeze_startup_heap()
         listening = Listening(grpc_port=core.port, metrics_port=metrics_port)
         log.info("%s", startup_summary("core", settings, listening, core.tools))
-        await _until_signalled()
+        await until_signalled()
         log.info("shutting down: finishing in-flight calls")
     finally:
         await core.stop()
@@ -149,15 +149,6 @@ async def _migrate(settings: Settings) -> None:
 def _announce_edge(settings: Settings, port: int) -> None:
     listening = Listening(http_port=port, core_target=settings.resolved_core_target())
     log.info("%s", startup_summary("edge", settings, listening))
-
-
-async def _until_signalled() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
 
 
 def _install_uvloop() -> None:

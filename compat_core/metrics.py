@@ -23,7 +23,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from compat_core.providers.base import ChatDelta, ChatProvider, ChatRequest, ProviderError
 from compat_core.v1 import runs_pb2
 
-# Request latencies from a cached read (~1 ms) to a long upload or stream (minutes).
+# Request latencies from a cached read (~1 ms) to a long upload or stream (minutes); the
+# edge's HTTP latencies use the same buckets.
 LATENCY_BUCKETS: Final = (
     0.001,
     0.0025,

@@ -10,9 +10,7 @@ application: it bounds and times the connections, and stops the edge gracefully.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Final
@@ -24,6 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from compat_core.config import Settings
 from compat_core.heap import freeze_startup_heap
+from compat_core.signals import until_signalled
 from compat_core.startup import listen_errors
 from http_edge.auth import Admission
 from http_edge.connections import HttpListener
@@ -102,22 +101,13 @@ async def _serve_alone(settings: Settings, on_listening: Callable[[int], None] |
         )
         if on_listening is not None:
             on_listening(port)
-        await _until_signalled()
+        await until_signalled()
         logger.info(
             "shutting down: finishing requests and event streams (up to %gs)",
             settings.shutdown_grace_seconds,
         )
     finally:
         await listener.stop()
-
-
-async def _until_signalled() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
 
 
 def _new_event_loop() -> asyncio.AbstractEventLoop:

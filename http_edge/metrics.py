@@ -26,26 +26,8 @@ from prometheus_client import (
     generate_latest,
 )
 
-# From a cached read (~1 ms) to a long upload or event stream (minutes); the core's RPC
-# latencies use the same buckets.
-LATENCY_BUCKETS: Final = (
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1,
-    2.5,
-    5,
-    10,
-    30,
-    60,
-    300,
-)
+from compat_core.metrics import LATENCY_BUCKETS
+
 # What the catch-all route answers (unknown paths, 405s, CORS preflights) is one route.
 UNROUTED: Final = "unrouted"
 _METHODS: Final = frozenset(
