@@ -218,6 +218,7 @@ class _HtmlText(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self._hidden:
             return
+        # Outside <pre>, any run of Unicode whitespace (no-break spaces too) reads as one space.
         self._parts.append(data if self._pre else re.sub(r"\s+", " ", data))
 
     def text(self) -> str:
