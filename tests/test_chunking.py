@@ -232,7 +232,7 @@ def test_bounds_that_pass() -> None:
         (100, -1, OVERLAP_PARAM),
         (100, 51, OVERLAP_PARAM),
         (101, 51, OVERLAP_PARAM),
-        (True, 0, MAX_SIZE_PARAM),
+        (100, True, OVERLAP_PARAM),
         (800, 1.5, OVERLAP_PARAM),
     ],
 )
