@@ -10,6 +10,10 @@ PYTEST_ARGS ?=
 # test server) and whether a missing server fails the target (CI) or skips the pass.
 COMPAT_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 REQUIRE_POSTGRES ?=
+# pgvector, for file_search's dense search: built from the vendored source into the PostgreSQL
+# pass's server when that server is on this machine and lacks it (needs root). The tests that
+# need it skip without it, unless REQUIRE_POSTGRES is set (CI), where they fail.
+PGVECTOR_INSTALL ?= ../shared/tools/install-pgvector
 
 .PHONY: run core edge migrate test bench lint proto check-proto venv venv-check clean
 
@@ -67,7 +71,14 @@ test: venv
 	COMPAT_TEST_POSTGRES_URL= $(BIN)/pytest $(PYTEST_ARGS)
 	@if shown=$$($(BIN)/python -c "$$POSTGRES_PROBE" "$$COMPAT_TEST_POSTGRES_URL"); then \
 		echo "PostgreSQL pass: $$shown"; \
-		$(BIN)/pytest $(PYTEST_ARGS); \
+		case "$$COMPAT_TEST_POSTGRES_URL" in \
+			*@127.0.0.1[:/]*|*@localhost[:/]*|*@127.0.0.1|*@localhost) \
+				if [ -f "$(PGVECTOR_INSTALL)" ]; then \
+					bash "$(PGVECTOR_INSTALL)" "$$COMPAT_TEST_POSTGRES_URL" || \
+						echo "pgvector: not installed; the tests that need it skip (fail with REQUIRE_POSTGRES)"; \
+				fi;; \
+		esac; \
+		COMPAT_TEST_REQUIRE_PGVECTOR=$(REQUIRE_POSTGRES) $(BIN)/pytest $(PYTEST_ARGS); \
 	elif [ -n "$(REQUIRE_POSTGRES)" ]; then \
 		echo "PostgreSQL pass FAILED: no server at $$shown (REQUIRE_POSTGRES is set)"; \
 		exit 1; \
