@@ -78,12 +78,17 @@ def test_bm25_most_negative_is_best() -> None:
 
 
 def test_ts_rank_highest_is_best_on_the_same_scale() -> None:
-    rows = [("one-match", 0.0607927), ("two-matches", 0.0990876), ("none", 0.0)]
+    # PostgreSQL's ts_rank of "Sam owns the bakery on Main Street" for 'sam | whale' and
+    # 'sam | bakery' (config 'english'), and bm25 of the same chunk among ten for the same
+    # queries in FTS5: one word of two matched, then both.
+    rows = [("one-of-two", 0.030396355), ("both", 0.06079271), ("none", 0.0)]
 
     ranked = by_score([Hit.from_ts_rank(chunk_id, raw) for chunk_id, raw in rows])
 
-    assert [r.chunk_id for r in ranked] == ["two-matches", "one-match", "none"]
-    assert 0.3 < ranked[1].score < ranked[0].score < 0.55
+    assert [r.chunk_id for r in ranked] == ["both", "one-of-two", "none"]
+    bm25_one, bm25_both = Hit.from_bm25("", -1.0619), Hit.from_bm25("", -2.1239)
+    assert abs(ranked[0].score - bm25_both.score) < 0.15
+    assert abs(ranked[1].score - bm25_one.score) < 0.15
 
 
 def test_cosine_is_its_own_score_and_negative_is_zero() -> None:

@@ -15,8 +15,11 @@ the same score whatever else the query found, so a threshold cuts by how good a 
   PostgreSQL, positive and small): the positive magnitude `m` becomes `m / (m + half)`, which
   is monotone, 0 at no evidence and approaches 1 without reaching it, so no lexical match
   claims certainty. `half` is the raw score that maps to 0.5, one per store because their
-  scales differ by about an order of magnitude: a bm25 of -1 (one rare word of the query in a
-  short chunk) and a `ts_rank` of 0.1 (two matches of a query's words) are middling matches.
+  scales differ by well over an order of magnitude. Measured on short chunks with the queries
+  `lexical.py` makes (words OR'ed): a chunk with both words of a two-word query scores a bm25
+  of about -2.1 (ten chunks) and a `ts_rank` of 0.061, one with one of them about -1.0 to -1.6
+  and 0.030. With halves of 1.0 and 0.05 both stores put the full match near 0.55-0.7 and the
+  half match near 0.4-0.6, so one threshold means roughly the same on either store.
 - Dense (cosine similarity in [-1, 1]): `max(cos, 0)`. On the range that matters the score is
   the cosine itself, the number thresholds for embeddings are usually tuned on; `(cos + 1) / 2`
   would put every unrelated (orthogonal) chunk at 0.5 and squeeze all of a text embedding
@@ -38,7 +41,7 @@ from typing import Final
 BM25_HALF: Final = 1.0
 """The magnitude of an FTS5 bm25 score that maps to 0.5 (see the module doc)."""
 
-TS_RANK_HALF: Final = 0.1
+TS_RANK_HALF: Final = 0.05
 """The PostgreSQL `ts_rank` that maps to 0.5 (see the module doc)."""
 
 RRF_K: Final = 60
