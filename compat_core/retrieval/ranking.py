@@ -1,0 +1,244 @@
+"""The stores' ranked candidates made into file_search results with OpenAI's 0-1 scores.
+
+OpenAI's `ranking_options.score_threshold` is a number in [0, 1], and a result's `score` is
+shown to the model and to clients on that scale. The stores rank on scales of their own, so
+every store score is mapped once, where a hit is made (`Hit.from_bm25`, `Hit.from_ts_rank`,
+`Hit.from_cosine`), onto a 0-1 relevance; everything after that works on 0-1 alone.
+
+The mappings are absolute (fixed functions of one hit's raw score), never relative to the
+result set (min-max). Relative scores would make a threshold mean something different for
+every query: the best hit of a set would score 1.0 however poorly it matched, the worst 0.0
+however well, and a set of one would have no scale at all. An absolute mapping gives a chunk
+the same score whatever else the query found, so a threshold cuts by how good a match is.
+
+- Lexical (bm25 on SQLite FTS5, negative and unbounded, more negative is better; `ts_rank` on
+  PostgreSQL, positive and small): the positive magnitude `m` becomes `m / (m + half)`, which
+  is monotone, 0 at no evidence and approaches 1 without reaching it, so no lexical match
+  claims certainty. `half` is the raw score that maps to 0.5, one per store because their
+  scales differ by well over an order of magnitude. Measured on short chunks with the queries
+  `lexical.py` makes (words OR'ed): a chunk with both words of a two-word query scores a bm25
+  of about -2.1 (ten chunks) and a `ts_rank` of 0.061, one with one of them about -1.0 to -1.6
+  and 0.030. With halves of 1.0 and 0.05 both stores put the full match near 0.55-0.7 and the
+  half match near 0.4-0.6, so one threshold means roughly the same on either store.
+- Dense (cosine similarity in [-1, 1]): `max(cos, 0)`. On the range that matters the score is
+  the cosine itself, the number thresholds for embeddings are usually tuned on; `(cos + 1) / 2`
+  would put every unrelated (orthogonal) chunk at 0.5 and squeeze all of a text embedding
+  model's real matches (cosines mostly between 0.1 and 0.9) into the top half. A negative
+  cosine is no evidence of relevance, so 0 is all it is worth.
+- Hybrid: reciprocal rank fusion (see `hybrid`), divided by its largest possible value.
+
+A score that is not a number (a zero-length embedding gives a 0/0 cosine) is no evidence and
+maps to 0, so one bad row cannot disorder a sort or raise in the middle of a search.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+BM25_HALF: Final = 1.0
+"""The magnitude of an FTS5 bm25 score that maps to 0.5 (see the module doc)."""
+
+TS_RANK_HALF: Final = 0.05
+"""The PostgreSQL `ts_rank` that maps to 0.5 (see the module doc)."""
+
+RRF_K: Final = 60
+"""Reciprocal rank fusion's constant, the value of Cormack et al.'s paper that introduced it: it
+damps the difference between neighbouring ranks, so agreement between the two lists outweighs
+a single list's exact order."""
+
+MIN_RESULTS: Final = 1
+MAX_RESULTS: Final = 50
+"""OpenAI's bounds for file_search's `max_num_results`."""
+
+RANKERS: Final = ("auto", "default_2024_08_21")
+"""OpenAI's `FileSearchRanker` values for the Assistants API (its schema's enum)."""
+
+MAX_NUM_RESULTS_PARAM: Final = "max_num_results"
+SCORE_THRESHOLD_PARAM: Final = "ranking_options.score_threshold"
+RANKER_PARAM: Final = "ranking_options.ranker"
+
+
+class RankingOptionsError(ValueError):
+    """Options OpenAI would refuse; `param` is OpenAI's name for the offending field (relative
+    to the file_search tool), so the service layer can answer a 400 naming it."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One candidate from one store search, its score already on the 0-1 scale; make it with
+    the `from_*` constructor of the store's raw score so that no raw score travels further."""
+
+    chunk_id: str
+    score: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.score <= 1.0:
+            raise ValueError(f"a hit's score must be in [0, 1], got {self.score!r}")
+
+    @classmethod
+    def from_bm25(cls, chunk_id: str, bm25: float) -> Hit:
+        """FTS5's `bm25()` is negative for a match, more negative being better."""
+        return cls(chunk_id, _squash(-bm25, BM25_HALF))
+
+    @classmethod
+    def from_ts_rank(cls, chunk_id: str, ts_rank: float) -> Hit:
+        return cls(chunk_id, _squash(ts_rank, TS_RANK_HALF))
+
+    @classmethod
+    def from_cosine(cls, chunk_id: str, cosine: float) -> Hit:
+        """Clamped to 1 too: a float cosine of a vector with itself can come out a hair above."""
+        if math.isnan(cosine):
+            return cls(chunk_id, 0.0)
+        return cls(chunk_id, min(max(cosine, 0.0), 1.0))
+
+
+@dataclass(frozen=True, slots=True)
+class Ranked:
+    """A search result: a chunk and its 0-1 score, as file_search reports it."""
+
+    chunk_id: str
+    score: float
+
+
+def _squash(magnitude: float, half: float) -> float:
+    """`m / (m + half)` for a positive magnitude; no evidence (<= 0, NaN) is 0, infinity 1."""
+    if not magnitude > 0.0:
+        return 0.0
+    if math.isinf(magnitude):
+        return 1.0
+    return magnitude / (magnitude + half)
+
+
+def _ordered(results: Iterable[Ranked]) -> list[Ranked]:
+    """Best first; equal scores by chunk ID, so the same candidates always give the same list
+    (and the same page of results to the model) whatever order the store returned them in."""
+    return sorted(results, key=lambda r: (-r.score, r.chunk_id))
+
+
+def by_score(hits: Sequence[Hit]) -> list[Ranked]:
+    """One store's hits as results (lexical or dense search alone). A chunk listed twice keeps
+    its best score: a store that searched several vector stores' indexes may return one twice."""
+    best: dict[str, float] = {}
+    for hit in hits:
+        if hit.score > best.get(hit.chunk_id, -1.0):
+            best[hit.chunk_id] = hit.score
+    return _ordered(Ranked(chunk_id, score) for chunk_id, score in best.items())
+
+
+def hybrid(lexical: Sequence[Hit], dense: Sequence[Hit], k: int = RRF_K) -> list[Ranked]:
+    """Reciprocal rank fusion of the two lists (each best first): a chunk earns 1 / (k + rank)
+    from each list it is in, rank counting from 1, and only its first (best) place in a list
+    counts. Only ranks are fused, because bm25 and cosine are not comparable numbers; the
+    lists' own scores are not used.
+
+    The sum is divided by its largest possible value, 2 / (k + 1), a chunk ranked first by
+    both searches: that chunk scores 1.0, a chunk first in one list and absent from the other
+    0.5, and a chunk both searches place 50th about 0.55. A fixed divisor, rather than the best
+    sum in this result set, keeps a hybrid score absolute like the single-mode ones: it says
+    how high and how unanimously the two searches placed the chunk, whatever else was found.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ValueError(f"k must be a non-negative integer, got {k!r}")
+    fused: dict[str, float] = {}
+    for hits in (lexical, dense):
+        seen: set[str] = set()
+        for rank, hit in enumerate(hits, start=1):
+            if hit.chunk_id in seen:
+                continue
+            seen.add(hit.chunk_id)
+            fused[hit.chunk_id] = fused.get(hit.chunk_id, 0.0) + 1.0 / (k + rank)
+    ceiling = 2.0 / (k + 1)
+    return _ordered(
+        Ranked(chunk_id, min(total / ceiling, 1.0)) for chunk_id, total in fused.items()
+    )
+
+
+def select(
+    results: Iterable[Ranked], max_num_results: int, score_threshold: float = 0.0
+) -> list[Ranked]:
+    """The results file_search returns: those scoring at least `score_threshold` (OpenAI's
+    default 0 keeps all), best first with ties by chunk ID, at most `max_num_results`.
+    The threshold applies before the cut, so a cut never leaves room a lower result could
+    have filled."""
+    _check_max_num_results(max_num_results)
+    _check_score_threshold(score_threshold)
+    kept = _ordered(r for r in results if r.score >= score_threshold)
+    return kept[:max_num_results]
+
+
+@dataclass(frozen=True, slots=True)
+class Ranker:
+    """What a `ranking_options.ranker` runs. `name` is the concrete, dated ranker, the one a
+    run step can report: `auto` leaves the choice to the server and resolves to the newest."""
+
+    name: str
+    k: int = RRF_K
+
+    def rank(self, lexical: Sequence[Hit], dense: Sequence[Hit] | None) -> list[Ranked]:
+        """Hybrid when dense search ran (`dense` is a list, even an empty one: chunks found
+        only lexically then score at most 0.5, as they would beside any dense hits), lexical
+        alone when it did not (`None`: no embedding model is configured)."""
+        if dense is None:
+            return by_score(lexical)
+        return hybrid(lexical, dense, self.k)
+
+
+def ranker(name: str | None) -> Ranker:
+    """The ranker a request names (None: not given, OpenAI's default `auto`).
+
+    OpenAI does not say how its rankers differ; here there is one ranking,
+    `default_2024_08_21` (above), and `auto` resolves to it. The dated name is the pin: if a
+    later ranking is added, `auto` moves to it and `default_2024_08_21` keeps this one.
+    """
+    if name is None or name == "auto":
+        return Ranker("default_2024_08_21")
+    if name in RANKERS:
+        return Ranker(name)
+    raise RankingOptionsError(
+        RANKER_PARAM,
+        f"Invalid value for '{RANKER_PARAM}': {name!r}. "
+        f"Supported values are: {', '.join(repr(r) for r in RANKERS)}.",
+    )
+
+
+def _check_max_num_results(value: object) -> None:
+    """A JSON `true` arrives as a Python bool, which is an int; OpenAI refuses it."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RankingOptionsError(
+            MAX_NUM_RESULTS_PARAM,
+            f"Invalid type for '{MAX_NUM_RESULTS_PARAM}': expected an integer, but got "
+            f"{type(value).__name__} instead.",
+        )
+    if not MIN_RESULTS <= value <= MAX_RESULTS:
+        side = "below minimum" if value < MIN_RESULTS else "above maximum"
+        bound = MIN_RESULTS if value < MIN_RESULTS else MAX_RESULTS
+        raise RankingOptionsError(
+            MAX_NUM_RESULTS_PARAM,
+            f"Invalid '{MAX_NUM_RESULTS_PARAM}': integer {side} value. "
+            f"Expected a value {'>=' if value < MIN_RESULTS else '<='} {bound}, "
+            f"but got {value} instead.",
+        )
+
+
+def _check_score_threshold(value: object) -> None:
+    """A number in [0, 1]; JSON integers 0 and 1 are numbers too, booleans and NaN are not."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RankingOptionsError(
+            SCORE_THRESHOLD_PARAM,
+            f"Invalid type for '{SCORE_THRESHOLD_PARAM}': expected a number, but got "
+            f"{type(value).__name__} instead.",
+        )
+    if not 0.0 <= value <= 1.0:
+        raise RankingOptionsError(
+            SCORE_THRESHOLD_PARAM,
+            f"Invalid '{SCORE_THRESHOLD_PARAM}': expected a number between 0 and 1, "
+            f"but got {value} instead.",
+        )
