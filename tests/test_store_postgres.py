@@ -53,7 +53,7 @@ pytestmark = pytest.mark.skipif(
 T = TypeVar("T")
 
 WAIT_SECONDS = 30.0
-TABLES = ("assistants", "threads", "messages", "runs", "run_steps", "files")
+TABLES = ("assistants", "threads", "messages", "runs", "run_steps", "files", "vector_stores")
 IN_PROGRESS = runs_pb2.RUN_STATUS_IN_PROGRESS
 CANCELLING = runs_pb2.RUN_STATUS_CANCELLING
 

@@ -13,7 +13,14 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Final, Generic, Literal, TypeVar
 
-from compat_core.v1 import assistants_pb2, files_pb2, messages_pb2, runs_pb2, threads_pb2
+from compat_core.v1 import (
+    assistants_pb2,
+    files_pb2,
+    messages_pb2,
+    runs_pb2,
+    threads_pb2,
+    vector_stores_pb2,
+)
 
 T = TypeVar("T")
 Order = Literal["asc", "desc"]
@@ -195,6 +202,30 @@ class Store(ABC):
     @abstractmethod
     async def delete_assistant(self, assistant_id: str) -> bool:
         """Delete; False if it did not exist."""
+
+    # Vector stores
+
+    @abstractmethod
+    async def create_vector_store(self, store: vector_stores_pb2.VectorStore) -> None:
+        """Insert a new vector store (ID and created_at already set)."""
+
+    @abstractmethod
+    async def get_vector_store(self, store_id: str) -> vector_stores_pb2.VectorStore | None:
+        """The vector store, or None if unknown."""
+
+    @abstractmethod
+    async def list_vector_stores(self, query: PageQuery) -> Page[vector_stores_pb2.VectorStore]:
+        """A page of vector stores. Raises CursorNotFound for an unknown cursor."""
+
+    @abstractmethod
+    async def update_vector_store(
+        self, store_id: str, mutate: Callable[[vector_stores_pb2.VectorStore], None]
+    ) -> vector_stores_pb2.VectorStore | None:
+        """As `update_assistant`, for a vector store."""
+
+    @abstractmethod
+    async def delete_vector_store(self, store_id: str) -> bool:
+        """Delete the vector store; False if it was unknown."""
 
     # Threads
 

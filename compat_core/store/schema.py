@@ -146,6 +146,17 @@ files = Table(
     sqlite_autoincrement=True,
 )
 
+vector_stores = Table(
+    "vector_stores",
+    metadata,
+    _seq(),
+    _id(),
+    _created_at(),
+    _body(),
+    UniqueConstraint("id"),
+    sqlite_autoincrement=True,
+)
+
 # One row for each run that some core must be executing (queued, in_progress, cancelling): which
 # core does (`owner`, its replica ID; "" for none) and until when (unix milliseconds) unless it
 # renews. The store keeps the row in step with the run's status in every write of the run, so
@@ -174,8 +185,9 @@ run_events = Table(
     Index(None, "created_at"),
 )
 
-# One row per list that has no parent row to lock (assistants, files): inserting into such a
-# list locks its row first, so that inserts into it happen one at a time (see `sql_store`).
+# One row per list that has no parent row to lock (assistants, files, vector stores): inserting
+# into such a list locks its row first, so that inserts into it happen one at a time (see
+# `sql_store`).
 list_locks = Table(
     "list_locks",
     metadata,

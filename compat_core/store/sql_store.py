@@ -14,8 +14,8 @@ the rows it read:
   serialised, and its messages, runs and steps get their `seq` in commit order: a reader
   paging a thread never skips an object committed later with a smaller `seq`, and the
   newest `created_at` of a list is known when an object is appended (`_keep_time_order`).
-- A list with no parent row (assistants, files) has a row of its own in `list_locks` that its
-  inserts lock, with the same effect.
+- A list with no parent row (assistants, files, vector stores) has a row of its own in
+  `list_locks` that its inserts lock, with the same effect.
 - A read-modify-write (`update_*`, the replace half of an upsert) locks the row it rewrites, so
   two concurrent mutations apply one after the other instead of one silently losing.
 - Locks are taken in one order, the thread before anything in it (and several threads in ID
@@ -68,7 +68,14 @@ from compat_core.store.base import (
 )
 from compat_core.store.notify import PostgresListener
 from compat_core.store.runner import TransactionRunner
-from compat_core.v1 import assistants_pb2, files_pb2, messages_pb2, runs_pb2, threads_pb2
+from compat_core.v1 import (
+    assistants_pb2,
+    files_pb2,
+    messages_pb2,
+    runs_pb2,
+    threads_pb2,
+    vector_stores_pb2,
+)
 
 M = TypeVar("M", bound=Message)
 # A thread with at most this many messages is read for a prompt as a bounded read.
@@ -98,6 +105,10 @@ class _Stamped(Protocol):
 
 def _assistant_columns(a: assistants_pb2.Assistant) -> dict[str, Any]:
     return {"id": a.id, "created_at": a.created_at}
+
+
+def _vector_store_columns(v: vector_stores_pb2.VectorStore) -> dict[str, Any]:
+    return {"id": v.id, "created_at": v.created_at}
 
 
 def _thread_columns(t: threads_pb2.Thread) -> dict[str, Any]:
@@ -132,6 +143,13 @@ def _step_columns(s: runs_pb2.RunStep) -> dict[str, Any]:
 
 _ASSISTANTS = _Kind(
     schema.assistants, assistants_pb2.Assistant.FromString, _assistant_columns, ("id",), ()
+)
+_VECTOR_STORES = _Kind(
+    schema.vector_stores,
+    vector_stores_pb2.VectorStore.FromString,
+    _vector_store_columns,
+    ("id",),
+    (),
 )
 _THREADS = _Kind(schema.threads, threads_pb2.Thread.FromString, _thread_columns, ("id",), None)
 _MESSAGES = _Kind(
@@ -794,6 +812,25 @@ class SqlStore(Store):
 
     async def delete_assistant(self, assistant_id: str) -> bool:
         return await self._db.write(lambda conn: _delete(conn, _ASSISTANTS, assistant_id))
+
+    # Vector stores
+
+    async def create_vector_store(self, store: vector_stores_pb2.VectorStore) -> None:
+        await self._db.write(lambda conn: _append(conn, _VECTOR_STORES, [store]))
+
+    async def get_vector_store(self, store_id: str) -> vector_stores_pb2.VectorStore | None:
+        return await self._lookup(lambda conn: _get(conn, _VECTOR_STORES, store_id))
+
+    async def list_vector_stores(self, query: PageQuery) -> Page[vector_stores_pb2.VectorStore]:
+        return await self._lookup(lambda conn: _page(conn, _VECTOR_STORES, query))
+
+    async def update_vector_store(
+        self, store_id: str, mutate: Callable[[vector_stores_pb2.VectorStore], None]
+    ) -> vector_stores_pb2.VectorStore | None:
+        return await self._db.write(lambda conn: _update(conn, _VECTOR_STORES, store_id, mutate))
+
+    async def delete_vector_store(self, store_id: str) -> bool:
+        return await self._db.write(lambda conn: _delete(conn, _VECTOR_STORES, store_id))
 
     # Threads
 
