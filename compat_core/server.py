@@ -30,6 +30,7 @@ from compat_core.services.models import ModelsService
 from compat_core.services.references import References
 from compat_core.services.runs import RunsService
 from compat_core.services.threads import ThreadsService
+from compat_core.services.vector_stores import VectorStoresService
 from compat_core.startup import check_files_dir, check_listenable, database_errors
 from compat_core.store import BlobStore, create_store
 from compat_core.store.base import Store
@@ -43,6 +44,7 @@ from compat_core.v1 import (
     models_pb2,
     runs_pb2,
     threads_pb2,
+    vector_stores_pb2,
 )
 
 log = logging.getLogger(__name__)
@@ -54,8 +56,10 @@ RUNS = runs_pb2.DESCRIPTOR.services_by_name["RunsService"]
 FILES = files_pb2.DESCRIPTOR.services_by_name["FilesService"]
 MODELS = models_pb2.DESCRIPTOR.services_by_name["ModelsService"]
 ACCESS = access_pb2.DESCRIPTOR.services_by_name["AccessService"]
+VECTOR_STORES = vector_stores_pb2.DESCRIPTOR.services_by_name["VectorStoresService"]
 SERVICE_NAMES = tuple(
-    service.full_name for service in (ASSISTANTS, THREADS, MESSAGES, RUNS, FILES, MODELS, ACCESS)
+    service.full_name
+    for service in (ASSISTANTS, THREADS, MESSAGES, RUNS, FILES, MODELS, ACCESS, VECTOR_STORES)
 )
 _HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"]
 _REFLECTION = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
@@ -148,6 +152,7 @@ class CoreServer:
         metrics.event_log_bytes.set_function(lambda: hub.bytes)
         metrics.store_pending.set_function(store.pending_transactions)
         guarded(FilesService(store, blobs, settings.max_upload_bytes), FILES)
+        guarded(VectorStoresService(store), VECTOR_STORES)
         guarded(ModelsService(self.models), MODELS)
         guarded(AccessService(), ACCESS)
 

@@ -1,0 +1,174 @@
+"""VectorStoresService: create, read, list, update and delete vector stores.
+
+Only the stores themselves exist so far: a store holds no files yet, so it is always
+`completed` with zero counts, and what would add files on create is refused rather than
+dropped, so that a client never believes its files were indexed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from compat_core import errors, ids, validation
+from compat_core.services.support import apply_mask, cursor_error, list_response, mask_paths, now
+from compat_core.store.base import CursorNotFound, Store
+from compat_core.v1 import common_pb2, vector_stores_pb2, vector_stores_pb2_grpc
+
+VectorStore = vector_stores_pb2.VectorStore
+
+UPDATABLE: Final = frozenset({"name", "expires_after", "metadata"})
+# OpenAI's only anchor, and its bounds on `days`.
+ANCHOR: Final = "last_active_at"
+MIN_DAYS: Final = 1
+MAX_DAYS: Final = 365
+_DAY_SECONDS: Final = 86_400
+_NOT_YET: Final = (
+    "Files in vector stores are not implemented yet on this server: create the vector store "
+    "without '{}', then add files once that is supported."
+)
+
+
+class VectorStoresService(vector_stores_pb2_grpc.VectorStoresServiceServicer):
+    """Checks happen here, storage in the store; reading or changing a store marks it active."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def CreateVectorStore(
+        self, request: vector_stores_pb2.CreateVectorStoreRequest, context: Any
+    ) -> VectorStore:
+        if request.file_ids:
+            raise errors.invalid(_NOT_YET.format("file_ids"), "file_ids", "unsupported_parameter")
+        if request.HasField("chunking_strategy"):
+            raise errors.invalid(
+                _NOT_YET.format("chunking_strategy"), "chunking_strategy", "unsupported_parameter"
+            )
+        given = request.vector_store
+        _check(given)
+        if given.HasField("description"):
+            validation.max_length(given.description, validation.MAX_DESCRIPTION, "description")
+        created = now()
+        store = VectorStore(
+            id=ids.new_id(ids.VECTOR_STORE),
+            created_at=created,
+            name=given.name,
+            metadata=given.metadata,
+            status=vector_stores_pb2.VECTOR_STORE_STATUS_COMPLETED,
+            last_active_at=created,
+        )
+        store.file_counts.SetInParent()
+        if given.HasField("expires_after"):
+            store.expires_after.CopyFrom(given.expires_after)
+        if given.HasField("description"):
+            store.description = given.description
+        _touch(store, created)
+        await self._store.create_vector_store(store)
+        return store
+
+    async def GetVectorStore(
+        self, request: vector_stores_pb2.GetVectorStoreRequest, context: Any
+    ) -> VectorStore:
+        store_id = request.vector_store_id
+        validation.required_id(store_id, "vector_store_id")
+        moment = now()
+        found = await self._store.update_vector_store(store_id, lambda vs: _touch(vs, moment))
+        if found is None:
+            raise _missing(store_id)
+        return found
+
+    async def ListVectorStores(
+        self, request: vector_stores_pb2.ListVectorStoresRequest, context: Any
+    ) -> vector_stores_pb2.ListVectorStoresResponse:
+        query = validation.page_query(
+            request.limit if request.HasField("limit") else None,
+            request.order,
+            request.after,
+            request.before,
+        )
+        try:
+            page = await self._store.list_vector_stores(query)
+        except CursorNotFound as exc:
+            raise cursor_error(exc) from exc
+        response = list_response(vector_stores_pb2.ListVectorStoresResponse.FromString, page)
+        moment = now()
+        for store in response.data:
+            _mark_expired(store, moment)
+        return response
+
+    async def UpdateVectorStore(
+        self, request: vector_stores_pb2.UpdateVectorStoreRequest, context: Any
+    ) -> VectorStore:
+        store_id = request.vector_store.id
+        validation.required_id(store_id, "vector_store_id")
+        paths = mask_paths(request.update_mask, UPDATABLE)
+        _check(request.vector_store)
+        moment = now()
+
+        def mutate(current: VectorStore) -> None:
+            apply_mask(request.vector_store, current, paths)
+            _touch(current, moment)
+
+        updated = await self._store.update_vector_store(store_id, mutate)
+        if updated is None:
+            raise _missing(store_id)
+        return updated
+
+    async def DeleteVectorStore(
+        self, request: vector_stores_pb2.DeleteVectorStoreRequest, context: Any
+    ) -> common_pb2.DeletionStatus:
+        validation.required_id(request.vector_store_id, "vector_store_id")
+        if not await self._store.delete_vector_store(request.vector_store_id):
+            raise _missing(request.vector_store_id)
+        return common_pb2.DeletionStatus(id=request.vector_store_id, deleted=True)
+
+
+def _check(store: VectorStore) -> None:
+    """The fields a client sets on create and update."""
+    validation.max_length(store.name, validation.MAX_NAME, "name")
+    validation.metadata(store.metadata)
+    if store.HasField("expires_after"):
+        policy = store.expires_after
+        if policy.anchor != ANCHOR:
+            raise errors.invalid(
+                f"Invalid 'expires_after.anchor': expected '{ANCHOR}', but got "
+                f"'{errors.shown(policy.anchor)}'.",
+                "expires_after.anchor",
+                "invalid_value",
+            )
+        if not MIN_DAYS <= policy.days <= MAX_DAYS:
+            low = policy.days < MIN_DAYS
+            bound = "below minimum" if low else "above maximum"
+            raise errors.invalid(
+                f"Invalid 'expires_after.days': integer {bound} value. Expected a value "
+                f"between {MIN_DAYS} and {MAX_DAYS}, but got {policy.days} instead.",
+                "expires_after.days",
+                "integer_below_min_value" if low else "integer_above_max_value",
+            )
+
+
+def _touch(store: VectorStore, moment: int) -> None:
+    """Mark the store used at `moment`, which moves its expiry with it, unless it expired.
+
+    An expired store stays expired: using it does not bring it back, as with OpenAI.
+    """
+    if _mark_expired(store, moment):
+        return
+    store.last_active_at = max(store.last_active_at, moment)
+    if store.HasField("expires_after"):
+        store.expires_at = store.last_active_at + store.expires_after.days * _DAY_SECONDS
+    else:
+        store.ClearField("expires_at")
+
+
+def _mark_expired(store: VectorStore, moment: int) -> bool:
+    """Answer `expired` for a store whose `expires_at` has passed; True if it has."""
+    if store.status == vector_stores_pb2.VECTOR_STORE_STATUS_EXPIRED:
+        return True
+    if store.HasField("expires_at") and store.expires_at <= moment:
+        store.status = vector_stores_pb2.VECTOR_STORE_STATUS_EXPIRED
+        return True
+    return False
+
+
+def _missing(store_id: str) -> errors.ApiError:
+    return errors.no_such("vector_store_id", store_id)
