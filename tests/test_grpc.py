@@ -636,6 +636,7 @@ def test_reflection_lists_the_services(grpc_client: GrpcClient) -> None:
             "RunsService",
             "FilesService",
             "ModelsService",
+            "VectorStoresService",
         )
     }
     assert expected <= services

@@ -6,7 +6,16 @@ from aiohttp import hdrs, web
 
 from http_edge import metrics
 from http_edge.handling import UNROUTED_PATH, admit_before_continue, guarded, unrouted
-from http_edge.routes import assistants, files, health, messages, models, runs, threads
+from http_edge.routes import (
+    assistants,
+    files,
+    health,
+    messages,
+    models,
+    runs,
+    threads,
+    vector_stores,
+)
 
 
 def setup_routes(app: web.Application) -> None:
@@ -23,6 +32,7 @@ def setup_routes(app: web.Application) -> None:
         threads.routes,
         messages.routes,
         files.routes,
+        vector_stores.routes,
         models.routes,
     ):
         for route in table:

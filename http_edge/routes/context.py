@@ -24,6 +24,7 @@ from compat_core.v1 import (
     models_pb2_grpc,
     runs_pb2_grpc,
     threads_pb2_grpc,
+    vector_stores_pb2_grpc,
 )
 from http_edge.auth import Admission
 from http_edge.core_health import CoreHealth
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from compat_core.v1.models_pb2_grpc import ModelsServiceAsyncStub
     from compat_core.v1.runs_pb2_grpc import RunsServiceAsyncStub
     from compat_core.v1.threads_pb2_grpc import ThreadsServiceAsyncStub
+    from compat_core.v1.vector_stores_pb2_grpc import VectorStoresServiceAsyncStub
 
 Metadata = tuple[tuple[str, str], ...]
 
@@ -50,7 +52,17 @@ _REQUEST_ID_BATCH = 256
 class Core:
     """The stubs of every core service, sharing one channel."""
 
-    __slots__ = ("access", "assistants", "files", "health", "messages", "models", "runs", "threads")
+    __slots__ = (
+        "access",
+        "assistants",
+        "files",
+        "health",
+        "messages",
+        "models",
+        "runs",
+        "threads",
+        "vector_stores",
+    )
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
         # The generated classes are typed for sync channels; on an aio channel they are the
@@ -66,6 +78,10 @@ class Core:
         self.files = cast("FilesServiceAsyncStub", files_pb2_grpc.FilesServiceStub(channel))
         self.models = cast("ModelsServiceAsyncStub", models_pb2_grpc.ModelsServiceStub(channel))
         self.access = cast("AccessServiceAsyncStub", access_pb2_grpc.AccessServiceStub(channel))
+        self.vector_stores = cast(
+            "VectorStoresServiceAsyncStub",
+            vector_stores_pb2_grpc.VectorStoresServiceStub(channel),
+        )
         # grpc's health package ships no type hints: its stub is untyped.
         self.health = health_pb2_grpc.HealthStub(channel)
 

@@ -21,6 +21,7 @@ from compat_core.v1 import (
     models_pb2_grpc,
     runs_pb2_grpc,
     threads_pb2_grpc,
+    vector_stores_pb2_grpc,
 )
 
 Metadata = Sequence[tuple[str, str]]
@@ -45,6 +46,7 @@ class GrpcClient:
         self.files = files_pb2_grpc.FilesServiceStub(self.channel)
         self.models = models_pb2_grpc.ModelsServiceStub(self.channel)
         self.runs = runs_pb2_grpc.RunsServiceStub(self.channel)
+        self.vector_stores = vector_stores_pb2_grpc.VectorStoresServiceStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
         self.reflection = reflection_pb2_grpc.ServerReflectionStub(self.channel)
 

@@ -1,0 +1,73 @@
+"""`/v1/vector_stores`: one RPC per request, conversion in `convert.vector_stores`.
+
+The files, file batches and search of a store are not built yet: every path below a store
+answers 501 (never retried) for the caller it admits, rather than a 404 that would read as
+"no such store".
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from compat_core.v1 import vector_stores_pb2
+from http_edge.convert import vector_stores as convert
+from http_edge.errors import HttpError
+from http_edge.json_io import json_response, page_params, read_json_object
+from http_edge.routes.context import ADMISSION, core, rpc_metadata
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/v1/vector_stores")
+async def create_vector_store(request: web.Request) -> web.Response:
+    rpc = convert.create_request(await read_json_object(request))
+    store = await core(request).vector_stores.CreateVectorStore(rpc, metadata=rpc_metadata(request))
+    return json_response(convert.vector_store_out(store))
+
+
+@routes.get("/v1/vector_stores")
+async def list_vector_stores(request: web.Request) -> web.Response:
+    rpc = convert.list_request(page_params(request.query))
+    page = await core(request).vector_stores.ListVectorStores(rpc, metadata=rpc_metadata(request))
+    return json_response(convert.list_response_out(page))
+
+
+@routes.get("/v1/vector_stores/{vector_store_id}")
+async def get_vector_store(request: web.Request) -> web.Response:
+    rpc = vector_stores_pb2.GetVectorStoreRequest(
+        vector_store_id=request.match_info["vector_store_id"]
+    )
+    store = await core(request).vector_stores.GetVectorStore(rpc, metadata=rpc_metadata(request))
+    return json_response(convert.vector_store_out(store))
+
+
+@routes.post("/v1/vector_stores/{vector_store_id}")
+async def update_vector_store(request: web.Request) -> web.Response:
+    rpc = convert.update_request(
+        request.match_info["vector_store_id"], await read_json_object(request)
+    )
+    store = await core(request).vector_stores.UpdateVectorStore(rpc, metadata=rpc_metadata(request))
+    return json_response(convert.vector_store_out(store))
+
+
+@routes.delete("/v1/vector_stores/{vector_store_id}")
+async def delete_vector_store(request: web.Request) -> web.Response:
+    rpc = vector_stores_pb2.DeleteVectorStoreRequest(
+        vector_store_id=request.match_info["vector_store_id"]
+    )
+    status = await core(request).vector_stores.DeleteVectorStore(
+        rpc, metadata=rpc_metadata(request)
+    )
+    return json_response(convert.deleted_response_out(status))
+
+
+@routes.route("*", r"/v1/vector_stores/{vector_store_id}/{rest:.+}")
+async def not_implemented_yet(request: web.Request) -> web.Response:
+    """Files, file batches and search of a store: the caller's key first (its one RPC, cached
+    by `Admission`), so a stranger learns nothing beyond the 401."""
+    await request.app[ADMISSION].admit(request, rpc_metadata(request))
+    raise HttpError(
+        501,
+        f"{request.method} {request.path} is not implemented yet: vector stores work, but "
+        "their files, file batches and search are not built on this server yet.",
+    )
