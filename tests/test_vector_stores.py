@@ -14,6 +14,7 @@ import pytest
 from harness import API_KEY, Clock, MakeClient, MakeHttp, MakeServer, assert_api_error
 from harness.grpc_client import GrpcClient, rich_error
 from harness.server import ServerThread
+from openai.types import VectorStore
 
 from compat_core.services.vector_stores import VectorStoresService
 from compat_core.store import SqlStore
@@ -21,6 +22,12 @@ from compat_core.v1 import vector_stores_pb2
 
 DAY = 86_400
 TOTAL = 25
+
+
+def active(store: VectorStore) -> int:
+    """`last_active_at`, which the SDK types as optional and the server always answers."""
+    assert store.last_active_at is not None
+    return store.last_active_at
 
 
 def test_create_returns_everything_it_was_given(client: openai.OpenAI, tag: str) -> None:
@@ -44,11 +51,11 @@ def test_create_returns_everything_it_was_given(client: openai.OpenAI, tag: str)
     assert created.last_active_at == created.created_at
     assert created.expires_after is not None
     assert (created.expires_after.anchor, created.expires_after.days) == ("last_active_at", 7)
-    assert created.expires_at == created.last_active_at + 7 * DAY
+    assert created.expires_at == active(created) + 7 * DAY
 
     fetched = client.vector_stores.retrieve(created.id)
-    assert fetched.last_active_at >= created.last_active_at
-    assert fetched.expires_at == fetched.last_active_at + 7 * DAY
+    assert active(fetched) >= active(created)
+    assert fetched.expires_at == active(fetched) + 7 * DAY
     volatile = {"last_active_at", "expires_at"}
     assert fetched.model_dump(exclude=volatile) == created.model_dump(exclude=volatile)
 
@@ -75,7 +82,7 @@ def test_update_changes_only_what_it_names(client: openai.OpenAI, tag: str) -> N
         created.id, expires_after={"anchor": "last_active_at", "days": 365}
     )
     assert expiring.name == "after"
-    assert expiring.expires_at == expiring.last_active_at + 365 * DAY
+    assert expiring.expires_at == active(expiring) + 365 * DAY
     cleared = client.vector_stores.update(
         created.id, name=None, expires_after=None, metadata={"k": "v"}
     )
@@ -201,7 +208,7 @@ def test_expires_after_bounds_are_accepted(client: openai.OpenAI) -> None:
         created = client.vector_stores.create(
             expires_after={"anchor": "last_active_at", "days": days}
         )
-        assert created.expires_at == created.last_active_at + days * DAY
+        assert created.expires_at == active(created) + days * DAY
 
 
 def test_files_on_create_are_refused_until_implemented(client: openai.OpenAI) -> None:
@@ -381,3 +388,36 @@ async def test_a_store_past_its_expiry_is_expired_and_stays_so(store: SqlStore) 
     fetched = await service.GetVectorStore(request, None)
     assert fetched.status == vector_stores_pb2.VECTOR_STORE_STATUS_EXPIRED
     assert fetched.expires_at < Clock().start, "using an expired store does not revive it"
+
+
+# Referenced from tool_resources
+
+
+def test_assistants_and_threads_can_name_a_real_store(client: openai.OpenAI) -> None:
+    store_id = client.vector_stores.create(name="kb").id
+    resources: Any = {"file_search": {"vector_store_ids": [store_id]}}
+    assistant = client.beta.assistants.create(model="builtin/echo", tool_resources=resources)
+    assert assistant.tool_resources is not None
+    assert assistant.tool_resources.file_search is not None
+    assert assistant.tool_resources.file_search.vector_store_ids == [store_id]
+    thread = client.beta.threads.create(tool_resources=resources)
+    assert thread.tool_resources is not None
+    assert thread.tool_resources.file_search is not None
+    assert thread.tool_resources.file_search.vector_store_ids == [store_id]
+
+
+def test_a_deleted_or_unknown_store_in_tool_resources_is_404(client: openai.OpenAI) -> None:
+    store_id = client.vector_stores.create().id
+    client.vector_stores.delete(store_id)
+    for missing in (store_id, "vs_nothing", "not an id"):
+        with pytest.raises(openai.NotFoundError) as info:
+            client.beta.assistants.create(
+                model="builtin/echo",
+                tool_resources={"file_search": {"vector_store_ids": [missing]}},
+            )
+        assert_api_error(
+            info.value,
+            404,
+            "invalid_request_error",
+            param="tool_resources.file_search.vector_store_ids[0]",
+        )

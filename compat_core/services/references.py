@@ -28,9 +28,14 @@ class References:
         for index, file_id in enumerate(resources.code_interpreter.file_ids):
             await self.check_file(file_id, f"{param}.code_interpreter.file_ids[{index}]")
         for index, store_id in enumerate(resources.file_search.vector_store_ids):
+            await self.check_vector_store(
+                store_id, f"{param}.file_search.vector_store_ids[{index}]"
+            )
+
+    async def check_vector_store(self, store_id: str, param: str) -> None:
+        if not ids.well_formed(store_id) or await self._store.get_vector_store(store_id) is None:
             raise errors.not_found(
-                f"No vector store found with id '{errors.shown(store_id)}'.",
-                f"{param}.file_search.vector_store_ids[{index}]",
+                f"No vector store found with id '{errors.shown(store_id)}'.", param
             )
 
     async def check_message(self, message: messages_pb2.MessageInput, param: str) -> None:

@@ -61,7 +61,9 @@ async def delete_vector_store(request: web.Request) -> web.Response:
     return json_response(convert.deleted_response_out(status))
 
 
-@routes.route("*", r"/v1/vector_stores/{vector_store_id}/{rest:.+}")
+# Only a path whose store segment could be an ID: any other names nothing, and goes on to
+# the catch-all's 404.
+@routes.route("*", r"/v1/vector_stores/{vector_store_id:[A-Za-z0-9_-]+}/{rest:.+}")
 async def not_implemented_yet(request: web.Request) -> web.Response:
     """Files, file batches and search of a store: the caller's key first (its one RPC, cached
     by `Admission`), so a stranger learns nothing beyond the 401."""
