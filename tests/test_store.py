@@ -102,7 +102,7 @@ def ids(page: Page[Any]) -> list[str]:
 
 ON_POSTGRES = postgres_admin_url() is not None
 # The newest migration.
-HEAD = "0005"
+HEAD = "0006"
 sqlite_only = pytest.mark.skipif(
     ON_POSTGRES,
     reason="SQLite's own mechanics (WAL, its query plans); test_store_postgres.py has PostgreSQL's",
@@ -822,7 +822,10 @@ async def test_concurrent_migrations_across_processes(db_url: str) -> None:
 async def test_migrations_match_the_schema_module(db: TransactionRunner) -> None:
     await db.run_migrations()
     differences = await db.read(
-        lambda conn: compare_metadata(MigrationContext.configure(conn), schema.metadata)
+        lambda conn: compare_metadata(
+            MigrationContext.configure(conn, opts={"include_name": schema.described}),
+            schema.metadata,
+        )
     )
     assert differences == []
 

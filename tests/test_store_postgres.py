@@ -195,8 +195,15 @@ async def test_migrations_create_bigserial_keys_and_bytea_bodies(
         statement = "SELECT data_type FROM information_schema.sequences ORDER BY sequence_name"
         return [str(t) for t in conn.execute(text(statement)).scalars()]
 
+    def chunk_key(conn: Connection) -> Any:
+        return {c["name"]: c for c in inspect(conn).get_columns("vector_store_chunks")}["id"]
+
+    # Chunks have no `seq`: their own key is the BIGSERIAL (the rowid FTS5 needs on SQLite).
+    key = await db.read(chunk_key)
+    assert str(key["type"]) == "BIGINT"
+    assert str(key["default"]).startswith("nextval('vector_store_chunks_id_seq'")
     # A BIGSERIAL sequence is 64-bit, as the column is.
-    assert await db.read(sequence_types) == ["bigint"] * len(TABLES)
+    assert await db.read(sequence_types) == ["bigint"] * (len(TABLES) + 1)
 
 
 # Transactions
@@ -303,6 +310,7 @@ async def test_replicas_migrating_at_once_wait_for_each_other(
         "list_locks",
         "run_leases",
         "run_events",
+        "vector_store_chunks",
         *TABLES,
     }
     # Exactly one of them ran the revisions; the others found nothing to do.

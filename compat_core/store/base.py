@@ -11,7 +11,7 @@ import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Final, Generic, Literal, TypeVar
+from typing import Final, Generic, Literal, NamedTuple, TypeVar
 
 from compat_core.v1 import (
     assistants_pb2,
@@ -147,6 +147,28 @@ class StoredEvent:
     created_at: int
 
 
+class NewChunk(NamedTuple):
+    """One chunk of a file as ingestion cut it, to be stored for a vector store."""
+
+    # Its place among the file's chunks, from 0.
+    chunk_index: int
+    text: str
+    token_count: int
+
+
+class ChunkMatch(NamedTuple):
+    """A chunk a lexical search found, with the database's own score for it: SQLite's bm25
+    (negative, more negative is better) or PostgreSQL's ts_rank (positive, larger is better),
+    for `ranking.Hit.from_bm25` / `Hit.from_ts_rank` to put on one scale."""
+
+    chunk_id: int
+    vector_store_id: str
+    file_id: str
+    chunk_index: int
+    text: str
+    raw_score: float
+
+
 class LeaseLost(Exception):
     """The writer no longer holds the run's lease: another core executes it now."""
 
@@ -226,6 +248,31 @@ class Store(ABC):
     @abstractmethod
     async def delete_vector_store(self, store_id: str) -> bool:
         """Delete the vector store; False if it was unknown."""
+
+    # Chunks of vector store files (file_search)
+
+    @abstractmethod
+    async def add_chunks(
+        self, vector_store_id: str, file_id: str, chunks: Sequence[NewChunk], created_at: int
+    ) -> list[int]:
+        """Store a file's chunks for a vector store in one transaction; their IDs in index
+        order. A file's chunks are added once: a chunk index already stored for the file in
+        that store raises IntegrityError (re-ingesting deletes the file's chunks first)."""
+
+    @abstractmethod
+    async def delete_file_chunks(self, vector_store_id: str, file_id: str) -> int:
+        """Delete a file's chunks from a vector store; how many there were."""
+
+    @abstractmethod
+    async def delete_store_chunks(self, vector_store_id: str) -> int:
+        """Delete every chunk of a vector store; how many there were."""
+
+    @abstractmethod
+    async def search_chunks_lexical(
+        self, vector_store_ids: Collection[str], query: str, limit: int
+    ) -> list[ChunkMatch]:
+        """At most `limit` chunks of those vector stores that share words with `query`, best
+        first. Any text is a valid query: one with no word to search finds nothing."""
 
     # Threads
 

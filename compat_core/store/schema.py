@@ -23,6 +23,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 
@@ -156,6 +157,42 @@ vector_stores = Table(
     UniqueConstraint("id"),
     sqlite_autoincrement=True,
 )
+
+# The chunks of the files of vector stores, which file_search searches. `id` is the chunk's key
+# (the rowid on SQLite, which the FTS5 index is keyed by); AUTOINCREMENT so that an ID a search
+# returned never names another chunk later. The unique index also serves deleting a file's chunks
+# (its first two columns) and a whole store's (its first).
+vector_store_chunks = Table(
+    "vector_store_chunks",
+    metadata,
+    Column("id", SEQ_TYPE, primary_key=True, autoincrement=True),
+    Column("vector_store_id", ID_TYPE, nullable=False),
+    Column("file_id", ID_TYPE, nullable=False),
+    Column("chunk_index", Integer, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("token_count", Integer, nullable=False),
+    _created_at(),
+    UniqueConstraint("vector_store_id", "file_id", "chunk_index"),
+    sqlite_autoincrement=True,
+)
+
+# The full-text index over the chunks' text is each database's own (see migration 0006), so it
+# is not in `metadata`: the SQLite FTS5 table (and the shadow tables FTS5 keeps under names that
+# start with its own), and PostgreSQL's generated tsvector column and its GIN index.
+CHUNKS_FTS = "vector_store_chunks_fts"
+CHUNKS_TEXT_SEARCH = "text_search"
+CHUNKS_TEXT_SEARCH_INDEX = "ix_vector_store_chunks_text_search"
+
+
+def described(name: str | None, type_: str, parent_names: dict[str, str | None]) -> bool:
+    """Whether a database object is one `metadata` describes, not a dialect's own search index
+    (an `include_name` hook for Alembic's comparison of the schema with a database)."""
+    if type_ == "table":
+        return name is not None and not name.startswith(CHUNKS_FTS)
+    if type_ == "column" and parent_names.get("table_name") == vector_store_chunks.name:
+        return name != CHUNKS_TEXT_SEARCH
+    return name != CHUNKS_TEXT_SEARCH_INDEX
+
 
 # One row for each run that some core must be executing (queued, in_progress, cancelling): which
 # core does (`owner`, its replica ID; "" for none) and until when (unix milliseconds) unless it

@@ -53,13 +53,15 @@ from sqlalchemy import (
     select,
 )
 
-from compat_core.store import prepared, schema, sql_claims, sql_events
+from compat_core.store import prepared, schema, sql_chunks, sql_claims, sql_events
 from compat_core.store.base import (
     ACTIVE_RUN_STATUSES,
     EXECUTING_RUN_STATUSES,
+    ChunkMatch,
     CursorNotFound,
     Lease,
     LeaseRenewal,
+    NewChunk,
     Page,
     PageQuery,
     Store,
@@ -831,6 +833,30 @@ class SqlStore(Store):
 
     async def delete_vector_store(self, store_id: str) -> bool:
         return await self._db.write(lambda conn: _delete(conn, _VECTOR_STORES, store_id))
+
+    # Chunks of vector store files
+
+    async def add_chunks(
+        self, vector_store_id: str, file_id: str, chunks: Sequence[NewChunk], created_at: int
+    ) -> list[int]:
+        return await self._db.write(
+            lambda conn: sql_chunks.add(conn, vector_store_id, file_id, chunks, created_at)
+        )
+
+    async def delete_file_chunks(self, vector_store_id: str, file_id: str) -> int:
+        return await self._db.write(
+            lambda conn: sql_chunks.delete_file(conn, vector_store_id, file_id)
+        )
+
+    async def delete_store_chunks(self, vector_store_id: str) -> int:
+        return await self._db.write(lambda conn: sql_chunks.delete_store(conn, vector_store_id))
+
+    async def search_chunks_lexical(
+        self, vector_store_ids: Collection[str], query: str, limit: int
+    ) -> list[ChunkMatch]:
+        return await self._db.read(
+            lambda conn: sql_chunks.search_lexical(conn, vector_store_ids, query, limit)
+        )
 
     # Threads
 
