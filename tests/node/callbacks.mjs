@@ -102,11 +102,14 @@ async function observe(stream, onText) {
 }
 
 async function streamOne(entry) {
+  // Progress on stderr: what a test that times out shows of where the script waited.
+  console.error(`${entry.name}: streaming`);
   const runs = client.beta.threads.runs;
   let cancelling = null;
   const stream = runs.stream(entry.threadId, { assistant_id: entry.assistantId });
   const onText = (text) => {
     if (entry.cancelAtText !== undefined && text === entry.cancelAtText && cancelling === null) {
+      console.error(`${entry.name}: cancelling at ${JSON.stringify(text)}`);
       cancelling = runs.cancel(stream.currentRun().id, { thread_id: entry.threadId });
     }
   };
@@ -115,6 +118,7 @@ async function streamOne(entry) {
   if (cancelling !== null) {
     result.cancelAnswer = (await cancelling).status;
   }
+  console.error(`${entry.name}: stream ended, run ${run.status}`);
   if (entry.submitOutputs && run.status === 'requires_action') {
     const calls = run.required_action.submit_tool_outputs.tool_calls;
     const resumed = runs.submitToolOutputsStream(run.id, {

@@ -86,15 +86,20 @@ def run_script(
     would steer it, plus `env`."""
     environment = {k: v for k, v in os.environ.items() if k not in STEERING_VARIABLES}
     environment.update({"NO_COLOR": "1", **(env or {})})
-    result = subprocess.run(
-        [node, str(NODE_DIR / script), *args],
-        cwd=NODE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        env=environment,
-        check=False,
-    )
+    try:
+        result = subprocess.run(
+            [node, str(NODE_DIR / script), *args],
+            cwd=NODE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT,
+            env=environment,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        # What the script said on stderr so far tells where it waited.
+        said = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        pytest.fail(f"{script} did not finish within {RUN_TIMEOUT:.0f} s; its stderr:\n{said}")
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     assert lines, f"{script} printed nothing (exit {result.returncode}):\n{result.stderr}"
     output = json.loads(lines[-1])
