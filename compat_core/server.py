@@ -22,6 +22,7 @@ from compat_core.models import BUILTIN, ModelRegistry
 from compat_core.providers.base import ChatProvider
 from compat_core.providers.builtin import EchoProvider
 from compat_core.providers.upstream import UpstreamProvider
+from compat_core.retrieval.ingestion import Ingestion
 from compat_core.services.access import AccessService
 from compat_core.services.assistants import AssistantsService
 from compat_core.services.files import FilesService
@@ -30,6 +31,7 @@ from compat_core.services.models import ModelsService
 from compat_core.services.references import References
 from compat_core.services.runs import RunsService
 from compat_core.services.threads import ThreadsService
+from compat_core.services.vector_store_files import VectorStoreFiles
 from compat_core.services.vector_stores import VectorStoresService
 from compat_core.startup import check_files_dir, check_listenable, database_errors
 from compat_core.store import BlobStore, create_store
@@ -90,6 +92,7 @@ class CoreServer:
         self._health: health.aio.HealthServicer | None = None
         self._engine: RunEngine | None = None
         self._sweeper: Sweeper | None = None
+        self._ingestion: Ingestion | None = None
         self.metrics = CoreMetrics()
         self.port = 0
 
@@ -130,6 +133,7 @@ class CoreServer:
         threads = ThreadsService(store, references)
         guarded(threads, THREADS)
         guarded(MessagesService(store, references), MESSAGES)
+        replica_id = settings.replica_id or new_replica_id()
         hub = RunEventHub(settings.event_log_max_bytes)
         hub.on_finished = metrics.run_finished
         engine = self._engine = RunEngine(
@@ -143,7 +147,7 @@ class CoreServer:
                 },
                 tools=self.tools,
                 requires_action_timeout=settings.requires_action_timeout_seconds,
-                replica_id=settings.replica_id or new_replica_id(),
+                replica_id=replica_id,
                 lease_seconds=settings.run_lease_seconds,
             )
         )
@@ -152,7 +156,13 @@ class CoreServer:
         metrics.event_log_bytes.set_function(lambda: hub.bytes)
         metrics.store_pending.set_function(store.pending_transactions)
         guarded(FilesService(store, blobs, settings.max_upload_bytes), FILES)
-        guarded(VectorStoresService(store), VECTOR_STORES)
+        ingestion = self._ingestion = Ingestion(
+            store, blobs, replica_id, settings.run_lease_seconds
+        )
+        guarded(
+            VectorStoresService(store, VectorStoreFiles(store, blobs, ingestion.wake)),
+            VECTOR_STORES,
+        )
         guarded(ModelsService(self.models), MODELS)
         guarded(AccessService(), ACCESS)
 
@@ -174,6 +184,7 @@ class CoreServer:
         await server.start()
         self._server = server
         await self._engine.start()
+        await ingestion.start()
         log.info("core serving gRPC on %s:%d", bind_host, self.port)
         return self.port
 
@@ -184,6 +195,9 @@ class CoreServer:
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
+        if self._ingestion is not None:
+            await self._ingestion.stop()
+            self._ingestion = None
         if self._engine is not None:
             await self._engine.stop()
             self._engine = None

@@ -53,7 +53,16 @@ pytestmark = pytest.mark.skipif(
 T = TypeVar("T")
 
 WAIT_SECONDS = 30.0
-TABLES = ("assistants", "threads", "messages", "runs", "run_steps", "files", "vector_stores")
+TABLES = (
+    "assistants",
+    "threads",
+    "messages",
+    "runs",
+    "run_steps",
+    "files",
+    "vector_stores",
+    "vector_store_files",
+)
 IN_PROGRESS = runs_pb2.RUN_STATUS_IN_PROGRESS
 CANCELLING = runs_pb2.RUN_STATUS_CANCELLING
 

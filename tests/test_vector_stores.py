@@ -1,11 +1,13 @@
 """Vector stores over HTTP with the official SDK and over gRPC: the store objects themselves.
 
-Their files, file batches and search are not built yet: those paths answer 501, never a 404
-that would read as "no such store", and never a status the SDK retries.
+Their file batches and search are not built yet: those paths answer 501, never a 404 that
+would read as "no such store", and never a status the SDK retries. Their files are
+`test_vector_store_files`' subject.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -16,8 +18,9 @@ from harness.grpc_client import GrpcClient, rich_error
 from harness.server import ServerThread
 from openai.types import VectorStore
 
+from compat_core.services.vector_store_files import VectorStoreFiles
 from compat_core.services.vector_stores import VectorStoresService
-from compat_core.store import SqlStore
+from compat_core.store import BlobStore, SqlStore
 from compat_core.v1 import vector_stores_pb2
 
 DAY = 86_400
@@ -211,22 +214,26 @@ def test_expires_after_bounds_are_accepted(client: openai.OpenAI) -> None:
         assert created.expires_at == active(created) + days * DAY
 
 
-def test_files_on_create_are_refused_until_implemented(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError) as info:
-        client.vector_stores.create(file_ids=["file-abc"])
-    assert_api_error(info.value, 400, "invalid_request_error", param="file_ids")
-    assert "not implemented yet" in info.value.message
-    with pytest.raises(openai.BadRequestError) as info:
-        client.vector_stores.create(chunking_strategy={"type": "auto"})
-    assert_api_error(info.value, 400, "invalid_request_error", param="chunking_strategy")
+def test_file_ids_and_chunking_on_create_are_checked(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.vector_stores.create(name="never", file_ids=["file-abc"])
+    assert_api_error(missing.value, 404, "invalid_request_error", param="file_ids")
+    newest = client.vector_stores.list(limit=1).data
+    assert all(v.name != "never" for v in newest), "a refused create leaves no store behind"
     with pytest.raises(openai.BadRequestError) as info:
         client.vector_stores.create(
             chunking_strategy={
                 "type": "static",
-                "static": {"max_chunk_size_tokens": 800, "chunk_overlap_tokens": 400},
+                "static": {"max_chunk_size_tokens": 50, "chunk_overlap_tokens": 10},
             }
         )
-    assert_api_error(info.value, 400, "invalid_request_error", param="chunking_strategy")
+    assert_api_error(
+        info.value,
+        400,
+        "invalid_request_error",
+        param="chunking_strategy.static.max_chunk_size_tokens",
+    )
+    assert client.vector_stores.create(chunking_strategy={"type": "auto"}).status == "completed"
 
 
 def test_unknown_fields_are_refused(client: openai.OpenAI) -> None:
@@ -239,13 +246,11 @@ def test_unknown_fields_are_refused(client: openai.OpenAI) -> None:
     assert_api_error(info.value, 400, "invalid_request_error", param="description")
 
 
-def test_files_batches_and_search_are_501(client: openai.OpenAI) -> None:
+def test_file_batches_and_search_are_501(client: openai.OpenAI) -> None:
     store_id = client.vector_stores.create().id
     calls = (
-        lambda: client.vector_stores.files.list(store_id),
-        lambda: client.vector_stores.files.create(store_id, file_id="file-abc"),
-        lambda: client.vector_stores.files.delete("file-abc", vector_store_id=store_id),
         lambda: client.vector_stores.file_batches.create(store_id, file_ids=["file-abc"]),
+        lambda: client.vector_stores.file_batches.retrieve("vsfb_1", vector_store_id=store_id),
         lambda: client.vector_stores.search(store_id, query="hello"),
     )
     for call in calls:
@@ -258,7 +263,7 @@ def test_files_batches_and_search_are_501(client: openai.OpenAI) -> None:
 def test_501_is_never_retried(session_server: ServerThread, make_http: MakeHttp) -> None:
     http = make_http(session_server)
     for method, path in (
-        ("GET", "/v1/vector_stores/vs_any/files"),
+        ("GET", "/v1/vector_stores/vs_any/file_batches/vsfb_1"),
         ("POST", "/v1/vector_stores/vs_any/search"),
         ("GET", "/v1/vector_stores/vs_any/file_batches/vsfb_1/files"),
     ):
@@ -270,11 +275,10 @@ def test_501_is_never_retried(session_server: ServerThread, make_http: MakeHttp)
 
 def test_a_keyless_501_path_is_401_first(auth_server: ServerThread, make_http: MakeHttp) -> None:
     http = make_http(auth_server)
-    response = http.get("/v1/vector_stores/vs_any/files", headers={"Authorization": ""})
+    path = "/v1/vector_stores/vs_any/file_batches/vsfb_1"
+    response = http.get(path, headers={"Authorization": ""})
     assert response.status_code == 401, response.text
-    keyed = http.get(
-        "/v1/vector_stores/vs_any/files", headers={"Authorization": f"Bearer {API_KEY}"}
-    )
+    keyed = http.get(path, headers={"Authorization": f"Bearer {API_KEY}"})
     assert keyed.status_code == 501, keyed.text
 
 
@@ -331,14 +335,13 @@ def test_update_mask_outside_the_updatable_fields_is_refused(grpc_client: GrpcCl
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_file_ids_over_grpc_are_invalid_with_details(grpc_client: GrpcClient) -> None:
+def test_unknown_file_ids_over_grpc_are_not_found(grpc_client: GrpcClient) -> None:
     with pytest.raises(grpc.RpcError) as info:
         grpc_client.vector_stores.CreateVectorStore(
             vector_stores_pb2.CreateVectorStoreRequest(file_ids=["file-abc"])
         )
-    error = rich_error(info.value)
-    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
-    assert [v.field for v in error.violations] == ["file_ids"]
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    assert rich_error(info.value).code == grpc.StatusCode.NOT_FOUND
 
 
 # Activity and expiry, on the service and a real store (no waiting on the clock)
@@ -365,8 +368,15 @@ async def _aged(store: SqlStore, service: VectorStoresService, days: int, age: i
     return created.id
 
 
-async def test_get_marks_the_store_active_and_moves_its_expiry(store: SqlStore) -> None:
-    service = VectorStoresService(store)
+def _service(store: SqlStore, files_dir: Path) -> VectorStoresService:
+    """The servicer alone; nothing here adds files, so nothing needs waking."""
+    return VectorStoresService(store, VectorStoreFiles(store, BlobStore(files_dir), lambda: None))
+
+
+async def test_get_marks_the_store_active_and_moves_its_expiry(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    service = _service(store, tmp_path)
     clock = Clock()
     store_id = await _aged(store, service, days=1, age=3600)
     fetched = await service.GetVectorStore(
@@ -379,8 +389,10 @@ async def test_get_marks_the_store_active_and_moves_its_expiry(store: SqlStore) 
     assert stored.last_active_at == fetched.last_active_at, "the activity is written, not shown"
 
 
-async def test_a_store_past_its_expiry_is_expired_and_stays_so(store: SqlStore) -> None:
-    service = VectorStoresService(store)
+async def test_a_store_past_its_expiry_is_expired_and_stays_so(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    service = _service(store, tmp_path)
     store_id = await _aged(store, service, days=1, age=DAY + 10)
     listed = await service.ListVectorStores(vector_stores_pb2.ListVectorStoresRequest(), None)
     assert [v.status for v in listed.data] == [vector_stores_pb2.VECTOR_STORE_STATUS_EXPIRED]

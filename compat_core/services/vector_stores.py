@@ -1,8 +1,8 @@
 """VectorStoresService: create, read, list, update and delete vector stores.
 
-Only the stores themselves exist so far: a store holds no files yet, so it is always
-`completed` with zero counts, and what would add files on create is refused rather than
-dropped, so that a client never believes its files were indexed.
+The stores themselves are checked here; their files are `VectorStoreFiles`' job, which
+this servicer hands the file RPCs to. A store's `file_counts`, `usage_bytes` and status are
+kept by the store layer from its files, in the transaction that changes them.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any, Final
 
 from compat_core import errors, ids, validation
 from compat_core.services.support import apply_mask, cursor_error, list_response, mask_paths, now
+from compat_core.services.vector_store_files import VectorStoreFiles, strategy_of
 from compat_core.store.base import CursorNotFound, Store
 from compat_core.v1 import common_pb2, vector_stores_pb2, vector_stores_pb2_grpc
 
@@ -22,27 +23,19 @@ ANCHOR: Final = "last_active_at"
 MIN_DAYS: Final = 1
 MAX_DAYS: Final = 365
 _DAY_SECONDS: Final = 86_400
-_NOT_YET: Final = (
-    "Files in vector stores are not implemented yet on this server: create the vector store "
-    "without '{}', then add files once that is supported."
-)
 
 
 class VectorStoresService(vector_stores_pb2_grpc.VectorStoresServiceServicer):
     """Checks happen here, storage in the store; reading or changing a store marks it active."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, files: VectorStoreFiles) -> None:
         self._store = store
+        self._files = files
 
     async def CreateVectorStore(
         self, request: vector_stores_pb2.CreateVectorStoreRequest, context: Any
     ) -> VectorStore:
-        if request.file_ids:
-            raise errors.invalid(_NOT_YET.format("file_ids"), "file_ids", "unsupported_parameter")
-        if request.HasField("chunking_strategy"):
-            raise errors.invalid(
-                _NOT_YET.format("chunking_strategy"), "chunking_strategy", "unsupported_parameter"
-            )
+        strategy_of(request.chunking_strategy)
         given = request.vector_store
         _check(given)
         if given.HasField("description"):
@@ -63,6 +56,18 @@ class VectorStoresService(vector_stores_pb2_grpc.VectorStoresServiceServicer):
             store.description = given.description
         _touch(store, created)
         await self._store.create_vector_store(store)
+        if request.file_ids:
+            try:
+                await self._files.add(
+                    store.id, request.file_ids, request.chunking_strategy, {}, "file_ids"
+                )
+            except errors.ApiError:
+                # Nothing is created when a file is refused: the store goes with it.
+                await self._store.delete_vector_store(store.id)
+                raise
+            found = await self._store.get_vector_store(store.id)
+            if found is not None:
+                return found
         return store
 
     async def GetVectorStore(
@@ -120,6 +125,47 @@ class VectorStoresService(vector_stores_pb2_grpc.VectorStoresServiceServicer):
         if not await self._store.delete_vector_store(request.vector_store_id):
             raise _missing(request.vector_store_id)
         return common_pb2.DeletionStatus(id=request.vector_store_id, deleted=True)
+
+    async def CreateVectorStoreFile(
+        self, request: vector_stores_pb2.CreateVectorStoreFileRequest, context: Any
+    ) -> vector_stores_pb2.VectorStoreFile:
+        validation.required_id(request.vector_store_id, "vector_store_id")
+        validation.required_id(request.file_id, "file_id")
+        added = await self._files.add(
+            request.vector_store_id,
+            [request.file_id],
+            request.chunking_strategy,
+            request.attributes,
+            "file_id",
+        )
+        if added is None:
+            raise _missing(request.vector_store_id)
+        return added[0]
+
+    async def GetVectorStoreFile(
+        self, request: vector_stores_pb2.GetVectorStoreFileRequest, context: Any
+    ) -> vector_stores_pb2.VectorStoreFile:
+        return await self._files.get(request.vector_store_id, request.file_id)
+
+    async def ListVectorStoreFiles(
+        self, request: vector_stores_pb2.ListVectorStoreFilesRequest, context: Any
+    ) -> vector_stores_pb2.ListVectorStoreFilesResponse:
+        return await self._files.list(request)
+
+    async def UpdateVectorStoreFileAttributes(
+        self, request: vector_stores_pb2.UpdateVectorStoreFileAttributesRequest, context: Any
+    ) -> vector_stores_pb2.VectorStoreFile:
+        return await self._files.update(request)
+
+    async def DeleteVectorStoreFile(
+        self, request: vector_stores_pb2.DeleteVectorStoreFileRequest, context: Any
+    ) -> common_pb2.DeletionStatus:
+        return await self._files.delete(request.vector_store_id, request.file_id)
+
+    async def GetVectorStoreFileContent(
+        self, request: vector_stores_pb2.GetVectorStoreFileContentRequest, context: Any
+    ) -> vector_stores_pb2.VectorStoreFileContent:
+        return await self._files.content(request.vector_store_id, request.file_id)
 
 
 def _check(store: VectorStore) -> None:

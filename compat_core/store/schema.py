@@ -158,6 +158,27 @@ vector_stores = Table(
     sqlite_autoincrement=True,
 )
 
+# The files of vector stores (migration 0007): `id` is the file's ID, unique within its store;
+# `status` and `usage_bytes` copy the body's so that a store's counts are one aggregate; the
+# lease columns say which core is ingesting an `in_progress` file and until when (unix ms).
+vector_store_files = Table(
+    "vector_store_files",
+    metadata,
+    _seq(),
+    _id(),
+    Column("vector_store_id", ID_TYPE, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("usage_bytes", BigInteger, nullable=False),
+    _created_at(),
+    _body(),
+    Column("claimed_by", String(128), server_default="", nullable=False),
+    Column("lease_expires_at_ms", BigInteger, server_default="0", nullable=False),
+    UniqueConstraint("vector_store_id", "id"),
+    Index(None, "vector_store_id", "seq"),
+    Index(None, "status", "lease_expires_at_ms"),
+    sqlite_autoincrement=True,
+)
+
 # The chunks of the files of vector stores, which file_search searches. `id` is the chunk's key
 # (the rowid on SQLite, which the FTS5 index is keyed by); AUTOINCREMENT so that an ID a search
 # returned never names another chunk later. The unique index also serves deleting a file's chunks

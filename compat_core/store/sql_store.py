@@ -53,7 +53,14 @@ from sqlalchemy import (
     select,
 )
 
-from compat_core.store import prepared, schema, sql_chunks, sql_claims, sql_events
+from compat_core.store import (
+    prepared,
+    schema,
+    sql_chunks,
+    sql_claims,
+    sql_events,
+    sql_vector_files,
+)
 from compat_core.store.base import (
     ACTIVE_RUN_STATUSES,
     EXECUTING_RUN_STATUSES,
@@ -152,6 +159,13 @@ _VECTOR_STORES = _Kind(
     _vector_store_columns,
     ("id",),
     (),
+)
+_VECTOR_STORE_FILES = _Kind(
+    schema.vector_store_files,
+    vector_stores_pb2.VectorStoreFile.FromString,
+    sql_vector_files.columns,
+    ("id", "vector_store_id", "status", "usage_bytes"),
+    ("vector_store_id",),
 )
 _THREADS = _Kind(schema.threads, threads_pb2.Thread.FromString, _thread_columns, ("id",), None)
 _MESSAGES = _Kind(
@@ -832,7 +846,75 @@ class SqlStore(Store):
         return await self._db.write(lambda conn: _update(conn, _VECTOR_STORES, store_id, mutate))
 
     async def delete_vector_store(self, store_id: str) -> bool:
-        return await self._db.write(lambda conn: _delete(conn, _VECTOR_STORES, store_id))
+        def delete(conn: Connection) -> bool:
+            sql_vector_files.delete_store(conn, store_id)
+            return _delete(conn, _VECTOR_STORES, store_id)
+
+        return await self._db.write(delete)
+
+    # Files of vector stores
+
+    async def add_vector_store_files(
+        self, vector_store_id: str, files: Sequence[vector_stores_pb2.VectorStoreFile]
+    ) -> list[vector_stores_pb2.VectorStoreFile] | None:
+        return await self._db.write(lambda conn: sql_vector_files.add(conn, vector_store_id, files))
+
+    async def get_vector_store_file(
+        self, vector_store_id: str, file_id: str
+    ) -> vector_stores_pb2.VectorStoreFile | None:
+        return await self._lookup(
+            lambda conn: _get(conn, _VECTOR_STORE_FILES, file_id, vector_store_id=vector_store_id)
+        )
+
+    async def list_vector_store_files(
+        self, vector_store_id: str, query: PageQuery, status: int
+    ) -> Page[vector_stores_pb2.VectorStoreFile]:
+        filters = {"status": status} if status else None
+        scope = {"vector_store_id": vector_store_id}
+        return await self._lookup(
+            lambda conn: _page(conn, _VECTOR_STORE_FILES, query, scope, filters)  # type: ignore[arg-type]
+        )
+
+    async def update_vector_store_file(
+        self,
+        vector_store_id: str,
+        file_id: str,
+        mutate: Callable[[vector_stores_pb2.VectorStoreFile], None],
+    ) -> vector_stores_pb2.VectorStoreFile | None:
+        return await self._db.write(
+            lambda conn: _update(
+                conn, _VECTOR_STORE_FILES, file_id, mutate, vector_store_id=vector_store_id
+            )
+        )
+
+    async def delete_vector_store_file(self, vector_store_id: str, file_id: str) -> bool:
+        return await self._db.write(
+            lambda conn: sql_vector_files.delete(conn, vector_store_id, file_id)
+        )
+
+    async def claim_vector_store_files(
+        self, owner: str, now_ms: int, expires_at_ms: int, limit: int
+    ) -> list[vector_stores_pb2.VectorStoreFile]:
+        return await self._db.write(
+            lambda conn: sql_vector_files.claim(conn, owner, now_ms, expires_at_ms, limit)
+        )
+
+    async def renew_vector_store_files(self, owner: str, expires_at_ms: int) -> None:
+        await self._db.write(lambda conn: sql_vector_files.renew(conn, owner, expires_at_ms))
+
+    async def release_vector_store_files(self, owner: str) -> None:
+        await self._db.write(lambda conn: sql_vector_files.release(conn, owner))
+
+    async def finish_vector_store_file(
+        self,
+        owner: str,
+        outcome: vector_stores_pb2.VectorStoreFile,
+        chunks: Sequence[NewChunk],
+        created_at: int,
+    ) -> bool:
+        return await self._db.write(
+            lambda conn: sql_vector_files.finish(conn, owner, outcome, chunks, created_at)
+        )
 
     # Chunks of vector store files
 

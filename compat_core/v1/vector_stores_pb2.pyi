@@ -49,6 +49,38 @@ VECTOR_STORE_STATUS_COMPLETED: VectorStoreStatus.ValueType  # 3
 """Every file of the store is processed: the store is ready for use."""
 Global___VectorStoreStatus: _TypeAlias = VectorStoreStatus  # noqa: Y015
 
+class _VectorStoreFileStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _VectorStoreFileStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_VectorStoreFileStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    VECTOR_STORE_FILE_STATUS_UNSPECIFIED: _VectorStoreFileStatus.ValueType  # 0
+    """Not set; never answered by the server."""
+    VECTOR_STORE_FILE_STATUS_IN_PROGRESS: _VectorStoreFileStatus.ValueType  # 1
+    """The file is waiting for, or going through, extraction and chunking."""
+    VECTOR_STORE_FILE_STATUS_COMPLETED: _VectorStoreFileStatus.ValueType  # 2
+    """The file's chunks are stored and searchable."""
+    VECTOR_STORE_FILE_STATUS_CANCELLED: _VectorStoreFileStatus.ValueType  # 3
+    """Processing was cancelled before it ended."""
+    VECTOR_STORE_FILE_STATUS_FAILED: _VectorStoreFileStatus.ValueType  # 4
+    """Processing failed; `last_error` says why."""
+
+class VectorStoreFileStatus(_VectorStoreFileStatus, metaclass=_VectorStoreFileStatusEnumTypeWrapper):
+    """The state of a file of a vector store."""
+
+VECTOR_STORE_FILE_STATUS_UNSPECIFIED: VectorStoreFileStatus.ValueType  # 0
+"""Not set; never answered by the server."""
+VECTOR_STORE_FILE_STATUS_IN_PROGRESS: VectorStoreFileStatus.ValueType  # 1
+"""The file is waiting for, or going through, extraction and chunking."""
+VECTOR_STORE_FILE_STATUS_COMPLETED: VectorStoreFileStatus.ValueType  # 2
+"""The file's chunks are stored and searchable."""
+VECTOR_STORE_FILE_STATUS_CANCELLED: VectorStoreFileStatus.ValueType  # 3
+"""Processing was cancelled before it ended."""
+VECTOR_STORE_FILE_STATUS_FAILED: VectorStoreFileStatus.ValueType  # 4
+"""Processing failed; `last_error` says why."""
+Global___VectorStoreFileStatus: _TypeAlias = VectorStoreFileStatus  # noqa: Y015
+
 @_typing.final
 class VectorStore(_message.Message):
     """A vector store (OpenAI's `vector_store` object)."""
@@ -310,15 +342,13 @@ class CreateVectorStoreRequest(_message.Message):
 
     @_builtins.property
     def file_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """IDs of files (`file-…`) to add to the new store, at most 500. Adding files is not
-        implemented yet: any ID is refused with INVALID_ARGUMENT.
+        """IDs of files (`file-…`) to add to the new store, at most 500. NOT_FOUND names the first
+        that is unknown; nothing is created then.
         """
 
     @_builtins.property
     def chunking_strategy(self) -> Global___ChunkingStrategy:
-        """How to chunk `file_ids`. Unset means `auto`. Not implemented yet: a set strategy is
-        refused with INVALID_ARGUMENT.
-        """
+        """How to chunk `file_ids`. Unset means `auto`."""
 
     def __init__(
         self,
@@ -486,3 +516,436 @@ class DeleteVectorStoreRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteVectorStoreRequest: _TypeAlias = DeleteVectorStoreRequest  # noqa: Y015
+
+@_typing.final
+class VectorStoreFile(_message.Message):
+    """A file of a vector store (OpenAI's `vector_store.file` object)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class AttributesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___VectorStoreFileAttribute: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___VectorStoreFileAttribute | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    ID_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    VECTOR_STORE_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    USAGE_BYTES_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    CHUNKING_STRATEGY_FIELD_NUMBER: _builtins.int
+    ATTRIBUTES_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The file's ID in the Files API (`file-…`)."""
+    created_at: _builtins.int
+    """When the file was added to the store, in unix seconds."""
+    vector_store_id: _builtins.str
+    """The ID of the vector store the file belongs to."""
+    status: Global___VectorStoreFileStatus.ValueType
+    """How far processing the file has got."""
+    usage_bytes: _builtins.int
+    """The bytes of text the file contributes to the store once processed; 0 before that."""
+    @_builtins.property
+    def last_error(self) -> Global___VectorStoreFileError:
+        """Why processing failed. Set only when `status` is FAILED."""
+
+    @_builtins.property
+    def chunking_strategy(self) -> Global___ChunkingStrategy:
+        """How the file is split into chunks. Always set on a stored file (`auto` unless a static
+        strategy was asked for).
+        """
+
+    @_builtins.property
+    def attributes(self) -> _containers.MessageMap[_builtins.str, Global___VectorStoreFileAttribute]:
+        """Up to 16 attributes for filtering searches; keys at most 64 characters, string values at
+        most 512.
+        """
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        created_at: _builtins.int = ...,
+        vector_store_id: _builtins.str = ...,
+        status: Global___VectorStoreFileStatus.ValueType = ...,
+        usage_bytes: _builtins.int = ...,
+        last_error: Global___VectorStoreFileError | None = ...,
+        chunking_strategy: Global___ChunkingStrategy | None = ...,
+        attributes: _abc.Mapping[_builtins.str, Global___VectorStoreFileAttribute] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunking_strategy", b"chunking_strategy", "last_error", b"last_error"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "chunking_strategy", b"chunking_strategy", "created_at", b"created_at", "id", b"id", "last_error", b"last_error", "status", b"status", "usage_bytes", b"usage_bytes", "vector_store_id", b"vector_store_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VectorStoreFile: _TypeAlias = VectorStoreFile  # noqa: Y015
+
+@_typing.final
+class VectorStoreFileError(_message.Message):
+    """Why processing a file of a vector store failed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """OpenAI's code: `server_error`, `unsupported_file` or `invalid_file`."""
+    message: _builtins.str
+    """A human-readable description."""
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VectorStoreFileError: _TypeAlias = VectorStoreFileError  # noqa: Y015
+
+@_typing.final
+class VectorStoreFileAttribute(_message.Message):
+    """One attribute value: a string, a number or a boolean, as in OpenAI's JSON."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STRING_VALUE_FIELD_NUMBER: _builtins.int
+    NUMBER_VALUE_FIELD_NUMBER: _builtins.int
+    BOOL_VALUE_FIELD_NUMBER: _builtins.int
+    string_value: _builtins.str
+    """A string of at most 512 characters."""
+    number_value: _builtins.float
+    """A number."""
+    bool_value: _builtins.bool
+    """A boolean."""
+    def __init__(
+        self,
+        *,
+        string_value: _builtins.str = ...,
+        number_value: _builtins.float = ...,
+        bool_value: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bool_value", b"bool_value", "number_value", b"number_value", "string_value", b"string_value", "value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bool_value", b"bool_value", "number_value", b"number_value", "string_value", b"string_value", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_value: _TypeAlias = _typing.Literal["string_value", "number_value", "bool_value"]  # noqa: Y015
+    _WhichOneofArgType_value: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_value) -> _WhichOneofReturnType_value | None: ...
+
+Global___VectorStoreFileAttribute: _TypeAlias = VectorStoreFileAttribute  # noqa: Y015
+
+@_typing.final
+class CreateVectorStoreFileRequest(_message.Message):
+    """Request of `CreateVectorStoreFile`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class AttributesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___VectorStoreFileAttribute: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___VectorStoreFileAttribute | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    VECTOR_STORE_ID_FIELD_NUMBER: _builtins.int
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    CHUNKING_STRATEGY_FIELD_NUMBER: _builtins.int
+    ATTRIBUTES_FIELD_NUMBER: _builtins.int
+    vector_store_id: _builtins.str
+    """The vector store to add the file to."""
+    file_id: _builtins.str
+    """The uploaded file to add (`file-…`)."""
+    @_builtins.property
+    def chunking_strategy(self) -> Global___ChunkingStrategy:
+        """How to chunk the file. Unset means `auto`."""
+
+    @_builtins.property
+    def attributes(self) -> _containers.MessageMap[_builtins.str, Global___VectorStoreFileAttribute]:
+        """Attributes of the file, as `VectorStoreFile.attributes`."""
+
+    def __init__(
+        self,
+        *,
+        vector_store_id: _builtins.str = ...,
+        file_id: _builtins.str = ...,
+        chunking_strategy: Global___ChunkingStrategy | None = ...,
+        attributes: _abc.Mapping[_builtins.str, Global___VectorStoreFileAttribute] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunking_strategy", b"chunking_strategy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "chunking_strategy", b"chunking_strategy", "file_id", b"file_id", "vector_store_id", b"vector_store_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateVectorStoreFileRequest: _TypeAlias = CreateVectorStoreFileRequest  # noqa: Y015
+
+@_typing.final
+class GetVectorStoreFileRequest(_message.Message):
+    """Request of `GetVectorStoreFile`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VECTOR_STORE_ID_FIELD_NUMBER: _builtins.int
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    vector_store_id: _builtins.str
+    """The vector store's ID."""
+    file_id: _builtins.str
+    """The file's ID."""
+    def __init__(
+        self,
+        *,
+        vector_store_id: _builtins.str = ...,
+        file_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_id", b"file_id", "vector_store_id", b"vector_store_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetVectorStoreFileRequest: _TypeAlias = GetVectorStoreFileRequest  # noqa: Y015
+
+@_typing.final
+class ListVectorStoreFilesRequest(_message.Message):
+    """Request of `ListVectorStoreFiles`. Paging as in `ListVectorStoresRequest`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VECTOR_STORE_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    BEFORE_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    vector_store_id: _builtins.str
+    """The vector store's ID."""
+    limit: _builtins.int
+    """How many to return, 1 to 100. Unset means 20."""
+    order: _common_pb2.SortOrder.ValueType
+    """Sort order by the time files were added. Unset means newest first."""
+    after: _builtins.str
+    """Return objects that come after this ID in `order`. Empty for none."""
+    before: _builtins.str
+    """Return objects that come before this ID in `order`. Empty for none."""
+    filter: Global___VectorStoreFileStatus.ValueType
+    """Only files in this state; UNSPECIFIED for all of them."""
+    def __init__(
+        self,
+        *,
+        vector_store_id: _builtins.str = ...,
+        limit: _builtins.int | None = ...,
+        order: _common_pb2.SortOrder.ValueType = ...,
+        after: _builtins.str = ...,
+        before: _builtins.str = ...,
+        filter: Global___VectorStoreFileStatus.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "limit", b"limit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "after", b"after", "before", b"before", "filter", b"filter", "limit", b"limit", "order", b"order", "vector_store_id", b"vector_store_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
+    _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__limit) -> _WhichOneofReturnType__limit | None: ...
+
+Global___ListVectorStoreFilesRequest: _TypeAlias = ListVectorStoreFilesRequest  # noqa: Y015
+
+@_typing.final
+class ListVectorStoreFilesResponse(_message.Message):
+    """Response of `ListVectorStoreFiles`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    FIRST_ID_FIELD_NUMBER: _builtins.int
+    LAST_ID_FIELD_NUMBER: _builtins.int
+    HAS_MORE_FIELD_NUMBER: _builtins.int
+    first_id: _builtins.str
+    """ID of the first object of the page; empty when the page is empty."""
+    last_id: _builtins.str
+    """ID of the last object of the page; empty when the page is empty."""
+    has_more: _builtins.bool
+    """True when more objects lie beyond the page, as in `ListVectorStoresResponse`."""
+    @_builtins.property
+    def data(self) -> _containers.RepeatedCompositeFieldContainer[Global___VectorStoreFile]:
+        """The page, in the requested order."""
+
+    def __init__(
+        self,
+        *,
+        data: _abc.Iterable[Global___VectorStoreFile] | None = ...,
+        first_id: _builtins.str = ...,
+        last_id: _builtins.str = ...,
+        has_more: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "first_id", b"first_id", "has_more", b"has_more", "last_id", b"last_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListVectorStoreFilesResponse: _TypeAlias = ListVectorStoreFilesResponse  # noqa: Y015
+
+@_typing.final
+class UpdateVectorStoreFileAttributesRequest(_message.Message):
+    """Request of `UpdateVectorStoreFileAttributes`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class AttributesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___VectorStoreFileAttribute: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___VectorStoreFileAttribute | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    VECTOR_STORE_ID_FIELD_NUMBER: _builtins.int
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    ATTRIBUTES_FIELD_NUMBER: _builtins.int
+    vector_store_id: _builtins.str
+    """The vector store's ID."""
+    file_id: _builtins.str
+    """The file's ID."""
+    @_builtins.property
+    def attributes(self) -> _containers.MessageMap[_builtins.str, Global___VectorStoreFileAttribute]:
+        """The new attributes; they replace all of the old ones."""
+
+    def __init__(
+        self,
+        *,
+        vector_store_id: _builtins.str = ...,
+        file_id: _builtins.str = ...,
+        attributes: _abc.Mapping[_builtins.str, Global___VectorStoreFileAttribute] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "file_id", b"file_id", "vector_store_id", b"vector_store_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateVectorStoreFileAttributesRequest: _TypeAlias = UpdateVectorStoreFileAttributesRequest  # noqa: Y015
+
+@_typing.final
+class DeleteVectorStoreFileRequest(_message.Message):
+    """Request of `DeleteVectorStoreFile`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VECTOR_STORE_ID_FIELD_NUMBER: _builtins.int
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    vector_store_id: _builtins.str
+    """The vector store's ID."""
+    file_id: _builtins.str
+    """The file's ID."""
+    def __init__(
+        self,
+        *,
+        vector_store_id: _builtins.str = ...,
+        file_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_id", b"file_id", "vector_store_id", b"vector_store_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteVectorStoreFileRequest: _TypeAlias = DeleteVectorStoreFileRequest  # noqa: Y015
+
+@_typing.final
+class GetVectorStoreFileContentRequest(_message.Message):
+    """Request of `GetVectorStoreFileContent`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VECTOR_STORE_ID_FIELD_NUMBER: _builtins.int
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    vector_store_id: _builtins.str
+    """The vector store's ID."""
+    file_id: _builtins.str
+    """The file's ID."""
+    def __init__(
+        self,
+        *,
+        vector_store_id: _builtins.str = ...,
+        file_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_id", b"file_id", "vector_store_id", b"vector_store_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetVectorStoreFileContentRequest: _TypeAlias = GetVectorStoreFileContentRequest  # noqa: Y015
+
+@_typing.final
+class VectorStoreFileContent(_message.Message):
+    """The parsed text of a file of a vector store (OpenAI's `vector_store.file_content.page`)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def texts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The pieces of text, in order. Empty while the file is not `completed`."""
+
+    def __init__(
+        self,
+        *,
+        texts: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["texts", b"texts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VectorStoreFileContent: _TypeAlias = VectorStoreFileContent  # noqa: Y015

@@ -65,6 +65,36 @@ class VectorStoresServiceStub:
                 request_serializer=compat__core_dot_v1_dot_vector__stores__pb2.DeleteVectorStoreRequest.SerializeToString,
                 response_deserializer=compat__core_dot_v1_dot_common__pb2.DeletionStatus.FromString,
                 _registered_method=True)
+        self.CreateVectorStoreFile = channel.unary_unary(
+                '/compat_core.v1.VectorStoresService/CreateVectorStoreFile',
+                request_serializer=compat__core_dot_v1_dot_vector__stores__pb2.CreateVectorStoreFileRequest.SerializeToString,
+                response_deserializer=compat__core_dot_v1_dot_vector__stores__pb2.VectorStoreFile.FromString,
+                _registered_method=True)
+        self.GetVectorStoreFile = channel.unary_unary(
+                '/compat_core.v1.VectorStoresService/GetVectorStoreFile',
+                request_serializer=compat__core_dot_v1_dot_vector__stores__pb2.GetVectorStoreFileRequest.SerializeToString,
+                response_deserializer=compat__core_dot_v1_dot_vector__stores__pb2.VectorStoreFile.FromString,
+                _registered_method=True)
+        self.ListVectorStoreFiles = channel.unary_unary(
+                '/compat_core.v1.VectorStoresService/ListVectorStoreFiles',
+                request_serializer=compat__core_dot_v1_dot_vector__stores__pb2.ListVectorStoreFilesRequest.SerializeToString,
+                response_deserializer=compat__core_dot_v1_dot_vector__stores__pb2.ListVectorStoreFilesResponse.FromString,
+                _registered_method=True)
+        self.UpdateVectorStoreFileAttributes = channel.unary_unary(
+                '/compat_core.v1.VectorStoresService/UpdateVectorStoreFileAttributes',
+                request_serializer=compat__core_dot_v1_dot_vector__stores__pb2.UpdateVectorStoreFileAttributesRequest.SerializeToString,
+                response_deserializer=compat__core_dot_v1_dot_vector__stores__pb2.VectorStoreFile.FromString,
+                _registered_method=True)
+        self.DeleteVectorStoreFile = channel.unary_unary(
+                '/compat_core.v1.VectorStoresService/DeleteVectorStoreFile',
+                request_serializer=compat__core_dot_v1_dot_vector__stores__pb2.DeleteVectorStoreFileRequest.SerializeToString,
+                response_deserializer=compat__core_dot_v1_dot_common__pb2.DeletionStatus.FromString,
+                _registered_method=True)
+        self.GetVectorStoreFileContent = channel.unary_unary(
+                '/compat_core.v1.VectorStoresService/GetVectorStoreFileContent',
+                request_serializer=compat__core_dot_v1_dot_vector__stores__pb2.GetVectorStoreFileContentRequest.SerializeToString,
+                response_deserializer=compat__core_dot_v1_dot_vector__stores__pb2.VectorStoreFileContent.FromString,
+                _registered_method=True)
 
 
 class VectorStoresServiceServicer:
@@ -76,8 +106,8 @@ class VectorStoresServiceServicer:
     """
 
     def CreateVectorStore(self, request, context):
-        """Creates an empty vector store. Adding files on create (`file_ids`, `chunking_strategy`)
-        is not implemented yet and is refused with INVALID_ARGUMENT.
+        """Creates a vector store, adding the files of `file_ids` to it as `CreateVectorStoreFile`
+        would.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -111,6 +141,51 @@ class VectorStoresServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateVectorStoreFile(self, request, context):
+        """Adds an uploaded file to a vector store and returns it `in_progress`; the core then
+        extracts, chunks and indexes it in the background, ending it `completed` or `failed`.
+        Adding a file the store already holds returns the existing one unchanged. NOT_FOUND for
+        an unknown store (`vector_store_id`) or file (`file_id`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetVectorStoreFile(self, request, context):
+        """Returns one file of a vector store. NOT_FOUND if the store does not hold it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVectorStoreFiles(self, request, context):
+        """Lists the files of a vector store, newest first unless `order` says otherwise.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateVectorStoreFileAttributes(self, request, context):
+        """Replaces the attributes of a file of a vector store and returns it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteVectorStoreFile(self, request, context):
+        """Removes a file, and its chunks, from a vector store. The file stays in the Files API.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetVectorStoreFileContent(self, request, context):
+        """The text the core parsed out of a file of a vector store.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VectorStoresServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -138,6 +213,36 @@ def add_VectorStoresServiceServicer_to_server(servicer, server):
                     servicer.DeleteVectorStore,
                     request_deserializer=compat__core_dot_v1_dot_vector__stores__pb2.DeleteVectorStoreRequest.FromString,
                     response_serializer=compat__core_dot_v1_dot_common__pb2.DeletionStatus.SerializeToString,
+            ),
+            'CreateVectorStoreFile': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateVectorStoreFile,
+                    request_deserializer=compat__core_dot_v1_dot_vector__stores__pb2.CreateVectorStoreFileRequest.FromString,
+                    response_serializer=compat__core_dot_v1_dot_vector__stores__pb2.VectorStoreFile.SerializeToString,
+            ),
+            'GetVectorStoreFile': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVectorStoreFile,
+                    request_deserializer=compat__core_dot_v1_dot_vector__stores__pb2.GetVectorStoreFileRequest.FromString,
+                    response_serializer=compat__core_dot_v1_dot_vector__stores__pb2.VectorStoreFile.SerializeToString,
+            ),
+            'ListVectorStoreFiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVectorStoreFiles,
+                    request_deserializer=compat__core_dot_v1_dot_vector__stores__pb2.ListVectorStoreFilesRequest.FromString,
+                    response_serializer=compat__core_dot_v1_dot_vector__stores__pb2.ListVectorStoreFilesResponse.SerializeToString,
+            ),
+            'UpdateVectorStoreFileAttributes': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateVectorStoreFileAttributes,
+                    request_deserializer=compat__core_dot_v1_dot_vector__stores__pb2.UpdateVectorStoreFileAttributesRequest.FromString,
+                    response_serializer=compat__core_dot_v1_dot_vector__stores__pb2.VectorStoreFile.SerializeToString,
+            ),
+            'DeleteVectorStoreFile': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteVectorStoreFile,
+                    request_deserializer=compat__core_dot_v1_dot_vector__stores__pb2.DeleteVectorStoreFileRequest.FromString,
+                    response_serializer=compat__core_dot_v1_dot_common__pb2.DeletionStatus.SerializeToString,
+            ),
+            'GetVectorStoreFileContent': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVectorStoreFileContent,
+                    request_deserializer=compat__core_dot_v1_dot_vector__stores__pb2.GetVectorStoreFileContentRequest.FromString,
+                    response_serializer=compat__core_dot_v1_dot_vector__stores__pb2.VectorStoreFileContent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -280,6 +385,168 @@ class VectorStoresService:
             '/compat_core.v1.VectorStoresService/DeleteVectorStore',
             compat__core_dot_v1_dot_vector__stores__pb2.DeleteVectorStoreRequest.SerializeToString,
             compat__core_dot_v1_dot_common__pb2.DeletionStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateVectorStoreFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/compat_core.v1.VectorStoresService/CreateVectorStoreFile',
+            compat__core_dot_v1_dot_vector__stores__pb2.CreateVectorStoreFileRequest.SerializeToString,
+            compat__core_dot_v1_dot_vector__stores__pb2.VectorStoreFile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVectorStoreFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/compat_core.v1.VectorStoresService/GetVectorStoreFile',
+            compat__core_dot_v1_dot_vector__stores__pb2.GetVectorStoreFileRequest.SerializeToString,
+            compat__core_dot_v1_dot_vector__stores__pb2.VectorStoreFile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVectorStoreFiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/compat_core.v1.VectorStoresService/ListVectorStoreFiles',
+            compat__core_dot_v1_dot_vector__stores__pb2.ListVectorStoreFilesRequest.SerializeToString,
+            compat__core_dot_v1_dot_vector__stores__pb2.ListVectorStoreFilesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateVectorStoreFileAttributes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/compat_core.v1.VectorStoresService/UpdateVectorStoreFileAttributes',
+            compat__core_dot_v1_dot_vector__stores__pb2.UpdateVectorStoreFileAttributesRequest.SerializeToString,
+            compat__core_dot_v1_dot_vector__stores__pb2.VectorStoreFile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteVectorStoreFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/compat_core.v1.VectorStoresService/DeleteVectorStoreFile',
+            compat__core_dot_v1_dot_vector__stores__pb2.DeleteVectorStoreFileRequest.SerializeToString,
+            compat__core_dot_v1_dot_common__pb2.DeletionStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVectorStoreFileContent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/compat_core.v1.VectorStoresService/GetVectorStoreFileContent',
+            compat__core_dot_v1_dot_vector__stores__pb2.GetVectorStoreFileContentRequest.SerializeToString,
+            compat__core_dot_v1_dot_vector__stores__pb2.VectorStoreFileContent.FromString,
             options,
             channel_credentials,
             insecure,

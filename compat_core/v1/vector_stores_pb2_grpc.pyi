@@ -40,8 +40,8 @@ class VectorStoresServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> VectorStoresServiceAsyncStub: ...
     CreateVectorStore: _grpc.UnaryUnaryMultiCallable[_vector_stores_pb2.CreateVectorStoreRequest, _vector_stores_pb2.VectorStore]
-    """Creates an empty vector store. Adding files on create (`file_ids`, `chunking_strategy`)
-    is not implemented yet and is refused with INVALID_ARGUMENT.
+    """Creates a vector store, adding the files of `file_ids` to it as `CreateVectorStoreFile`
+    would.
     """
     GetVectorStore: _grpc.UnaryUnaryMultiCallable[_vector_stores_pb2.GetVectorStoreRequest, _vector_stores_pb2.VectorStore]
     """Returns one vector store and marks it active now. NOT_FOUND if the ID is unknown."""
@@ -51,6 +51,22 @@ class VectorStoresServiceStub:
     """Changes the fields named in `update_mask`, marks the store active now and returns it."""
     DeleteVectorStore: _grpc.UnaryUnaryMultiCallable[_vector_stores_pb2.DeleteVectorStoreRequest, _common_pb2.DeletionStatus]
     """Deletes a vector store. The files it held stay in the Files API."""
+    CreateVectorStoreFile: _grpc.UnaryUnaryMultiCallable[_vector_stores_pb2.CreateVectorStoreFileRequest, _vector_stores_pb2.VectorStoreFile]
+    """Adds an uploaded file to a vector store and returns it `in_progress`; the core then
+    extracts, chunks and indexes it in the background, ending it `completed` or `failed`.
+    Adding a file the store already holds returns the existing one unchanged. NOT_FOUND for
+    an unknown store (`vector_store_id`) or file (`file_id`).
+    """
+    GetVectorStoreFile: _grpc.UnaryUnaryMultiCallable[_vector_stores_pb2.GetVectorStoreFileRequest, _vector_stores_pb2.VectorStoreFile]
+    """Returns one file of a vector store. NOT_FOUND if the store does not hold it."""
+    ListVectorStoreFiles: _grpc.UnaryUnaryMultiCallable[_vector_stores_pb2.ListVectorStoreFilesRequest, _vector_stores_pb2.ListVectorStoreFilesResponse]
+    """Lists the files of a vector store, newest first unless `order` says otherwise."""
+    UpdateVectorStoreFileAttributes: _grpc.UnaryUnaryMultiCallable[_vector_stores_pb2.UpdateVectorStoreFileAttributesRequest, _vector_stores_pb2.VectorStoreFile]
+    """Replaces the attributes of a file of a vector store and returns it."""
+    DeleteVectorStoreFile: _grpc.UnaryUnaryMultiCallable[_vector_stores_pb2.DeleteVectorStoreFileRequest, _common_pb2.DeletionStatus]
+    """Removes a file, and its chunks, from a vector store. The file stays in the Files API."""
+    GetVectorStoreFileContent: _grpc.UnaryUnaryMultiCallable[_vector_stores_pb2.GetVectorStoreFileContentRequest, _vector_stores_pb2.VectorStoreFileContent]
+    """The text the core parsed out of a file of a vector store."""
 
 @_typing.type_check_only
 class VectorStoresServiceAsyncStub(VectorStoresServiceStub):
@@ -63,8 +79,8 @@ class VectorStoresServiceAsyncStub(VectorStoresServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateVectorStore: _aio.UnaryUnaryMultiCallable[_vector_stores_pb2.CreateVectorStoreRequest, _vector_stores_pb2.VectorStore]  # type: ignore[assignment]
-    """Creates an empty vector store. Adding files on create (`file_ids`, `chunking_strategy`)
-    is not implemented yet and is refused with INVALID_ARGUMENT.
+    """Creates a vector store, adding the files of `file_ids` to it as `CreateVectorStoreFile`
+    would.
     """
     GetVectorStore: _aio.UnaryUnaryMultiCallable[_vector_stores_pb2.GetVectorStoreRequest, _vector_stores_pb2.VectorStore]  # type: ignore[assignment]
     """Returns one vector store and marks it active now. NOT_FOUND if the ID is unknown."""
@@ -74,6 +90,22 @@ class VectorStoresServiceAsyncStub(VectorStoresServiceStub):
     """Changes the fields named in `update_mask`, marks the store active now and returns it."""
     DeleteVectorStore: _aio.UnaryUnaryMultiCallable[_vector_stores_pb2.DeleteVectorStoreRequest, _common_pb2.DeletionStatus]  # type: ignore[assignment]
     """Deletes a vector store. The files it held stay in the Files API."""
+    CreateVectorStoreFile: _aio.UnaryUnaryMultiCallable[_vector_stores_pb2.CreateVectorStoreFileRequest, _vector_stores_pb2.VectorStoreFile]  # type: ignore[assignment]
+    """Adds an uploaded file to a vector store and returns it `in_progress`; the core then
+    extracts, chunks and indexes it in the background, ending it `completed` or `failed`.
+    Adding a file the store already holds returns the existing one unchanged. NOT_FOUND for
+    an unknown store (`vector_store_id`) or file (`file_id`).
+    """
+    GetVectorStoreFile: _aio.UnaryUnaryMultiCallable[_vector_stores_pb2.GetVectorStoreFileRequest, _vector_stores_pb2.VectorStoreFile]  # type: ignore[assignment]
+    """Returns one file of a vector store. NOT_FOUND if the store does not hold it."""
+    ListVectorStoreFiles: _aio.UnaryUnaryMultiCallable[_vector_stores_pb2.ListVectorStoreFilesRequest, _vector_stores_pb2.ListVectorStoreFilesResponse]  # type: ignore[assignment]
+    """Lists the files of a vector store, newest first unless `order` says otherwise."""
+    UpdateVectorStoreFileAttributes: _aio.UnaryUnaryMultiCallable[_vector_stores_pb2.UpdateVectorStoreFileAttributesRequest, _vector_stores_pb2.VectorStoreFile]  # type: ignore[assignment]
+    """Replaces the attributes of a file of a vector store and returns it."""
+    DeleteVectorStoreFile: _aio.UnaryUnaryMultiCallable[_vector_stores_pb2.DeleteVectorStoreFileRequest, _common_pb2.DeletionStatus]  # type: ignore[assignment]
+    """Removes a file, and its chunks, from a vector store. The file stays in the Files API."""
+    GetVectorStoreFileContent: _aio.UnaryUnaryMultiCallable[_vector_stores_pb2.GetVectorStoreFileContentRequest, _vector_stores_pb2.VectorStoreFileContent]  # type: ignore[assignment]
+    """The text the core parsed out of a file of a vector store."""
 
 class VectorStoresServiceServicer(metaclass=_abc_1.ABCMeta):
     """Vector stores: named collections of processed files that the `file_search` tool searches.
@@ -89,8 +121,8 @@ class VectorStoresServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _vector_stores_pb2.CreateVectorStoreRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_vector_stores_pb2.VectorStore, _abc.Awaitable[_vector_stores_pb2.VectorStore]]:
-        """Creates an empty vector store. Adding files on create (`file_ids`, `chunking_strategy`)
-        is not implemented yet and is refused with INVALID_ARGUMENT.
+        """Creates a vector store, adding the files of `file_ids` to it as `CreateVectorStoreFile`
+        would.
         """
 
     @_abc_1.abstractmethod
@@ -124,5 +156,57 @@ class VectorStoresServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.DeletionStatus, _abc.Awaitable[_common_pb2.DeletionStatus]]:
         """Deletes a vector store. The files it held stay in the Files API."""
+
+    @_abc_1.abstractmethod
+    def CreateVectorStoreFile(
+        self,
+        request: _vector_stores_pb2.CreateVectorStoreFileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vector_stores_pb2.VectorStoreFile, _abc.Awaitable[_vector_stores_pb2.VectorStoreFile]]:
+        """Adds an uploaded file to a vector store and returns it `in_progress`; the core then
+        extracts, chunks and indexes it in the background, ending it `completed` or `failed`.
+        Adding a file the store already holds returns the existing one unchanged. NOT_FOUND for
+        an unknown store (`vector_store_id`) or file (`file_id`).
+        """
+
+    @_abc_1.abstractmethod
+    def GetVectorStoreFile(
+        self,
+        request: _vector_stores_pb2.GetVectorStoreFileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vector_stores_pb2.VectorStoreFile, _abc.Awaitable[_vector_stores_pb2.VectorStoreFile]]:
+        """Returns one file of a vector store. NOT_FOUND if the store does not hold it."""
+
+    @_abc_1.abstractmethod
+    def ListVectorStoreFiles(
+        self,
+        request: _vector_stores_pb2.ListVectorStoreFilesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vector_stores_pb2.ListVectorStoreFilesResponse, _abc.Awaitable[_vector_stores_pb2.ListVectorStoreFilesResponse]]:
+        """Lists the files of a vector store, newest first unless `order` says otherwise."""
+
+    @_abc_1.abstractmethod
+    def UpdateVectorStoreFileAttributes(
+        self,
+        request: _vector_stores_pb2.UpdateVectorStoreFileAttributesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vector_stores_pb2.VectorStoreFile, _abc.Awaitable[_vector_stores_pb2.VectorStoreFile]]:
+        """Replaces the attributes of a file of a vector store and returns it."""
+
+    @_abc_1.abstractmethod
+    def DeleteVectorStoreFile(
+        self,
+        request: _vector_stores_pb2.DeleteVectorStoreFileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_common_pb2.DeletionStatus, _abc.Awaitable[_common_pb2.DeletionStatus]]:
+        """Removes a file, and its chunks, from a vector store. The file stays in the Files API."""
+
+    @_abc_1.abstractmethod
+    def GetVectorStoreFileContent(
+        self,
+        request: _vector_stores_pb2.GetVectorStoreFileContentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vector_stores_pb2.VectorStoreFileContent, _abc.Awaitable[_vector_stores_pb2.VectorStoreFileContent]]:
+        """The text the core parsed out of a file of a vector store."""
 
 def add_VectorStoresServiceServicer_to_server(servicer: VectorStoresServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

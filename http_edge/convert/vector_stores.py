@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, MutableMapping
 from typing import Any, Final
 
 from compat_core.v1 import common_pb2, vector_stores_pb2
@@ -152,3 +153,157 @@ def list_response_out(response: vector_stores_pb2.ListVectorStoresResponse) -> J
 
 def deleted_response_out(status: common_pb2.DeletionStatus) -> Json:
     return deleted_out(status, "vector_store.deleted")
+
+
+# Files of vector stores
+
+VectorStoreFile = vector_stores_pb2.VectorStoreFile
+_FILE_CREATE_KEYS: Final = frozenset({"file_id", "chunking_strategy", "attributes"})
+_FILE_UPDATE_KEYS: Final = frozenset({"attributes"})
+_FILE_STATUS_NAMES: Final = (None, "in_progress", "completed", "cancelled", "failed")
+_FILE_STATUSES: Final = {
+    name: number for number, name in enumerate(_FILE_STATUS_NAMES) if name is not None
+}
+
+
+def _attributes_in(
+    value: object, param: str
+) -> dict[str, vector_stores_pb2.VectorStoreFileAttribute]:
+    out: dict[str, vector_stores_pb2.VectorStoreFileAttribute] = {}
+    for key, item in expect_object(value, param).items():
+        attribute = vector_stores_pb2.VectorStoreFileAttribute()
+        # bool before number: JSON's true is a Python int too.
+        if isinstance(item, bool):
+            attribute.bool_value = item
+        elif isinstance(item, int | float):
+            attribute.number_value = float(item)
+        elif isinstance(item, str):
+            attribute.string_value = item
+        else:
+            raise invalid_type(join(param, key), "a string, number or boolean", item)
+        out[key] = attribute
+    return out
+
+
+def _put_attributes(
+    target: MutableMapping[str, vector_stores_pb2.VectorStoreFileAttribute], value: object
+) -> None:
+    """Message-valued map entries cannot be assigned, only filled in."""
+    for key, attribute in _attributes_in(value, "attributes").items():
+        target[key].CopyFrom(attribute)
+
+
+def _attributes_out(
+    attributes: Mapping[str, vector_stores_pb2.VectorStoreFileAttribute],
+) -> dict[str, str | float | bool]:
+    out: dict[str, str | float | bool] = {}
+    for key in sorted(attributes):
+        attribute = attributes[key]
+        kind = attribute.WhichOneof("value")
+        if kind == "bool_value":
+            out[key] = attribute.bool_value
+        elif kind == "number_value":
+            number = attribute.number_value
+            out[key] = int(number) if number.is_integer() else number
+        else:
+            out[key] = attribute.string_value
+    return out
+
+
+def file_create_request(
+    store_id: str, body: dict[str, Any]
+) -> vector_stores_pb2.CreateVectorStoreFileRequest:
+    check_keys(body, _FILE_CREATE_KEYS)
+    request = vector_stores_pb2.CreateVectorStoreFileRequest(vector_store_id=store_id)
+    request.file_id = expect_str(require(body, "file_id"), "file_id")
+    if body.get("chunking_strategy") is not None:
+        request.chunking_strategy.CopyFrom(
+            _chunking_in(body["chunking_strategy"], "chunking_strategy")
+        )
+    if body.get("attributes") is not None:
+        _put_attributes(request.attributes, body["attributes"])
+    return request
+
+
+def file_update_request(
+    store_id: str, file_id: str, body: dict[str, Any]
+) -> vector_stores_pb2.UpdateVectorStoreFileAttributesRequest:
+    check_keys(body, _FILE_UPDATE_KEYS)
+    request = vector_stores_pb2.UpdateVectorStoreFileAttributesRequest(
+        vector_store_id=store_id, file_id=file_id
+    )
+    attributes = require(body, "attributes")
+    if attributes is not None:
+        _put_attributes(request.attributes, attributes)
+    return request
+
+
+def file_list_request(
+    store_id: str, page: PageParams, status: str | None
+) -> vector_stores_pb2.ListVectorStoreFilesRequest:
+    request = vector_stores_pb2.ListVectorStoreFilesRequest(
+        vector_store_id=store_id, order=page.order, after=page.after, before=page.before
+    )
+    if page.limit is not None:
+        request.limit = page.limit
+    if status is not None:
+        if status not in _FILE_STATUSES:
+            raise invalid_value("filter", status, tuple(_FILE_STATUSES))
+        request.filter = _FILE_STATUSES[status]  # type: ignore[assignment]
+    return request
+
+
+def _strategy_out(strategy: vector_stores_pb2.ChunkingStrategy) -> Json:
+    """OpenAI answers every stored strategy as `static`, `auto` with its sizes."""
+    if strategy.WhichOneof("kind") == "static":
+        sizes = strategy.static
+        size, overlap = sizes.max_chunk_size_tokens, sizes.chunk_overlap_tokens
+    else:
+        size, overlap = AUTO_SIZES
+    return {
+        "type": "static",
+        "static": {"max_chunk_size_tokens": size, "chunk_overlap_tokens": overlap},
+    }
+
+
+AUTO_SIZES: Final = (800, 400)
+
+
+def file_out(f: VectorStoreFile) -> Json:
+    return {
+        "id": f.id,
+        "object": "vector_store.file",
+        "usage_bytes": f.usage_bytes,
+        "created_at": f.created_at,
+        "vector_store_id": f.vector_store_id,
+        "status": enum_name(_FILE_STATUS_NAMES, f.status),
+        "last_error": (
+            {"code": f.last_error.code, "message": f.last_error.message}
+            if f.HasField("last_error")
+            else None
+        ),
+        "chunking_strategy": _strategy_out(f.chunking_strategy),
+        "attributes": _attributes_out(f.attributes),
+    }
+
+
+def file_list_out(response: vector_stores_pb2.ListVectorStoreFilesResponse) -> Json:
+    return list_out(
+        [file_out(f) for f in response.data],
+        response.first_id,
+        response.last_id,
+        response.has_more,
+    )
+
+
+def file_deleted_out(status: common_pb2.DeletionStatus) -> Json:
+    return deleted_out(status, "vector_store.file.deleted")
+
+
+def file_content_out(content: vector_stores_pb2.VectorStoreFileContent) -> Json:
+    return {
+        "object": "vector_store.file_content.page",
+        "data": [{"type": "text", "text": text} for text in content.texts],
+        "has_more": False,
+        "next_page": None,
+    }

@@ -1,6 +1,6 @@
 """`/v1/vector_stores`: one RPC per request, conversion in `convert.vector_stores`.
 
-The files, file batches and search of a store are not built yet: every path below a store
+The file batches and search of a store are not built yet: every other path below a store
 answers 501 (never retried) for the caller it admits, rather than a 404 that would read as
 "no such store".
 """
@@ -61,15 +61,86 @@ async def delete_vector_store(request: web.Request) -> web.Response:
     return json_response(convert.deleted_response_out(status))
 
 
+_FILE = "/v1/vector_stores/{vector_store_id}/files/{file_id}"
+
+
+def _ids(request: web.Request) -> tuple[str, str]:
+    return request.match_info["vector_store_id"], request.match_info["file_id"]
+
+
+@routes.post("/v1/vector_stores/{vector_store_id}/files")
+async def create_vector_store_file(request: web.Request) -> web.Response:
+    rpc = convert.file_create_request(
+        request.match_info["vector_store_id"], await read_json_object(request)
+    )
+    stub = core(request).vector_stores
+    created = await stub.CreateVectorStoreFile(rpc, metadata=rpc_metadata(request))
+    return json_response(convert.file_out(created))
+
+
+@routes.get("/v1/vector_stores/{vector_store_id}/files")
+async def list_vector_store_files(request: web.Request) -> web.Response:
+    query = request.query
+    rpc = convert.file_list_request(
+        request.match_info["vector_store_id"], page_params(query), query.get("filter")
+    )
+    page = await core(request).vector_stores.ListVectorStoreFiles(
+        rpc, metadata=rpc_metadata(request)
+    )
+    return json_response(convert.file_list_out(page))
+
+
+@routes.get(_FILE)
+async def get_vector_store_file(request: web.Request) -> web.Response:
+    store_id, file_id = _ids(request)
+    rpc = vector_stores_pb2.GetVectorStoreFileRequest(vector_store_id=store_id, file_id=file_id)
+    found = await core(request).vector_stores.GetVectorStoreFile(
+        rpc, metadata=rpc_metadata(request)
+    )
+    return json_response(convert.file_out(found))
+
+
+@routes.post(_FILE)
+async def update_vector_store_file(request: web.Request) -> web.Response:
+    store_id, file_id = _ids(request)
+    rpc = convert.file_update_request(store_id, file_id, await read_json_object(request))
+    updated = await core(request).vector_stores.UpdateVectorStoreFileAttributes(
+        rpc, metadata=rpc_metadata(request)
+    )
+    return json_response(convert.file_out(updated))
+
+
+@routes.delete(_FILE)
+async def delete_vector_store_file(request: web.Request) -> web.Response:
+    store_id, file_id = _ids(request)
+    rpc = vector_stores_pb2.DeleteVectorStoreFileRequest(vector_store_id=store_id, file_id=file_id)
+    status = await core(request).vector_stores.DeleteVectorStoreFile(
+        rpc, metadata=rpc_metadata(request)
+    )
+    return json_response(convert.file_deleted_out(status))
+
+
+@routes.get(_FILE + "/content")
+async def get_vector_store_file_content(request: web.Request) -> web.Response:
+    store_id, file_id = _ids(request)
+    rpc = vector_stores_pb2.GetVectorStoreFileContentRequest(
+        vector_store_id=store_id, file_id=file_id
+    )
+    content = await core(request).vector_stores.GetVectorStoreFileContent(
+        rpc, metadata=rpc_metadata(request)
+    )
+    return json_response(convert.file_content_out(content))
+
+
 # Only a path whose store segment could be an ID: any other names nothing, and goes on to
 # the catch-all's 404.
 @routes.route("*", r"/v1/vector_stores/{vector_store_id:[A-Za-z0-9_-]+}/{rest:.+}")
 async def not_implemented_yet(request: web.Request) -> web.Response:
-    """Files, file batches and search of a store: the caller's key first (its one RPC, cached
+    """File batches and search of a store: the caller's key first (its one RPC, cached
     by `Admission`), so a stranger learns nothing beyond the 401."""
     await request.app[ADMISSION].admit(request, rpc_metadata(request))
     raise HttpError(
         501,
-        f"{request.method} {request.path} is not implemented yet: vector stores work, but "
-        "their files, file batches and search are not built on this server yet.",
+        f"{request.method} {request.path} is not implemented yet: vector stores and their "
+        "files work, but file batches and search are not built on this server yet.",
     )

@@ -1,0 +1,142 @@
+"""The background worker that turns a vector store's `in_progress` files into chunks.
+
+Work is durable: the files table is the queue. The worker claims files whose lease is free
+or ran out (a core that stopped or died mid-ingest leaves them so), renews its leases while
+it works, and ends each file `completed` or `failed` in one transaction that replaces any
+chunks an earlier attempt stored, so a retried file is never indexed twice. It is woken at
+once when a file is added on this core, and polls for files left over or added elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import time
+from typing import Final
+
+from compat_core.retrieval.chunking import ChunkingStrategy, chunk
+from compat_core.retrieval.extract import ExtractionError, extract_text
+from compat_core.store import BlobStore
+from compat_core.store.base import NewChunk, Store
+from compat_core.v1 import vector_stores_pb2
+
+log = logging.getLogger(__name__)
+
+VectorStoreFile = vector_stores_pb2.VectorStoreFile
+POLL_SECONDS: Final = 1.0
+# Files ingested side by side by one core; parsing runs on threads.
+BATCH: Final = 4
+
+
+class Ingestion:
+    """Owned by a core: `start` with it, `stop` before its store closes."""
+
+    def __init__(self, store: Store, blobs: BlobStore, owner: str, lease_seconds: float) -> None:
+        self._store = store
+        self._blobs = blobs
+        self._owner = owner
+        self._lease_ms = int(lease_seconds * 1000)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """Look for work now (a file was just added)."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="vector-store-ingestion")
+
+    async def stop(self) -> None:
+        """Stop at once; files left unfinished are released for the next claim."""
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+        try:
+            await self._store.release_vector_store_files(self._owner)
+        except Exception:
+            log.exception("could not release the vector store files this core was ingesting")
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                busy = await self._round()
+            except Exception:
+                log.exception("vector store ingestion round failed; retrying")
+                busy = False
+            if not busy:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+                self._wake.clear()
+
+    async def _round(self) -> bool:
+        """Claim and ingest one batch; whether there was any."""
+        moment = _now_ms()
+        files = await self._store.claim_vector_store_files(
+            self._owner, moment, moment + self._lease_ms, BATCH
+        )
+        if not files:
+            return False
+        renewer = asyncio.create_task(self._renew())
+        try:
+            await asyncio.gather(*(self._ingest(f) for f in files))
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+        return True
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self._lease_ms / 3000)
+            await self._store.renew_vector_store_files(self._owner, _now_ms() + self._lease_ms)
+
+    async def _ingest(self, file: VectorStoreFile) -> None:
+        outcome = VectorStoreFile(id=file.id, vector_store_id=file.vector_store_id)
+        chunks: list[NewChunk] = []
+        try:
+            chunks = await self._chunks(file)
+        except ExtractionError as exc:
+            _fail(outcome, exc.code, exc.message)
+        except Exception:
+            log.exception("ingesting %s into %s failed", file.id, file.vector_store_id)
+            _fail(outcome, "server_error", "The file could not be processed.")
+        else:
+            outcome.status = vector_stores_pb2.VECTOR_STORE_FILE_STATUS_COMPLETED
+            outcome.usage_bytes = sum(len(c.text.encode()) for c in chunks)
+        # False: the file left the store meanwhile (or another core took it over); the end
+        # is quiet then, as there is nobody left to tell.
+        await self._store.finish_vector_store_file(self._owner, outcome, chunks, int(time.time()))
+
+    async def _chunks(self, file: VectorStoreFile) -> list[NewChunk]:
+        upload = await self._store.get_file(file.id)
+        if upload is None:
+            raise ExtractionError("invalid_file", "The file was deleted before it was processed.")
+        data = b"".join([piece async for piece in self._blobs.read(file.id)])
+        text = await asyncio.to_thread(extract_text, upload.filename, io.BytesIO(data))
+        strategy = _strategy(file.chunking_strategy)
+        pieces = await asyncio.to_thread(chunk, text, strategy)
+        return [NewChunk(p.index, p.text, p.token_count) for p in pieces]
+
+
+def _strategy(given: vector_stores_pb2.ChunkingStrategy) -> ChunkingStrategy:
+    """The stored strategy, which was checked when the file was added."""
+    if given.WhichOneof("kind") == "static":
+        return ChunkingStrategy.static(
+            given.static.max_chunk_size_tokens, given.static.chunk_overlap_tokens
+        )
+    return ChunkingStrategy.auto()
+
+
+def _fail(outcome: VectorStoreFile, code: str, message: str) -> None:
+    outcome.status = vector_stores_pb2.VECTOR_STORE_FILE_STATUS_FAILED
+    outcome.last_error.code = code
+    outcome.last_error.message = message
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,221 @@
+"""The files of vector stores: their ingestion leases and their stores' counts.
+
+Every write that changes which files a store holds, or their status, locks the store's row
+first and recounts the store's `file_counts` and `usage_bytes` from its file rows before it
+commits, so the counts can never disagree with the files (the lock orders such writes on one
+store one after the other). Leases work as the runs' do (`sql_claims`): a core holds an
+`in_progress` file while the row names it and its lease has not run out, and any core may
+claim rows whose lease ran out (`FOR UPDATE SKIP LOCKED` on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, func, select
+
+from compat_core.store import schema, sql_chunks
+from compat_core.store.base import NewChunk
+from compat_core.v1 import vector_stores_pb2
+
+VectorStoreFile = vector_stores_pb2.VectorStoreFile
+_FILES = schema.vector_store_files
+_STORES = schema.vector_stores
+_IN_PROGRESS = vector_stores_pb2.VECTOR_STORE_FILE_STATUS_IN_PROGRESS
+
+
+def lock_store(conn: Connection, vector_store_id: str) -> vector_stores_pb2.VectorStore | None:
+    """The store, its row locked until the transaction ends; None if there is no such store."""
+    stmt = select(_STORES.c.body).where(_STORES.c.id == vector_store_id).with_for_update()
+    body = conn.execute(stmt).scalar()
+    return None if body is None else vector_stores_pb2.VectorStore.FromString(body)
+
+
+def recount(conn: Connection, store: vector_stores_pb2.VectorStore) -> None:
+    """Set the (locked) store's counts and usage from its file rows, and write it."""
+    stmt = (
+        select(_FILES.c.status, func.count(), func.coalesce(func.sum(_FILES.c.usage_bytes), 0))
+        .where(_FILES.c.vector_store_id == store.id)
+        .group_by(_FILES.c.status)
+    )
+    by_status = {int(status): (int(n), int(used)) for status, n, used in conn.execute(stmt)}
+    counts = store.file_counts
+    counts.in_progress = by_status.get(_IN_PROGRESS, (0, 0))[0]
+    counts.completed = by_status.get(vector_stores_pb2.VECTOR_STORE_FILE_STATUS_COMPLETED, (0, 0))[
+        0
+    ]
+    counts.failed = by_status.get(vector_stores_pb2.VECTOR_STORE_FILE_STATUS_FAILED, (0, 0))[0]
+    counts.cancelled = by_status.get(vector_stores_pb2.VECTOR_STORE_FILE_STATUS_CANCELLED, (0, 0))[
+        0
+    ]
+    counts.total = sum(n for n, _ in by_status.values())
+    store.usage_bytes = sum(used for _, used in by_status.values())
+    if store.status != vector_stores_pb2.VECTOR_STORE_STATUS_EXPIRED:
+        store.status = (
+            vector_stores_pb2.VECTOR_STORE_STATUS_IN_PROGRESS
+            if counts.in_progress
+            else vector_stores_pb2.VECTOR_STORE_STATUS_COMPLETED
+        )
+    conn.execute(
+        _STORES.update().where(_STORES.c.id == store.id).values(body=store.SerializeToString())
+    )
+
+
+def columns(f: VectorStoreFile) -> dict[str, object]:
+    return {
+        "id": f.id,
+        "vector_store_id": f.vector_store_id,
+        "status": int(f.status),
+        "usage_bytes": f.usage_bytes,
+        "created_at": f.created_at,
+    }
+
+
+def _existing(conn: Connection, vector_store_id: str, file_ids: Sequence[str]) -> dict[str, bytes]:
+    stmt = select(_FILES.c.id, _FILES.c.body).where(
+        _FILES.c.vector_store_id == vector_store_id, _FILES.c.id.in_(list(file_ids))
+    )
+    return {str(file_id): bytes(body) for file_id, body in conn.execute(stmt)}
+
+
+def add(
+    conn: Connection, vector_store_id: str, files: Sequence[VectorStoreFile]
+) -> list[VectorStoreFile] | None:
+    """Add the files the store does not hold yet; each file as stored. None: no such store."""
+    store = lock_store(conn, vector_store_id)
+    if store is None:
+        return None
+    existing = _existing(conn, vector_store_id, [f.id for f in files])
+    result: list[VectorStoreFile] = []
+    new_rows: list[dict[str, object]] = []
+    newest = conn.execute(
+        select(func.max(_FILES.c.created_at)).where(_FILES.c.vector_store_id == vector_store_id)
+    ).scalar()
+    for f in files:
+        if f.id in existing:
+            result.append(VectorStoreFile.FromString(existing[f.id]))
+            continue
+        if newest is not None and f.created_at < newest:
+            f.created_at = int(newest)
+        newest = f.created_at
+        existing[f.id] = f.SerializeToString()
+        new_rows.append({**columns(f), "body": existing[f.id]})
+        result.append(f)
+    if new_rows:
+        conn.execute(_FILES.insert(), new_rows)
+        recount(conn, store)
+    return result
+
+
+def delete(conn: Connection, vector_store_id: str, file_id: str) -> bool:
+    """Remove a file and its chunks from a store; False if the store does not hold it."""
+    store = lock_store(conn, vector_store_id)
+    if store is None:
+        return False
+    gone = conn.execute(
+        _FILES.delete().where(_FILES.c.vector_store_id == vector_store_id, _FILES.c.id == file_id)
+    ).rowcount
+    if not gone:
+        return False
+    sql_chunks.delete_file(conn, vector_store_id, file_id)
+    recount(conn, store)
+    return True
+
+
+def delete_store(conn: Connection, vector_store_id: str) -> None:
+    """Drop every file row and chunk of a store (as the store itself is deleted)."""
+    conn.execute(_FILES.delete().where(_FILES.c.vector_store_id == vector_store_id))
+    sql_chunks.delete_store(conn, vector_store_id)
+
+
+def claim(
+    conn: Connection, owner: str, now_ms: int, expires_at_ms: int, limit: int
+) -> list[VectorStoreFile]:
+    """Take up to `limit` in_progress files whose lease ran out, oldest first."""
+    stmt = (
+        select(_FILES.c.seq)
+        .where(_FILES.c.status == _IN_PROGRESS, _FILES.c.lease_expires_at_ms < now_ms)
+        .order_by(_FILES.c.seq.asc())
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    seqs = list(conn.execute(stmt).scalars())
+    if not seqs:
+        return []
+    bodies = conn.execute(
+        _FILES.update()
+        .where(
+            _FILES.c.seq.in_(seqs),
+            _FILES.c.status == _IN_PROGRESS,
+            _FILES.c.lease_expires_at_ms < now_ms,
+        )
+        .values(claimed_by=owner, lease_expires_at_ms=expires_at_ms)
+        .returning(_FILES.c.body)
+    ).scalars()
+    return [VectorStoreFile.FromString(body) for body in bodies]
+
+
+def renew(conn: Connection, owner: str, expires_at_ms: int) -> None:
+    """Extend every lease `owner` holds on an in_progress file."""
+    conn.execute(
+        _FILES.update()
+        .where(_FILES.c.claimed_by == owner, _FILES.c.status == _IN_PROGRESS)
+        .values(lease_expires_at_ms=expires_at_ms)
+    )
+
+
+def release(conn: Connection, owner: str) -> None:
+    """Let any core claim `owner`'s files at once (it is stopping)."""
+    conn.execute(
+        _FILES.update()
+        .where(_FILES.c.claimed_by == owner, _FILES.c.status == _IN_PROGRESS)
+        .values(claimed_by="", lease_expires_at_ms=0)
+    )
+
+
+def finish(
+    conn: Connection,
+    owner: str,
+    outcome: VectorStoreFile,
+    chunks: Sequence[NewChunk],
+    created_at: int,
+) -> bool:
+    """End an ingestion `owner` holds: its chunks replace any earlier attempt's, and the file
+    takes `outcome`'s status, usage and error (its other fields as stored now, so attributes
+    changed meanwhile stay). False, and nothing written, if the file is gone or not held."""
+    store = lock_store(conn, outcome.vector_store_id)
+    if store is None:
+        return False
+    row = conn.execute(
+        select(_FILES.c.seq, _FILES.c.body)
+        .where(
+            _FILES.c.vector_store_id == outcome.vector_store_id,
+            _FILES.c.id == outcome.id,
+            _FILES.c.claimed_by == owner,
+            _FILES.c.status == _IN_PROGRESS,
+        )
+        .with_for_update()
+    ).first()
+    if row is None:
+        return False
+    seq, body = row
+    current = VectorStoreFile.FromString(body)
+    current.status = outcome.status
+    current.usage_bytes = outcome.usage_bytes
+    if outcome.HasField("last_error"):
+        current.last_error.CopyFrom(outcome.last_error)
+    sql_chunks.delete_file(conn, current.vector_store_id, current.id)
+    sql_chunks.add(conn, current.vector_store_id, current.id, chunks, created_at)
+    conn.execute(
+        _FILES.update()
+        .where(_FILES.c.seq == seq)
+        .values(
+            status=int(current.status),
+            usage_bytes=current.usage_bytes,
+            body=current.SerializeToString(),
+            claimed_by="",
+            lease_expires_at_ms=0,
+        )
+    )
+    recount(conn, store)
+    return True
