@@ -57,16 +57,15 @@ class VectorStoreFiles:
         self._blobs = blobs
         self._wake = wake
 
-    async def add(
+    async def check(
         self,
-        vector_store_id: str,
         file_ids: Sequence[str],
         strategy: vector_stores_pb2.ChunkingStrategy,
         attributes: Mapping[str, Attribute],
         param: str,
-    ) -> list[VectorStoreFile] | None:
-        """Record the files `in_progress` (those the store holds already stay as they are);
-        None if there is no such store. Unknown files are a 404 naming `param`."""
+    ) -> None:
+        """Refuse what `record` would store wrongly: bad settings (400), unknown files (404
+        naming `param`)."""
         strategy_of(strategy)
         check_attributes(attributes)
         if len(file_ids) > MAX_FILE_IDS:
@@ -80,6 +79,16 @@ class VectorStoreFiles:
             validation.required_id(file_id, param)
             if await self._store.get_file(file_id) is None:
                 raise errors.no_such(param, file_id)
+
+    async def record(
+        self,
+        vector_store_id: str,
+        file_ids: Sequence[str],
+        strategy: vector_stores_pb2.ChunkingStrategy,
+        attributes: Mapping[str, Attribute],
+    ) -> list[VectorStoreFile] | None:
+        """Record checked files `in_progress` (those the store holds already stay as they are)
+        and wake the worker; None if there is no such store."""
         created = now()
         files = []
         for file_id in dict.fromkeys(file_ids):

@@ -11,7 +11,7 @@ from typing import Any, Final
 
 from compat_core import errors, ids, validation
 from compat_core.services.support import apply_mask, cursor_error, list_response, mask_paths, now
-from compat_core.services.vector_store_files import VectorStoreFiles, strategy_of
+from compat_core.services.vector_store_files import VectorStoreFiles
 from compat_core.store.base import CursorNotFound, Store
 from compat_core.v1 import common_pb2, vector_stores_pb2, vector_stores_pb2_grpc
 
@@ -35,11 +35,11 @@ class VectorStoresService(vector_stores_pb2_grpc.VectorStoresServiceServicer):
     async def CreateVectorStore(
         self, request: vector_stores_pb2.CreateVectorStoreRequest, context: Any
     ) -> VectorStore:
-        strategy_of(request.chunking_strategy)
         given = request.vector_store
         _check(given)
         if given.HasField("description"):
             validation.max_length(given.description, validation.MAX_DESCRIPTION, "description")
+        await self._files.check(request.file_ids, request.chunking_strategy, {}, "file_ids")
         created = now()
         store = VectorStore(
             id=ids.new_id(ids.VECTOR_STORE),
@@ -57,14 +57,7 @@ class VectorStoresService(vector_stores_pb2_grpc.VectorStoresServiceServicer):
         _touch(store, created)
         await self._store.create_vector_store(store)
         if request.file_ids:
-            try:
-                await self._files.add(
-                    store.id, request.file_ids, request.chunking_strategy, {}, "file_ids"
-                )
-            except errors.ApiError:
-                # Nothing is created when a file is refused: the store goes with it.
-                await self._store.delete_vector_store(store.id)
-                raise
+            await self._files.record(store.id, request.file_ids, request.chunking_strategy, {})
             found = await self._store.get_vector_store(store.id)
             if found is not None:
                 return found
@@ -131,12 +124,14 @@ class VectorStoresService(vector_stores_pb2_grpc.VectorStoresServiceServicer):
     ) -> vector_stores_pb2.VectorStoreFile:
         validation.required_id(request.vector_store_id, "vector_store_id")
         validation.required_id(request.file_id, "file_id")
-        added = await self._files.add(
+        await self._files.check(
+            [request.file_id], request.chunking_strategy, request.attributes, "file_id"
+        )
+        added = await self._files.record(
             request.vector_store_id,
             [request.file_id],
             request.chunking_strategy,
             request.attributes,
-            "file_id",
         )
         if added is None:
             raise _missing(request.vector_store_id)

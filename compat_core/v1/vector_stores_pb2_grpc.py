@@ -29,9 +29,9 @@ if _version_not_supported:
 class VectorStoresServiceStub:
     """Vector stores: named collections of processed files that the `file_search` tool searches.
 
-    This service manages the stores themselves. The files of a store, batches of files and
-    searching a store are separate RPCs that are not part of the contract yet; they will join
-    this service (or a sibling service in this file) without renumbering anything here.
+    This service manages the stores and the files they hold. Batches of files and searching a
+    store are not part of the contract yet; they will join this service (or a sibling service
+    in this file) without renumbering anything here.
     """
 
     def __init__(self, channel):
@@ -100,9 +100,9 @@ class VectorStoresServiceStub:
 class VectorStoresServiceServicer:
     """Vector stores: named collections of processed files that the `file_search` tool searches.
 
-    This service manages the stores themselves. The files of a store, batches of files and
-    searching a store are separate RPCs that are not part of the contract yet; they will join
-    this service (or a sibling service in this file) without renumbering anything here.
+    This service manages the stores and the files they hold. Batches of files and searching a
+    store are not part of the contract yet; they will join this service (or a sibling service
+    in this file) without renumbering anything here.
     """
 
     def CreateVectorStore(self, request, context):
@@ -255,9 +255,9 @@ def add_VectorStoresServiceServicer_to_server(servicer, server):
 class VectorStoresService:
     """Vector stores: named collections of processed files that the `file_search` tool searches.
 
-    This service manages the stores themselves. The files of a store, batches of files and
-    searching a store are separate RPCs that are not part of the contract yet; they will join
-    this service (or a sibling service in this file) without renumbering anything here.
+    This service manages the stores and the files they hold. Batches of files and searching a
+    store are not part of the contract yet; they will join this service (or a sibling service
+    in this file) without renumbering anything here.
     """
 
     @staticmethod

@@ -30,9 +30,9 @@ GRPC_VERSION: str
 class VectorStoresServiceStub:
     """Vector stores: named collections of processed files that the `file_search` tool searches.
 
-    This service manages the stores themselves. The files of a store, batches of files and
-    searching a store are separate RPCs that are not part of the contract yet; they will join
-    this service (or a sibling service in this file) without renumbering anything here.
+    This service manages the stores and the files they hold. Batches of files and searching a
+    store are not part of the contract yet; they will join this service (or a sibling service
+    in this file) without renumbering anything here.
     """
 
     @_typing.overload
@@ -72,9 +72,9 @@ class VectorStoresServiceStub:
 class VectorStoresServiceAsyncStub(VectorStoresServiceStub):
     """Vector stores: named collections of processed files that the `file_search` tool searches.
 
-    This service manages the stores themselves. The files of a store, batches of files and
-    searching a store are separate RPCs that are not part of the contract yet; they will join
-    this service (or a sibling service in this file) without renumbering anything here.
+    This service manages the stores and the files they hold. Batches of files and searching a
+    store are not part of the contract yet; they will join this service (or a sibling service
+    in this file) without renumbering anything here.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -110,9 +110,9 @@ class VectorStoresServiceAsyncStub(VectorStoresServiceStub):
 class VectorStoresServiceServicer(metaclass=_abc_1.ABCMeta):
     """Vector stores: named collections of processed files that the `file_search` tool searches.
 
-    This service manages the stores themselves. The files of a store, batches of files and
-    searching a store are separate RPCs that are not part of the contract yet; they will join
-    this service (or a sibling service in this file) without renumbering anything here.
+    This service manages the stores and the files they hold. Batches of files and searching a
+    store are not part of the contract yet; they will join this service (or a sibling service
+    in this file) without renumbering anything here.
     """
 
     @_abc_1.abstractmethod
