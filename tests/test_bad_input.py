@@ -516,7 +516,7 @@ def test_transport_exhaustion_is_not_a_rate_limit(oversized_status: grpc.aio.Aio
     [
         ("/v1/models/a%0Ab", "model"),
         ("/v1/assistants/a%0Ab", "assistant_id"),
-        ("/v1/vector_stores/a%0Ab/files", None),
+        ("/v1/vector_stores/a%0Ab/files", "vector_store_id"),
         ("/v1/no-such-thing/%0A", None),
     ],
 )
