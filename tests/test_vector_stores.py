@@ -1,12 +1,13 @@
 """Vector stores over HTTP with the official SDK and over gRPC: the store objects themselves.
 
-Their file batches and search are not built yet: those paths answer 501, never a 404 that
+Their file batches are not built yet: those paths answer 501, never a 404 that
 would read as "no such store", and never a status the SDK retries. Their files are
-`test_vector_store_files`' subject.
+`test_vector_store_files`' subject, their search `test_vector_store_search`'s.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -246,12 +247,11 @@ def test_unknown_fields_are_refused(client: openai.OpenAI) -> None:
     assert_api_error(info.value, 400, "invalid_request_error", param="description")
 
 
-def test_file_batches_and_search_are_501(client: openai.OpenAI) -> None:
+def test_file_batches_are_501(client: openai.OpenAI) -> None:
     store_id = client.vector_stores.create().id
-    calls = (
+    calls: tuple[Callable[[], object], ...] = (
         lambda: client.vector_stores.file_batches.create(store_id, file_ids=["file-abc"]),
         lambda: client.vector_stores.file_batches.retrieve("vsfb_1", vector_store_id=store_id),
-        lambda: client.vector_stores.search(store_id, query="hello"),
     )
     for call in calls:
         with pytest.raises(openai.APIStatusError) as info:
@@ -264,7 +264,7 @@ def test_501_is_never_retried(session_server: ServerThread, make_http: MakeHttp)
     http = make_http(session_server)
     for method, path in (
         ("GET", "/v1/vector_stores/vs_any/file_batches/vsfb_1"),
-        ("POST", "/v1/vector_stores/vs_any/search"),
+        ("POST", "/v1/vector_stores/vs_any/file_batches"),
         ("GET", "/v1/vector_stores/vs_any/file_batches/vsfb_1/files"),
     ):
         response = http.request(method, path, json={} if method == "POST" else None)

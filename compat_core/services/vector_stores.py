@@ -1,8 +1,9 @@
-"""VectorStoresService: create, read, list, update and delete vector stores.
+"""VectorStoresService: create, read, list, update, delete and search vector stores.
 
 The stores themselves are checked here; their files are `VectorStoreFiles`' job, which
-this servicer hands the file RPCs to. A store's `file_counts`, `usage_bytes` and status are
-kept by the store layer from its files, in the transaction that changes them.
+this servicer hands the file RPCs to, and searching is `VectorStoreSearch`'s. A store's
+`file_counts`, `usage_bytes` and status are kept by the store layer from its files, in the
+transaction that changes them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any, Final
 from compat_core import errors, ids, validation
 from compat_core.services.support import apply_mask, cursor_error, list_response, mask_paths, now
 from compat_core.services.vector_store_files import VectorStoreFiles
+from compat_core.services.vector_store_search import VectorStoreSearch
 from compat_core.store.base import CursorNotFound, Store
 from compat_core.v1 import common_pb2, vector_stores_pb2, vector_stores_pb2_grpc
 
@@ -31,6 +33,7 @@ class VectorStoresService(vector_stores_pb2_grpc.VectorStoresServiceServicer):
     def __init__(self, store: Store, files: VectorStoreFiles) -> None:
         self._store = store
         self._files = files
+        self._search = VectorStoreSearch(store)
 
     async def CreateVectorStore(
         self, request: vector_stores_pb2.CreateVectorStoreRequest, context: Any
@@ -161,6 +164,11 @@ class VectorStoresService(vector_stores_pb2_grpc.VectorStoresServiceServicer):
         self, request: vector_stores_pb2.GetVectorStoreFileContentRequest, context: Any
     ) -> vector_stores_pb2.VectorStoreFileContent:
         return await self._files.content(request.vector_store_id, request.file_id)
+
+    async def SearchVectorStore(
+        self, request: vector_stores_pb2.SearchVectorStoreRequest, context: Any
+    ) -> vector_stores_pb2.SearchVectorStoreResponse:
+        return await self._search.search(request)
 
 
 def _check(store: VectorStore) -> None:

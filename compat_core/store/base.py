@@ -159,7 +159,8 @@ class NewChunk(NamedTuple):
 class ChunkMatch(NamedTuple):
     """A chunk a lexical search found, with the database's own score for it: SQLite's bm25
     (negative, more negative is better) or PostgreSQL's ts_rank (positive, larger is better),
-    for `ranking.Hit.from_bm25` / `Hit.from_ts_rank` to put on one scale."""
+    for `ranking.Hit.from_bm25` / `Hit.from_ts_rank` to put on one scale. `scale` says which
+    the score is, so a caller need not know which database the store runs on."""
 
     chunk_id: int
     vector_store_id: str
@@ -167,6 +168,7 @@ class ChunkMatch(NamedTuple):
     chunk_index: int
     text: str
     raw_score: float
+    scale: Literal["bm25", "ts_rank"]
 
 
 class LeaseLost(Exception):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     ColumnElement,
@@ -145,17 +145,20 @@ def search_lexical(
     if not vector_store_ids or limit <= 0:
         return []
     params: dict[str, Any] = {"vector_store_ids": list(vector_store_ids), "limit": limit}
+    scale: Literal["bm25", "ts_rank"]
     if conn.dialect.name == "sqlite":
+        scale = "bm25"
         match = lexical.fts5_match(query)
         if match is None:
             return []
         stmt, params["match"] = _sqlite_search_stmt(), match
     else:
+        scale = "ts_rank"
         query_text = lexical.postgres_query_text(query)
         if query_text is None:
             return []
         stmt, params["query_text"] = _postgres_search_stmt(), query_text
     return [
-        ChunkMatch(int(i), store_id, file_id, int(index), text, float(score))
+        ChunkMatch(int(i), store_id, file_id, int(index), text, float(score), scale)
         for i, store_id, file_id, index, text, score in conn.execute(stmt, params)
     ]

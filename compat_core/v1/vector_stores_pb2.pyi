@@ -949,3 +949,205 @@ class VectorStoreFileContent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VectorStoreFileContent: _TypeAlias = VectorStoreFileContent  # noqa: Y015
+
+@_typing.final
+class SearchVectorStoreRequest(_message.Message):
+    """Request of `SearchVectorStore` (OpenAI's `VectorStoreSearchRequest`). Attribute `filters`
+    are not supported yet; the edge refuses a request that gives them.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VECTOR_STORE_ID_FIELD_NUMBER: _builtins.int
+    QUERY_FIELD_NUMBER: _builtins.int
+    MAX_NUM_RESULTS_FIELD_NUMBER: _builtins.int
+    RANKING_OPTIONS_FIELD_NUMBER: _builtins.int
+    REWRITE_QUERY_FIELD_NUMBER: _builtins.int
+    vector_store_id: _builtins.str
+    """The vector store to search."""
+    max_num_results: _builtins.int
+    """At most this many results, 1 to 50; 10 when not set."""
+    rewrite_query: _builtins.bool
+    """OpenAI's `rewrite_query`. A lexical search has nothing to gain from rewriting, so the
+    query is searched (and echoed in `search_query`) as given either way.
+    """
+    @_builtins.property
+    def query(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The query: one element for a string query, one per string for a list of them (searched
+        together, joined by spaces). At least one non-empty string.
+        """
+
+    @_builtins.property
+    def ranking_options(self) -> Global___SearchRankingOptions:
+        """How results are ranked and which are kept; OpenAI's defaults when not set."""
+
+    def __init__(
+        self,
+        *,
+        vector_store_id: _builtins.str = ...,
+        query: _abc.Iterable[_builtins.str] | None = ...,
+        max_num_results: _builtins.int | None = ...,
+        ranking_options: Global___SearchRankingOptions | None = ...,
+        rewrite_query: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_num_results", b"_max_num_results", "max_num_results", b"max_num_results", "ranking_options", b"ranking_options"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_num_results", b"_max_num_results", "max_num_results", b"max_num_results", "query", b"query", "ranking_options", b"ranking_options", "rewrite_query", b"rewrite_query", "vector_store_id", b"vector_store_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_num_results: _TypeAlias = _typing.Literal["max_num_results"]  # noqa: Y015
+    _WhichOneofArgType__max_num_results: _TypeAlias = _typing.Literal["_max_num_results", b"_max_num_results"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_num_results) -> _WhichOneofReturnType__max_num_results | None: ...
+
+Global___SearchVectorStoreRequest: _TypeAlias = SearchVectorStoreRequest  # noqa: Y015
+
+@_typing.final
+class SearchRankingOptions(_message.Message):
+    """OpenAI's `ranking_options` of a vector store search."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RANKER_FIELD_NUMBER: _builtins.int
+    SCORE_THRESHOLD_FIELD_NUMBER: _builtins.int
+    ranker: _builtins.str
+    """`none`, `auto` or `default-2024-11-15`; `auto` when not set. All rank the same way here."""
+    score_threshold: _builtins.float
+    """Only results scoring at least this, in [0, 1]; 0 (keep all) when not set."""
+    def __init__(
+        self,
+        *,
+        ranker: _builtins.str | None = ...,
+        score_threshold: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_ranker", b"_ranker", "_score_threshold", b"_score_threshold", "ranker", b"ranker", "score_threshold", b"score_threshold"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ranker", b"_ranker", "_score_threshold", b"_score_threshold", "ranker", b"ranker", "score_threshold", b"score_threshold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__ranker: _TypeAlias = _typing.Literal["ranker"]  # noqa: Y015
+    _WhichOneofArgType__ranker: _TypeAlias = _typing.Literal["_ranker", b"_ranker"]  # noqa: Y015
+    _WhichOneofReturnType__score_threshold: _TypeAlias = _typing.Literal["score_threshold"]  # noqa: Y015
+    _WhichOneofArgType__score_threshold: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ranker) -> _WhichOneofReturnType__ranker | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__score_threshold) -> _WhichOneofReturnType__score_threshold | None: ...
+
+Global___SearchRankingOptions: _TypeAlias = SearchRankingOptions  # noqa: Y015
+
+@_typing.final
+class SearchVectorStoreResponse(_message.Message):
+    """Response of `SearchVectorStore` (OpenAI's `vector_store.search_results.page`, one page)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEARCH_QUERY_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def search_query(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The query as searched, one element per query string."""
+
+    @_builtins.property
+    def data(self) -> _containers.RepeatedCompositeFieldContainer[Global___VectorStoreSearchResult]:
+        """The results, best first."""
+
+    def __init__(
+        self,
+        *,
+        search_query: _abc.Iterable[_builtins.str] | None = ...,
+        data: _abc.Iterable[Global___VectorStoreSearchResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "search_query", b"search_query"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchVectorStoreResponse: _TypeAlias = SearchVectorStoreResponse  # noqa: Y015
+
+@_typing.final
+class VectorStoreSearchResult(_message.Message):
+    """One chunk a search found (OpenAI's `VectorStoreSearchResultItem`)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class AttributesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___VectorStoreFileAttribute: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___VectorStoreFileAttribute | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    FILENAME_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    ATTRIBUTES_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    file_id: _builtins.str
+    """The ID of the file the chunk is from."""
+    filename: _builtins.str
+    """The file's name in the Files API."""
+    score: _builtins.float
+    """How well the chunk matches the query, in [0, 1]."""
+    @_builtins.property
+    def attributes(self) -> _containers.MessageMap[_builtins.str, Global___VectorStoreFileAttribute]:
+        """The attributes of the file in the vector store."""
+
+    @_builtins.property
+    def content(self) -> _containers.RepeatedCompositeFieldContainer[Global___VectorStoreSearchResultContent]:
+        """The chunk's text, as content parts."""
+
+    def __init__(
+        self,
+        *,
+        file_id: _builtins.str = ...,
+        filename: _builtins.str = ...,
+        score: _builtins.float = ...,
+        attributes: _abc.Mapping[_builtins.str, Global___VectorStoreFileAttribute] | None = ...,
+        content: _abc.Iterable[Global___VectorStoreSearchResultContent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "content", b"content", "file_id", b"file_id", "filename", b"filename", "score", b"score"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VectorStoreSearchResult: _TypeAlias = VectorStoreSearchResult  # noqa: Y015
+
+@_typing.final
+class VectorStoreSearchResultContent(_message.Message):
+    """A content part of a search result."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """Always `text`."""
+    text: _builtins.str
+    """The text of the chunk."""
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["text", b"text", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VectorStoreSearchResultContent: _TypeAlias = VectorStoreSearchResultContent  # noqa: Y015

@@ -95,6 +95,11 @@ class VectorStoresServiceStub:
                 request_serializer=compat__core_dot_v1_dot_vector__stores__pb2.GetVectorStoreFileContentRequest.SerializeToString,
                 response_deserializer=compat__core_dot_v1_dot_vector__stores__pb2.VectorStoreFileContent.FromString,
                 _registered_method=True)
+        self.SearchVectorStore = channel.unary_unary(
+                '/compat_core.v1.VectorStoresService/SearchVectorStore',
+                request_serializer=compat__core_dot_v1_dot_vector__stores__pb2.SearchVectorStoreRequest.SerializeToString,
+                response_deserializer=compat__core_dot_v1_dot_vector__stores__pb2.SearchVectorStoreResponse.FromString,
+                _registered_method=True)
 
 
 class VectorStoresServiceServicer:
@@ -186,6 +191,14 @@ class VectorStoresServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchVectorStore(self, request, context):
+        """Searches the chunks of a vector store's files for a query, best match first. The search
+        is lexical (words shared with the query); scores are on OpenAI's 0-1 scale.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VectorStoresServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -243,6 +256,11 @@ def add_VectorStoresServiceServicer_to_server(servicer, server):
                     servicer.GetVectorStoreFileContent,
                     request_deserializer=compat__core_dot_v1_dot_vector__stores__pb2.GetVectorStoreFileContentRequest.FromString,
                     response_serializer=compat__core_dot_v1_dot_vector__stores__pb2.VectorStoreFileContent.SerializeToString,
+            ),
+            'SearchVectorStore': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchVectorStore,
+                    request_deserializer=compat__core_dot_v1_dot_vector__stores__pb2.SearchVectorStoreRequest.FromString,
+                    response_serializer=compat__core_dot_v1_dot_vector__stores__pb2.SearchVectorStoreResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -547,6 +565,33 @@ class VectorStoresService:
             '/compat_core.v1.VectorStoresService/GetVectorStoreFileContent',
             compat__core_dot_v1_dot_vector__stores__pb2.GetVectorStoreFileContentRequest.SerializeToString,
             compat__core_dot_v1_dot_vector__stores__pb2.VectorStoreFileContent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchVectorStore(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/compat_core.v1.VectorStoresService/SearchVectorStore',
+            compat__core_dot_v1_dot_vector__stores__pb2.SearchVectorStoreRequest.SerializeToString,
+            compat__core_dot_v1_dot_vector__stores__pb2.SearchVectorStoreResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -67,6 +67,10 @@ class VectorStoresServiceStub:
     """Removes a file, and its chunks, from a vector store. The file stays in the Files API."""
     GetVectorStoreFileContent: _grpc.UnaryUnaryMultiCallable[_vector_stores_pb2.GetVectorStoreFileContentRequest, _vector_stores_pb2.VectorStoreFileContent]
     """The text the core parsed out of a file of a vector store."""
+    SearchVectorStore: _grpc.UnaryUnaryMultiCallable[_vector_stores_pb2.SearchVectorStoreRequest, _vector_stores_pb2.SearchVectorStoreResponse]
+    """Searches the chunks of a vector store's files for a query, best match first. The search
+    is lexical (words shared with the query); scores are on OpenAI's 0-1 scale.
+    """
 
 @_typing.type_check_only
 class VectorStoresServiceAsyncStub(VectorStoresServiceStub):
@@ -106,6 +110,10 @@ class VectorStoresServiceAsyncStub(VectorStoresServiceStub):
     """Removes a file, and its chunks, from a vector store. The file stays in the Files API."""
     GetVectorStoreFileContent: _aio.UnaryUnaryMultiCallable[_vector_stores_pb2.GetVectorStoreFileContentRequest, _vector_stores_pb2.VectorStoreFileContent]  # type: ignore[assignment]
     """The text the core parsed out of a file of a vector store."""
+    SearchVectorStore: _aio.UnaryUnaryMultiCallable[_vector_stores_pb2.SearchVectorStoreRequest, _vector_stores_pb2.SearchVectorStoreResponse]  # type: ignore[assignment]
+    """Searches the chunks of a vector store's files for a query, best match first. The search
+    is lexical (words shared with the query); scores are on OpenAI's 0-1 scale.
+    """
 
 class VectorStoresServiceServicer(metaclass=_abc_1.ABCMeta):
     """Vector stores: named collections of processed files that the `file_search` tool searches.
@@ -208,5 +216,15 @@ class VectorStoresServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_vector_stores_pb2.VectorStoreFileContent, _abc.Awaitable[_vector_stores_pb2.VectorStoreFileContent]]:
         """The text the core parsed out of a file of a vector store."""
+
+    @_abc_1.abstractmethod
+    def SearchVectorStore(
+        self,
+        request: _vector_stores_pb2.SearchVectorStoreRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vector_stores_pb2.SearchVectorStoreResponse, _abc.Awaitable[_vector_stores_pb2.SearchVectorStoreResponse]]:
+        """Searches the chunks of a vector store's files for a query, best match first. The search
+        is lexical (words shared with the query); scores are on OpenAI's 0-1 scale.
+        """
 
 def add_VectorStoresServiceServicer_to_server(servicer: VectorStoresServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -13,7 +13,9 @@ from http_edge.convert.common import (
     check_keys,
     deleted_out,
     enum_name,
+    expect_bool,
     expect_int32,
+    expect_number,
     expect_object,
     expect_str,
     expect_str_list,
@@ -21,9 +23,10 @@ from http_edge.convert.common import (
     list_out,
     metadata_in,
     metadata_out,
+    opt_str,
     require,
 )
-from http_edge.errors import invalid_type, invalid_value
+from http_edge.errors import HttpError, invalid_type, invalid_value
 from http_edge.json_io import PageParams
 
 VectorStore = vector_stores_pb2.VectorStore
@@ -304,6 +307,72 @@ def file_content_out(content: vector_stores_pb2.VectorStoreFileContent) -> Json:
     return {
         "object": "vector_store.file_content.page",
         "data": [{"type": "text", "text": text} for text in content.texts],
+        "has_more": False,
+        "next_page": None,
+    }
+
+
+_SEARCH_KEYS: Final = frozenset(
+    {"query", "rewrite_query", "max_num_results", "filters", "ranking_options"}
+)
+_SEARCH_RANKING_KEYS: Final = frozenset({"ranker", "score_threshold"})
+
+
+def search_request(
+    store_id: str, body: dict[str, Any]
+) -> vector_stores_pb2.SearchVectorStoreRequest:
+    """OpenAI's `VectorStoreSearchRequest`; whether its values are acceptable is the core's
+    to judge, only their JSON types are checked here."""
+    check_keys(body, _SEARCH_KEYS)
+    if body.get("filters") is not None:
+        raise HttpError(
+            400,
+            "Attribute filters ('filters') are not implemented yet on this server; search "
+            "without them.",
+            param="filters",
+            code="unsupported_parameter",
+        )
+    request = vector_stores_pb2.SearchVectorStoreRequest(vector_store_id=store_id)
+    query = require(body, "query")
+    if isinstance(query, str):
+        request.query.append(query)
+    else:
+        request.query.extend(expect_str_list(query, "query"))
+    if body.get("rewrite_query") is not None:
+        request.rewrite_query = expect_bool(body["rewrite_query"], "rewrite_query")
+    if body.get("max_num_results") is not None:
+        request.max_num_results = expect_int32(body["max_num_results"], "max_num_results")
+    if body.get("ranking_options") is not None:
+        param = "ranking_options"
+        obj = expect_object(body["ranking_options"], param)
+        check_keys(obj, _SEARCH_RANKING_KEYS, param)
+        options = request.ranking_options
+        options.SetInParent()
+        ranker = opt_str(obj, "ranker", param)
+        if ranker is not None:
+            options.ranker = ranker
+        if obj.get("score_threshold") is not None:
+            options.score_threshold = expect_number(
+                obj["score_threshold"], f"{param}.score_threshold"
+            )
+    return request
+
+
+def search_out(response: vector_stores_pb2.SearchVectorStoreResponse) -> Json:
+    """One page holds every result (at most 50), so there is never a next one."""
+    return {
+        "object": "vector_store.search_results.page",
+        "search_query": list(response.search_query),
+        "data": [
+            {
+                "file_id": r.file_id,
+                "filename": r.filename,
+                "score": r.score,
+                "attributes": _attributes_out(r.attributes),
+                "content": [{"type": c.type, "text": c.text} for c in r.content],
+            }
+            for r in response.data
+        ],
         "has_more": False,
         "next_page": None,
     }

@@ -1,6 +1,6 @@
 """`/v1/vector_stores`: one RPC per request, conversion in `convert.vector_stores`.
 
-The file batches and search of a store are not built yet: every other path below a store
+The file batches of a store are not built yet: every other path below a store
 answers 501 (never retried) for the caller it admits, rather than a 404 that would read as
 "no such store".
 """
@@ -132,15 +132,24 @@ async def get_vector_store_file_content(request: web.Request) -> web.Response:
     return json_response(convert.file_content_out(content))
 
 
+@routes.post("/v1/vector_stores/{vector_store_id}/search")
+async def search_vector_store(request: web.Request) -> web.Response:
+    rpc = convert.search_request(
+        request.match_info["vector_store_id"], await read_json_object(request)
+    )
+    page = await core(request).vector_stores.SearchVectorStore(rpc, metadata=rpc_metadata(request))
+    return json_response(convert.search_out(page))
+
+
 # Only a path whose store segment could be an ID: any other names nothing, and goes on to
 # the catch-all's 404.
 @routes.route("*", r"/v1/vector_stores/{vector_store_id:[A-Za-z0-9_-]+}/{rest:.+}")
 async def not_implemented_yet(request: web.Request) -> web.Response:
-    """File batches and search of a store: the caller's key first (its one RPC, cached
+    """File batches of a store: the caller's key first (its one RPC, cached
     by `Admission`), so a stranger learns nothing beyond the 401."""
     await request.app[ADMISSION].admit(request, rpc_metadata(request))
     raise HttpError(
         501,
         f"{request.method} {request.path} is not implemented yet: vector stores and their "
-        "files work, but file batches and search are not built on this server yet.",
+        "files and search work, but file batches are not built on this server yet.",
     )
