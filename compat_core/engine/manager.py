@@ -35,6 +35,7 @@ from compat_core.engine.executor import (
 from compat_core.engine.stored_events import RETAIN_SECONDS, StoredEventLog
 from compat_core.store.base import ACTIVE_RUN_STATUSES, Lease, LeaseLost
 from compat_core.store.sql_events import CANCEL_CHANNEL, EVENTS_CHANNEL
+from compat_core.tasks import cancel_and_wait
 from compat_core.v1 import messages_pb2, runs_pb2, threads_pb2
 
 log = logging.getLogger(__name__)
@@ -107,9 +108,7 @@ class RunEngine:
     async def stop(self) -> None:
         """Stop executing and release this core's runs, so another core resumes them at once."""
         if self._housekeeper is not None:
-            self._housekeeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._housekeeper
+            await cancel_and_wait(self._housekeeper)
         tasks = [executing.task for executing in self._executions.values()]
         for task in tasks:
             task.cancel()

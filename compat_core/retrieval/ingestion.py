@@ -20,6 +20,7 @@ from compat_core.retrieval.chunking import ChunkingStrategy, chunk
 from compat_core.retrieval.extract import ExtractionError, extract_text
 from compat_core.store import BlobStore
 from compat_core.store.base import NewChunk, Store
+from compat_core.tasks import cancel_and_wait
 from compat_core.v1 import vector_stores_pb2
 
 log = logging.getLogger(__name__)
@@ -52,9 +53,7 @@ class Ingestion:
         """Stop at once; files left unfinished are released for the next claim."""
         if self._task is None:
             return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
         self._task = None
         try:
             await self._store.release_vector_store_files(self._owner)
@@ -85,9 +84,7 @@ class Ingestion:
         try:
             await asyncio.gather(*(self._ingest(f) for f in files))
         finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+            await cancel_and_wait(renewer)
         return True
 
     async def _renew(self) -> None:

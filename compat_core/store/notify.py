@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 import asyncpg
 from sqlalchemy.engine import URL
 
+from compat_core.tasks import cancel_and_wait
+
 log = logging.getLogger(__name__)
 
 RECONNECT_SECONDS = 1.0
@@ -45,9 +47,7 @@ class PostgresListener:
     async def close(self) -> None:
         if self._task is None:
             return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
         self._task = None
 
     async def _listen_forever(

@@ -15,10 +15,10 @@ database.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from compat_core.store.blobs import BlobStore
+from compat_core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,7 @@ class Sweeper:
     async def stop(self) -> None:
         if self._task is None:
             return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
         self._task = None
 
     async def sweep(self) -> int:
