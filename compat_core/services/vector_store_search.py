@@ -11,20 +11,14 @@ from typing import Final
 
 from compat_core import errors, validation
 from compat_core.retrieval import ranking
-from compat_core.store.base import ChunkMatch, Store
+from compat_core.retrieval import search as retrieval_search
+from compat_core.store.base import Store
 from compat_core.v1 import vector_stores_pb2
 
 SEARCH_RANKERS: Final = ("none", "auto", "default-2024-11-15")
 """OpenAI's `ranking_options.ranker` values for the vector store search endpoint."""
 
 DEFAULT_MAX_NUM_RESULTS: Final = 10
-
-
-def _hit(match: ChunkMatch) -> ranking.Hit:
-    chunk_id = str(match.chunk_id)
-    if match.scale == "bm25":
-        return ranking.Hit.from_bm25(chunk_id, match.raw_score)
-    return ranking.Hit.from_ts_rank(chunk_id, match.raw_score)
 
 
 def _options(request: vector_stores_pb2.SearchVectorStoreRequest) -> tuple[int, float]:
@@ -50,7 +44,7 @@ def _options(request: vector_stores_pb2.SearchVectorStoreRequest) -> tuple[int, 
 
 
 class VectorStoreSearch:
-    """One search: checks, the store's lexical search, ranking, then each result's file."""
+    """One search: the endpoint's checks, then `retrieval.search`."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -70,31 +64,15 @@ class VectorStoreSearch:
         limit, threshold = _options(request)
         if await self._store.get_vector_store(store_id) is None:
             raise errors.no_such("vector_store_id", store_id)
-        matches = await self._store.search_chunks_lexical([store_id], query, limit)
-        by_id = {str(m.chunk_id): m for m in matches}
-        chosen = ranking.select(ranking.by_score([_hit(m) for m in matches]), limit, threshold)
-        response = vector_stores_pb2.SearchVectorStoreResponse(search_query=request.query)
-        files: dict[str, tuple[str, vector_stores_pb2.VectorStoreFile | None]] = {}
-        for ranked in chosen:
-            match = by_id[ranked.chunk_id]
-            if match.file_id not in files:
-                files[match.file_id] = await self._file(store_id, match.file_id)
-            filename, store_file = files[match.file_id]
-            if store_file is None:
-                # Removed from the store between the search and this look-up.
-                continue
-            result = response.data.add(file_id=match.file_id, filename=filename, score=ranked.score)
-            for key, value in store_file.attributes.items():
-                result.attributes[key].CopyFrom(value)
-            result.content.add(type="text", text=match.text)
-        return response
-
-    async def _file(
-        self, store_id: str, file_id: str
-    ) -> tuple[str, vector_stores_pb2.VectorStoreFile | None]:
-        """The file's name in the Files API ("" if deleted there since) and its store entry."""
-        found = await self._store.get_file(file_id)
-        return (
-            found.filename if found is not None else "",
-            await self._store.get_vector_store_file(store_id, file_id),
+        found = await retrieval_search.search(
+            self._store, [store_id], query, limit=limit, threshold=threshold
         )
+        response = vector_stores_pb2.SearchVectorStoreResponse(search_query=request.query)
+        for item in found:
+            result = response.data.add(
+                file_id=item.file_id, filename=item.filename, score=item.score
+            )
+            for key, value in item.attributes.items():
+                result.attributes[key].CopyFrom(value)
+            result.content.add(type="text", text=item.text)
+        return response
