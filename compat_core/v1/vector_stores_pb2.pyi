@@ -81,6 +81,46 @@ VECTOR_STORE_FILE_STATUS_FAILED: VectorStoreFileStatus.ValueType  # 4
 """Processing failed; `last_error` says why."""
 Global___VectorStoreFileStatus: _TypeAlias = VectorStoreFileStatus  # noqa: Y015
 
+class _VectorStoreFileBatchStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _VectorStoreFileBatchStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_VectorStoreFileBatchStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    VECTOR_STORE_FILE_BATCH_STATUS_UNSPECIFIED: _VectorStoreFileBatchStatus.ValueType  # 0
+    """Not set; never answered by the server."""
+    VECTOR_STORE_FILE_BATCH_STATUS_IN_PROGRESS: _VectorStoreFileBatchStatus.ValueType  # 1
+    """Some of the batch's files are still being processed (or, after a cancel, a core is still
+    busy with one of them).
+    """
+    VECTOR_STORE_FILE_BATCH_STATUS_COMPLETED: _VectorStoreFileBatchStatus.ValueType  # 2
+    """Every file of the batch is processed, and at least one of them was not a failure (or the
+    batch holds no file any more).
+    """
+    VECTOR_STORE_FILE_BATCH_STATUS_CANCELLED: _VectorStoreFileBatchStatus.ValueType  # 3
+    """The batch was cancelled, and no core is working on any of its files any more."""
+    VECTOR_STORE_FILE_BATCH_STATUS_FAILED: _VectorStoreFileBatchStatus.ValueType  # 4
+    """Every file of the batch is processed, and every one of them failed."""
+
+class VectorStoreFileBatchStatus(_VectorStoreFileBatchStatus, metaclass=_VectorStoreFileBatchStatusEnumTypeWrapper):
+    """The state of a batch of files."""
+
+VECTOR_STORE_FILE_BATCH_STATUS_UNSPECIFIED: VectorStoreFileBatchStatus.ValueType  # 0
+"""Not set; never answered by the server."""
+VECTOR_STORE_FILE_BATCH_STATUS_IN_PROGRESS: VectorStoreFileBatchStatus.ValueType  # 1
+"""Some of the batch's files are still being processed (or, after a cancel, a core is still
+busy with one of them).
+"""
+VECTOR_STORE_FILE_BATCH_STATUS_COMPLETED: VectorStoreFileBatchStatus.ValueType  # 2
+"""Every file of the batch is processed, and at least one of them was not a failure (or the
+batch holds no file any more).
+"""
+VECTOR_STORE_FILE_BATCH_STATUS_CANCELLED: VectorStoreFileBatchStatus.ValueType  # 3
+"""The batch was cancelled, and no core is working on any of its files any more."""
+VECTOR_STORE_FILE_BATCH_STATUS_FAILED: VectorStoreFileBatchStatus.ValueType  # 4
+"""Every file of the batch is processed, and every one of them failed."""
+Global___VectorStoreFileBatchStatus: _TypeAlias = VectorStoreFileBatchStatus  # noqa: Y015
+
 @_typing.final
 class VectorStore(_message.Message):
     """A vector store (OpenAI's `vector_store` object)."""
@@ -552,6 +592,7 @@ class VectorStoreFile(_message.Message):
     LAST_ERROR_FIELD_NUMBER: _builtins.int
     CHUNKING_STRATEGY_FIELD_NUMBER: _builtins.int
     ATTRIBUTES_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The file's ID in the Files API (`file-…`)."""
     created_at: _builtins.int
@@ -562,6 +603,10 @@ class VectorStoreFile(_message.Message):
     """How far processing the file has got."""
     usage_bytes: _builtins.int
     """The bytes of text the file contributes to the store once processed; 0 before that."""
+    batch_id: _builtins.str
+    """The batch (`vsfb_…`) that added the file; empty when it was added on its own or with its
+    store. OpenAI's `vector_store.file` object does not answer it.
+    """
     @_builtins.property
     def last_error(self) -> Global___VectorStoreFileError:
         """Why processing failed. Set only when `status` is FAILED."""
@@ -589,10 +634,11 @@ class VectorStoreFile(_message.Message):
         last_error: Global___VectorStoreFileError | None = ...,
         chunking_strategy: Global___ChunkingStrategy | None = ...,
         attributes: _abc.Mapping[_builtins.str, Global___VectorStoreFileAttribute] | None = ...,
+        batch_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["chunking_strategy", b"chunking_strategy", "last_error", b"last_error"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "chunking_strategy", b"chunking_strategy", "created_at", b"created_at", "id", b"id", "last_error", b"last_error", "status", b"status", "usage_bytes", b"usage_bytes", "vector_store_id", b"vector_store_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "batch_id", b"batch_id", "chunking_strategy", b"chunking_strategy", "created_at", b"created_at", "id", b"id", "last_error", b"last_error", "status", b"status", "usage_bytes", b"usage_bytes", "vector_store_id", b"vector_store_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1151,3 +1197,272 @@ class VectorStoreSearchResultContent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VectorStoreSearchResultContent: _TypeAlias = VectorStoreSearchResultContent  # noqa: Y015
+
+@_typing.final
+class VectorStoreFileBatch(_message.Message):
+    """A batch of files added to a vector store together (OpenAI's `vector_store.files_batch`)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    VECTOR_STORE_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    FILE_COUNTS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The ID, `vsfb_` followed by 24 alphanumerics."""
+    created_at: _builtins.int
+    """When the batch was created, in unix seconds."""
+    vector_store_id: _builtins.str
+    """The ID of the vector store the batch added its files to."""
+    status: Global___VectorStoreFileBatchStatus.ValueType
+    """Where the batch stands, worked out from its files whenever it is read."""
+    @_builtins.property
+    def file_counts(self) -> Global___VectorStoreFileCounts:
+        """How many of the batch's files are in each state, counted whenever the batch is read."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        created_at: _builtins.int = ...,
+        vector_store_id: _builtins.str = ...,
+        status: Global___VectorStoreFileBatchStatus.ValueType = ...,
+        file_counts: Global___VectorStoreFileCounts | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["file_counts", b"file_counts"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "file_counts", b"file_counts", "id", b"id", "status", b"status", "vector_store_id", b"vector_store_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VectorStoreFileBatch: _TypeAlias = VectorStoreFileBatch  # noqa: Y015
+
+@_typing.final
+class VectorStoreFileBatchEntry(_message.Message):
+    """One file of `CreateVectorStoreFileBatchRequest.files`, with settings of its own."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class AttributesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___VectorStoreFileAttribute: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___VectorStoreFileAttribute | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    CHUNKING_STRATEGY_FIELD_NUMBER: _builtins.int
+    ATTRIBUTES_FIELD_NUMBER: _builtins.int
+    file_id: _builtins.str
+    """The uploaded file to add (`file-…`)."""
+    @_builtins.property
+    def chunking_strategy(self) -> Global___ChunkingStrategy:
+        """How to chunk this file. Unset means `auto`."""
+
+    @_builtins.property
+    def attributes(self) -> _containers.MessageMap[_builtins.str, Global___VectorStoreFileAttribute]:
+        """Attributes of this file, as `VectorStoreFile.attributes`."""
+
+    def __init__(
+        self,
+        *,
+        file_id: _builtins.str = ...,
+        chunking_strategy: Global___ChunkingStrategy | None = ...,
+        attributes: _abc.Mapping[_builtins.str, Global___VectorStoreFileAttribute] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunking_strategy", b"chunking_strategy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "chunking_strategy", b"chunking_strategy", "file_id", b"file_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VectorStoreFileBatchEntry: _TypeAlias = VectorStoreFileBatchEntry  # noqa: Y015
+
+@_typing.final
+class CreateVectorStoreFileBatchRequest(_message.Message):
+    """Request of `CreateVectorStoreFileBatch`. Exactly one of `file_ids` and `files` is given
+    (INVALID_ARGUMENT otherwise), with 1 to 2000 entries; a file named twice is added once,
+    with the settings of its last entry.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class AttributesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___VectorStoreFileAttribute: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___VectorStoreFileAttribute | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    VECTOR_STORE_ID_FIELD_NUMBER: _builtins.int
+    FILE_IDS_FIELD_NUMBER: _builtins.int
+    FILES_FIELD_NUMBER: _builtins.int
+    CHUNKING_STRATEGY_FIELD_NUMBER: _builtins.int
+    ATTRIBUTES_FIELD_NUMBER: _builtins.int
+    vector_store_id: _builtins.str
+    """The vector store to add the files to."""
+    @_builtins.property
+    def file_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """IDs of the uploaded files to add, each with `chunking_strategy` and `attributes`."""
+
+    @_builtins.property
+    def files(self) -> _containers.RepeatedCompositeFieldContainer[Global___VectorStoreFileBatchEntry]:
+        """The files to add, each with settings of its own; `chunking_strategy` and `attributes`
+        are ignored then.
+        """
+
+    @_builtins.property
+    def chunking_strategy(self) -> Global___ChunkingStrategy:
+        """How to chunk the files of `file_ids`. Unset means `auto`."""
+
+    @_builtins.property
+    def attributes(self) -> _containers.MessageMap[_builtins.str, Global___VectorStoreFileAttribute]:
+        """Attributes of every file of `file_ids`, as `VectorStoreFile.attributes`."""
+
+    def __init__(
+        self,
+        *,
+        vector_store_id: _builtins.str = ...,
+        file_ids: _abc.Iterable[_builtins.str] | None = ...,
+        files: _abc.Iterable[Global___VectorStoreFileBatchEntry] | None = ...,
+        chunking_strategy: Global___ChunkingStrategy | None = ...,
+        attributes: _abc.Mapping[_builtins.str, Global___VectorStoreFileAttribute] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunking_strategy", b"chunking_strategy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "chunking_strategy", b"chunking_strategy", "file_ids", b"file_ids", "files", b"files", "vector_store_id", b"vector_store_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateVectorStoreFileBatchRequest: _TypeAlias = CreateVectorStoreFileBatchRequest  # noqa: Y015
+
+@_typing.final
+class GetVectorStoreFileBatchRequest(_message.Message):
+    """Request of `GetVectorStoreFileBatch`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VECTOR_STORE_ID_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    vector_store_id: _builtins.str
+    """The vector store's ID."""
+    batch_id: _builtins.str
+    """The batch's ID."""
+    def __init__(
+        self,
+        *,
+        vector_store_id: _builtins.str = ...,
+        batch_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "vector_store_id", b"vector_store_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetVectorStoreFileBatchRequest: _TypeAlias = GetVectorStoreFileBatchRequest  # noqa: Y015
+
+@_typing.final
+class CancelVectorStoreFileBatchRequest(_message.Message):
+    """Request of `CancelVectorStoreFileBatch`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VECTOR_STORE_ID_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    vector_store_id: _builtins.str
+    """The vector store's ID."""
+    batch_id: _builtins.str
+    """The batch's ID."""
+    def __init__(
+        self,
+        *,
+        vector_store_id: _builtins.str = ...,
+        batch_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "vector_store_id", b"vector_store_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelVectorStoreFileBatchRequest: _TypeAlias = CancelVectorStoreFileBatchRequest  # noqa: Y015
+
+@_typing.final
+class ListVectorStoreFileBatchFilesRequest(_message.Message):
+    """Request of `ListVectorStoreFileBatchFiles`. Paging as in `ListVectorStoresRequest`; a
+    cursor may name any file of the store.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VECTOR_STORE_ID_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    BEFORE_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    vector_store_id: _builtins.str
+    """The vector store's ID."""
+    batch_id: _builtins.str
+    """The batch's ID."""
+    limit: _builtins.int
+    """How many to return, 1 to 100. Unset means 20."""
+    order: _common_pb2.SortOrder.ValueType
+    """Sort order by the time files were added. Unset means newest first."""
+    after: _builtins.str
+    """Return objects that come after this ID in `order`. Empty for none."""
+    before: _builtins.str
+    """Return objects that come before this ID in `order`. Empty for none."""
+    filter: Global___VectorStoreFileStatus.ValueType
+    """Only files in this state; UNSPECIFIED for all of them."""
+    def __init__(
+        self,
+        *,
+        vector_store_id: _builtins.str = ...,
+        batch_id: _builtins.str = ...,
+        limit: _builtins.int | None = ...,
+        order: _common_pb2.SortOrder.ValueType = ...,
+        after: _builtins.str = ...,
+        before: _builtins.str = ...,
+        filter: Global___VectorStoreFileStatus.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "limit", b"limit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "after", b"after", "batch_id", b"batch_id", "before", b"before", "filter", b"filter", "limit", b"limit", "order", b"order", "vector_store_id", b"vector_store_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
+    _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__limit) -> _WhichOneofReturnType__limit | None: ...
+
+Global___ListVectorStoreFileBatchFilesRequest: _TypeAlias = ListVectorStoreFileBatchFilesRequest  # noqa: Y015

@@ -29,9 +29,8 @@ if _version_not_supported:
 class VectorStoresServiceStub:
     """Vector stores: named collections of processed files that the `file_search` tool searches.
 
-    This service manages the stores and the files they hold. Batches of files and searching a
-    store are not part of the contract yet; they will join this service (or a sibling service
-    in this file) without renumbering anything here.
+    This service manages the stores, the files they hold, the batches that add many files at
+    once, and searching a store.
     """
 
     def __init__(self, channel):
@@ -100,14 +99,33 @@ class VectorStoresServiceStub:
                 request_serializer=compat__core_dot_v1_dot_vector__stores__pb2.SearchVectorStoreRequest.SerializeToString,
                 response_deserializer=compat__core_dot_v1_dot_vector__stores__pb2.SearchVectorStoreResponse.FromString,
                 _registered_method=True)
+        self.CreateVectorStoreFileBatch = channel.unary_unary(
+                '/compat_core.v1.VectorStoresService/CreateVectorStoreFileBatch',
+                request_serializer=compat__core_dot_v1_dot_vector__stores__pb2.CreateVectorStoreFileBatchRequest.SerializeToString,
+                response_deserializer=compat__core_dot_v1_dot_vector__stores__pb2.VectorStoreFileBatch.FromString,
+                _registered_method=True)
+        self.GetVectorStoreFileBatch = channel.unary_unary(
+                '/compat_core.v1.VectorStoresService/GetVectorStoreFileBatch',
+                request_serializer=compat__core_dot_v1_dot_vector__stores__pb2.GetVectorStoreFileBatchRequest.SerializeToString,
+                response_deserializer=compat__core_dot_v1_dot_vector__stores__pb2.VectorStoreFileBatch.FromString,
+                _registered_method=True)
+        self.CancelVectorStoreFileBatch = channel.unary_unary(
+                '/compat_core.v1.VectorStoresService/CancelVectorStoreFileBatch',
+                request_serializer=compat__core_dot_v1_dot_vector__stores__pb2.CancelVectorStoreFileBatchRequest.SerializeToString,
+                response_deserializer=compat__core_dot_v1_dot_vector__stores__pb2.VectorStoreFileBatch.FromString,
+                _registered_method=True)
+        self.ListVectorStoreFileBatchFiles = channel.unary_unary(
+                '/compat_core.v1.VectorStoresService/ListVectorStoreFileBatchFiles',
+                request_serializer=compat__core_dot_v1_dot_vector__stores__pb2.ListVectorStoreFileBatchFilesRequest.SerializeToString,
+                response_deserializer=compat__core_dot_v1_dot_vector__stores__pb2.ListVectorStoreFilesResponse.FromString,
+                _registered_method=True)
 
 
 class VectorStoresServiceServicer:
     """Vector stores: named collections of processed files that the `file_search` tool searches.
 
-    This service manages the stores and the files they hold. Batches of files and searching a
-    store are not part of the contract yet; they will join this service (or a sibling service
-    in this file) without renumbering anything here.
+    This service manages the stores, the files they hold, the batches that add many files at
+    once, and searching a store.
     """
 
     def CreateVectorStore(self, request, context):
@@ -199,6 +217,45 @@ class VectorStoresServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateVectorStoreFileBatch(self, request, context):
+        """Adds many uploaded files to a vector store in one request and returns the batch
+        `in_progress`: every file is stored `in_progress` (and so will be ingested) before the
+        answer, in one transaction with the batch. A file the store already holds is replaced: it
+        joins this batch and is ingested again with the batch's settings. NOT_FOUND for an unknown
+        store (`vector_store_id`) or file (`file_ids`, or `files[i].file_id`); nothing is stored
+        then.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetVectorStoreFileBatch(self, request, context):
+        """Returns one batch of a vector store, its counts and status as of now. NOT_FOUND
+        (`batch_id`) if the store has no such batch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelVectorStoreFileBatch(self, request, context):
+        """Cancels the batch's files that are not processed yet (they end `cancelled`, and a core
+        that was ingesting one stores nothing of it) and returns the batch. The batch stays
+        `in_progress` until no core is working on any of its files any more, then it is
+        `cancelled`. Cancelling a batch that is `cancelled` already changes nothing; one that
+        `completed` or `failed` is FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVectorStoreFileBatchFiles(self, request, context):
+        """Lists the files of a batch, newest first unless `order` says otherwise. A file that later
+        left the store, or joined a newer batch, is no longer listed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VectorStoresServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -262,6 +319,26 @@ def add_VectorStoresServiceServicer_to_server(servicer, server):
                     request_deserializer=compat__core_dot_v1_dot_vector__stores__pb2.SearchVectorStoreRequest.FromString,
                     response_serializer=compat__core_dot_v1_dot_vector__stores__pb2.SearchVectorStoreResponse.SerializeToString,
             ),
+            'CreateVectorStoreFileBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateVectorStoreFileBatch,
+                    request_deserializer=compat__core_dot_v1_dot_vector__stores__pb2.CreateVectorStoreFileBatchRequest.FromString,
+                    response_serializer=compat__core_dot_v1_dot_vector__stores__pb2.VectorStoreFileBatch.SerializeToString,
+            ),
+            'GetVectorStoreFileBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVectorStoreFileBatch,
+                    request_deserializer=compat__core_dot_v1_dot_vector__stores__pb2.GetVectorStoreFileBatchRequest.FromString,
+                    response_serializer=compat__core_dot_v1_dot_vector__stores__pb2.VectorStoreFileBatch.SerializeToString,
+            ),
+            'CancelVectorStoreFileBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelVectorStoreFileBatch,
+                    request_deserializer=compat__core_dot_v1_dot_vector__stores__pb2.CancelVectorStoreFileBatchRequest.FromString,
+                    response_serializer=compat__core_dot_v1_dot_vector__stores__pb2.VectorStoreFileBatch.SerializeToString,
+            ),
+            'ListVectorStoreFileBatchFiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVectorStoreFileBatchFiles,
+                    request_deserializer=compat__core_dot_v1_dot_vector__stores__pb2.ListVectorStoreFileBatchFilesRequest.FromString,
+                    response_serializer=compat__core_dot_v1_dot_vector__stores__pb2.ListVectorStoreFilesResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'compat_core.v1.VectorStoresService', rpc_method_handlers)
@@ -273,9 +350,8 @@ def add_VectorStoresServiceServicer_to_server(servicer, server):
 class VectorStoresService:
     """Vector stores: named collections of processed files that the `file_search` tool searches.
 
-    This service manages the stores and the files they hold. Batches of files and searching a
-    store are not part of the contract yet; they will join this service (or a sibling service
-    in this file) without renumbering anything here.
+    This service manages the stores, the files they hold, the batches that add many files at
+    once, and searching a store.
     """
 
     @staticmethod
@@ -592,6 +668,114 @@ class VectorStoresService:
             '/compat_core.v1.VectorStoresService/SearchVectorStore',
             compat__core_dot_v1_dot_vector__stores__pb2.SearchVectorStoreRequest.SerializeToString,
             compat__core_dot_v1_dot_vector__stores__pb2.SearchVectorStoreResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateVectorStoreFileBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/compat_core.v1.VectorStoresService/CreateVectorStoreFileBatch',
+            compat__core_dot_v1_dot_vector__stores__pb2.CreateVectorStoreFileBatchRequest.SerializeToString,
+            compat__core_dot_v1_dot_vector__stores__pb2.VectorStoreFileBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVectorStoreFileBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/compat_core.v1.VectorStoresService/GetVectorStoreFileBatch',
+            compat__core_dot_v1_dot_vector__stores__pb2.GetVectorStoreFileBatchRequest.SerializeToString,
+            compat__core_dot_v1_dot_vector__stores__pb2.VectorStoreFileBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelVectorStoreFileBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/compat_core.v1.VectorStoresService/CancelVectorStoreFileBatch',
+            compat__core_dot_v1_dot_vector__stores__pb2.CancelVectorStoreFileBatchRequest.SerializeToString,
+            compat__core_dot_v1_dot_vector__stores__pb2.VectorStoreFileBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVectorStoreFileBatchFiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/compat_core.v1.VectorStoresService/ListVectorStoreFileBatchFiles',
+            compat__core_dot_v1_dot_vector__stores__pb2.ListVectorStoreFileBatchFilesRequest.SerializeToString,
+            compat__core_dot_v1_dot_vector__stores__pb2.ListVectorStoreFilesResponse.FromString,
             options,
             channel_credentials,
             insecure,

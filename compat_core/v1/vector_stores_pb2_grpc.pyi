@@ -30,9 +30,8 @@ GRPC_VERSION: str
 class VectorStoresServiceStub:
     """Vector stores: named collections of processed files that the `file_search` tool searches.
 
-    This service manages the stores and the files they hold. Batches of files and searching a
-    store are not part of the contract yet; they will join this service (or a sibling service
-    in this file) without renumbering anything here.
+    This service manages the stores, the files they hold, the batches that add many files at
+    once, and searching a store.
     """
 
     @_typing.overload
@@ -71,14 +70,36 @@ class VectorStoresServiceStub:
     """Searches the chunks of a vector store's files for a query, best match first. The search
     is lexical (words shared with the query); scores are on OpenAI's 0-1 scale.
     """
+    CreateVectorStoreFileBatch: _grpc.UnaryUnaryMultiCallable[_vector_stores_pb2.CreateVectorStoreFileBatchRequest, _vector_stores_pb2.VectorStoreFileBatch]
+    """Adds many uploaded files to a vector store in one request and returns the batch
+    `in_progress`: every file is stored `in_progress` (and so will be ingested) before the
+    answer, in one transaction with the batch. A file the store already holds is replaced: it
+    joins this batch and is ingested again with the batch's settings. NOT_FOUND for an unknown
+    store (`vector_store_id`) or file (`file_ids`, or `files[i].file_id`); nothing is stored
+    then.
+    """
+    GetVectorStoreFileBatch: _grpc.UnaryUnaryMultiCallable[_vector_stores_pb2.GetVectorStoreFileBatchRequest, _vector_stores_pb2.VectorStoreFileBatch]
+    """Returns one batch of a vector store, its counts and status as of now. NOT_FOUND
+    (`batch_id`) if the store has no such batch.
+    """
+    CancelVectorStoreFileBatch: _grpc.UnaryUnaryMultiCallable[_vector_stores_pb2.CancelVectorStoreFileBatchRequest, _vector_stores_pb2.VectorStoreFileBatch]
+    """Cancels the batch's files that are not processed yet (they end `cancelled`, and a core
+    that was ingesting one stores nothing of it) and returns the batch. The batch stays
+    `in_progress` until no core is working on any of its files any more, then it is
+    `cancelled`. Cancelling a batch that is `cancelled` already changes nothing; one that
+    `completed` or `failed` is FAILED_PRECONDITION.
+    """
+    ListVectorStoreFileBatchFiles: _grpc.UnaryUnaryMultiCallable[_vector_stores_pb2.ListVectorStoreFileBatchFilesRequest, _vector_stores_pb2.ListVectorStoreFilesResponse]
+    """Lists the files of a batch, newest first unless `order` says otherwise. A file that later
+    left the store, or joined a newer batch, is no longer listed.
+    """
 
 @_typing.type_check_only
 class VectorStoresServiceAsyncStub(VectorStoresServiceStub):
     """Vector stores: named collections of processed files that the `file_search` tool searches.
 
-    This service manages the stores and the files they hold. Batches of files and searching a
-    store are not part of the contract yet; they will join this service (or a sibling service
-    in this file) without renumbering anything here.
+    This service manages the stores, the files they hold, the batches that add many files at
+    once, and searching a store.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -114,13 +135,35 @@ class VectorStoresServiceAsyncStub(VectorStoresServiceStub):
     """Searches the chunks of a vector store's files for a query, best match first. The search
     is lexical (words shared with the query); scores are on OpenAI's 0-1 scale.
     """
+    CreateVectorStoreFileBatch: _aio.UnaryUnaryMultiCallable[_vector_stores_pb2.CreateVectorStoreFileBatchRequest, _vector_stores_pb2.VectorStoreFileBatch]  # type: ignore[assignment]
+    """Adds many uploaded files to a vector store in one request and returns the batch
+    `in_progress`: every file is stored `in_progress` (and so will be ingested) before the
+    answer, in one transaction with the batch. A file the store already holds is replaced: it
+    joins this batch and is ingested again with the batch's settings. NOT_FOUND for an unknown
+    store (`vector_store_id`) or file (`file_ids`, or `files[i].file_id`); nothing is stored
+    then.
+    """
+    GetVectorStoreFileBatch: _aio.UnaryUnaryMultiCallable[_vector_stores_pb2.GetVectorStoreFileBatchRequest, _vector_stores_pb2.VectorStoreFileBatch]  # type: ignore[assignment]
+    """Returns one batch of a vector store, its counts and status as of now. NOT_FOUND
+    (`batch_id`) if the store has no such batch.
+    """
+    CancelVectorStoreFileBatch: _aio.UnaryUnaryMultiCallable[_vector_stores_pb2.CancelVectorStoreFileBatchRequest, _vector_stores_pb2.VectorStoreFileBatch]  # type: ignore[assignment]
+    """Cancels the batch's files that are not processed yet (they end `cancelled`, and a core
+    that was ingesting one stores nothing of it) and returns the batch. The batch stays
+    `in_progress` until no core is working on any of its files any more, then it is
+    `cancelled`. Cancelling a batch that is `cancelled` already changes nothing; one that
+    `completed` or `failed` is FAILED_PRECONDITION.
+    """
+    ListVectorStoreFileBatchFiles: _aio.UnaryUnaryMultiCallable[_vector_stores_pb2.ListVectorStoreFileBatchFilesRequest, _vector_stores_pb2.ListVectorStoreFilesResponse]  # type: ignore[assignment]
+    """Lists the files of a batch, newest first unless `order` says otherwise. A file that later
+    left the store, or joined a newer batch, is no longer listed.
+    """
 
 class VectorStoresServiceServicer(metaclass=_abc_1.ABCMeta):
     """Vector stores: named collections of processed files that the `file_search` tool searches.
 
-    This service manages the stores and the files they hold. Batches of files and searching a
-    store are not part of the contract yet; they will join this service (or a sibling service
-    in this file) without renumbering anything here.
+    This service manages the stores, the files they hold, the batches that add many files at
+    once, and searching a store.
     """
 
     @_abc_1.abstractmethod
@@ -225,6 +268,53 @@ class VectorStoresServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_vector_stores_pb2.SearchVectorStoreResponse, _abc.Awaitable[_vector_stores_pb2.SearchVectorStoreResponse]]:
         """Searches the chunks of a vector store's files for a query, best match first. The search
         is lexical (words shared with the query); scores are on OpenAI's 0-1 scale.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateVectorStoreFileBatch(
+        self,
+        request: _vector_stores_pb2.CreateVectorStoreFileBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vector_stores_pb2.VectorStoreFileBatch, _abc.Awaitable[_vector_stores_pb2.VectorStoreFileBatch]]:
+        """Adds many uploaded files to a vector store in one request and returns the batch
+        `in_progress`: every file is stored `in_progress` (and so will be ingested) before the
+        answer, in one transaction with the batch. A file the store already holds is replaced: it
+        joins this batch and is ingested again with the batch's settings. NOT_FOUND for an unknown
+        store (`vector_store_id`) or file (`file_ids`, or `files[i].file_id`); nothing is stored
+        then.
+        """
+
+    @_abc_1.abstractmethod
+    def GetVectorStoreFileBatch(
+        self,
+        request: _vector_stores_pb2.GetVectorStoreFileBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vector_stores_pb2.VectorStoreFileBatch, _abc.Awaitable[_vector_stores_pb2.VectorStoreFileBatch]]:
+        """Returns one batch of a vector store, its counts and status as of now. NOT_FOUND
+        (`batch_id`) if the store has no such batch.
+        """
+
+    @_abc_1.abstractmethod
+    def CancelVectorStoreFileBatch(
+        self,
+        request: _vector_stores_pb2.CancelVectorStoreFileBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vector_stores_pb2.VectorStoreFileBatch, _abc.Awaitable[_vector_stores_pb2.VectorStoreFileBatch]]:
+        """Cancels the batch's files that are not processed yet (they end `cancelled`, and a core
+        that was ingesting one stores nothing of it) and returns the batch. The batch stays
+        `in_progress` until no core is working on any of its files any more, then it is
+        `cancelled`. Cancelling a batch that is `cancelled` already changes nothing; one that
+        `completed` or `failed` is FAILED_PRECONDITION.
+        """
+
+    @_abc_1.abstractmethod
+    def ListVectorStoreFileBatchFiles(
+        self,
+        request: _vector_stores_pb2.ListVectorStoreFileBatchFilesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vector_stores_pb2.ListVectorStoreFilesResponse, _abc.Awaitable[_vector_stores_pb2.ListVectorStoreFilesResponse]]:
+        """Lists the files of a batch, newest first unless `order` says otherwise. A file that later
+        left the store, or joined a newer batch, is no longer listed.
         """
 
 def add_VectorStoresServiceServicer_to_server(servicer: VectorStoresServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
