@@ -320,6 +320,7 @@ async def test_replicas_migrating_at_once_wait_for_each_other(
         "run_leases",
         "run_events",
         "vector_store_chunks",
+        "vector_store_file_batches",
         *TABLES,
     }
     # Exactly one of them ran the revisions; the others found nothing to do.

@@ -161,6 +161,8 @@ vector_stores = Table(
 # The files of vector stores (migration 0007): `id` is the file's ID, unique within its store;
 # `status` and `usage_bytes` copy the body's so that a store's counts are one aggregate; the
 # lease columns say which core is ingesting an `in_progress` file and until when (unix ms).
+# `batch_id` (migration 0008) copies the body's too: the batch the file joined with, "" for
+# none, so that a batch's files are one index range.
 vector_store_files = Table(
     "vector_store_files",
     metadata,
@@ -173,10 +175,25 @@ vector_store_files = Table(
     _body(),
     Column("claimed_by", String(128), server_default="", nullable=False),
     Column("lease_expires_at_ms", BigInteger, server_default="0", nullable=False),
+    Column("batch_id", ID_TYPE, server_default="", nullable=False),
     UniqueConstraint("vector_store_id", "id"),
     Index(None, "vector_store_id", "seq"),
     Index(None, "status", "lease_expires_at_ms"),
+    Index(None, "batch_id", "seq"),
     sqlite_autoincrement=True,
+)
+
+# Batches of vector store files (migration 0008). The body is the batch as created, its
+# `status` CANCELLED once a cancel was asked for (IN_PROGRESS until then): the status and counts
+# a client sees are worked out from the batch's files at each read. Never listed, so no `seq`.
+vector_store_file_batches = Table(
+    "vector_store_file_batches",
+    metadata,
+    Column("id", ID_TYPE, primary_key=True),
+    Column("vector_store_id", ID_TYPE, nullable=False),
+    _created_at(),
+    _body(),
+    Index(None, "vector_store_id"),
 )
 
 # The chunks of the files of vector stores, which file_search searches. `id` is the chunk's key

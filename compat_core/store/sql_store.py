@@ -59,6 +59,7 @@ from compat_core.store import (
     sql_chunks,
     sql_claims,
     sql_events,
+    sql_vector_batches,
     sql_vector_files,
 )
 from compat_core.store.base import (
@@ -164,7 +165,7 @@ _VECTOR_STORE_FILES = _Kind(
     schema.vector_store_files,
     vector_stores_pb2.VectorStoreFile.FromString,
     sql_vector_files.columns,
-    ("id", "vector_store_id", "status", "usage_bytes"),
+    ("id", "vector_store_id", "status", "usage_bytes", "batch_id"),
     ("vector_store_id",),
 )
 _THREADS = _Kind(schema.threads, threads_pb2.Thread.FromString, _thread_columns, ("id",), None)
@@ -848,6 +849,7 @@ class SqlStore(Store):
     async def delete_vector_store(self, store_id: str) -> bool:
         def delete(conn: Connection) -> bool:
             sql_vector_files.delete_store(conn, store_id)
+            sql_vector_batches.delete_store(conn, store_id)
             return _delete(conn, _VECTOR_STORES, store_id)
 
         return await self._db.write(delete)
@@ -915,6 +917,47 @@ class SqlStore(Store):
         return await self._db.write(
             lambda conn: sql_vector_files.finish(conn, owner, outcome, chunks, created_at)
         )
+
+    # Batches of vector store files
+
+    async def create_vector_store_file_batch(
+        self,
+        batch: vector_stores_pb2.VectorStoreFileBatch,
+        files: Sequence[vector_stores_pb2.VectorStoreFile],
+        now_ms: int,
+    ) -> vector_stores_pb2.VectorStoreFileBatch | None:
+        return await self._db.write(
+            lambda conn: sql_vector_batches.create(conn, batch, files, now_ms)
+        )
+
+    async def get_vector_store_file_batch(
+        self, vector_store_id: str, batch_id: str, now_ms: int
+    ) -> vector_stores_pb2.VectorStoreFileBatch | None:
+        return await self._db.read(
+            lambda conn: sql_vector_batches.get(conn, vector_store_id, batch_id, now_ms)
+        )
+
+    async def cancel_vector_store_file_batch(
+        self, vector_store_id: str, batch_id: str, now_ms: int
+    ) -> vector_stores_pb2.VectorStoreFileBatch | None:
+        return await self._db.write(
+            lambda conn: sql_vector_batches.cancel(conn, vector_store_id, batch_id, now_ms)
+        )
+
+    async def list_vector_store_file_batch_files(
+        self, vector_store_id: str, batch_id: str, query: PageQuery, status: int
+    ) -> Page[vector_stores_pb2.VectorStoreFile] | None:
+        scope = {"vector_store_id": vector_store_id}
+        filters: dict[str, Any] = {"batch_id": batch_id}
+        if status:
+            filters["status"] = status
+
+        def page(conn: Connection) -> Page[vector_stores_pb2.VectorStoreFile] | None:
+            if not sql_vector_batches.exists(conn, vector_store_id, batch_id):
+                return None
+            return _page(conn, _VECTOR_STORE_FILES, query, scope, filters)
+
+        return await self._lookup(page)
 
     # Chunks of vector store files
 

@@ -68,6 +68,7 @@ def columns(f: VectorStoreFile) -> dict[str, object]:
         "status": int(f.status),
         "usage_bytes": f.usage_bytes,
         "created_at": f.created_at,
+        "batch_id": f.batch_id,
     }
 
 
@@ -165,10 +166,11 @@ def renew(conn: Connection, owner: str, expires_at_ms: int) -> None:
 
 
 def release(conn: Connection, owner: str) -> None:
-    """Let any core claim `owner`'s files at once (it is stopping)."""
+    """Let any core claim `owner`'s files at once (it is stopping); files of a cancelled
+    batch that it held stop counting as being worked on."""
     conn.execute(
         _FILES.update()
-        .where(_FILES.c.claimed_by == owner, _FILES.c.status == _IN_PROGRESS)
+        .where(_FILES.c.claimed_by == owner)
         .values(claimed_by="", lease_expires_at_ms=0)
     )
 
@@ -182,21 +184,28 @@ def finish(
 ) -> bool:
     """End an ingestion `owner` holds: its chunks replace any earlier attempt's, and the file
     takes `outcome`'s status, usage and error (its other fields as stored now, so attributes
-    changed meanwhile stay). False, and nothing written, if the file is gone or not held."""
+    changed meanwhile stay). False, and nothing of `outcome` written, if the file is gone or
+    not held.
+
+    Ending the file is conditional on it being `in_progress` and held by `owner`, in the
+    UPDATE itself, so it does not rest on the locks taken before: a file whose batch was
+    cancelled while `owner` worked on it is not completed after all, and its chunks are not
+    stored; `owner` only lets go of it, so that the batch can end `cancelled`."""
     store = lock_store(conn, outcome.vector_store_id)
     if store is None:
         return False
+    held = (
+        _FILES.c.vector_store_id == outcome.vector_store_id,
+        _FILES.c.id == outcome.id,
+        _FILES.c.claimed_by == owner,
+    )
     row = conn.execute(
         select(_FILES.c.seq, _FILES.c.body)
-        .where(
-            _FILES.c.vector_store_id == outcome.vector_store_id,
-            _FILES.c.id == outcome.id,
-            _FILES.c.claimed_by == owner,
-            _FILES.c.status == _IN_PROGRESS,
-        )
+        .where(*held, _FILES.c.status == _IN_PROGRESS)
         .with_for_update()
     ).first()
     if row is None:
+        conn.execute(_FILES.update().where(*held).values(claimed_by="", lease_expires_at_ms=0))
         return False
     seq, body = row
     current = VectorStoreFile.FromString(body)
@@ -204,11 +213,9 @@ def finish(
     current.usage_bytes = outcome.usage_bytes
     if outcome.HasField("last_error"):
         current.last_error.CopyFrom(outcome.last_error)
-    sql_chunks.delete_file(conn, current.vector_store_id, current.id)
-    sql_chunks.add(conn, current.vector_store_id, current.id, chunks, created_at)
-    conn.execute(
+    ended = conn.execute(
         _FILES.update()
-        .where(_FILES.c.seq == seq)
+        .where(_FILES.c.seq == seq, *held, _FILES.c.status == _IN_PROGRESS)
         .values(
             status=int(current.status),
             usage_bytes=current.usage_bytes,
@@ -216,6 +223,10 @@ def finish(
             claimed_by="",
             lease_expires_at_ms=0,
         )
-    )
+    ).rowcount
+    if not ended:
+        return False
+    sql_chunks.delete_file(conn, current.vector_store_id, current.id)
+    sql_chunks.add(conn, current.vector_store_id, current.id, chunks, created_at)
     recount(conn, store)
     return True
