@@ -38,6 +38,7 @@ _NOT_FOUND = {
     "run_id": "No run found with id '{}'.",
     "step_id": "No run step found with id '{}'.",
     "file_id": "No such File object: {}",
+    "file_ids": "No such File object: {}",
     "vector_store_id": "No vector store found with id '{}'.",
 }
 _NOT_FOUND_OTHER = "No object found with id '{}'."

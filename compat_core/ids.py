@@ -47,5 +47,6 @@ STEP = "step_"
 CALL = "call_"
 FILE = "file-"
 VECTOR_STORE = "vs_"
+VECTOR_STORE_FILE_BATCH = "vsfb_"
 # A fault of the server, as its log and the caller see it (see `compat_core.guard`).
 ERROR = "err_"

@@ -49,6 +49,30 @@ def check_attributes(attributes: Mapping[str, Attribute]) -> None:
     )
 
 
+def new_file(
+    vector_store_id: str,
+    file_id: str,
+    strategy: vector_stores_pb2.ChunkingStrategy,
+    attributes: Mapping[str, Attribute],
+    created: int,
+    batch_id: str = "",
+) -> VectorStoreFile:
+    """A file to store `in_progress`, with its strategy spelled out (unset: `auto`)."""
+    f = VectorStoreFile(
+        id=file_id,
+        created_at=created,
+        vector_store_id=vector_store_id,
+        status=vector_stores_pb2.VECTOR_STORE_FILE_STATUS_IN_PROGRESS,
+        batch_id=batch_id,
+    )
+    for key, value in attributes.items():
+        f.attributes[key].CopyFrom(value)
+    f.chunking_strategy.CopyFrom(strategy)
+    if f.chunking_strategy.WhichOneof("kind") is None:
+        f.chunking_strategy.auto.SetInParent()
+    return f
+
+
 class VectorStoreFiles:
     """The checks and storage of store files, shared by the RPCs that add them."""
 
@@ -90,24 +114,18 @@ class VectorStoreFiles:
         """Record checked files `in_progress` (those the store holds already stay as they are)
         and wake the worker; None if there is no such store."""
         created = now()
-        files = []
-        for file_id in dict.fromkeys(file_ids):
-            f = VectorStoreFile(
-                id=file_id,
-                created_at=created,
-                vector_store_id=vector_store_id,
-                status=vector_stores_pb2.VECTOR_STORE_FILE_STATUS_IN_PROGRESS,
-            )
-            for key, value in attributes.items():
-                f.attributes[key].CopyFrom(value)
-            f.chunking_strategy.CopyFrom(strategy)
-            if f.chunking_strategy.WhichOneof("kind") is None:
-                f.chunking_strategy.auto.SetInParent()
-            files.append(f)
+        files = [
+            new_file(vector_store_id, file_id, strategy, attributes, created)
+            for file_id in dict.fromkeys(file_ids)
+        ]
         stored = await self._store.add_vector_store_files(vector_store_id, files)
         if stored:
             self._wake()
         return stored
+
+    def wake(self) -> None:
+        """Have the ingestion worker look for files now (others were stored)."""
+        self._wake()
 
     async def get(self, vector_store_id: str, file_id: str) -> VectorStoreFile:
         validation.required_id(vector_store_id, "vector_store_id")

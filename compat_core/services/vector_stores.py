@@ -1,9 +1,9 @@
 """VectorStoresService: create, read, list, update, delete and search vector stores.
 
 The stores themselves are checked here; their files are `VectorStoreFiles`' job, which
-this servicer hands the file RPCs to, and searching is `VectorStoreSearch`'s. A store's
-`file_counts`, `usage_bytes` and status are kept by the store layer from its files, in the
-transaction that changes them.
+this servicer hands the file RPCs to, batches of files `VectorStoreFileBatches`', and
+searching is `VectorStoreSearch`'s. A store's `file_counts`, `usage_bytes` and status are
+kept by the store layer from its files, in the transaction that changes them.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from compat_core import errors, ids, validation
 from compat_core.services.support import apply_mask, cursor_error, list_response, mask_paths, now
+from compat_core.services.vector_store_batches import VectorStoreFileBatches
 from compat_core.services.vector_store_files import VectorStoreFiles
 from compat_core.services.vector_store_search import VectorStoreSearch
 from compat_core.store.base import CursorNotFound, Store
@@ -33,6 +34,7 @@ class VectorStoresService(vector_stores_pb2_grpc.VectorStoresServiceServicer):
     def __init__(self, store: Store, files: VectorStoreFiles) -> None:
         self._store = store
         self._files = files
+        self._batches = VectorStoreFileBatches(store, files)
         self._search = VectorStoreSearch(store)
 
     async def CreateVectorStore(
@@ -164,6 +166,26 @@ class VectorStoresService(vector_stores_pb2_grpc.VectorStoresServiceServicer):
         self, request: vector_stores_pb2.GetVectorStoreFileContentRequest, context: Any
     ) -> vector_stores_pb2.VectorStoreFileContent:
         return await self._files.content(request.vector_store_id, request.file_id)
+
+    async def CreateVectorStoreFileBatch(
+        self, request: vector_stores_pb2.CreateVectorStoreFileBatchRequest, context: Any
+    ) -> vector_stores_pb2.VectorStoreFileBatch:
+        return await self._batches.create(request)
+
+    async def GetVectorStoreFileBatch(
+        self, request: vector_stores_pb2.GetVectorStoreFileBatchRequest, context: Any
+    ) -> vector_stores_pb2.VectorStoreFileBatch:
+        return await self._batches.get(request.vector_store_id, request.batch_id)
+
+    async def CancelVectorStoreFileBatch(
+        self, request: vector_stores_pb2.CancelVectorStoreFileBatchRequest, context: Any
+    ) -> vector_stores_pb2.VectorStoreFileBatch:
+        return await self._batches.cancel(request.vector_store_id, request.batch_id)
+
+    async def ListVectorStoreFileBatchFiles(
+        self, request: vector_stores_pb2.ListVectorStoreFileBatchFilesRequest, context: Any
+    ) -> vector_stores_pb2.ListVectorStoreFilesResponse:
+        return await self._batches.list_files(request)
 
     async def SearchVectorStore(
         self, request: vector_stores_pb2.SearchVectorStoreRequest, context: Any
