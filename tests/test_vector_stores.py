@@ -1,22 +1,19 @@
 """Vector stores over HTTP with the official SDK and over gRPC: the store objects themselves.
 
-Their file batches are not built yet: those paths answer 501, never a 404 that
-would read as "no such store", and never a status the SDK retries. Their files are
-`test_vector_store_files`' subject, their search `test_vector_store_search`'s.
+Their files are `test_vector_store_files`' subject, their batches of files
+`test_vector_store_batches`', their search `test_vector_store_search`'s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
 import openai
 import pytest
-from harness import API_KEY, Clock, MakeClient, MakeHttp, MakeServer, assert_api_error
+from harness import Clock, MakeClient, MakeServer, assert_api_error
 from harness.grpc_client import GrpcClient, rich_error
-from harness.server import ServerThread
 from openai.types import VectorStore
 
 from compat_core.services.vector_store_files import VectorStoreFiles
@@ -245,41 +242,6 @@ def test_unknown_fields_are_refused(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         client.vector_stores.update(store_id, extra_body={"description": "x"})
     assert_api_error(info.value, 400, "invalid_request_error", param="description")
-
-
-def test_file_batches_are_501(client: openai.OpenAI) -> None:
-    store_id = client.vector_stores.create().id
-    calls: tuple[Callable[[], object], ...] = (
-        lambda: client.vector_stores.file_batches.create(store_id, file_ids=["file-abc"]),
-        lambda: client.vector_stores.file_batches.retrieve("vsfb_1", vector_store_id=store_id),
-    )
-    for call in calls:
-        with pytest.raises(openai.APIStatusError) as info:
-            call()
-        assert_api_error(info.value, 501, "invalid_request_error")
-        assert "not implemented yet" in info.value.message
-
-
-def test_501_is_never_retried(session_server: ServerThread, make_http: MakeHttp) -> None:
-    http = make_http(session_server)
-    for method, path in (
-        ("GET", "/v1/vector_stores/vs_any/file_batches/vsfb_1"),
-        ("POST", "/v1/vector_stores/vs_any/file_batches"),
-        ("GET", "/v1/vector_stores/vs_any/file_batches/vsfb_1/files"),
-    ):
-        response = http.request(method, path, json={} if method == "POST" else None)
-        assert response.status_code == 501, response.text
-        assert response.headers["x-should-retry"] == "false"
-        assert response.json()["error"]["type"] == "invalid_request_error"
-
-
-def test_a_keyless_501_path_is_401_first(auth_server: ServerThread, make_http: MakeHttp) -> None:
-    http = make_http(auth_server)
-    path = "/v1/vector_stores/vs_any/file_batches/vsfb_1"
-    response = http.get(path, headers={"Authorization": ""})
-    assert response.status_code == 401, response.text
-    keyed = http.get(path, headers={"Authorization": f"Bearer {API_KEY}"})
-    assert keyed.status_code == 501, keyed.text
 
 
 # Over gRPC

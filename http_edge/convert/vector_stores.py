@@ -64,7 +64,7 @@ _UPDATE: Final[dict[str, Setter]] = {
 _STORE_FIELDS: Final[dict[str, Setter]] = {**_UPDATE, "description": _set_description}
 
 
-def _chunking_in(value: object, param: str) -> vector_stores_pb2.ChunkingStrategy:
+def chunking_in(value: object, param: str) -> vector_stores_pb2.ChunkingStrategy:
     obj = expect_object(value, param)
     check_keys(obj, _CHUNKING_KEYS, param)
     kind = require(obj, "type", param)
@@ -95,7 +95,7 @@ def create_request(body: dict[str, Any]) -> vector_stores_pb2.CreateVectorStoreR
         request.file_ids.extend(expect_str_list(file_ids, "file_ids"))
     chunking = fields.pop("chunking_strategy", None)
     if chunking is not None:
-        request.chunking_strategy.CopyFrom(_chunking_in(chunking, "chunking_strategy"))
+        request.chunking_strategy.CopyFrom(chunking_in(chunking, "chunking_strategy"))
     apply_fields(request.vector_store, fields, _STORE_FIELDS)
     return request
 
@@ -119,21 +119,24 @@ def list_request(page: PageParams) -> vector_stores_pb2.ListVectorStoresRequest:
     return request
 
 
+def file_counts_out(counts: vector_stores_pb2.VectorStoreFileCounts) -> Json:
+    return {
+        "in_progress": counts.in_progress,
+        "completed": counts.completed,
+        "failed": counts.failed,
+        "cancelled": counts.cancelled,
+        "total": counts.total,
+    }
+
+
 def vector_store_out(v: VectorStore) -> Json:
-    counts = v.file_counts
     out: Json = {
         "id": v.id,
         "object": "vector_store",
         "created_at": v.created_at,
         "name": v.name,
         "usage_bytes": v.usage_bytes,
-        "file_counts": {
-            "in_progress": counts.in_progress,
-            "completed": counts.completed,
-            "failed": counts.failed,
-            "cancelled": counts.cancelled,
-            "total": counts.total,
-        },
+        "file_counts": file_counts_out(v.file_counts),
         "status": enum_name(_STATUS_NAMES, v.status),
         "expires_at": v.expires_at if v.HasField("expires_at") else None,
         "last_active_at": v.last_active_at,
@@ -169,7 +172,7 @@ _FILE_STATUSES: Final = {
 }
 
 
-def _attributes_in(
+def attributes_in(
     value: object, param: str
 ) -> dict[str, vector_stores_pb2.VectorStoreFileAttribute]:
     out: dict[str, vector_stores_pb2.VectorStoreFileAttribute] = {}
@@ -192,7 +195,7 @@ def _put_attributes(
     target: MutableMapping[str, vector_stores_pb2.VectorStoreFileAttribute], value: object
 ) -> None:
     """Message-valued map entries cannot be assigned, only filled in."""
-    for key, attribute in _attributes_in(value, "attributes").items():
+    for key, attribute in attributes_in(value, "attributes").items():
         target[key].CopyFrom(attribute)
 
 
@@ -221,7 +224,7 @@ def file_create_request(
     request.file_id = expect_str(require(body, "file_id"), "file_id")
     if body.get("chunking_strategy") is not None:
         request.chunking_strategy.CopyFrom(
-            _chunking_in(body["chunking_strategy"], "chunking_strategy")
+            chunking_in(body["chunking_strategy"], "chunking_strategy")
         )
     if body.get("attributes") is not None:
         _put_attributes(request.attributes, body["attributes"])
@@ -250,10 +253,15 @@ def file_list_request(
     if page.limit is not None:
         request.limit = page.limit
     if status is not None:
-        if status not in _FILE_STATUSES:
-            raise invalid_value("filter", status, tuple(_FILE_STATUSES))
-        request.filter = _FILE_STATUSES[status]  # type: ignore[assignment]
+        request.filter = file_status_in(status)
     return request
+
+
+def file_status_in(status: str) -> vector_stores_pb2.VectorStoreFileStatus.ValueType:
+    """The `filter` of a list of files."""
+    if status not in _FILE_STATUSES:
+        raise invalid_value("filter", status, tuple(_FILE_STATUSES))
+    return _FILE_STATUSES[status]  # type: ignore[return-value]
 
 
 def _strategy_out(strategy: vector_stores_pb2.ChunkingStrategy) -> Json:

@@ -14,6 +14,7 @@ from http_edge.routes import (
     models,
     runs,
     threads,
+    vector_store_batches,
     vector_stores,
 )
 
@@ -33,6 +34,7 @@ def setup_routes(app: web.Application) -> None:
         messages.routes,
         files.routes,
         vector_stores.routes,
+        vector_store_batches.routes,
         models.routes,
     ):
         for route in table:

@@ -1,8 +1,6 @@
 """`/v1/vector_stores`: one RPC per request, conversion in `convert.vector_stores`.
 
-The file batches of a store are not built yet: every other path below a store
-answers 501 (never retried) for the caller it admits, rather than a 404 that would read as
-"no such store".
+The file batches of a store have routes of their own (`routes.vector_store_batches`).
 """
 
 from __future__ import annotations
@@ -11,9 +9,8 @@ from aiohttp import web
 
 from compat_core.v1 import vector_stores_pb2
 from http_edge.convert import vector_stores as convert
-from http_edge.errors import HttpError
 from http_edge.json_io import json_response, page_params, read_json_object
-from http_edge.routes.context import ADMISSION, core, rpc_metadata
+from http_edge.routes.context import core, rpc_metadata
 
 routes = web.RouteTableDef()
 
@@ -139,17 +136,3 @@ async def search_vector_store(request: web.Request) -> web.Response:
     )
     page = await core(request).vector_stores.SearchVectorStore(rpc, metadata=rpc_metadata(request))
     return json_response(convert.search_out(page))
-
-
-# Only a path whose store segment could be an ID: any other names nothing, and goes on to
-# the catch-all's 404.
-@routes.route("*", r"/v1/vector_stores/{vector_store_id:[A-Za-z0-9_-]+}/{rest:.+}")
-async def not_implemented_yet(request: web.Request) -> web.Response:
-    """File batches of a store: the caller's key first (its one RPC, cached
-    by `Admission`), so a stranger learns nothing beyond the 401."""
-    await request.app[ADMISSION].admit(request, rpc_metadata(request))
-    raise HttpError(
-        501,
-        f"{request.method} {request.path} is not implemented yet: vector stores and their "
-        "files and search work, but file batches are not built on this server yet.",
-    )
