@@ -70,6 +70,7 @@ class VectorStoresServiceStub:
     SearchVectorStore: _grpc.UnaryUnaryMultiCallable[_vector_stores_pb2.SearchVectorStoreRequest, _vector_stores_pb2.SearchVectorStoreResponse]
     """Searches the chunks of a vector store's files for a query, best match first. The search
     is lexical (words shared with the query); scores are on OpenAI's 0-1 scale.
+    INVALID_ARGUMENT for a malformed `filters`, naming its offending part.
     """
 
 @_typing.type_check_only
@@ -113,6 +114,7 @@ class VectorStoresServiceAsyncStub(VectorStoresServiceStub):
     SearchVectorStore: _aio.UnaryUnaryMultiCallable[_vector_stores_pb2.SearchVectorStoreRequest, _vector_stores_pb2.SearchVectorStoreResponse]  # type: ignore[assignment]
     """Searches the chunks of a vector store's files for a query, best match first. The search
     is lexical (words shared with the query); scores are on OpenAI's 0-1 scale.
+    INVALID_ARGUMENT for a malformed `filters`, naming its offending part.
     """
 
 class VectorStoresServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -225,6 +227,7 @@ class VectorStoresServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_vector_stores_pb2.SearchVectorStoreResponse, _abc.Awaitable[_vector_stores_pb2.SearchVectorStoreResponse]]:
         """Searches the chunks of a vector store's files for a query, best match first. The search
         is lexical (words shared with the query); scores are on OpenAI's 0-1 scale.
+        INVALID_ARGUMENT for a malformed `filters`, naming its offending part.
         """
 
 def add_VectorStoresServiceServicer_to_server(servicer: VectorStoresServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
