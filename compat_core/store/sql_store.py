@@ -59,6 +59,7 @@ from compat_core.store import (
     sql_chunks,
     sql_claims,
     sql_events,
+    sql_file_attributes,
     sql_vector_files,
 )
 from compat_core.store.base import (
@@ -881,11 +882,15 @@ class SqlStore(Store):
         file_id: str,
         mutate: Callable[[vector_stores_pb2.VectorStoreFile], None],
     ) -> vector_stores_pb2.VectorStoreFile | None:
-        return await self._db.write(
-            lambda conn: _update(
+        def update(conn: Connection) -> vector_stores_pb2.VectorStoreFile | None:
+            updated = _update(
                 conn, _VECTOR_STORE_FILES, file_id, mutate, vector_store_id=vector_store_id
             )
-        )
+            if updated is not None:
+                sql_file_attributes.replace(conn, updated)
+            return updated
+
+        return await self._db.write(update)
 
     async def delete_vector_store_file(self, vector_store_id: str, file_id: str) -> bool:
         return await self._db.write(
