@@ -53,6 +53,7 @@ from sqlalchemy import (
     select,
 )
 
+from compat_core.retrieval.filters import Filter
 from compat_core.store import (
     prepared,
     schema,
@@ -939,10 +940,14 @@ class SqlStore(Store):
         return await self._db.write(lambda conn: sql_chunks.delete_store(conn, vector_store_id))
 
     async def search_chunks_lexical(
-        self, vector_store_ids: Collection[str], query: str, limit: int
+        self,
+        vector_store_ids: Collection[str],
+        query: str,
+        limit: int,
+        filters: Filter | None = None,
     ) -> list[ChunkMatch]:
         return await self._db.read(
-            lambda conn: sql_chunks.search_lexical(conn, vector_store_ids, query, limit)
+            lambda conn: sql_chunks.search_lexical(conn, vector_store_ids, query, limit, filters)
         )
 
     # Threads
