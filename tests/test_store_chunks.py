@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from compat_core.retrieval import lexical
 from compat_core.store import SqlStore, TransactionRunner
 from compat_core.store.base import ChunkMatch, NewChunk
+from compat_core.v1 import vector_stores_pb2
 
 ON_POSTGRES = postgres_admin_url() is not None
 T0 = 1_700_000_000
@@ -29,13 +30,29 @@ def chunks(*texts: str) -> list[NewChunk]:
     return [NewChunk(index, body, len(body.split())) for index, body in enumerate(texts)]
 
 
+async def add(
+    store: SqlStore, vector_store_id: str, file_id: str, new: list[NewChunk]
+) -> list[int]:
+    """The file's chunks, the file added to the store first (creating the store if need be):
+    a search counts only chunks of files their store holds."""
+    if await store.get_vector_store(vector_store_id) is None:
+        await store.create_vector_store(
+            vector_stores_pb2.VectorStore(id=vector_store_id, created_at=T0)
+        )
+    entry = vector_stores_pb2.VectorStoreFile(
+        id=file_id, created_at=T0, vector_store_id=vector_store_id
+    )
+    assert await store.add_vector_store_files(vector_store_id, [entry]) is not None
+    return await store.add_chunks(vector_store_id, file_id, new, T0)
+
+
 def texts(matches: list[ChunkMatch]) -> list[str]:
     return [match.text for match in matches]
 
 
 async def test_added_chunks_are_found_with_their_identity(store: SqlStore) -> None:
-    ids = await store.add_chunks(
-        VS_A, "file-1", chunks("the bakery opens at dawn", "Sam owns the bakery"), T0
+    ids = await add(
+        store, VS_A, "file-1", chunks("the bakery opens at dawn", "Sam owns the bakery")
     )
     assert len(ids) == 2
     assert ids[0] < ids[1]
@@ -50,7 +67,8 @@ async def test_added_chunks_are_found_with_their_identity(store: SqlStore) -> No
 
 
 async def test_more_shared_words_rank_first(store: SqlStore) -> None:
-    await store.add_chunks(
+    await add(
+        store,
         VS_A,
         "file-1",
         chunks(
@@ -59,7 +77,6 @@ async def test_more_shared_words_rank_first(store: SqlStore) -> None:
             "pears ripen late in autumn",
             "nothing of interest here at all",
         ),
-        T0,
     )
 
     found = await store.search_chunks_lexical([VS_A], "river pears", 10)
@@ -77,8 +94,8 @@ async def test_more_shared_words_rank_first(store: SqlStore) -> None:
 async def test_a_search_sees_only_the_stores_it_names(store: SqlStore) -> None:
     # Store A has many chunks that match better than store B's one: the limit must not be
     # spent on them before the filter.
-    await store.add_chunks(VS_A, "file-1", chunks(*["lantern lantern lantern"] * 30), T0)
-    await store.add_chunks(VS_B, "file-2", chunks("a lantern among other words entirely"), T0)
+    await add(store, VS_A, "file-1", chunks(*["lantern lantern lantern"] * 30))
+    await add(store, VS_B, "file-2", chunks("a lantern among other words entirely"))
 
     only_b = await store.search_chunks_lexical([VS_B], "lantern", 5)
     both = await store.search_chunks_lexical([VS_A, VS_B], "lantern", 50)
@@ -92,7 +109,7 @@ async def test_a_search_sees_only_the_stores_it_names(store: SqlStore) -> None:
 
 
 async def test_limit_is_applied(store: SqlStore) -> None:
-    await store.add_chunks(VS_A, "file-1", chunks(*[f"comet number {n}" for n in range(20)]), T0)
+    await add(store, VS_A, "file-1", chunks(*[f"comet number {n}" for n in range(20)]))
 
     assert len(await store.search_chunks_lexical([VS_A], "comet", 7)) == 7
     assert await store.search_chunks_lexical([VS_A], "comet", 0) == []
@@ -128,7 +145,7 @@ HOSTILE_QUERIES = [
 
 @pytest.mark.parametrize("query", HOSTILE_QUERIES)
 async def test_hostile_queries_never_raise(store: SqlStore, query: str) -> None:
-    await store.add_chunks(VS_A, "file-1", chunks("Sam owns the bakery", "title x text"), T0)
+    await add(store, VS_A, "file-1", chunks("Sam owns the bakery", "title x text"))
 
     found = await store.search_chunks_lexical([VS_A], query, 10)
 
@@ -138,9 +155,9 @@ async def test_hostile_queries_never_raise(store: SqlStore, query: str) -> None:
 
 
 async def test_deleting_a_files_chunks_removes_them_from_search(store: SqlStore) -> None:
-    await store.add_chunks(VS_A, "file-1", chunks("glacier one", "glacier two"), T0)
-    await store.add_chunks(VS_A, "file-2", chunks("glacier three"), T0)
-    await store.add_chunks(VS_B, "file-1", chunks("glacier four"), T0)
+    await add(store, VS_A, "file-1", chunks("glacier one", "glacier two"))
+    await add(store, VS_A, "file-2", chunks("glacier three"))
+    await add(store, VS_B, "file-1", chunks("glacier four"))
 
     assert await store.delete_file_chunks(VS_A, "file-1") == 2
     assert await store.delete_file_chunks(VS_A, "file-1") == 0
@@ -148,14 +165,14 @@ async def test_deleting_a_files_chunks_removes_them_from_search(store: SqlStore)
     found = await store.search_chunks_lexical([VS_A, VS_B], "glacier", 10)
     assert sorted(texts(found)) == ["glacier four", "glacier three"]
     # The file's chunks can be added again (re-ingestion) once deleted.
-    await store.add_chunks(VS_A, "file-1", chunks("glacier five"), T0)
+    await add(store, VS_A, "file-1", chunks("glacier five"))
     assert len(await store.search_chunks_lexical([VS_A], "glacier", 10)) == 2
 
 
 async def test_deleting_a_stores_chunks_leaves_other_stores(store: SqlStore) -> None:
-    await store.add_chunks(VS_A, "file-1", chunks("meadow one", "meadow two"), T0)
-    await store.add_chunks(VS_A, "file-2", chunks("meadow three"), T0)
-    await store.add_chunks(VS_B, "file-1", chunks("meadow four"), T0)
+    await add(store, VS_A, "file-1", chunks("meadow one", "meadow two"))
+    await add(store, VS_A, "file-2", chunks("meadow three"))
+    await add(store, VS_B, "file-1", chunks("meadow four"))
 
     assert await store.delete_store_chunks(VS_A) == 3
 
@@ -166,7 +183,7 @@ async def test_deleting_a_stores_chunks_leaves_other_stores(store: SqlStore) -> 
 async def test_the_index_follows_writes_made_outside_the_store_functions(
     store: SqlStore, db: TransactionRunner
 ) -> None:
-    await store.add_chunks(VS_A, "file-1", chunks("harbour one", "harbour two"), T0)
+    await add(store, VS_A, "file-1", chunks("harbour one", "harbour two"))
 
     def rewrite(conn: Connection) -> None:
         conn.execute(text("DELETE FROM vector_store_chunks WHERE chunk_index = 0"))
@@ -179,16 +196,16 @@ async def test_the_index_follows_writes_made_outside_the_store_functions(
 
 
 async def test_a_chunk_index_is_stored_once_per_file_and_store(store: SqlStore) -> None:
-    await store.add_chunks(VS_A, "file-1", chunks("first"), T0)
-    await store.add_chunks(VS_B, "file-1", chunks("first"), T0)
+    await add(store, VS_A, "file-1", chunks("first"))
+    await add(store, VS_B, "file-1", chunks("first"))
 
     with pytest.raises(IntegrityError):
-        await store.add_chunks(VS_A, "file-1", chunks("again"), T0)
+        await add(store, VS_A, "file-1", chunks("again"))
     assert texts(await store.search_chunks_lexical([VS_A], "again", 10)) == []
 
 
 async def test_nul_never_reaches_the_database(store: SqlStore) -> None:
-    await store.add_chunks(VS_A, "file-1", chunks("quartz\x00crystal"), T0)
+    await add(store, VS_A, "file-1", chunks("quartz\x00crystal"))
 
     found = await store.search_chunks_lexical([VS_A], "quartzcrystal", 10)
 
@@ -213,7 +230,7 @@ async def test_the_index_uses_lexicals_tokenizer(store: SqlStore, db: Transactio
     else:
         assert f"tokenize='{lexical.FTS5_TOKENIZER}'" in found
     # Stemming and case folding, as lexical.py promises for either database.
-    await store.add_chunks(VS_A, "file-1", chunks("The Runners were RUNNING"), T0)
+    await add(store, VS_A, "file-1", chunks("The Runners were RUNNING"))
     assert len(await store.search_chunks_lexical([VS_A], "runs", 10)) == 1
 
 
@@ -251,7 +268,7 @@ async def test_lexical_search_latency_over_10k_chunks(store: SqlStore) -> None:
     per_file = LATENCY_CHUNKS // LATENCY_FILES
     for f in range(LATENCY_FILES):
         body = [" ".join(rng.choices(WORDS, k=60)) for _ in range(per_file)]
-        await store.add_chunks(VS_A, f"file-{f}", chunks(*body), T0)
+        await add(store, VS_A, f"file-{f}", chunks(*body))
     queries = [" ".join(rng.choices(WORDS, k=3)) for _ in range(LATENCY_QUERIES)]
 
     elapsed: list[float] = []

@@ -146,6 +146,11 @@ def test_files_bring_their_own_attributes_and_chunking(client: openai.OpenAI) ->
         second.chunking_strategy.static.max_chunk_size_tokens,
         second.chunking_strategy.static.chunk_overlap_tokens,
     ) == (100, 20)
+    # The attributes a batch gives are the ones searches filter on.
+    found = client.vector_stores.search(
+        store_id, query="zebracorn clover", filters={"type": "eq", "key": "team", "value": "blue"}
+    )
+    assert [r.file_id for r in found.data] == [tagged]
 
 
 def test_file_ids_share_the_batch_settings(client: openai.OpenAI) -> None:

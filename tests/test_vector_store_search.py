@@ -1,6 +1,7 @@
 """Searching a vector store through the official SDK, on whichever store the run uses:
 lexical ranking, OpenAI's 0-1 scores, `max_num_results`, `score_threshold`, and the 400s and
-404s a search that cannot succeed answers."""
+404s a search that cannot succeed answers. Attribute `filters` are in
+`test_vector_store_filters.py`."""
 
 from __future__ import annotations
 
@@ -107,16 +108,6 @@ def test_a_search_that_cannot_succeed_is_a_400(
         "invalid_request_error",
         param=param if param is not None else "ranking_options.score_threshold",
     )
-
-
-def test_filters_are_refused_as_not_implemented(client: openai.OpenAI, store_id: str) -> None:
-    with pytest.raises(openai.BadRequestError) as info:
-        client.vector_stores.search(
-            store_id, query="Sam", filters={"type": "eq", "key": "topic", "value": "sam"}
-        )
-    assert_api_error(info.value, 400, "invalid_request_error", param="filters")
-    assert isinstance(info.value.body, dict)
-    assert info.value.body["code"] == "unsupported_parameter"
 
 
 def test_an_unknown_or_deleted_store_is_a_404(client: openai.OpenAI, store_id: str) -> None:

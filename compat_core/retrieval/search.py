@@ -3,7 +3,8 @@
 Both ask the same question (these stores, this query, this many results above this score) and
 must get the same answer, so that a result a client finds with `POST …/search` is the one a
 run's model is shown. Callers check their own parameters (each answers errors in its own
-terms); this module only searches, ranks and looks up what each result belongs to.
+terms); this module only searches and ranks. The store answers each chunk with its file's
+name and attributes, in the same query.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from compat_core.retrieval import ranking
+from compat_core.retrieval.filters import Filter
 from compat_core.store.base import ChunkMatch, Store
 from compat_core.v1 import vector_stores_pb2
 
@@ -45,41 +47,25 @@ async def search(
     *,
     limit: int,
     threshold: float,
+    filters: Filter | None = None,
 ) -> list[Found]:
     """The best `limit` chunks of those stores for `query` scoring at least `threshold`, best
-    first. A chunk whose file left its store between the search and the look-up is skipped."""
-    matches = await store.search_chunks_lexical(vector_store_ids, query, limit)
+    first, from files whose attributes pass `filters` (applied in the database, before the
+    limit, so filtering never shortens the answer below `limit` while chunks remain)."""
+    matches = await store.search_chunks_lexical(vector_store_ids, query, limit, filters)
     by_id = {str(m.chunk_id): m for m in matches}
     chosen = ranking.select(ranking.by_score([_hit(m) for m in matches]), limit, threshold)
-    files: dict[tuple[str, str], tuple[str, vector_stores_pb2.VectorStoreFile | None]] = {}
     found: list[Found] = []
     for ranked in chosen:
         match = by_id[ranked.chunk_id]
-        key = (match.vector_store_id, match.file_id)
-        if key not in files:
-            files[key] = await _file(store, *key)
-        filename, store_file = files[key]
-        if store_file is None:
-            continue
         found.append(
             Found(
                 vector_store_id=match.vector_store_id,
                 file_id=match.file_id,
-                filename=filename,
+                filename=match.filename,
                 score=ranked.score,
                 text=match.text,
-                attributes=dict(store_file.attributes),
+                attributes=match.attributes,
             )
         )
     return found
-
-
-async def _file(
-    store: Store, vector_store_id: str, file_id: str
-) -> tuple[str, vector_stores_pb2.VectorStoreFile | None]:
-    """The file's name in the Files API ("" if deleted there since) and its store entry."""
-    known = await store.get_file(file_id)
-    return (
-        known.filename if known is not None else "",
-        await store.get_vector_store_file(vector_store_id, file_id),
-    )

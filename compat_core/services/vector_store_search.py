@@ -1,5 +1,5 @@
 """Searching a vector store: lexical search in the store, OpenAI's 0-1 scores, the files'
-names and attributes on each result.
+names and attributes on each result, attribute `filters` applied in the database.
 
 Only lexical search exists so far, so every ranker OpenAI's search endpoint names ranks the
 same way (`ranking.by_score`); the names are still checked, so a typo is a 400, not ignored.
@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Final
 
 from compat_core import errors, validation
-from compat_core.retrieval import ranking
+from compat_core.retrieval import filters, ranking
 from compat_core.retrieval import search as retrieval_search
+from compat_core.retrieval.filters import Filter
 from compat_core.store.base import Store
 from compat_core.v1 import vector_stores_pb2
 
@@ -43,6 +44,16 @@ def _options(request: vector_stores_pb2.SearchVectorStoreRequest) -> tuple[int, 
     return limit, threshold
 
 
+def _filters(request: vector_stores_pb2.SearchVectorStoreRequest) -> Filter | None:
+    """The checked `filters`, None when not given."""
+    if not request.HasField("filters"):
+        return None
+    try:
+        return filters.parse(request.filters)
+    except filters.FilterError as exc:
+        raise errors.invalid(exc.message, exc.param, exc.code) from exc
+
+
 class VectorStoreSearch:
     """One search: the endpoint's checks, then `retrieval.search`."""
 
@@ -62,10 +73,16 @@ class VectorStoreSearch:
                 "invalid_value",
             )
         limit, threshold = _options(request)
+        attribute_filter = _filters(request)
         if await self._store.get_vector_store(store_id) is None:
             raise errors.no_such("vector_store_id", store_id)
         found = await retrieval_search.search(
-            self._store, [store_id], query, limit=limit, threshold=threshold
+            self._store,
+            [store_id],
+            query,
+            limit=limit,
+            threshold=threshold,
+            filters=attribute_filter,
         )
         response = vector_stores_pb2.SearchVectorStoreResponse(search_query=request.query)
         for item in found:

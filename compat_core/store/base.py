@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Generic, Literal, NamedTuple, TypeVar
 
+from compat_core.retrieval.filters import Filter
 from compat_core.v1 import (
     assistants_pb2,
     files_pb2,
@@ -160,7 +161,8 @@ class ChunkMatch(NamedTuple):
     """A chunk a lexical search found, with the database's own score for it: SQLite's bm25
     (negative, more negative is better) or PostgreSQL's ts_rank (positive, larger is better),
     for `ranking.Hit.from_bm25` / `Hit.from_ts_rank` to put on one scale. `scale` says which
-    the score is, so a caller need not know which database the store runs on."""
+    the score is, so a caller need not know which database the store runs on. The file's
+    name and attributes come with it, read in the same query."""
 
     chunk_id: int
     vector_store_id: str
@@ -169,6 +171,10 @@ class ChunkMatch(NamedTuple):
     text: str
     raw_score: float
     scale: Literal["bm25", "ts_rank"]
+    # The file's name in the Files API; "" when the file was deleted there since.
+    filename: str
+    # The file's attributes in the vector store.
+    attributes: Mapping[str, vector_stores_pb2.VectorStoreFileAttribute]
 
 
 class LeaseLost(Exception):
@@ -271,10 +277,15 @@ class Store(ABC):
 
     @abstractmethod
     async def search_chunks_lexical(
-        self, vector_store_ids: Collection[str], query: str, limit: int
+        self,
+        vector_store_ids: Collection[str],
+        query: str,
+        limit: int,
+        filters: Filter | None = None,
     ) -> list[ChunkMatch]:
         """At most `limit` chunks of those vector stores that share words with `query`, best
-        first. Any text is a valid query: one with no word to search finds nothing."""
+        first, of files the stores hold now whose attributes pass `filters`. Any text is a
+        valid query: one with no word to search finds nothing."""
 
     # Files of vector stores and their ingestion leases (see `sql_vector_files`)
 

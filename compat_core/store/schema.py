@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -26,6 +28,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects.postgresql import TEXT
 
 # Names for every constraint and index, so later migrations can drop or alter them by name
 # (SQLite can only change a table by copying it, which needs to know the names).
@@ -194,6 +197,23 @@ vector_store_file_batches = Table(
     _created_at(),
     _body(),
     Index(None, "vector_store_id"),
+)
+
+# The attributes of the files of vector stores, one row per attribute (migration 0009), so that
+# search filters run in the database: the value sits in the column of its JSON type, the others
+# are NULL (see `sql_file_attributes`). Strings compare by code point on both databases, which
+# on PostgreSQL takes the "C" collation.
+vector_store_file_attributes = Table(
+    "vector_store_file_attributes",
+    metadata,
+    Column("vector_store_id", ID_TYPE, primary_key=True),
+    Column("file_id", ID_TYPE, primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("string_value", Text().with_variant(TEXT(collation="C"), "postgresql"), nullable=True),
+    Column("number_value", Double, nullable=True),
+    Column("bool_value", Boolean, nullable=True),
+    Index("ix_vector_store_file_attributes_string_value", "vector_store_id", "key", "string_value"),
+    Index("ix_vector_store_file_attributes_number_value", "vector_store_id", "key", "number_value"),
 )
 
 # The chunks of the files of vector stores, which file_search searches. `id` is the chunk's key

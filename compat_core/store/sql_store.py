@@ -53,12 +53,14 @@ from sqlalchemy import (
     select,
 )
 
+from compat_core.retrieval.filters import Filter
 from compat_core.store import (
     prepared,
     schema,
     sql_chunks,
     sql_claims,
     sql_events,
+    sql_file_attributes,
     sql_vector_batches,
     sql_vector_files,
 )
@@ -883,11 +885,15 @@ class SqlStore(Store):
         file_id: str,
         mutate: Callable[[vector_stores_pb2.VectorStoreFile], None],
     ) -> vector_stores_pb2.VectorStoreFile | None:
-        return await self._db.write(
-            lambda conn: _update(
+        def update(conn: Connection) -> vector_stores_pb2.VectorStoreFile | None:
+            updated = _update(
                 conn, _VECTOR_STORE_FILES, file_id, mutate, vector_store_id=vector_store_id
             )
-        )
+            if updated is not None:
+                sql_file_attributes.replace(conn, updated)
+            return updated
+
+        return await self._db.write(update)
 
     async def delete_vector_store_file(self, vector_store_id: str, file_id: str) -> bool:
         return await self._db.write(
@@ -977,10 +983,14 @@ class SqlStore(Store):
         return await self._db.write(lambda conn: sql_chunks.delete_store(conn, vector_store_id))
 
     async def search_chunks_lexical(
-        self, vector_store_ids: Collection[str], query: str, limit: int
+        self,
+        vector_store_ids: Collection[str],
+        query: str,
+        limit: int,
+        filters: Filter | None = None,
     ) -> list[ChunkMatch]:
         return await self._db.read(
-            lambda conn: sql_chunks.search_lexical(conn, vector_store_ids, query, limit)
+            lambda conn: sql_chunks.search_lexical(conn, vector_store_ids, query, limit, filters)
         )
 
     # Threads

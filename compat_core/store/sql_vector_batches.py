@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, and_, bindparam, case, func, select
 
-from compat_core.store import schema, sql_chunks, sql_vector_files
+from compat_core.store import schema, sql_chunks, sql_file_attributes, sql_vector_files
 from compat_core.v1 import vector_stores_pb2
 
 VectorStoreFile = vector_stores_pb2.VectorStoreFile
@@ -72,6 +72,7 @@ def create(
     ).scalars()
     for file_id in list(replaced):
         sql_chunks.delete_file(conn, store.id, file_id)
+        sql_file_attributes.delete_file(conn, store.id, file_id)
     newest = conn.execute(
         select(func.max(_FILES.c.created_at)).where(_FILES.c.vector_store_id == store.id)
     ).scalar()
@@ -83,6 +84,7 @@ def create(
         rows.append({**sql_vector_files.columns(f), "body": f.SerializeToString()})
     if rows:
         conn.execute(_FILES.insert(), rows)
+        sql_file_attributes.add(conn, files)
     sql_vector_files.recount(conn, store)
     return _as_read(conn, stored, now_ms)
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, func, select
 
-from compat_core.store import schema, sql_chunks
+from compat_core.store import schema, sql_chunks, sql_file_attributes
 from compat_core.store.base import NewChunk
 from compat_core.v1 import vector_stores_pb2
 
@@ -89,6 +89,7 @@ def add(
     existing = _existing(conn, vector_store_id, [f.id for f in files])
     result: list[VectorStoreFile] = []
     new_rows: list[dict[str, object]] = []
+    added: list[VectorStoreFile] = []
     newest = conn.execute(
         select(func.max(_FILES.c.created_at)).where(_FILES.c.vector_store_id == vector_store_id)
     ).scalar()
@@ -101,15 +102,18 @@ def add(
         newest = f.created_at
         existing[f.id] = f.SerializeToString()
         new_rows.append({**columns(f), "body": existing[f.id]})
+        added.append(f)
         result.append(f)
     if new_rows:
         conn.execute(_FILES.insert(), new_rows)
+        sql_file_attributes.add(conn, added)
         recount(conn, store)
     return result
 
 
 def delete(conn: Connection, vector_store_id: str, file_id: str) -> bool:
-    """Remove a file and its chunks from a store; False if the store does not hold it."""
+    """Remove a file, its attributes and its chunks from a store; False if the store does not
+    hold it."""
     store = lock_store(conn, vector_store_id)
     if store is None:
         return False
@@ -118,14 +122,16 @@ def delete(conn: Connection, vector_store_id: str, file_id: str) -> bool:
     ).rowcount
     if not gone:
         return False
+    sql_file_attributes.delete_file(conn, vector_store_id, file_id)
     sql_chunks.delete_file(conn, vector_store_id, file_id)
     recount(conn, store)
     return True
 
 
 def delete_store(conn: Connection, vector_store_id: str) -> None:
-    """Drop every file row and chunk of a store (as the store itself is deleted)."""
+    """Drop every file row, attribute and chunk of a store (as the store itself is deleted)."""
     conn.execute(_FILES.delete().where(_FILES.c.vector_store_id == vector_store_id))
+    sql_file_attributes.delete_store(conn, vector_store_id)
     sql_chunks.delete_store(conn, vector_store_id)
 
 

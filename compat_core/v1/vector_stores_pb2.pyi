@@ -81,6 +81,78 @@ VECTOR_STORE_FILE_STATUS_FAILED: VectorStoreFileStatus.ValueType  # 4
 """Processing failed; `last_error` says why."""
 Global___VectorStoreFileStatus: _TypeAlias = VectorStoreFileStatus  # noqa: Y015
 
+class _AttributeComparisonOperator:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AttributeComparisonOperatorEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AttributeComparisonOperator.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ATTRIBUTE_COMPARISON_OPERATOR_UNSPECIFIED: _AttributeComparisonOperator.ValueType  # 0
+    """Not set; refused with INVALID_ARGUMENT."""
+    ATTRIBUTE_COMPARISON_OPERATOR_EQ: _AttributeComparisonOperator.ValueType  # 1
+    """`eq`: the attribute equals the value."""
+    ATTRIBUTE_COMPARISON_OPERATOR_NE: _AttributeComparisonOperator.ValueType  # 2
+    """`ne`: the attribute differs from the value."""
+    ATTRIBUTE_COMPARISON_OPERATOR_GT: _AttributeComparisonOperator.ValueType  # 3
+    """`gt`: the attribute is greater than the value."""
+    ATTRIBUTE_COMPARISON_OPERATOR_GTE: _AttributeComparisonOperator.ValueType  # 4
+    """`gte`: the attribute is greater than or equal to the value."""
+    ATTRIBUTE_COMPARISON_OPERATOR_LT: _AttributeComparisonOperator.ValueType  # 5
+    """`lt`: the attribute is less than the value."""
+    ATTRIBUTE_COMPARISON_OPERATOR_LTE: _AttributeComparisonOperator.ValueType  # 6
+    """`lte`: the attribute is less than or equal to the value."""
+    ATTRIBUTE_COMPARISON_OPERATOR_IN: _AttributeComparisonOperator.ValueType  # 7
+    """`in`: the attribute equals one of the list's elements."""
+    ATTRIBUTE_COMPARISON_OPERATOR_NIN: _AttributeComparisonOperator.ValueType  # 8
+    """`nin`: the attribute equals none of the list's elements."""
+
+class AttributeComparisonOperator(_AttributeComparisonOperator, metaclass=_AttributeComparisonOperatorEnumTypeWrapper):
+    """The operators of an `AttributeComparison`, as OpenAI names them in `type`."""
+
+ATTRIBUTE_COMPARISON_OPERATOR_UNSPECIFIED: AttributeComparisonOperator.ValueType  # 0
+"""Not set; refused with INVALID_ARGUMENT."""
+ATTRIBUTE_COMPARISON_OPERATOR_EQ: AttributeComparisonOperator.ValueType  # 1
+"""`eq`: the attribute equals the value."""
+ATTRIBUTE_COMPARISON_OPERATOR_NE: AttributeComparisonOperator.ValueType  # 2
+"""`ne`: the attribute differs from the value."""
+ATTRIBUTE_COMPARISON_OPERATOR_GT: AttributeComparisonOperator.ValueType  # 3
+"""`gt`: the attribute is greater than the value."""
+ATTRIBUTE_COMPARISON_OPERATOR_GTE: AttributeComparisonOperator.ValueType  # 4
+"""`gte`: the attribute is greater than or equal to the value."""
+ATTRIBUTE_COMPARISON_OPERATOR_LT: AttributeComparisonOperator.ValueType  # 5
+"""`lt`: the attribute is less than the value."""
+ATTRIBUTE_COMPARISON_OPERATOR_LTE: AttributeComparisonOperator.ValueType  # 6
+"""`lte`: the attribute is less than or equal to the value."""
+ATTRIBUTE_COMPARISON_OPERATOR_IN: AttributeComparisonOperator.ValueType  # 7
+"""`in`: the attribute equals one of the list's elements."""
+ATTRIBUTE_COMPARISON_OPERATOR_NIN: AttributeComparisonOperator.ValueType  # 8
+"""`nin`: the attribute equals none of the list's elements."""
+Global___AttributeComparisonOperator: _TypeAlias = AttributeComparisonOperator  # noqa: Y015
+
+class _AttributeCompoundOperator:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AttributeCompoundOperatorEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AttributeCompoundOperator.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ATTRIBUTE_COMPOUND_OPERATOR_UNSPECIFIED: _AttributeCompoundOperator.ValueType  # 0
+    """Not set; refused with INVALID_ARGUMENT."""
+    ATTRIBUTE_COMPOUND_OPERATOR_AND: _AttributeCompoundOperator.ValueType  # 1
+    """`and`: every filter passes."""
+    ATTRIBUTE_COMPOUND_OPERATOR_OR: _AttributeCompoundOperator.ValueType  # 2
+    """`or`: at least one filter passes."""
+
+class AttributeCompoundOperator(_AttributeCompoundOperator, metaclass=_AttributeCompoundOperatorEnumTypeWrapper):
+    """The operators of an `AttributeCompound`, as OpenAI names them in `type`."""
+
+ATTRIBUTE_COMPOUND_OPERATOR_UNSPECIFIED: AttributeCompoundOperator.ValueType  # 0
+"""Not set; refused with INVALID_ARGUMENT."""
+ATTRIBUTE_COMPOUND_OPERATOR_AND: AttributeCompoundOperator.ValueType  # 1
+"""`and`: every filter passes."""
+ATTRIBUTE_COMPOUND_OPERATOR_OR: AttributeCompoundOperator.ValueType  # 2
+"""`or`: at least one filter passes."""
+Global___AttributeCompoundOperator: _TypeAlias = AttributeCompoundOperator  # noqa: Y015
+
 class _VectorStoreFileBatchStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -998,9 +1070,7 @@ Global___VectorStoreFileContent: _TypeAlias = VectorStoreFileContent  # noqa: Y0
 
 @_typing.final
 class SearchVectorStoreRequest(_message.Message):
-    """Request of `SearchVectorStore` (OpenAI's `VectorStoreSearchRequest`). Attribute `filters`
-    are not supported yet; the edge refuses a request that gives them.
-    """
+    """Request of `SearchVectorStore` (OpenAI's `VectorStoreSearchRequest`)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1009,6 +1079,7 @@ class SearchVectorStoreRequest(_message.Message):
     MAX_NUM_RESULTS_FIELD_NUMBER: _builtins.int
     RANKING_OPTIONS_FIELD_NUMBER: _builtins.int
     REWRITE_QUERY_FIELD_NUMBER: _builtins.int
+    FILTERS_FIELD_NUMBER: _builtins.int
     vector_store_id: _builtins.str
     """The vector store to search."""
     max_num_results: _builtins.int
@@ -1027,6 +1098,13 @@ class SearchVectorStoreRequest(_message.Message):
     def ranking_options(self) -> Global___SearchRankingOptions:
         """How results are ranked and which are kept; OpenAI's defaults when not set."""
 
+    @_builtins.property
+    def filters(self) -> Global___AttributeFilter:
+        """Only chunks of files whose attributes pass this filter (OpenAI's `filters`). The filter
+        is applied before results are counted, so up to `max_num_results` matching chunks come
+        back however many others it excludes. Unset: files are not filtered.
+        """
+
     def __init__(
         self,
         *,
@@ -1035,16 +1113,217 @@ class SearchVectorStoreRequest(_message.Message):
         max_num_results: _builtins.int | None = ...,
         ranking_options: Global___SearchRankingOptions | None = ...,
         rewrite_query: _builtins.bool = ...,
+        filters: Global___AttributeFilter | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_num_results", b"_max_num_results", "max_num_results", b"max_num_results", "ranking_options", b"ranking_options"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_num_results", b"_max_num_results", "filters", b"filters", "max_num_results", b"max_num_results", "ranking_options", b"ranking_options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_num_results", b"_max_num_results", "max_num_results", b"max_num_results", "query", b"query", "ranking_options", b"ranking_options", "rewrite_query", b"rewrite_query", "vector_store_id", b"vector_store_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_num_results", b"_max_num_results", "filters", b"filters", "max_num_results", b"max_num_results", "query", b"query", "ranking_options", b"ranking_options", "rewrite_query", b"rewrite_query", "vector_store_id", b"vector_store_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_num_results: _TypeAlias = _typing.Literal["max_num_results"]  # noqa: Y015
     _WhichOneofArgType__max_num_results: _TypeAlias = _typing.Literal["_max_num_results", b"_max_num_results"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__max_num_results) -> _WhichOneofReturnType__max_num_results | None: ...
 
 Global___SearchVectorStoreRequest: _TypeAlias = SearchVectorStoreRequest  # noqa: Y015
+
+@_typing.final
+class AttributeFilter(_message.Message):
+    """A filter on the attributes of a vector store's files: OpenAI's `ComparisonFilter` or
+    `CompoundFilter`. Exactly one kind is set.
+
+    A filter nests at most 8 levels deep (a comparison on its own is 1 level, a compound of
+    comparisons 2), and counts at most 1000 terms: one for each comparison plus one for each
+    element of an `in` or `nin` list. INVALID_ARGUMENT names the offending part of a filter
+    that breaks a rule, by its path in OpenAI's JSON (`filters.filters[1].type`, say).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMPARISON_FIELD_NUMBER: _builtins.int
+    COMPOUND_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def comparison(self) -> Global___AttributeComparison:
+        """Compares one attribute with a value."""
+
+    @_builtins.property
+    def compound(self) -> Global___AttributeCompound:
+        """Combines other filters."""
+
+    def __init__(
+        self,
+        *,
+        comparison: Global___AttributeComparison | None = ...,
+        compound: Global___AttributeCompound | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["comparison", b"comparison", "compound", b"compound", "kind", b"kind"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comparison", b"comparison", "compound", b"compound", "kind", b"kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["comparison", "compound"]  # noqa: Y015
+    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
+
+Global___AttributeFilter: _TypeAlias = AttributeFilter  # noqa: Y015
+
+@_typing.final
+class AttributeComparison(_message.Message):
+    """OpenAI's `ComparisonFilter`: compares the attribute `key` of a file with `value`.
+
+    A comparison holds only for a file that has the attribute with a value of the same type
+    as `value` (for `in` and `nin`, the type of one of the list's elements): a missing
+    attribute, or one of another type, fails every comparison, `ne` and `nin` included.
+    Numbers compare as numbers, strings by Unicode code point; booleans support only `eq` and
+    `ne`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPERATOR_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    operator: Global___AttributeComparisonOperator.ValueType
+    """The comparison (the JSON's `type`)."""
+    key: _builtins.str
+    """The attribute's key."""
+    @_builtins.property
+    def value(self) -> Global___AttributeFilterValue:
+        """The value to compare with: a string, number or boolean, or for `in` and `nin` a list
+        (which may be empty: such a comparison holds for no file).
+        """
+
+    def __init__(
+        self,
+        *,
+        operator: Global___AttributeComparisonOperator.ValueType = ...,
+        key: _builtins.str = ...,
+        value: Global___AttributeFilterValue | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "operator", b"operator", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttributeComparison: _TypeAlias = AttributeComparison  # noqa: Y015
+
+@_typing.final
+class AttributeFilterValue(_message.Message):
+    """The value of an `AttributeComparison`, as in OpenAI's JSON. Exactly one is set."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STRING_VALUE_FIELD_NUMBER: _builtins.int
+    NUMBER_VALUE_FIELD_NUMBER: _builtins.int
+    BOOL_VALUE_FIELD_NUMBER: _builtins.int
+    LIST_VALUE_FIELD_NUMBER: _builtins.int
+    string_value: _builtins.str
+    """A string."""
+    number_value: _builtins.float
+    """A number; it must be finite."""
+    bool_value: _builtins.bool
+    """A boolean."""
+    @_builtins.property
+    def list_value(self) -> Global___AttributeFilterValueList:
+        """A list, for `in` and `nin` only."""
+
+    def __init__(
+        self,
+        *,
+        string_value: _builtins.str = ...,
+        number_value: _builtins.float = ...,
+        bool_value: _builtins.bool = ...,
+        list_value: Global___AttributeFilterValueList | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bool_value", b"bool_value", "list_value", b"list_value", "number_value", b"number_value", "string_value", b"string_value", "value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bool_value", b"bool_value", "list_value", b"list_value", "number_value", b"number_value", "string_value", b"string_value", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_value: _TypeAlias = _typing.Literal["string_value", "number_value", "bool_value", "list_value"]  # noqa: Y015
+    _WhichOneofArgType_value: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_value) -> _WhichOneofReturnType_value | None: ...
+
+Global___AttributeFilterValue: _TypeAlias = AttributeFilterValue  # noqa: Y015
+
+@_typing.final
+class AttributeFilterValueList(_message.Message):
+    """The list value of an `in` or `nin` comparison."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ELEMENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def elements(self) -> _containers.RepeatedCompositeFieldContainer[Global___AttributeFilterListElement]:
+        """The elements, in any order."""
+
+    def __init__(
+        self,
+        *,
+        elements: _abc.Iterable[Global___AttributeFilterListElement] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["elements", b"elements"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttributeFilterValueList: _TypeAlias = AttributeFilterValueList  # noqa: Y015
+
+@_typing.final
+class AttributeFilterListElement(_message.Message):
+    """One element of an `AttributeFilterValueList`: a string or a number, as OpenAI allows.
+    Exactly one is set.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STRING_VALUE_FIELD_NUMBER: _builtins.int
+    NUMBER_VALUE_FIELD_NUMBER: _builtins.int
+    string_value: _builtins.str
+    """A string."""
+    number_value: _builtins.float
+    """A number; it must be finite."""
+    def __init__(
+        self,
+        *,
+        string_value: _builtins.str = ...,
+        number_value: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["number_value", b"number_value", "string_value", b"string_value", "value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["number_value", b"number_value", "string_value", b"string_value", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_value: _TypeAlias = _typing.Literal["string_value", "number_value"]  # noqa: Y015
+    _WhichOneofArgType_value: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_value) -> _WhichOneofReturnType_value | None: ...
+
+Global___AttributeFilterListElement: _TypeAlias = AttributeFilterListElement  # noqa: Y015
+
+@_typing.final
+class AttributeCompound(_message.Message):
+    """OpenAI's `CompoundFilter`: combines `filters` with `operator`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPERATOR_FIELD_NUMBER: _builtins.int
+    FILTERS_FIELD_NUMBER: _builtins.int
+    operator: Global___AttributeCompoundOperator.ValueType
+    """How the filters combine (the JSON's `type`)."""
+    @_builtins.property
+    def filters(self) -> _containers.RepeatedCompositeFieldContainer[Global___AttributeFilter]:
+        """The filters to combine, at least one."""
+
+    def __init__(
+        self,
+        *,
+        operator: Global___AttributeCompoundOperator.ValueType = ...,
+        filters: _abc.Iterable[Global___AttributeFilter] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filters", b"filters", "operator", b"operator"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttributeCompound: _TypeAlias = AttributeCompound  # noqa: Y015
 
 @_typing.final
 class SearchRankingOptions(_message.Message):

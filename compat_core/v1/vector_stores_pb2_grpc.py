@@ -212,6 +212,7 @@ class VectorStoresServiceServicer:
     def SearchVectorStore(self, request, context):
         """Searches the chunks of a vector store's files for a query, best match first. The search
         is lexical (words shared with the query); scores are on OpenAI's 0-1 scale.
+        INVALID_ARGUMENT for a malformed `filters`, naming its offending part.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

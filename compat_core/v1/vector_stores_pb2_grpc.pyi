@@ -69,6 +69,7 @@ class VectorStoresServiceStub:
     SearchVectorStore: _grpc.UnaryUnaryMultiCallable[_vector_stores_pb2.SearchVectorStoreRequest, _vector_stores_pb2.SearchVectorStoreResponse]
     """Searches the chunks of a vector store's files for a query, best match first. The search
     is lexical (words shared with the query); scores are on OpenAI's 0-1 scale.
+    INVALID_ARGUMENT for a malformed `filters`, naming its offending part.
     """
     CreateVectorStoreFileBatch: _grpc.UnaryUnaryMultiCallable[_vector_stores_pb2.CreateVectorStoreFileBatchRequest, _vector_stores_pb2.VectorStoreFileBatch]
     """Adds many uploaded files to a vector store in one request and returns the batch
@@ -134,6 +135,7 @@ class VectorStoresServiceAsyncStub(VectorStoresServiceStub):
     SearchVectorStore: _aio.UnaryUnaryMultiCallable[_vector_stores_pb2.SearchVectorStoreRequest, _vector_stores_pb2.SearchVectorStoreResponse]  # type: ignore[assignment]
     """Searches the chunks of a vector store's files for a query, best match first. The search
     is lexical (words shared with the query); scores are on OpenAI's 0-1 scale.
+    INVALID_ARGUMENT for a malformed `filters`, naming its offending part.
     """
     CreateVectorStoreFileBatch: _aio.UnaryUnaryMultiCallable[_vector_stores_pb2.CreateVectorStoreFileBatchRequest, _vector_stores_pb2.VectorStoreFileBatch]  # type: ignore[assignment]
     """Adds many uploaded files to a vector store in one request and returns the batch
@@ -268,6 +270,7 @@ class VectorStoresServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_vector_stores_pb2.SearchVectorStoreResponse, _abc.Awaitable[_vector_stores_pb2.SearchVectorStoreResponse]]:
         """Searches the chunks of a vector store's files for a query, best match first. The search
         is lexical (words shared with the query); scores are on OpenAI's 0-1 scale.
+        INVALID_ARGUMENT for a malformed `filters`, naming its offending part.
         """
 
     @_abc_1.abstractmethod

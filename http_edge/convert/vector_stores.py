@@ -6,6 +6,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any, Final
 
 from compat_core.v1 import common_pb2, vector_stores_pb2
+from http_edge.convert.attribute_filters import filter_in
 from http_edge.convert.common import (
     Json,
     Setter,
@@ -26,7 +27,7 @@ from http_edge.convert.common import (
     opt_str,
     require,
 )
-from http_edge.errors import HttpError, invalid_type, invalid_value
+from http_edge.errors import invalid_type, invalid_value
 from http_edge.json_io import PageParams
 
 VectorStore = vector_stores_pb2.VectorStore
@@ -332,15 +333,9 @@ def search_request(
     """OpenAI's `VectorStoreSearchRequest`; whether its values are acceptable is the core's
     to judge, only their JSON types are checked here."""
     check_keys(body, _SEARCH_KEYS)
-    if body.get("filters") is not None:
-        raise HttpError(
-            400,
-            "Attribute filters ('filters') are not implemented yet on this server; search "
-            "without them.",
-            param="filters",
-            code="unsupported_parameter",
-        )
     request = vector_stores_pb2.SearchVectorStoreRequest(vector_store_id=store_id)
+    if body.get("filters") is not None:
+        request.filters.CopyFrom(filter_in(body["filters"]))
     query = require(body, "query")
     if isinstance(query, str):
         request.query.append(query)
