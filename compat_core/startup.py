@@ -21,6 +21,7 @@ from typing import Literal
 import asyncpg
 
 from compat_core.config import ConfigError, mask_password
+from compat_core.store.base import VectorsUnavailable
 
 Listener = Literal["HTTP", "GRPC", "METRICS"]
 
@@ -122,6 +123,19 @@ def database_errors(url: str) -> Iterator[None]:
             reason = f"{cause.strerror}{where}"
         raise ConfigError(
             f"COMPAT_DATABASE_URL={mask_password(url)!r}: cannot open the database: {reason}"
+        ) from None
+
+
+@contextmanager
+def vectors_errors(model: str) -> Iterator[None]:
+    """Translate a database that cannot hold the configured model's vectors (PostgreSQL
+    without pgvector) into a ConfigError naming COMPAT_EMBEDDING_MODEL and both ways out."""
+    try:
+        yield
+    except VectorsUnavailable as exc:
+        raise ConfigError(
+            f"COMPAT_EMBEDDING_MODEL={model!r}: dense search cannot start: {exc}; "
+            "or unset COMPAT_EMBEDDING_MODEL for lexical search only"
         ) from None
 
 

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, func, select
 
-from compat_core.store import schema, sql_chunks
-from compat_core.store.base import NewChunk
+from compat_core.store import schema, sql_chunks, sql_vectors
+from compat_core.store.base import ChunkVectors, NewChunk
 from compat_core.v1 import vector_stores_pb2
 
 VectorStoreFile = vector_stores_pb2.VectorStoreFile
@@ -179,10 +179,12 @@ def finish(
     outcome: VectorStoreFile,
     chunks: Sequence[NewChunk],
     created_at: int,
+    vectors: ChunkVectors | None = None,
 ) -> bool:
-    """End an ingestion `owner` holds: its chunks replace any earlier attempt's, and the file
-    takes `outcome`'s status, usage and error (its other fields as stored now, so attributes
-    changed meanwhile stay). False, and nothing written, if the file is gone or not held."""
+    """End an ingestion `owner` holds: its chunks (and their `vectors`) replace any earlier
+    attempt's, and the file takes `outcome`'s status, usage and error (its other fields as
+    stored now, so attributes changed meanwhile stay). False, and nothing written, if the file
+    is gone or not held."""
     store = lock_store(conn, outcome.vector_store_id)
     if store is None:
         return False
@@ -205,7 +207,8 @@ def finish(
     if outcome.HasField("last_error"):
         current.last_error.CopyFrom(outcome.last_error)
     sql_chunks.delete_file(conn, current.vector_store_id, current.id)
-    sql_chunks.add(conn, current.vector_store_id, current.id, chunks, created_at)
+    chunk_ids = sql_chunks.add(conn, current.vector_store_id, current.id, chunks, created_at)
+    sql_vectors.file_chunks_added(conn, current.vector_store_id, chunk_ids, vectors)
     conn.execute(
         _FILES.update()
         .where(_FILES.c.seq == seq)
