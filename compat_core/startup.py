@@ -113,6 +113,10 @@ def database_errors(url: str) -> Iterator[None]:
     ConfigError naming COMPAT_DATABASE_URL, with its password masked."""
     try:
         yield
+    except ConfigError:
+        # Already names its variable (COMPAT_EMBEDDING_MODEL for a database without pgvector),
+        # though the driver's error it came from is in its chain.
+        raise
     except Exception as exc:
         cause = _setting_cause(exc)
         if cause is None:

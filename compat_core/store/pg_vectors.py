@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, TextClause, text
 from sqlalchemy.exc import DBAPIError
 
 from compat_core.store import schema
@@ -147,17 +147,11 @@ def insert(
     )
 
 
-def search(
-    conn: Connection, vector_store_ids: Sequence[str], vector: Sequence[float], limit: int
-) -> list[ChunkMatch]:
-    """The nearest chunks of those stores (whose vectors all have `vector`'s length)."""
-    dimensions = _dimensions(len(vector))
+def search_statement(dimensions: int) -> TextClause:
+    """The nearest-neighbour query for vectors of this length (parameters `query`, `stores`,
+    `limit`): its inner query orders by the indexed expression, so HNSW serves it."""
+    dimensions = _dimensions(dimensions)
     type_ = (_cast(dimensions) or (f"vector({dimensions})", ""))[0]
-    # Iterative scans (pgvector 0.8): with one index for all stores, a search of one store
-    # goes on through the graph until it has `limit` of that store's chunks, rather than
-    # filtering the first `ef_search` and returning fewer than asked.
-    conn.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
-    conn.execute(text(f"SET LOCAL hnsw.ef_search = {EF_SEARCH}"))
     nearest = (
         f"SELECT chunk_id, embedding::{type_} <#> CAST(:query AS {type_}) AS distance "
         f"FROM {_TABLE} WHERE dimensions = {dimensions} "
@@ -165,13 +159,26 @@ def search(
         "ORDER BY distance LIMIT :limit"
     )
     # `relaxed_order` may return neighbours slightly out of order: they are sorted again here.
-    stmt = text(
+    return text(
         "SELECT c.id, c.vector_store_id, c.file_id, c.chunk_index, c.text, n.distance "
         f"FROM ({nearest}) AS n JOIN vector_store_chunks AS c ON c.id = n.chunk_id "
         "ORDER BY n.distance, c.id"
     )
+
+
+def search(
+    conn: Connection, vector_store_ids: Sequence[str], vector: Sequence[float], limit: int
+) -> list[ChunkMatch]:
+    """The nearest chunks of those stores (whose vectors all have `vector`'s length)."""
+    # Iterative scans (pgvector 0.8): with one index for all stores, a search of one store
+    # goes on through the graph until it has `limit` of that store's chunks, rather than
+    # filtering the first `ef_search` and returning fewer than asked.
+    conn.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+    conn.execute(text(f"SET LOCAL hnsw.ef_search = {EF_SEARCH}"))
     params = {"query": _literal(vector), "stores": list(vector_store_ids), "limit": limit}
     return [
         ChunkMatch(int(i), store_id, file_id, int(index), body, -float(distance), "cosine")
-        for i, store_id, file_id, index, body, distance in conn.execute(stmt, params)
+        for i, store_id, file_id, index, body, distance in conn.execute(
+            search_statement(len(vector)), params
+        )
     ]
