@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     tools: Annotated[list[str], NoDecode] = Field(default_factory=list)
     default_model: str = "builtin/echo"
     model_aliases: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    # `provider/model` of an OpenAI-compatible `/v1/embeddings`: turns on dense and hybrid
+    # file_search. Empty: lexical search only, which needs no model and works offline.
+    embedding_model: str = ""
     # Providers given in code (the embedded server's `providers=` argument); they win over
     # same-named ones from the environment.
     extra_providers: dict[str, ProviderConfig] = Field(default_factory=dict)
@@ -186,6 +189,14 @@ class Settings(BaseSettings):
     def _check_default_model(cls, value: str) -> str:
         if "/" not in value:
             raise ValueError("must look like provider/model")
+        return value
+
+    @field_validator("embedding_model")
+    @classmethod
+    def _check_embedding_model(cls, value: str) -> str:
+        value = value.strip()
+        if value and "/" not in value:
+            raise ValueError("must look like provider/model (or be empty: lexical search only)")
         return value
 
     def sqlite_path(self) -> Path | None:

@@ -74,10 +74,30 @@ class ModelRegistry:
                 self.resolve(target, param="model")
             except errors.ApiError as exc:
                 raise ConfigError(f"{setting}: {exc.message}") from exc
+        self.embedding = self._embedding_model(settings.embedding_model)
 
     @property
     def providers(self) -> dict[str, ProviderConfig]:
         return self._providers
+
+    def _embedding_model(self, model: str) -> ResolvedModel | None:
+        """`COMPAT_EMBEDDING_MODEL` resolved, None when unset; a ConfigError naming it when it
+        names no configured provider. A bare name is refused rather than served by an alias or
+        the default: those name chat models, and embedding with one fails on every file."""
+        if not model:
+            return None
+        setting = f"COMPAT_EMBEDDING_MODEL={model!r}"
+        provider = model.partition("/")[0]
+        if provider == BUILTIN:
+            raise ConfigError(
+                f"{setting}: no built-in embedding model ships; name an OpenAI-compatible "
+                "provider's model (such as ollama/nomic-embed-text), or leave it empty for "
+                "lexical search"
+            )
+        try:
+            return self.resolve(model, param="model")
+        except errors.ApiError as exc:
+            raise ConfigError(f"{setting}: {exc.message}") from exc
 
     def resolve(self, model: str, param: str = "model") -> ResolvedModel:
         """The provider and upstream name for `model`, or a 400 on `param`."""

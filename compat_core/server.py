@@ -22,7 +22,9 @@ from compat_core.models import BUILTIN, ModelRegistry
 from compat_core.providers.base import ChatProvider
 from compat_core.providers.builtin import EchoProvider
 from compat_core.providers.upstream import UpstreamProvider
+from compat_core.retrieval.embeddings import Embedder, UpstreamEmbedder
 from compat_core.retrieval.ingestion import Ingestion
+from compat_core.retrieval.reindex import Reindexer
 from compat_core.services.access import AccessService
 from compat_core.services.assistants import AssistantsService
 from compat_core.services.files import FilesService
@@ -33,7 +35,12 @@ from compat_core.services.runs import RunsService
 from compat_core.services.threads import ThreadsService
 from compat_core.services.vector_store_files import VectorStoreFiles
 from compat_core.services.vector_stores import VectorStoresService
-from compat_core.startup import check_files_dir, check_listenable, database_errors
+from compat_core.startup import (
+    check_files_dir,
+    check_listenable,
+    database_errors,
+    vectors_errors,
+)
 from compat_core.store import BlobStore, create_store
 from compat_core.store.base import Store
 from compat_core.store.sweep import Sweeper
@@ -93,6 +100,8 @@ class CoreServer:
         self._engine: RunEngine | None = None
         self._sweeper: Sweeper | None = None
         self._ingestion: Ingestion | None = None
+        self._embedder: Embedder | None = None
+        self._reindexer: Reindexer | None = None
         self.metrics = CoreMetrics()
         self.port = 0
 
@@ -110,6 +119,9 @@ class CoreServer:
             store = create_store(settings.database_url, exclusive=True)
             try:
                 await store.open()
+                if self.models.embedding is not None:
+                    with vectors_errors(settings.embedding_model):
+                        await store.enable_vectors()
             except BaseException:
                 await store.close()  # and with it the claim on a SQLite file
                 raise
@@ -156,11 +168,14 @@ class CoreServer:
         metrics.event_log_bytes.set_function(lambda: hub.bytes)
         metrics.store_pending.set_function(store.pending_transactions)
         guarded(FilesService(store, blobs, settings.max_upload_bytes), FILES)
+        embedder = self._embedder = _embedder(self.models)
         ingestion = self._ingestion = Ingestion(
-            store, blobs, replica_id, settings.run_lease_seconds
+            store, blobs, replica_id, settings.run_lease_seconds, embedder
         )
+        if embedder is not None:
+            self._reindexer = Reindexer(store, embedder, replica_id, settings.run_lease_seconds)
         guarded(
-            VectorStoresService(store, VectorStoreFiles(store, blobs, ingestion.wake)),
+            VectorStoresService(store, VectorStoreFiles(store, blobs, ingestion.wake), embedder),
             VECTOR_STORES,
         )
         guarded(ModelsService(self.models), MODELS)
@@ -185,6 +200,8 @@ class CoreServer:
         self._server = server
         await self._engine.start()
         await ingestion.start()
+        if self._reindexer is not None:
+            await self._reindexer.start()
         log.info("core serving gRPC on %s:%d", bind_host, self.port)
         return self.port
 
@@ -198,6 +215,12 @@ class CoreServer:
         if self._ingestion is not None:
             await self._ingestion.stop()
             self._ingestion = None
+        if self._reindexer is not None:
+            await self._reindexer.stop()
+            self._reindexer = None
+        if self._embedder is not None:
+            await self._embedder.close()
+            self._embedder = None
         if self._engine is not None:
             await self._engine.stop()
             self._engine = None
@@ -211,6 +234,13 @@ class CoreServer:
     async def wait_for_termination(self) -> None:
         if self._server is not None:
             await self._server.wait_for_termination()
+
+
+def _embedder(models: ModelRegistry) -> Embedder | None:
+    """The configured embedding model's client (one pooled client, like the chat providers')."""
+    if models.embedding is None:
+        return None
+    return UpstreamEmbedder(models.providers[models.embedding.provider], models.embedding.name)
 
 
 def _providers(models: ModelRegistry) -> dict[str, ChatProvider]:

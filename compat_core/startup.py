@@ -21,6 +21,7 @@ from typing import Literal
 import asyncpg
 
 from compat_core.config import ConfigError, mask_password
+from compat_core.store.base import VectorsUnavailable
 
 Listener = Literal["HTTP", "GRPC", "METRICS"]
 
@@ -112,6 +113,10 @@ def database_errors(url: str) -> Iterator[None]:
     ConfigError naming COMPAT_DATABASE_URL, with its password masked."""
     try:
         yield
+    except ConfigError:
+        # Already names its variable (COMPAT_EMBEDDING_MODEL for a database without pgvector),
+        # though the driver's error it came from is in its chain.
+        raise
     except Exception as exc:
         cause = _setting_cause(exc)
         if cause is None:
@@ -122,6 +127,19 @@ def database_errors(url: str) -> Iterator[None]:
             reason = f"{cause.strerror}{where}"
         raise ConfigError(
             f"COMPAT_DATABASE_URL={mask_password(url)!r}: cannot open the database: {reason}"
+        ) from None
+
+
+@contextmanager
+def vectors_errors(model: str) -> Iterator[None]:
+    """Translate a database that cannot hold the configured model's vectors (PostgreSQL
+    without pgvector) into a ConfigError naming COMPAT_EMBEDDING_MODEL and both ways out."""
+    try:
+        yield
+    except VectorsUnavailable as exc:
+        raise ConfigError(
+            f"COMPAT_EMBEDDING_MODEL={model!r}: dense search cannot start: {exc}; "
+            "or unset COMPAT_EMBEDDING_MODEL for lexical search only"
         ) from None
 
 

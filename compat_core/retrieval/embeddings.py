@@ -54,7 +54,11 @@ class EmbeddingError(Exception):
 class Embedder(abc.ABC):
     """Texts in, unit-length vectors out, in the same order."""
 
+    # The upstream's name for the model (what requests carry).
     model: str
+    # `provider/model` as configured: what a vector store records its vectors as being of, so
+    # that the same model name on another provider still counts as another model.
+    name: str
 
     @property
     @abc.abstractmethod
@@ -75,6 +79,7 @@ class UpstreamEmbedder(Embedder):
 
     def __init__(self, config: ProviderConfig, model: str) -> None:
         self.model = model
+        self.name = f"{config.name}/{model}"
         self._name = config.name
         self._dimensions: int | None = None
         self._client = openai.AsyncOpenAI(

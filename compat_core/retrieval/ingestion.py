@@ -17,9 +17,10 @@ import time
 from typing import Final
 
 from compat_core.retrieval.chunking import ChunkingStrategy, chunk
+from compat_core.retrieval.embeddings import Embedder, EmbeddingError
 from compat_core.retrieval.extract import ExtractionError, extract_text
 from compat_core.store import BlobStore
-from compat_core.store.base import NewChunk, Store
+from compat_core.store.base import ChunkVectors, NewChunk, Store
 from compat_core.tasks import cancel_and_wait
 from compat_core.v1 import vector_stores_pb2
 
@@ -34,9 +35,18 @@ BATCH: Final = 4
 class Ingestion:
     """Owned by a core: `start` with it, `stop` before its store closes."""
 
-    def __init__(self, store: Store, blobs: BlobStore, owner: str, lease_seconds: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        blobs: BlobStore,
+        owner: str,
+        lease_seconds: float,
+        embedder: Embedder | None = None,
+    ) -> None:
         self._store = store
         self._blobs = blobs
+        # With an embedding model, a file's chunks are stored with their vectors, or not at all.
+        self._embedder = embedder
         self._owner = owner
         self._lease_ms = int(lease_seconds * 1000)
         self._wake = asyncio.Event()
@@ -95,19 +105,35 @@ class Ingestion:
     async def _ingest(self, file: VectorStoreFile) -> None:
         outcome = VectorStoreFile(id=file.id, vector_store_id=file.vector_store_id)
         chunks: list[NewChunk] = []
+        vectors: ChunkVectors | None = None
         try:
-            chunks = await self._chunks(file)
+            made = await self._chunks(file)
+            embedded = await self._embed(made)
         except ExtractionError as exc:
             _fail(outcome, exc.code, exc.message)
+        except EmbeddingError as exc:
+            # A file's `last_error.code` is one of OpenAI's three: whatever the upstream said
+            # (a rate limit, a refused request), for the file it is the server's failure.
+            log.warning("embedding %s for %s failed: %s", file.id, file.vector_store_id, exc)
+            _fail(outcome, "server_error", f"The file's chunks could not be embedded: {exc}")
         except Exception:
             log.exception("ingesting %s into %s failed", file.id, file.vector_store_id)
             _fail(outcome, "server_error", "The file could not be processed.")
         else:
+            chunks, vectors = made, embedded
             outcome.status = vector_stores_pb2.VECTOR_STORE_FILE_STATUS_COMPLETED
             outcome.usage_bytes = sum(len(c.text.encode()) for c in chunks)
         # False: the file left the store meanwhile (or another core took it over); the end
         # is quiet then, as there is nobody left to tell.
-        await self._store.finish_vector_store_file(self._owner, outcome, chunks, int(time.time()))
+        await self._store.finish_vector_store_file(
+            self._owner, outcome, chunks, int(time.time()), vectors
+        )
+
+    async def _embed(self, chunks: list[NewChunk]) -> ChunkVectors | None:
+        if self._embedder is None or not chunks:
+            return None
+        vectors = await self._embedder.embed([c.text for c in chunks])
+        return ChunkVectors(self._embedder.name, vectors)
 
     async def _chunks(self, file: VectorStoreFile) -> list[NewChunk]:
         upload = await self._store.get_file(file.id)

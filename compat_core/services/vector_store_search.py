@@ -1,8 +1,15 @@
-"""Searching a vector store: lexical search in the store, OpenAI's 0-1 scores, the files'
-names and attributes on each result, attribute `filters` applied in the database.
+"""Searching a vector store: `retrieval.search` with OpenAI's 0-1 scores, the files' names and
+attributes on each result, attribute `filters` applied in the database.
 
-Only lexical search exists so far, so every ranker OpenAI's search endpoint names ranks the
-same way (`ranking.by_score`); the names are still checked, so a typo is a 400, not ignored.
+What the endpoint's rankers mean here (OpenAI does not say what its own do beyond their names):
+- `auto` (the default) and `default-2024-11-15`: the best search the server has, the same one
+  the file_search tool runs (its `auto` and `default_2024_08_21`): hybrid, reciprocal rank
+  fusion of lexical and dense search, when an embedding model is configured and the store has
+  its vectors; lexical alone otherwise. The dated name pins today's ranking, as `auto` may
+  move to a better one.
+- `none`: no ranking beyond the database's own: lexical search alone, even with a model
+  configured, scored by bm25 / ts_rank. It makes no upstream call, so it answers when the
+  embedding upstream is slow or down, and it is what a client that wants exact words asks for.
 """
 
 from __future__ import annotations
@@ -12,12 +19,14 @@ from typing import Final
 from compat_core import errors, validation
 from compat_core.retrieval import filters, ranking
 from compat_core.retrieval import search as retrieval_search
+from compat_core.retrieval.embeddings import Embedder
 from compat_core.retrieval.filters import Filter
 from compat_core.store.base import Store
 from compat_core.v1 import vector_stores_pb2
 
 SEARCH_RANKERS: Final = ("none", "auto", "default-2024-11-15")
 """OpenAI's `ranking_options.ranker` values for the vector store search endpoint."""
+LEXICAL_RANKER: Final = "none"
 
 DEFAULT_MAX_NUM_RESULTS: Final = 10
 
@@ -57,8 +66,9 @@ def _filters(request: vector_stores_pb2.SearchVectorStoreRequest) -> Filter | No
 class VectorStoreSearch:
     """One search: the endpoint's checks, then `retrieval.search`."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, embedder: Embedder | None = None) -> None:
         self._store = store
+        self._embedder = embedder
 
     async def search(
         self, request: vector_stores_pb2.SearchVectorStoreRequest
@@ -76,6 +86,7 @@ class VectorStoreSearch:
         attribute_filter = _filters(request)
         if await self._store.get_vector_store(store_id) is None:
             raise errors.no_such("vector_store_id", store_id)
+        lexical = request.ranking_options.ranker == LEXICAL_RANKER
         found = await retrieval_search.search(
             self._store,
             [store_id],
@@ -83,6 +94,7 @@ class VectorStoreSearch:
             limit=limit,
             threshold=threshold,
             filters=attribute_filter,
+            embedder=None if lexical else self._embedder,
         )
         response = vector_stores_pb2.SearchVectorStoreResponse(search_query=request.query)
         for item in found:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from compat_core import errors, ids, validation
+from compat_core.retrieval.embeddings import Embedder
 from compat_core.services.support import apply_mask, cursor_error, list_response, mask_paths, now
 from compat_core.services.vector_store_batches import VectorStoreFileBatches
 from compat_core.services.vector_store_files import VectorStoreFiles
@@ -31,11 +32,13 @@ _DAY_SECONDS: Final = 86_400
 class VectorStoresService(vector_stores_pb2_grpc.VectorStoresServiceServicer):
     """Checks happen here, storage in the store; reading or changing a store marks it active."""
 
-    def __init__(self, store: Store, files: VectorStoreFiles) -> None:
+    def __init__(
+        self, store: Store, files: VectorStoreFiles, embedder: Embedder | None = None
+    ) -> None:
         self._store = store
         self._files = files
         self._batches = VectorStoreFileBatches(store, files)
-        self._search = VectorStoreSearch(store)
+        self._search = VectorStoreSearch(store, embedder)
 
     async def CreateVectorStore(
         self, request: vector_stores_pb2.CreateVectorStoreRequest, context: Any

@@ -158,11 +158,12 @@ class NewChunk(NamedTuple):
 
 
 class ChunkMatch(NamedTuple):
-    """A chunk a lexical search found, with the database's own score for it: SQLite's bm25
-    (negative, more negative is better) or PostgreSQL's ts_rank (positive, larger is better),
-    for `ranking.Hit.from_bm25` / `Hit.from_ts_rank` to put on one scale. `scale` says which
-    the score is, so a caller need not know which database the store runs on. The file's
-    name and attributes come with it, read in the same query."""
+    """A chunk a search found, with the database's own score for it: SQLite's bm25 (negative,
+    more negative is better), PostgreSQL's ts_rank (positive, larger is better), or a dense
+    search's cosine similarity, for `ranking.Hit.from_bm25` / `from_ts_rank` / `from_cosine`
+    to put on one scale. `scale` says which the score is, so a caller need not know which
+    database the store runs on. The file's name and attributes come with it, read in the same
+    query."""
 
     chunk_id: int
     vector_store_id: str
@@ -170,11 +171,34 @@ class ChunkMatch(NamedTuple):
     chunk_index: int
     text: str
     raw_score: float
-    scale: Literal["bm25", "ts_rank"]
+    scale: Literal["bm25", "ts_rank", "cosine"]
     # The file's name in the Files API; "" when the file was deleted there since.
     filename: str
     # The file's attributes in the vector store.
     attributes: Mapping[str, vector_stores_pb2.VectorStoreFileAttribute]
+
+
+class StoredChunk(NamedTuple):
+    """A stored chunk to embed: its ID and text."""
+
+    chunk_id: int
+    text: str
+
+
+class ChunkVectors(NamedTuple):
+    """Unit-length vectors from one embedding model, one per chunk, in the chunks' order."""
+
+    model: str
+    vectors: Sequence[Sequence[float]]
+
+    @property
+    def dimensions(self) -> int:
+        return len(self.vectors[0]) if self.vectors else 0
+
+
+class VectorsUnavailable(Exception):
+    """The database cannot hold vectors (PostgreSQL without pgvector, or without the right to
+    enable it); the message says what is missing."""
 
 
 class LeaseLost(Exception):
@@ -344,10 +368,73 @@ class Store(ABC):
         outcome: vector_stores_pb2.VectorStoreFile,
         chunks: Sequence[NewChunk],
         created_at: int,
+        vectors: ChunkVectors | None = None,
     ) -> bool:
         """End an ingestion `owner` holds in one transaction: the file's chunks are replaced
-        by `chunks` and it takes `outcome`'s status, usage and error. False, writing nothing,
-        if the file left the store or `owner` no longer holds it."""
+        by `chunks` (with `vectors`, one per chunk, when an embedding model is configured)
+        and it takes `outcome`'s status, usage and error. False, writing nothing, if the file
+        left the store or `owner` no longer holds it.
+
+        Vectors of another model than the store's replace all of the store's: its other
+        chunks then wait, searched lexically, for the re-embedding (`claim_reindex`)."""
+
+    # Dense vectors of chunks (file_search with an embedding model)
+
+    @abstractmethod
+    async def enable_vectors(self) -> None:
+        """Make the database hold vectors (PostgreSQL: pgvector's extension and table; raises
+        VectorsUnavailable if it cannot), and mark every store with chunks that lack vectors
+        for re-embedding. Idempotent; a core calls it at start when a model is configured."""
+
+    @abstractmethod
+    async def has_vectors(self, vector_store_ids: Collection[str], model: str) -> bool:
+        """Whether any of those stores has vectors of `model`, so a dense search can find
+        anything (and embedding the query is worth an upstream call)."""
+
+    @abstractmethod
+    async def search_chunks_dense(
+        self,
+        vector_store_ids: Collection[str],
+        model: str,
+        vector: Sequence[float],
+        limit: int,
+        filters: Filter | None = None,
+    ) -> list[ChunkMatch]:
+        """At most `limit` chunks of those stores nearest `vector` (a unit vector of `model`)
+        by cosine similarity, best first, of files the stores hold now whose attributes pass
+        `filters`; stores with vectors of another model, or none, contribute nothing."""
+
+    @abstractmethod
+    async def claim_reindex(
+        self, owner: str, model: str, now_ms: int, expires_at_ms: int
+    ) -> str | None:
+        """Lease one store whose vectors are not all of `model` (its model changed, or some
+        chunks have none) and whose lease ran out; a store of another model has its vectors
+        dropped first. Its ID, or None if no store needs work."""
+
+    @abstractmethod
+    async def chunks_without_vectors(self, vector_store_id: str, limit: int) -> list[StoredChunk]:
+        """Up to `limit` of the store's chunks that have no vector, oldest first."""
+
+    @abstractmethod
+    async def add_chunk_vectors(
+        self, owner: str, vector_store_id: str, chunk_ids: Sequence[int], vectors: ChunkVectors
+    ) -> bool:
+        """Store vectors for chunks of a store `owner` is re-embedding (chunks deleted since
+        are skipped); False, writing nothing, if it no longer holds the store's lease or the
+        store moved to another model."""
+
+    @abstractmethod
+    async def finish_reindex(self, owner: str, vector_store_id: str, model: str) -> None:
+        """Release the store's lease, marking it complete if every chunk now has a vector."""
+
+    @abstractmethod
+    async def renew_reindex(self, owner: str, expires_at_ms: int) -> None:
+        """Extend the leases `owner` holds on stores it re-embeds."""
+
+    @abstractmethod
+    async def release_reindex(self, owner: str) -> None:
+        """Let any core take `owner`'s re-embedding at once (it is stopping)."""
 
     # Batches of vector store files (see `sql_vector_batches`). A batch's counts and status are
     # worked out from its files at each read; `now_ms` tells which ingestion leases still run.

@@ -242,13 +242,42 @@ CHUNKS_TEXT_SEARCH = "text_search"
 CHUNKS_TEXT_SEARCH_INDEX = "ix_vector_store_chunks_text_search"
 
 
+# Each vector store's embedding model and dimension (migration 0010): every vector of a store is
+# of that model; `complete` says every chunk has one; the lease columns say which core is
+# re-embedding the store (after the configured model changed) and until when (unix ms).
+vector_store_embeddings = Table(
+    "vector_store_embeddings",
+    metadata,
+    Column(
+        "vector_store_id",
+        ID_TYPE,
+        ForeignKey("vector_stores.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("model", String(256), server_default="", nullable=False),
+    Column("dimensions", Integer, server_default="0", nullable=False),
+    Column("complete", Boolean, server_default="0", nullable=False),
+    Column("claimed_by", String(128), server_default="", nullable=False),
+    Column("lease_expires_at_ms", BigInteger, server_default="0", nullable=False),
+)
+
+# The vectors are each database's own, so not in `metadata` either: on SQLite a BLOB table and
+# a `version` column of `vector_store_embeddings` that triggers bump on every change of a
+# store's vectors (migration 0010); on PostgreSQL a pgvector table that a core creates at
+# start-up, only when an embedding model is configured (`sql_vectors`).
+CHUNK_VECTORS = "vector_store_chunk_vectors"
+EMBEDDINGS_VERSION = "version"
+
+
 def described(name: str | None, type_: str, parent_names: dict[str, str | None]) -> bool:
     """Whether a database object is one `metadata` describes, not a dialect's own search index
     (an `include_name` hook for Alembic's comparison of the schema with a database)."""
     if type_ == "table":
-        return name is not None and not name.startswith(CHUNKS_FTS)
+        return name is not None and not name.startswith((CHUNKS_FTS, CHUNK_VECTORS))
     if type_ == "column" and parent_names.get("table_name") == vector_store_chunks.name:
         return name != CHUNKS_TEXT_SEARCH
+    if type_ == "column" and parent_names.get("table_name") == vector_store_embeddings.name:
+        return name != EMBEDDINGS_VERSION
     return name != CHUNKS_TEXT_SEARCH_INDEX
 
 

@@ -12,7 +12,7 @@ count only chunks of files their store holds and whose attributes pass the searc
 from __future__ import annotations
 
 import functools
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from sqlalchemy import (
@@ -42,6 +42,7 @@ from compat_core.store.base import ChunkMatch, NewChunk
 from compat_core.v1 import files_pb2, vector_stores_pb2
 
 _CHUNKS = schema.vector_store_chunks
+Scale = Literal["bm25", "ts_rank", "cosine"]
 _STORE_FILES = schema.vector_store_files
 VectorStoreFile = vector_stores_pb2.VectorStoreFile
 Attribute = vector_stores_pb2.VectorStoreFileAttribute
@@ -210,7 +211,7 @@ def search_lexical(
         return []
     params: dict[str, Any] = {"vector_store_ids": list(vector_store_ids), "limit": limit}
     dialect = conn.dialect.name
-    scale: Literal["bm25", "ts_rank"]
+    scale: Scale
     if dialect == "sqlite":
         scale = "bm25"
         match = lexical.fts5_match(query)
@@ -224,27 +225,60 @@ def search_lexical(
             return []
         params["query_text"] = query_text
     stmt = _unfiltered_stmt(dialect) if filters is None else _search_stmt(dialect, filters)
+    return _as_matches(conn.execute(stmt, params), scale)
+
+
+def _as_matches(rows: Iterable[Any], scale: Scale) -> list[ChunkMatch]:
+    """Rows of `_answered` as matches, each file's bodies parsed once."""
     files: dict[tuple[str, str], tuple[str, Mapping[str, Attribute]]] = {}
     found: list[ChunkMatch] = []
-    for i, store_id, file_id, index, text, score, entry, upload in conn.execute(stmt, params):
+    for i, store_id, file_id, index, text, score, entry, upload in rows:
         key = (store_id, file_id)
         if key not in files:
             files[key] = (
                 "" if upload is None else files_pb2.File.FromString(upload).filename,
                 dict(VectorStoreFile.FromString(entry).attributes),
             )
-        filename, attributes = files[key]
         found.append(
             ChunkMatch(
-                int(i),
-                store_id,
-                file_id,
-                int(index),
-                text,
-                float(score),
-                scale,
-                filename,
-                attributes,
+                int(i), store_id, file_id, int(index), text, float(score), scale, *files[key]
             )
         )
     return found
+
+
+def nearest_answered(
+    conn: Connection,
+    vector_store_ids: Collection[str],
+    cosine: Mapping[int, float],
+    filters: Filter | None,
+) -> list[ChunkMatch]:
+    """The chunks a dense search found nearest (`cosine` by chunk ID) as matches, best first:
+    the same scope as a lexical search (files their store holds now, whose attributes pass
+    `filters`, in the database), read in one query."""
+    if not cosine:
+        return []
+    c = _CHUNKS.c
+    stmt = (
+        _in_scope(
+            select(
+                c.id,
+                c.vector_store_id,
+                c.file_id,
+                c.chunk_index,
+                c.text,
+                _STORE_FILES.c.body,
+                schema.files.c.body,
+            ).select_from(_CHUNKS),
+            filters,
+        )
+        .outerjoin(schema.files, schema.files.c.id == c.file_id)
+        .where(c.id.in_(bindparam("chunk_ids", expanding=True)))
+    )
+    params = {"vector_store_ids": list(vector_store_ids), "chunk_ids": list(cosine)}
+    rows = [
+        (i, store_id, file_id, index, text, cosine[int(i)], entry, upload)
+        for i, store_id, file_id, index, text, entry, upload in conn.execute(stmt, params)
+    ]
+    rows.sort(key=lambda row: (-row[5], row[0]))
+    return _as_matches(rows, "cosine")

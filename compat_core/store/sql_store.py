@@ -63,11 +63,13 @@ from compat_core.store import (
     sql_file_attributes,
     sql_vector_batches,
     sql_vector_files,
+    sql_vectors,
 )
 from compat_core.store.base import (
     ACTIVE_RUN_STATUSES,
     EXECUTING_RUN_STATUSES,
     ChunkMatch,
+    ChunkVectors,
     CursorNotFound,
     Lease,
     LeaseRenewal,
@@ -75,11 +77,13 @@ from compat_core.store.base import (
     Page,
     PageQuery,
     Store,
+    StoredChunk,
     StoredEvent,
     ThreadBusy,
 )
 from compat_core.store.notify import PostgresListener
 from compat_core.store.runner import TransactionRunner
+from compat_core.store.vector_cache import VectorCache
 from compat_core.v1 import (
     assistants_pb2,
     files_pb2,
@@ -800,6 +804,10 @@ class SqlStore(Store):
     ) -> None:
         self._db = database
         self._listener = listener
+        # SQLite's dense search runs in the core on these (PostgreSQL's runs in pgvector).
+        self._vectors = VectorCache()
+        # Vector lengths whose index this process has made sure of (see `_ensure_dimension`).
+        self._dimensions: set[int] = set()
 
     async def _lookup(self, fn: Callable[[Connection], T]) -> T:
         """A bounded read: rows by key, or one page of a list (see `TransactionRunner.read`)."""
@@ -919,9 +927,12 @@ class SqlStore(Store):
         outcome: vector_stores_pb2.VectorStoreFile,
         chunks: Sequence[NewChunk],
         created_at: int,
+        vectors: ChunkVectors | None = None,
     ) -> bool:
+        if vectors is not None:
+            await self._ensure_dimension(vectors.dimensions)
         return await self._db.write(
-            lambda conn: sql_vector_files.finish(conn, owner, outcome, chunks, created_at)
+            lambda conn: sql_vector_files.finish(conn, owner, outcome, chunks, created_at, vectors)
         )
 
     # Batches of vector store files
@@ -964,6 +975,64 @@ class SqlStore(Store):
             return _page(conn, _VECTOR_STORE_FILES, query, scope, filters)
 
         return await self._lookup(page)
+
+    # Dense vectors of chunks
+
+    async def _ensure_dimension(self, dimensions: int) -> None:
+        """The index for vectors of this length, in a transaction before the one that writes
+        the first such vectors (see `pg_vectors.ensure_index`); once per process."""
+        if dimensions and dimensions not in self._dimensions:
+            await self._db.write(lambda conn: sql_vectors.ensure_dimension(conn, dimensions))
+            self._dimensions.add(dimensions)
+
+    async def enable_vectors(self) -> None:
+        await self._db.write(sql_vectors.enable)
+
+    async def has_vectors(self, vector_store_ids: Collection[str], model: str) -> bool:
+        return await self._lookup(
+            lambda conn: sql_vectors.has_vectors(conn, vector_store_ids, model)
+        )
+
+    async def search_chunks_dense(
+        self,
+        vector_store_ids: Collection[str],
+        model: str,
+        vector: Sequence[float],
+        limit: int,
+        filters: Filter | None = None,
+    ) -> list[ChunkMatch]:
+        return await self._db.read(
+            lambda conn: sql_vectors.search(
+                conn, self._vectors, vector_store_ids, model, vector, limit, filters
+            )
+        )
+
+    async def claim_reindex(
+        self, owner: str, model: str, now_ms: int, expires_at_ms: int
+    ) -> str | None:
+        return await self._db.write(
+            lambda conn: sql_vectors.claim(conn, owner, model, now_ms, expires_at_ms)
+        )
+
+    async def chunks_without_vectors(self, vector_store_id: str, limit: int) -> list[StoredChunk]:
+        return await self._db.read(lambda conn: sql_vectors.missing(conn, vector_store_id, limit))
+
+    async def add_chunk_vectors(
+        self, owner: str, vector_store_id: str, chunk_ids: Sequence[int], vectors: ChunkVectors
+    ) -> bool:
+        await self._ensure_dimension(vectors.dimensions)
+        return await self._db.write(
+            lambda conn: sql_vectors.add(conn, owner, vector_store_id, chunk_ids, vectors)
+        )
+
+    async def finish_reindex(self, owner: str, vector_store_id: str, model: str) -> None:
+        await self._db.write(lambda conn: sql_vectors.finish(conn, owner, vector_store_id, model))
+
+    async def renew_reindex(self, owner: str, expires_at_ms: int) -> None:
+        await self._db.write(lambda conn: sql_vectors.renew(conn, owner, expires_at_ms))
+
+    async def release_reindex(self, owner: str) -> None:
+        await self._db.write(lambda conn: sql_vectors.release(conn, owner))
 
     # Chunks of vector store files
 

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, func, select
 
-from compat_core.store import schema, sql_chunks, sql_file_attributes
-from compat_core.store.base import NewChunk
+from compat_core.store import schema, sql_chunks, sql_file_attributes, sql_vectors
+from compat_core.store.base import ChunkVectors, NewChunk
 from compat_core.v1 import vector_stores_pb2
 
 VectorStoreFile = vector_stores_pb2.VectorStoreFile
@@ -187,11 +187,12 @@ def finish(
     outcome: VectorStoreFile,
     chunks: Sequence[NewChunk],
     created_at: int,
+    vectors: ChunkVectors | None = None,
 ) -> bool:
-    """End an ingestion `owner` holds: its chunks replace any earlier attempt's, and the file
-    takes `outcome`'s status, usage and error (its other fields as stored now, so attributes
-    changed meanwhile stay). False, and nothing of `outcome` written, if the file is gone or
-    not held.
+    """End an ingestion `owner` holds: its chunks (and their `vectors`) replace any earlier
+    attempt's, and the file takes `outcome`'s status, usage and error (its other fields as
+    stored now, so attributes changed meanwhile stay). False, and nothing of `outcome` written,
+    if the file is gone or not held.
 
     Ending the file is conditional on it being `in_progress` and held by `owner`, in the
     UPDATE itself, so it does not rest on the locks taken before: a file whose batch was
@@ -233,6 +234,7 @@ def finish(
     if not ended:
         return False
     sql_chunks.delete_file(conn, current.vector_store_id, current.id)
-    sql_chunks.add(conn, current.vector_store_id, current.id, chunks, created_at)
+    chunk_ids = sql_chunks.add(conn, current.vector_store_id, current.id, chunks, created_at)
+    sql_vectors.file_chunks_added(conn, current.vector_store_id, chunk_ids, vectors)
     recount(conn, store)
     return True
