@@ -13,6 +13,8 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 from compat_core.config import Settings
 from compat_core.engine.events import RunEventHub
 from compat_core.engine.executor import EngineContext, new_replica_id
+from compat_core.engine.file_search import FileSearch
+from compat_core.engine.hosted import HostedTools
 from compat_core.engine.manager import RunEngine
 from compat_core.guard import ApiKeyAuth, RpcGuard
 from compat_core.health import BoundedHealth
@@ -146,6 +148,7 @@ class CoreServer:
                     for name, provider in _providers(self.models).items()
                 },
                 tools=self.tools,
+                hosted=HostedTools([FileSearch()]),
                 requires_action_timeout=settings.requires_action_timeout_seconds,
                 replica_id=replica_id,
                 lease_seconds=settings.run_lease_seconds,
