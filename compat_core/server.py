@@ -13,6 +13,8 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 from compat_core.config import Settings
 from compat_core.engine.events import RunEventHub
 from compat_core.engine.executor import EngineContext, new_replica_id
+from compat_core.engine.file_search import FileSearch
+from compat_core.engine.hosted import HostedTools
 from compat_core.engine.manager import RunEngine
 from compat_core.guard import ApiKeyAuth, RpcGuard
 from compat_core.health import BoundedHealth
@@ -146,6 +148,9 @@ class CoreServer:
         guarded(threads, THREADS)
         guarded(MessagesService(store, references), MESSAGES)
         replica_id = settings.replica_id or new_replica_id()
+        # One embedder for the whole core: ingestion, the search endpoint and the file_search
+        # tool rank with the same model, so the tool finds what the endpoint finds.
+        embedder = self._embedder = _embedder(self.models)
         hub = RunEventHub(settings.event_log_max_bytes)
         hub.on_finished = metrics.run_finished
         engine = self._engine = RunEngine(
@@ -158,6 +163,7 @@ class CoreServer:
                     for name, provider in _providers(self.models).items()
                 },
                 tools=self.tools,
+                hosted=HostedTools([FileSearch(embedder=embedder)]),
                 requires_action_timeout=settings.requires_action_timeout_seconds,
                 replica_id=replica_id,
                 lease_seconds=settings.run_lease_seconds,
@@ -168,7 +174,6 @@ class CoreServer:
         metrics.event_log_bytes.set_function(lambda: hub.bytes)
         metrics.store_pending.set_function(store.pending_transactions)
         guarded(FilesService(store, blobs, settings.max_upload_bytes), FILES)
-        embedder = self._embedder = _embedder(self.models)
         ingestion = self._ingestion = Ingestion(
             store, blobs, replica_id, settings.run_lease_seconds, embedder
         )

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import orjson
 
 from compat_core import errors, ids
+from compat_core.retrieval import ranking
 from compat_core.store.base import Order, PageQuery
 from compat_core.v1 import common_pb2, messages_pb2
 
@@ -183,6 +184,8 @@ def tools(values: Sequence[common_pb2.Tool], param: str = "tools") -> None:
             param,
             "array_above_max_length",
         )
+    # The other kinds these tools enable: the model is offered each as a function of its name.
+    hosted = {tool.WhichOneof("kind") for tool in values} - {"function", None}
     for index, tool in enumerate(values):
         where = f"{param}[{index}]"
         kind = tool.WhichOneof("kind")
@@ -203,14 +206,36 @@ def tools(values: Sequence[common_pb2.Tool], param: str = "tools") -> None:
                     f"{where}.function.parameters",
                     "invalid_function_parameters",
                 )
-        elif kind == "file_search" and tool.file_search.HasField("max_num_results"):
-            count = tool.file_search.max_num_results
-            if not 1 <= count <= 50:
+            if function.name in hosted:
                 raise errors.invalid(
-                    f"Invalid '{where}.file_search.max_num_results': expected 1 to 50, "
-                    f"got {count}.",
-                    f"{where}.file_search.max_num_results",
+                    f"Invalid '{where}.function.name': '{function.name}' is the name of the "
+                    f"{function.name} tool, which these tools enable.",
+                    f"{where}.function.name",
+                    "invalid_value",
                 )
+        elif kind == "file_search":
+            _file_search_tool(tool.file_search, f"{where}.file_search")
+
+
+def _file_search_tool(settings: common_pb2.FileSearchTool, where: str) -> None:
+    if settings.HasField("max_num_results"):
+        count = settings.max_num_results
+        if not 1 <= count <= 50:
+            raise errors.invalid(
+                f"Invalid '{where}.max_num_results': expected 1 to 50, got {count}.",
+                f"{where}.max_num_results",
+            )
+    if settings.HasField("ranking_options"):
+        options = settings.ranking_options
+        try:
+            ranking.ranker(options.ranker or None)
+            ranking.select((), ranking.MAX_RESULTS, options.score_threshold)
+        except ranking.RankingOptionsError as exc:
+            raise errors.invalid(
+                exc.message.replace(f"'{exc.param}'", f"'{where}.{exc.param}'"),
+                f"{where}.{exc.param}",
+                "invalid_value",
+            ) from exc
 
 
 def tool_resources(resources: common_pb2.ToolResources, param: str = "tool_resources") -> None:

@@ -250,3 +250,27 @@ def test_attribute_filters_apply_to_what_the_dense_search_finds(dense: openai.Op
             dense, store_id, "automobile", filters={"type": "eq", "key": "team", "value": team}
         )
         assert kept == [f"{team}.md"]
+
+
+def test_the_file_search_tool_finds_by_meaning_as_the_endpoint_does(dense: openai.OpenAI) -> None:
+    store_id = _fill(dense, {"cars.md": CAR_ENGINE, "cats.md": KITTEN})
+    assistant = dense.beta.assistants.create(
+        model="builtin/echo",
+        tools=[{"type": "file_search"}],
+        tool_resources={"file_search": {"vector_store_ids": [store_id]}},
+    )
+    run = dense.beta.threads.create_and_run_poll(
+        assistant_id=assistant.id,
+        thread={
+            "messages": [{"role": "user", "content": '/call file_search {"query": "automobile"}'}]
+        },
+        poll_interval_ms=50,
+    )
+    assert run.status == "completed", run.last_error
+    steps = dense.beta.threads.runs.steps.list(run.id, thread_id=run.thread_id, order="asc")
+    [call] = [
+        c for s in steps if s.step_details.type == "tool_calls" for c in s.step_details.tool_calls
+    ]
+    assert call.type == "file_search"
+    # No word of the query is in either file: only the dense half of the search finds "cars.md".
+    assert [r.file_name for r in call.file_search.results] == ["cars.md"]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import os
 import secrets
@@ -25,10 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-import orjson
-
 from compat_core import ids
 from compat_core.engine.events import RunEventHub
+from compat_core.engine.hosted import HostedTools, ReplyAnnotator, ToolFailure
 from compat_core.engine.prompt import (
     PromptTooLong,
     build_prompt,
@@ -36,6 +34,7 @@ from compat_core.engine.prompt import (
     chat_tool_choice,
     chat_tools,
 )
+from compat_core.engine.tool_calls import answer_calls, required_action
 from compat_core.models import ModelRegistry
 from compat_core.providers.base import ChatProvider, ChatRequest, ProviderError, TokenUsage
 from compat_core.store.base import LeaseLost, Store
@@ -44,7 +43,6 @@ from compat_core.v1 import common_pb2, messages_pb2, runs_pb2
 
 log = logging.getLogger(__name__)
 
-TOOL_TIMEOUT_SECONDS = 60.0
 # A fast upstream's chunks arrive buffered and reading them never suspends the run, so the
 # run hands the loop to its watchers now and then: at most every interval, so that pieces
 # reach clients batched, not held.
@@ -73,6 +71,7 @@ class EngineContext:
     models: ModelRegistry
     providers: dict[str, ChatProvider]
     tools: dict[str, Tool]
+    hosted: HostedTools
     requires_action_timeout: int = 600
     # This core's name on the leases of the runs it executes; unique among live cores.
     replica_id: str = field(default_factory=new_replica_id)
@@ -113,7 +112,12 @@ class RunExecution:
         # A reply stored ahead of the model's first piece and not announced yet.
         self._unannounced: asyncio.Future[Reply | None] | None = None
         # The tools the model is offered, in Chat Completions' shape; none: a text-only run.
-        self._tools = chat_tools(run.tools, ctx.tools)
+        self._tools = chat_tools(run.tools, ctx.tools, ctx.hosted)
+        # The hosted tools the run enables, by the function name the model calls them by.
+        self._hosted = ctx.hosted.offered(run.tools)
+        # The run's steps before the current model call, and what they make of its reply.
+        self._steps: list[runs_pb2.RunStep] = []
+        self._annotator: ReplyAnnotator | None = None
         self._message_step: runs_pb2.RunStep | None = None
         self._tool_step: runs_pb2.RunStep | None = None
         self._relayed_at = 0.0
@@ -174,7 +178,7 @@ class RunExecution:
             if not self.cancel_requested:
                 raise  # the core is shutting down: the run resumes on the next start
             await self._finish_cancelled()
-        except ProviderError as exc:
+        except (ProviderError, ToolFailure) as exc:
             await self._fail(exc.code, exc.message)
         except PromptTooLong:
             await self._finish_incomplete("max_prompt_tokens")
@@ -227,7 +231,9 @@ class RunExecution:
             thread_messages, steps = await asyncio.gather(
                 store.thread_messages(run.thread_id), store.run_steps(run.id)
             )
-        prompt = build_prompt(run, thread_messages, steps)
+        prompt = build_prompt(run, thread_messages, steps, self.ctx.hosted)
+        self._steps = steps
+        self._annotator = self.ctx.hosted.annotator(steps)
         remaining: int | None = None
         if run.HasField("max_completion_tokens"):
             remaining = run.max_completion_tokens - run.usage.completion_tokens
@@ -243,7 +249,11 @@ class RunExecution:
             model=resolved.name,
             messages=prompt.messages,
             tools=self._tools,
-            tool_choice=chat_tool_choice(run.tool_choice),
+            tool_choice=chat_tool_choice(
+                run.tool_choice,
+                self.ctx.hosted,
+                tools_called=any(s.step_details.HasField("tool_calls") for s in steps),
+            ),
             parallel_tool_calls=run.parallel_tool_calls,
             temperature=run.temperature if run.HasField("temperature") else None,
             top_p=run.top_p if run.HasField("top_p") else None,
@@ -307,22 +317,45 @@ class RunExecution:
         first = self._message is None
         if first:
             await self._open_message()
-        assert self._message is not None
-        if not text:
+        annotations: Sequence[messages_pb2.Annotation] = ()
+        if self._annotator is not None:
+            text, annotations = self._annotator.feed(text)
+        if not text and not annotations:
             return
-        self._written.append(text)
-        # Built in place rather than copied into an event, as `publish` does: once per piece.
-        event = runs_pb2.RunEvent()
-        delta = event.thread_message_delta
-        delta.id = self._message.id
-        delta.content.add().part.text.value = text
-        self.ctx.hub.publish(self.run.id, event)
+        self._write(text, annotations)
         if first:
             await asyncio.sleep(FIRST_PIECE_PAUSE_SECONDS)
             # The watchers just had the loop: the next piece need not hand it over again.
             self._relayed_at = time.monotonic()
         else:
             await self._let_watchers_read()
+
+    def _write(self, text: str, annotations: Sequence[messages_pb2.Annotation] = ()) -> None:
+        """Add a piece to the open reply and announce it, with the annotations that lie in it
+        (kept in the reply without their delta `index`)."""
+        assert self._message is not None
+        self._written.append(text)
+        # Built in place rather than copied into an event, as `publish` does: once per piece.
+        event = runs_pb2.RunEvent()
+        delta = event.thread_message_delta
+        delta.id = self._message.id
+        part = delta.content.add().part.text
+        part.value = text
+        if annotations:
+            part.annotations.extend(annotations)
+            kept = self._message.content[0].text.annotations
+            for annotation in annotations:
+                kept.append(annotation)
+                kept[-1].ClearField("index")
+        self.ctx.hub.publish(self.run.id, event)
+
+    def _release_held_text(self) -> None:
+        """The reply ends: write what the annotator still holds back (an unfinished marker)."""
+        if self._annotator is None or not self._message_open():
+            return
+        text, annotations = self._annotator.flush()
+        if text or annotations:
+            self._write(text, annotations)
 
     def _reply_so_far(self) -> messages_pb2.Message:
         """The open reply with all its text."""
@@ -404,6 +437,7 @@ class RunExecution:
         (a store that refuses leaves it to be ended otherwise, as incomplete)."""
         assert self._message is not None
         assert self._message_step is not None
+        self._release_held_text()
         message, step = messages_pb2.Message(), runs_pb2.RunStep()
         message.CopyFrom(self._reply_so_far())
         step.CopyFrom(self._message_step)
@@ -470,7 +504,9 @@ class RunExecution:
             call.function.name = late_name = name
         if arguments or late_name:
             call.function.arguments += arguments
-            self._announce_call_piece(index, name=late_name, arguments=arguments)
+            if call.function.name not in self._hosted:
+                # OpenAI shows no arguments of a hosted tool's call.
+                self._announce_call_piece(index, name=late_name, arguments=arguments)
         await self._let_watchers_read()
 
     def _announce_call_piece(
@@ -490,6 +526,11 @@ class RunExecution:
         piece = delta.step_details.tool_calls.tool_calls.add(index=index)
         if call_id is not None:
             piece.id = call_id
+        hosted = self._hosted.get(name) if name is not None else None
+        if hosted is not None:
+            hosted.announce(piece)
+            self.ctx.hub.publish(self.run.id, event)
+            return
         piece.function.SetInParent()
         if name is not None:
             piece.function.name = name
@@ -503,32 +544,26 @@ class RunExecution:
             await asyncio.sleep(0)
 
     async def _tool_round(self, calls: list[runs_pb2.ToolCall]) -> bool:
-        """Run the server's tools; hand the rest to the client. True to call the model again."""
+        """Run the hosted and the server's tools; hand the rest to the client. True to call the
+        model again."""
         step = self._tool_step
         assert step is not None
         step.step_details.tool_calls.ClearField("tool_calls")
         step.step_details.tool_calls.tool_calls.extend(calls)
-        stored = step.step_details.tool_calls.tool_calls
-        server = [c for c in stored if c.function.name in self.ctx.tools]
-        outputs = await asyncio.gather(
-            *(run_tool(self.ctx.tools[c.function.name], c.function.arguments) for c in server)
+        ctx = self.ctx
+        pending = await answer_calls(
+            ctx.store,
+            self.run,
+            self._steps,
+            step.step_details.tool_calls.tool_calls,
+            ctx.tools,
+            ctx.hosted,
+            self._hosted,
         )
-        for call, output in zip(server, outputs, strict=True):
-            call.function.output = output
-        pending = [c for c in stored if not c.function.HasField("output")]
         if pending:
             run = self.run
             run.status = runs_pb2.RUN_STATUS_REQUIRES_ACTION
-            run.required_action.CopyFrom(
-                runs_pb2.RequiredAction(
-                    tool_calls=[
-                        runs_pb2.RequiredToolCall(
-                            id=c.id, name=c.function.name, arguments=c.function.arguments
-                        )
-                        for c in pending
-                    ]
-                )
-            )
+            run.required_action.CopyFrom(required_action(pending))
             run.expires_at = self.ctx.now() + self.ctx.requires_action_timeout
             await self._commit(steps=[step], events=[("thread_run_requires_action", run)])
             return False
@@ -575,9 +610,11 @@ class RunExecution:
         run = self.run
         now = self.ctx.now()
         error = runs_pb2.RunError(code=code, message=message)
+        # A step's error has fewer codes than a run's (no `invalid_prompt`).
+        step_code = code if code in STEP_ERROR_CODES else "server_error"
         await self._close_open_parts(
             messages_pb2.MESSAGE_INCOMPLETE_REASON_RUN_FAILED,
-            (runs_pb2.RUN_STEP_STATUS_FAILED, error),
+            (runs_pb2.RUN_STEP_STATUS_FAILED, runs_pb2.RunError(code=step_code, message=message)),
         )
         run.status = runs_pb2.RUN_STATUS_FAILED
         run.failed_at = now
@@ -616,6 +653,7 @@ class RunExecution:
         now = self.ctx.now()
         message, message_step = self._message, self._message_step
         if message is not None and message.status == messages_pb2.MESSAGE_STATUS_IN_PROGRESS:
+            self._release_held_text()
             message = self._reply_so_far()
             message.status = messages_pb2.MESSAGE_STATUS_INCOMPLETE
             message.incomplete_at = now
@@ -689,6 +727,9 @@ def _not_cancelling(stored: runs_pb2.Run) -> None:
         raise CancelStored
 
 
+STEP_ERROR_CODES = frozenset({"server_error", "rate_limit_exceeded"})
+"""The codes OpenAI's run step `last_error` has."""
+
 STEP_EVENTS = {
     runs_pb2.RUN_STEP_STATUS_COMPLETED: "thread_run_step_completed",
     runs_pb2.RUN_STEP_STATUS_FAILED: "thread_run_step_failed",
@@ -736,30 +777,6 @@ def end_step(
         step.cancelled_at = now
     elif status == runs_pb2.RUN_STEP_STATUS_EXPIRED:
         step.expired_at = now
-
-
-async def run_tool(tool: Tool, arguments: str) -> str:
-    """Run a server-side tool; any failure becomes its output text so the model can react."""
-    try:
-        parsed = orjson.loads(arguments or "{}")
-        if not isinstance(parsed, dict):
-            return f"Error: the arguments of {tool.name} must be a JSON object."
-        if inspect.iscoroutinefunction(tool.function):
-            result = await asyncio.wait_for(tool.function(**parsed), TOOL_TIMEOUT_SECONDS)
-        else:
-            result = await asyncio.wait_for(
-                asyncio.to_thread(tool.function, **parsed), TOOL_TIMEOUT_SECONDS
-            )
-    except TimeoutError:
-        return f"Error: {tool.name} did not finish within {TOOL_TIMEOUT_SECONDS:g} seconds."
-    except Exception as exc:
-        return f"Error: {type(exc).__name__}: {exc}"
-    if isinstance(result, str):
-        return result
-    try:
-        return orjson.dumps(result).decode()
-    except TypeError:
-        return str(result)
 
 
 def _usage(usage: TokenUsage) -> common_pb2.Usage:

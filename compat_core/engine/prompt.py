@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from compat_core.engine.hosted import HostedTools
 from compat_core.tools import Tool
 from compat_core.v1 import common_pb2, messages_pb2, runs_pb2
 
@@ -47,11 +48,12 @@ def build_prompt(
     run: runs_pb2.Run,
     thread_messages: Sequence[messages_pb2.Message],
     steps: Sequence[runs_pb2.RunStep],
+    hosted: HostedTools,
 ) -> Prompt:
     """Assemble the prompt for the next model call of `run`."""
     own = {m.id: m for m in thread_messages if m.run_id == run.id}
     history = [chat_message(m) for m in thread_messages if m.run_id != run.id]
-    turns = _run_turns(steps, own)
+    turns = _run_turns(steps, own, hosted)
     system = [{"role": "system", "content": run.instructions}] if run.instructions else []
 
     strategy = run.truncation_strategy
@@ -99,9 +101,11 @@ def chat_message(message: messages_pb2.Message) -> dict[str, Any]:
 
 
 def _run_turns(
-    steps: Sequence[runs_pb2.RunStep], own: dict[str, messages_pb2.Message]
+    steps: Sequence[runs_pb2.RunStep], own: dict[str, messages_pb2.Message], hosted: HostedTools
 ) -> list[dict[str, Any]]:
     turns: list[dict[str, Any]] = []
+    # Calls of each hosted tool so far: a stored call is shown as the `ordinal`-th of its kind.
+    ordinals: dict[str, int] = {}
     for step in steps:
         kind = step.step_details.WhichOneof("kind")
         if kind == "message_creation":
@@ -109,40 +113,50 @@ def _run_turns(
             if message is not None:
                 turns.append(chat_message(message))
         elif kind == "tool_calls":
-            calls = [c for c in step.step_details.tool_calls.tool_calls if c.HasField("function")]
-            if not calls:
-                continue
-            turns.append(
-                {
-                    "role": "assistant",
-                    "content": None,
-                    "tool_calls": [
-                        {
-                            "id": c.id,
-                            "type": "function",
-                            "function": {
-                                "name": c.function.name,
-                                "arguments": c.function.arguments,
-                            },
-                        }
-                        for c in calls
-                    ],
-                }
-            )
-            turns.extend(
-                {"role": "tool", "tool_call_id": c.id, "content": c.function.output}
-                for c in calls
-                if c.function.HasField("output")
-            )
+            calls: list[dict[str, Any]] = []
+            outputs: list[dict[str, Any]] = []
+            for call in step.step_details.tool_calls.tool_calls:
+                call_kind = call.WhichOneof("kind")
+                tool = hosted.get(call_kind)
+                if call_kind == "function":
+                    name, arguments = call.function.name, call.function.arguments
+                    output = call.function.output if call.function.HasField("output") else None
+                elif tool is not None:
+                    ordinal = ordinals.get(tool.kind, 0)
+                    ordinals[tool.kind] = ordinal + 1
+                    name = tool.kind
+                    arguments, output = tool.replay(call, ordinal)
+                else:
+                    continue
+                calls.append(
+                    {
+                        "id": call.id,
+                        "type": "function",
+                        "function": {"name": name, "arguments": arguments},
+                    }
+                )
+                if output is not None:
+                    outputs.append({"role": "tool", "tool_call_id": call.id, "content": output})
+            if calls:
+                turns.append({"role": "assistant", "content": None, "tool_calls": calls})
+                turns.extend(outputs)
     return turns
 
 
-def chat_tools(tools: Sequence[common_pb2.Tool], registry: dict[str, Tool]) -> list[dict[str, Any]]:
-    """Function tools for the upstream; a registered tool named alone gets its definition."""
+def chat_tools(
+    tools: Sequence[common_pb2.Tool], registry: dict[str, Tool], hosted: HostedTools
+) -> list[dict[str, Any]]:
+    """Function tools for the upstream, in the run's order: a registered tool named alone gets
+    its definition, a hosted tool the function it is offered as."""
     result: list[dict[str, Any]] = []
     for entry in tools:
-        if entry.WhichOneof("kind") != "function":
-            continue  # code_interpreter and file_search have no chat-completions equivalent
+        kind = entry.WhichOneof("kind")
+        hosted_tool = hosted.get(kind)
+        if hosted_tool is not None:
+            result.append({"type": "function", "function": hosted_tool.function(entry)})
+            continue
+        if kind != "function":
+            continue  # a hosted tool this core does not run: nothing to offer
         function = entry.function
         known = registry.get(function.name)
         definition: dict[str, Any] = {"name": function.name}
@@ -160,10 +174,28 @@ def chat_tools(tools: Sequence[common_pb2.Tool], registry: dict[str, Tool]) -> l
     return result
 
 
-def chat_tool_choice(choice: runs_pb2.ToolChoice) -> str | dict[str, Any] | None:
+def chat_tool_choice(
+    choice: runs_pb2.ToolChoice, hosted: HostedTools, *, tools_called: bool
+) -> str | dict[str, Any] | None:
+    """The run's tool choice for the next model call.
+
+    A choice that forces a tool call (`required`, or a named tool) holds until the run has
+    called tools: it says what the model must do before it answers, and forcing every later
+    call too would keep a model whose tools the server runs calling them until the run's
+    turn limit. From then on the model chooses (`auto`).
+    """
+    forced = (
+        choice.WhichOneof("choice") == "tool" or choice.mode == runs_pb2.TOOL_CHOICE_MODE_REQUIRED
+    )
+    if forced and tools_called:
+        return "auto"
     if choice.WhichOneof("choice") == "tool":
-        if choice.tool.type == "function":
-            return {"type": "function", "function": {"name": choice.tool.function_name}}
+        named = choice.tool
+        if named.type == "function":
+            return {"type": "function", "function": {"name": named.function_name}}
+        tool = hosted.get(named.type)
+        if tool is not None:
+            return {"type": "function", "function": {"name": tool.kind}}
         return None
     return _TOOL_CHOICE.get(choice.mode)
 

@@ -3,9 +3,15 @@
 What it answers, given the conversation it receives:
 
 - The newest message is a tool result: it reports every result of that round, one line each,
-  `name returned: output`.
+  `name returned: output`. A file_search result is cited instead, as a model is asked to:
+  each file found gives a line with the first line of its text, a space and its citation
+  marker (`Zebracorns eat clover. 【0:0†care.md】`), which the run turns into a
+  `file_citation` annotation; a search that found nothing is reported like any other result.
 - The newest user message has lines `/call NAME {json arguments}` naming tools the run offers:
-  it calls those tools (several lines make parallel calls) with those arguments.
+  it calls those tools (several lines make parallel calls) with those arguments. A run with
+  the file_search tool offers it as a function named `file_search`, so
+  `/call file_search {"query": "zebracorn diet"}` searches the assistant's and the thread's
+  vector stores.
 - Otherwise it repeats the newest user message's text verbatim (`(no text)` for a message
   with none).
 
@@ -30,6 +36,7 @@ from compat_core.providers.base import (
     TokenUsage,
     ToolCallDelta,
 )
+from compat_core.retrieval.citations import labelled_results
 
 _PIECE = re.compile(r"\s*\S+\s*|\s+")
 _CALL = re.compile(r"^/call\s+(\S+)\s*(.*)$")
@@ -109,7 +116,12 @@ def _reply(messages: list[dict[str, Any]]) -> str:
             if message.get("role") != "tool":
                 break
             name = names.get(message.get("tool_call_id", ""), "tool")
-            results.append(f"{name} returned: {_text_of(message)}")
+            output = _text_of(message)
+            cited = labelled_results(output)
+            if cited:
+                results.append("\n".join(f"{_first_line(text)} {marker}" for marker, text in cited))
+            else:
+                results.append(f"{name} returned: {output}")
         return "\n".join(reversed(results))
     for message in reversed(messages):
         if message.get("role") == "user":
@@ -124,6 +136,10 @@ def _text_of(message: dict[str, Any]) -> str:
     if isinstance(content, list):
         return "".join(part.get("text", "") for part in content if part.get("type") == "text")
     return ""
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 def _count(text: str) -> int:

@@ -111,6 +111,22 @@ def format_results(message_index: int, results: Sequence[SearchResult]) -> str:
     return "\n\n".join(parts)
 
 
+# A marker that starts a line and ends it: how `format_results` heads each result. The example
+# in the instruction line stands mid-line, and result texts hold no marker brackets.
+_RESULT_HEAD = re.compile(f"^({_MARKER.pattern})\n", re.MULTILINE)
+
+
+def labelled_results(output: str) -> list[tuple[str, str]]:
+    """The results of a `format_results` output, as (marker, text) pairs in order: what a
+    model reads out of it (`builtin/echo` cites them). Any other text gives none."""
+    heads = list(_RESULT_HEAD.finditer(output))
+    results = []
+    for position, head in enumerate(heads):
+        end = heads[position + 1].start() if position + 1 < len(heads) else len(output)
+        results.append((head[1], output[head.end() : end].rstrip("\n")))
+    return results
+
+
 def known_results(
     message_index: int, results: Iterable[SearchResult]
 ) -> dict[ResultKey, tuple[str, str]]:

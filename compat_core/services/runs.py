@@ -15,6 +15,12 @@ from compat_core.engine.manager import RunEngine
 from compat_core.models import ModelRegistry
 from compat_core.services.messages import missing_thread, new_message
 from compat_core.services.references import References
+from compat_core.services.step_include import (
+    searches_files,
+    strip_content,
+    wants_content,
+    without_content,
+)
 from compat_core.services.support import apply_mask, cursor_error, list_response, mask_paths, now
 from compat_core.services.threads import ThreadsService
 from compat_core.store.base import CursorNotFound, Store, ThreadBusy
@@ -53,7 +59,8 @@ class RunsService(runs_pb2_grpc.RunsServiceServicer):
         self, request: runs_pb2.CreateRunRequest, context: Any
     ) -> AsyncIterator[runs_pb2.RunEvent]:
         run = await self._create_run(request)
-        async for event in _sent(self._engine.hub.follow_batches(run.id), request):
+        batches = self._engine.hub.follow_batches(run.id)
+        async for event in _sent(batches, request, run, wants_content(request.include)):
             yield event
 
     async def CreateThreadAndRun(
@@ -65,11 +72,12 @@ class RunsService(runs_pb2_grpc.RunsServiceServicer):
         self, request: runs_pb2.CreateThreadAndRunRequest, context: Any
     ) -> AsyncIterator[runs_pb2.RunEvent]:
         run = await self._create_thread_and_run(request)
-        async for event in _sent(self._engine.hub.follow_batches(run.id), request):
+        async for event in _sent(self._engine.hub.follow_batches(run.id), request, run):
             yield event
 
     async def _create_run(self, request: runs_pb2.CreateRunRequest) -> runs_pb2.Run:
         validation.required_id(request.thread_id, "thread_id")
+        wants_content(request.include)
         assistant = await self._assistant(request.assistant_id)
         for index, message in enumerate(request.additional_messages):
             where = f"additional_messages[{index}]."
@@ -108,6 +116,8 @@ class RunsService(runs_pb2_grpc.RunsServiceServicer):
             validation.tool_resources(request.tool_resources)
             await self._references.check_tool_resources(request.tool_resources)
         run = self._build_run(request, assistant, thread.id)
+        if request.HasField("tool_resources"):
+            run.tool_resources.CopyFrom(request.tool_resources)
         await self._engine.start_run(run, messages, thread)
         return run
 
@@ -256,7 +266,8 @@ class RunsService(runs_pb2_grpc.RunsServiceServicer):
         run, position = await self._engine.submit_tool_outputs(
             request.thread_id, request.run_id, request.tool_outputs
         )
-        async for event in _sent(self._engine.hub.follow_batches(run.id, position), request):
+        batches = self._engine.hub.follow_batches(run.id, position)
+        async for event in _sent(batches, request, run):
             yield event
 
     async def WatchRun(
@@ -267,7 +278,7 @@ class RunsService(runs_pb2_grpc.RunsServiceServicer):
         if run is None:
             raise errors.no_such("run_id", request.run_id)
         after = request.after_sequence if request.HasField("after_sequence") else None
-        async for event in _sent(self._engine.watch(run, after), request):
+        async for event in _sent(self._engine.watch(run, after), request, run):
             yield event
 
     async def ListRunSteps(
@@ -281,18 +292,24 @@ class RunsService(runs_pb2_grpc.RunsServiceServicer):
             request.after,
             request.before,
         )
+        content = wants_content(request.include)
         try:
             page = await self._store.list_steps(request.thread_id, request.run_id, query)
         except CursorNotFound as exc:
             raise cursor_error(exc) from exc
         if page is None:
             raise await self._missing_run(request.thread_id, request.run_id)
-        return list_response(runs_pb2.ListRunStepsResponse.FromString, page)
+        response = list_response(runs_pb2.ListRunStepsResponse.FromString, page)
+        if not content:
+            for step in response.data:
+                strip_content(step)
+        return response
 
     async def GetRunStep(
         self, request: runs_pb2.GetRunStepRequest, context: Any
     ) -> runs_pb2.RunStep:
         validation.required_id(request.step_id, "step_id")
+        content = wants_content(request.include)
         await self._get(request.thread_id, request.run_id)
         step = await self._store.get_step(request.thread_id, request.run_id, request.step_id)
         if step is None:
@@ -301,6 +318,8 @@ class RunsService(runs_pb2_grpc.RunsServiceServicer):
                 f"'{request.run_id}'.",
                 "step_id",
             )
+        if not content:
+            strip_content(step)
         return step
 
     async def _get(self, thread_id: str, run_id: str) -> runs_pb2.Run:
@@ -328,11 +347,18 @@ class _StreamRequest(Protocol):
 
 
 async def _sent(
-    batches: AsyncIterator[list[runs_pb2.RunEvent]], request: _StreamRequest
+    batches: AsyncIterator[list[runs_pb2.RunEvent]],
+    request: _StreamRequest,
+    run: runs_pb2.Run,
+    content: bool = False,
 ) -> AsyncIterator[runs_pb2.RunEvent]:
     """The messages of a stream: events ready together go in one `batch` if the caller reads
-    them (`accept_event_batches`), one by one otherwise."""
+    them (`accept_event_batches`), one by one otherwise. File search results come without
+    their content unless the stream's request asked for it (`content`)."""
+    strip = not content and searches_files(run.tools)
     async for batch in batches:
+        if strip:
+            batch = without_content(batch)
         if not request.accept_event_batches or len(batch) == 1:
             for event in batch:
                 yield event
@@ -379,3 +405,9 @@ def _check_tool_choice(choice: runs_pb2.ToolChoice, run: runs_pb2.Run) -> None:
                 "the run's tools.",
                 "tool_choice.function.name",
             )
+    elif not any(t.WhichOneof("kind") == named.type for t in run.tools):
+        # Forcing a tool the run does not enable could never be obeyed.
+        raise errors.invalid(
+            f"Invalid 'tool_choice': the {named.type} tool is not among the run's tools.",
+            "tool_choice.type",
+        )

@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from compat_core import errors, ids, validation
 from compat_core.retrieval.embeddings import Embedder
+from compat_core.retrieval.expiry import mark_expired, touch
 from compat_core.services.support import apply_mask, cursor_error, list_response, mask_paths, now
 from compat_core.services.vector_store_batches import VectorStoreFileBatches
 from compat_core.services.vector_store_files import VectorStoreFiles
@@ -26,7 +27,6 @@ UPDATABLE: Final = frozenset({"name", "expires_after", "metadata"})
 ANCHOR: Final = "last_active_at"
 MIN_DAYS: Final = 1
 MAX_DAYS: Final = 365
-_DAY_SECONDS: Final = 86_400
 
 
 class VectorStoresService(vector_stores_pb2_grpc.VectorStoresServiceServicer):
@@ -62,7 +62,7 @@ class VectorStoresService(vector_stores_pb2_grpc.VectorStoresServiceServicer):
             store.expires_after.CopyFrom(given.expires_after)
         if given.HasField("description"):
             store.description = given.description
-        _touch(store, created)
+        touch(store, created)
         await self._store.create_vector_store(store)
         if request.file_ids:
             await self._files.record(store.id, request.file_ids, request.chunking_strategy, {})
@@ -77,7 +77,7 @@ class VectorStoresService(vector_stores_pb2_grpc.VectorStoresServiceServicer):
         store_id = request.vector_store_id
         validation.required_id(store_id, "vector_store_id")
         moment = now()
-        found = await self._store.update_vector_store(store_id, lambda vs: _touch(vs, moment))
+        found = await self._store.update_vector_store(store_id, lambda vs: touch(vs, moment))
         if found is None:
             raise _missing(store_id)
         return found
@@ -98,7 +98,7 @@ class VectorStoresService(vector_stores_pb2_grpc.VectorStoresServiceServicer):
         response = list_response(vector_stores_pb2.ListVectorStoresResponse.FromString, page)
         moment = now()
         for store in response.data:
-            _mark_expired(store, moment)
+            mark_expired(store, moment)
         return response
 
     async def UpdateVectorStore(
@@ -112,7 +112,7 @@ class VectorStoresService(vector_stores_pb2_grpc.VectorStoresServiceServicer):
 
         def mutate(current: VectorStore) -> None:
             apply_mask(request.vector_store, current, paths)
-            _touch(current, moment)
+            touch(current, moment)
 
         updated = await self._store.update_vector_store(store_id, mutate)
         if updated is None:
@@ -218,30 +218,6 @@ def _check(store: VectorStore) -> None:
                 "expires_after.days",
                 "integer_below_min_value" if low else "integer_above_max_value",
             )
-
-
-def _touch(store: VectorStore, moment: int) -> None:
-    """Mark the store used at `moment`, which moves its expiry with it, unless it expired.
-
-    An expired store stays expired: using it does not bring it back, as with OpenAI.
-    """
-    if _mark_expired(store, moment):
-        return
-    store.last_active_at = max(store.last_active_at, moment)
-    if store.HasField("expires_after"):
-        store.expires_at = store.last_active_at + store.expires_after.days * _DAY_SECONDS
-    else:
-        store.ClearField("expires_at")
-
-
-def _mark_expired(store: VectorStore, moment: int) -> bool:
-    """Answer `expired` for a store whose `expires_at` has passed; True if it has."""
-    if store.status == vector_stores_pb2.VECTOR_STORE_STATUS_EXPIRED:
-        return True
-    if store.HasField("expires_at") and store.expires_at <= moment:
-        store.status = vector_stores_pb2.VECTOR_STORE_STATUS_EXPIRED
-        return True
-    return False
 
 
 def _missing(store_id: str) -> errors.ApiError:

@@ -26,7 +26,7 @@ from compat_core.v1 import common_pb2 as compat__core_dot_v1_dot_common__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63ompat_core/v1/messages.proto\x12\x0e\x63ompat_core.v1\x1a\x1b\x63ompat_core/v1/common.proto\x1a google/protobuf/field_mask.proto\"\xce\x04\n\x07Message\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ncreated_at\x18\x02 \x01(\x03\x12\x11\n\tthread_id\x18\x03 \x01(\t\x12-\n\x06status\x18\x04 \x01(\x0e\x32\x1d.compat_core.v1.MessageStatus\x12\x44\n\x12incomplete_details\x18\x05 \x01(\x0b\x32(.compat_core.v1.MessageIncompleteDetails\x12\x19\n\x0c\x63ompleted_at\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x1a\n\rincomplete_at\x18\x07 \x01(\x03H\x01\x88\x01\x01\x12)\n\x04role\x18\x08 \x01(\x0e\x32\x1b.compat_core.v1.MessageRole\x12/\n\x07\x63ontent\x18\t \x03(\x0b\x32\x1e.compat_core.v1.MessageContent\x12\x19\n\x0c\x61ssistant_id\x18\n \x01(\tH\x02\x88\x01\x01\x12\x13\n\x06run_id\x18\x0b \x01(\tH\x03\x88\x01\x01\x12/\n\x0b\x61ttachments\x18\x0c \x03(\x0b\x32\x1a.compat_core.v1.Attachment\x12\x37\n\x08metadata\x18\r \x03(\x0b\x32%.compat_core.v1.Message.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0f\n\r_completed_atB\x10\n\x0e_incomplete_atB\x0f\n\r_assistant_idB\t\n\x07_run_id\"S\n\x18MessageIncompleteDetails\x12\x37\n\x06reason\x18\x01 \x01(\x0e\x32\'.compat_core.v1.MessageIncompleteReason\"\xc6\x01\n\x0eMessageContent\x12+\n\x04text\x18\x01 \x01(\x0b\x32\x1b.compat_core.v1.TextContentH\x00\x12\x36\n\nimage_file\x18\x02 \x01(\x0b\x32 .compat_core.v1.ImageFileContentH\x00\x12\x34\n\timage_url\x18\x03 \x01(\x0b\x32\x1f.compat_core.v1.ImageUrlContentH\x00\x12\x11\n\x07refusal\x18\x04 \x01(\tH\x00\x42\x06\n\x04part\"M\n\x0bTextContent\x12\r\n\x05value\x18\x01 \x01(\t\x12/\n\x0b\x61nnotations\x18\x02 \x03(\x0b\x32\x1a.compat_core.v1.Annotation\"\xb6\x01\n\nAnnotation\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x13\n\x0bstart_index\x18\x02 \x01(\x05\x12\x11\n\tend_index\x18\x03 \x01(\x05\x12\x36\n\rfile_citation\x18\x04 \x01(\x0b\x32\x1d.compat_core.v1.FileReferenceH\x00\x12\x32\n\tfile_path\x18\x05 \x01(\x0b\x32\x1d.compat_core.v1.FileReferenceH\x00\x42\x06\n\x04kind\" \n\rFileReference\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\"P\n\x10ImageFileContent\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12+\n\x06\x64\x65tail\x18\x02 \x01(\x0e\x32\x1b.compat_core.v1.ImageDetail\"K\n\x0fImageUrlContent\x12\x0b\n\x03url\x18\x01 \x01(\t\x12+\n\x06\x64\x65tail\x18\x02 \x01(\x0e\x32\x1b.compat_core.v1.ImageDetail\"L\n\nAttachment\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12-\n\x05tools\x18\x02 \x03(\x0e\x32\x1e.compat_core.v1.AttachmentTool\"\x8a\x02\n\x0cMessageInput\x12)\n\x04role\x18\x01 \x01(\x0e\x32\x1b.compat_core.v1.MessageRole\x12/\n\x07\x63ontent\x18\x02 \x03(\x0b\x32\x1e.compat_core.v1.MessageContent\x12/\n\x0b\x61ttachments\x18\x03 \x03(\x0b\x32\x1a.compat_core.v1.Attachment\x12<\n\x08metadata\x18\x04 \x03(\x0b\x32*.compat_core.v1.MessageInput.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"X\n\x14\x43reateMessageRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12-\n\x07message\x18\x02 \x01(\x0b\x32\x1c.compat_core.v1.MessageInput\":\n\x11GetMessageRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\"\x9f\x01\n\x13ListMessagesRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x12\n\x05limit\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12(\n\x05order\x18\x03 \x01(\x0e\x32\x19.compat_core.v1.SortOrder\x12\r\n\x05\x61\x66ter\x18\x04 \x01(\t\x12\x0e\n\x06\x62\x65\x66ore\x18\x05 \x01(\t\x12\x0e\n\x06run_id\x18\x06 \x01(\tB\x08\n\x06_limit\"r\n\x14ListMessagesResponse\x12%\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x17.compat_core.v1.Message\x12\x10\n\x08\x66irst_id\x18\x02 \x01(\t\x12\x0f\n\x07last_id\x18\x03 \x01(\t\x12\x10\n\x08has_more\x18\x04 \x01(\x08\"q\n\x14UpdateMessageRequest\x12(\n\x07message\x18\x01 \x01(\x0b\x32\x17.compat_core.v1.Message\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"=\n\x14\x44\x65leteMessageRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t*\x8c\x01\n\rMessageStatus\x12\x1e\n\x1aMESSAGE_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n\x1aMESSAGE_STATUS_IN_PROGRESS\x10\x01\x12\x1d\n\x19MESSAGE_STATUS_INCOMPLETE\x10\x02\x12\x1c\n\x18MESSAGE_STATUS_COMPLETED\x10\x03*^\n\x0bMessageRole\x12\x1c\n\x18MESSAGE_ROLE_UNSPECIFIED\x10\x00\x12\x15\n\x11MESSAGE_ROLE_USER\x10\x01\x12\x1a\n\x16MESSAGE_ROLE_ASSISTANT\x10\x02*\x9e\x02\n\x17MessageIncompleteReason\x12)\n%MESSAGE_INCOMPLETE_REASON_UNSPECIFIED\x10\x00\x12,\n(MESSAGE_INCOMPLETE_REASON_CONTENT_FILTER\x10\x01\x12(\n$MESSAGE_INCOMPLETE_REASON_MAX_TOKENS\x10\x02\x12+\n\'MESSAGE_INCOMPLETE_REASON_RUN_CANCELLED\x10\x03\x12)\n%MESSAGE_INCOMPLETE_REASON_RUN_EXPIRED\x10\x04\x12(\n$MESSAGE_INCOMPLETE_REASON_RUN_FAILED\x10\x05*o\n\x0bImageDetail\x12\x1c\n\x18IMAGE_DETAIL_UNSPECIFIED\x10\x00\x12\x15\n\x11IMAGE_DETAIL_AUTO\x10\x01\x12\x14\n\x10IMAGE_DETAIL_LOW\x10\x02\x12\x15\n\x11IMAGE_DETAIL_HIGH\x10\x03*x\n\x0e\x41ttachmentTool\x12\x1f\n\x1b\x41TTACHMENT_TOOL_UNSPECIFIED\x10\x00\x12$\n ATTACHMENT_TOOL_CODE_INTERPRETER\x10\x01\x12\x1f\n\x1b\x41TTACHMENT_TOOL_FILE_SEARCH\x10\x02\x32\xad\x03\n\x0fMessagesService\x12N\n\rCreateMessage\x12$.compat_core.v1.CreateMessageRequest\x1a\x17.compat_core.v1.Message\x12H\n\nGetMessage\x12!.compat_core.v1.GetMessageRequest\x1a\x17.compat_core.v1.Message\x12Y\n\x0cListMessages\x12#.compat_core.v1.ListMessagesRequest\x1a$.compat_core.v1.ListMessagesResponse\x12N\n\rUpdateMessage\x12$.compat_core.v1.UpdateMessageRequest\x1a\x17.compat_core.v1.Message\x12U\n\rDeleteMessage\x12$.compat_core.v1.DeleteMessageRequest\x1a\x1e.compat_core.v1.DeletionStatusB}\n\x12\x63om.compat_core.v1P\x01Z4assistants-compat/gen/go/compat_core/v1;compatcorev1\xaa\x02\rCompatCore.V1\xca\x02\rCompatCore\\V1\xea\x02\x0e\x43ompatCore::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63ompat_core/v1/messages.proto\x12\x0e\x63ompat_core.v1\x1a\x1b\x63ompat_core/v1/common.proto\x1a google/protobuf/field_mask.proto\"\xce\x04\n\x07Message\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ncreated_at\x18\x02 \x01(\x03\x12\x11\n\tthread_id\x18\x03 \x01(\t\x12-\n\x06status\x18\x04 \x01(\x0e\x32\x1d.compat_core.v1.MessageStatus\x12\x44\n\x12incomplete_details\x18\x05 \x01(\x0b\x32(.compat_core.v1.MessageIncompleteDetails\x12\x19\n\x0c\x63ompleted_at\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x1a\n\rincomplete_at\x18\x07 \x01(\x03H\x01\x88\x01\x01\x12)\n\x04role\x18\x08 \x01(\x0e\x32\x1b.compat_core.v1.MessageRole\x12/\n\x07\x63ontent\x18\t \x03(\x0b\x32\x1e.compat_core.v1.MessageContent\x12\x19\n\x0c\x61ssistant_id\x18\n \x01(\tH\x02\x88\x01\x01\x12\x13\n\x06run_id\x18\x0b \x01(\tH\x03\x88\x01\x01\x12/\n\x0b\x61ttachments\x18\x0c \x03(\x0b\x32\x1a.compat_core.v1.Attachment\x12\x37\n\x08metadata\x18\r \x03(\x0b\x32%.compat_core.v1.Message.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0f\n\r_completed_atB\x10\n\x0e_incomplete_atB\x0f\n\r_assistant_idB\t\n\x07_run_id\"S\n\x18MessageIncompleteDetails\x12\x37\n\x06reason\x18\x01 \x01(\x0e\x32\'.compat_core.v1.MessageIncompleteReason\"\xc6\x01\n\x0eMessageContent\x12+\n\x04text\x18\x01 \x01(\x0b\x32\x1b.compat_core.v1.TextContentH\x00\x12\x36\n\nimage_file\x18\x02 \x01(\x0b\x32 .compat_core.v1.ImageFileContentH\x00\x12\x34\n\timage_url\x18\x03 \x01(\x0b\x32\x1f.compat_core.v1.ImageUrlContentH\x00\x12\x11\n\x07refusal\x18\x04 \x01(\tH\x00\x42\x06\n\x04part\"M\n\x0bTextContent\x12\r\n\x05value\x18\x01 \x01(\t\x12/\n\x0b\x61nnotations\x18\x02 \x03(\x0b\x32\x1a.compat_core.v1.Annotation\"\xd4\x01\n\nAnnotation\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x13\n\x0bstart_index\x18\x02 \x01(\x05\x12\x11\n\tend_index\x18\x03 \x01(\x05\x12\x36\n\rfile_citation\x18\x04 \x01(\x0b\x32\x1d.compat_core.v1.FileReferenceH\x00\x12\x32\n\tfile_path\x18\x05 \x01(\x0b\x32\x1d.compat_core.v1.FileReferenceH\x00\x12\x12\n\x05index\x18\x06 \x01(\x05H\x01\x88\x01\x01\x42\x06\n\x04kindB\x08\n\x06_index\" \n\rFileReference\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\"P\n\x10ImageFileContent\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12+\n\x06\x64\x65tail\x18\x02 \x01(\x0e\x32\x1b.compat_core.v1.ImageDetail\"K\n\x0fImageUrlContent\x12\x0b\n\x03url\x18\x01 \x01(\t\x12+\n\x06\x64\x65tail\x18\x02 \x01(\x0e\x32\x1b.compat_core.v1.ImageDetail\"L\n\nAttachment\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12-\n\x05tools\x18\x02 \x03(\x0e\x32\x1e.compat_core.v1.AttachmentTool\"\x8a\x02\n\x0cMessageInput\x12)\n\x04role\x18\x01 \x01(\x0e\x32\x1b.compat_core.v1.MessageRole\x12/\n\x07\x63ontent\x18\x02 \x03(\x0b\x32\x1e.compat_core.v1.MessageContent\x12/\n\x0b\x61ttachments\x18\x03 \x03(\x0b\x32\x1a.compat_core.v1.Attachment\x12<\n\x08metadata\x18\x04 \x03(\x0b\x32*.compat_core.v1.MessageInput.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"X\n\x14\x43reateMessageRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12-\n\x07message\x18\x02 \x01(\x0b\x32\x1c.compat_core.v1.MessageInput\":\n\x11GetMessageRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\"\x9f\x01\n\x13ListMessagesRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x12\n\x05limit\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12(\n\x05order\x18\x03 \x01(\x0e\x32\x19.compat_core.v1.SortOrder\x12\r\n\x05\x61\x66ter\x18\x04 \x01(\t\x12\x0e\n\x06\x62\x65\x66ore\x18\x05 \x01(\t\x12\x0e\n\x06run_id\x18\x06 \x01(\tB\x08\n\x06_limit\"r\n\x14ListMessagesResponse\x12%\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x17.compat_core.v1.Message\x12\x10\n\x08\x66irst_id\x18\x02 \x01(\t\x12\x0f\n\x07last_id\x18\x03 \x01(\t\x12\x10\n\x08has_more\x18\x04 \x01(\x08\"q\n\x14UpdateMessageRequest\x12(\n\x07message\x18\x01 \x01(\x0b\x32\x17.compat_core.v1.Message\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"=\n\x14\x44\x65leteMessageRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t*\x8c\x01\n\rMessageStatus\x12\x1e\n\x1aMESSAGE_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n\x1aMESSAGE_STATUS_IN_PROGRESS\x10\x01\x12\x1d\n\x19MESSAGE_STATUS_INCOMPLETE\x10\x02\x12\x1c\n\x18MESSAGE_STATUS_COMPLETED\x10\x03*^\n\x0bMessageRole\x12\x1c\n\x18MESSAGE_ROLE_UNSPECIFIED\x10\x00\x12\x15\n\x11MESSAGE_ROLE_USER\x10\x01\x12\x1a\n\x16MESSAGE_ROLE_ASSISTANT\x10\x02*\x9e\x02\n\x17MessageIncompleteReason\x12)\n%MESSAGE_INCOMPLETE_REASON_UNSPECIFIED\x10\x00\x12,\n(MESSAGE_INCOMPLETE_REASON_CONTENT_FILTER\x10\x01\x12(\n$MESSAGE_INCOMPLETE_REASON_MAX_TOKENS\x10\x02\x12+\n\'MESSAGE_INCOMPLETE_REASON_RUN_CANCELLED\x10\x03\x12)\n%MESSAGE_INCOMPLETE_REASON_RUN_EXPIRED\x10\x04\x12(\n$MESSAGE_INCOMPLETE_REASON_RUN_FAILED\x10\x05*o\n\x0bImageDetail\x12\x1c\n\x18IMAGE_DETAIL_UNSPECIFIED\x10\x00\x12\x15\n\x11IMAGE_DETAIL_AUTO\x10\x01\x12\x14\n\x10IMAGE_DETAIL_LOW\x10\x02\x12\x15\n\x11IMAGE_DETAIL_HIGH\x10\x03*x\n\x0e\x41ttachmentTool\x12\x1f\n\x1b\x41TTACHMENT_TOOL_UNSPECIFIED\x10\x00\x12$\n ATTACHMENT_TOOL_CODE_INTERPRETER\x10\x01\x12\x1f\n\x1b\x41TTACHMENT_TOOL_FILE_SEARCH\x10\x02\x32\xad\x03\n\x0fMessagesService\x12N\n\rCreateMessage\x12$.compat_core.v1.CreateMessageRequest\x1a\x17.compat_core.v1.Message\x12H\n\nGetMessage\x12!.compat_core.v1.GetMessageRequest\x1a\x17.compat_core.v1.Message\x12Y\n\x0cListMessages\x12#.compat_core.v1.ListMessagesRequest\x1a$.compat_core.v1.ListMessagesResponse\x12N\n\rUpdateMessage\x12$.compat_core.v1.UpdateMessageRequest\x1a\x17.compat_core.v1.Message\x12U\n\rDeleteMessage\x12$.compat_core.v1.DeleteMessageRequest\x1a\x1e.compat_core.v1.DeletionStatusB}\n\x12\x63om.compat_core.v1P\x01Z4assistants-compat/gen/go/compat_core/v1;compatcorev1\xaa\x02\rCompatCore.V1\xca\x02\rCompatCore\\V1\xea\x02\x0e\x43ompatCore::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,16 +38,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MESSAGE_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_MESSAGEINPUT_METADATAENTRY']._loaded_options = None
   _globals['_MESSAGEINPUT_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_MESSAGESTATUS']._serialized_start=2402
-  _globals['_MESSAGESTATUS']._serialized_end=2542
-  _globals['_MESSAGEROLE']._serialized_start=2544
-  _globals['_MESSAGEROLE']._serialized_end=2638
-  _globals['_MESSAGEINCOMPLETEREASON']._serialized_start=2641
-  _globals['_MESSAGEINCOMPLETEREASON']._serialized_end=2927
-  _globals['_IMAGEDETAIL']._serialized_start=2929
-  _globals['_IMAGEDETAIL']._serialized_end=3040
-  _globals['_ATTACHMENTTOOL']._serialized_start=3042
-  _globals['_ATTACHMENTTOOL']._serialized_end=3162
+  _globals['_MESSAGESTATUS']._serialized_start=2432
+  _globals['_MESSAGESTATUS']._serialized_end=2572
+  _globals['_MESSAGEROLE']._serialized_start=2574
+  _globals['_MESSAGEROLE']._serialized_end=2668
+  _globals['_MESSAGEINCOMPLETEREASON']._serialized_start=2671
+  _globals['_MESSAGEINCOMPLETEREASON']._serialized_end=2957
+  _globals['_IMAGEDETAIL']._serialized_start=2959
+  _globals['_IMAGEDETAIL']._serialized_end=3070
+  _globals['_ATTACHMENTTOOL']._serialized_start=3072
+  _globals['_ATTACHMENTTOOL']._serialized_end=3192
   _globals['_MESSAGE']._serialized_start=113
   _globals['_MESSAGE']._serialized_end=703
   _globals['_MESSAGE_METADATAENTRY']._serialized_start=593
@@ -59,31 +59,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TEXTCONTENT']._serialized_start=991
   _globals['_TEXTCONTENT']._serialized_end=1068
   _globals['_ANNOTATION']._serialized_start=1071
-  _globals['_ANNOTATION']._serialized_end=1253
-  _globals['_FILEREFERENCE']._serialized_start=1255
-  _globals['_FILEREFERENCE']._serialized_end=1287
-  _globals['_IMAGEFILECONTENT']._serialized_start=1289
-  _globals['_IMAGEFILECONTENT']._serialized_end=1369
-  _globals['_IMAGEURLCONTENT']._serialized_start=1371
-  _globals['_IMAGEURLCONTENT']._serialized_end=1446
-  _globals['_ATTACHMENT']._serialized_start=1448
-  _globals['_ATTACHMENT']._serialized_end=1524
-  _globals['_MESSAGEINPUT']._serialized_start=1527
-  _globals['_MESSAGEINPUT']._serialized_end=1793
+  _globals['_ANNOTATION']._serialized_end=1283
+  _globals['_FILEREFERENCE']._serialized_start=1285
+  _globals['_FILEREFERENCE']._serialized_end=1317
+  _globals['_IMAGEFILECONTENT']._serialized_start=1319
+  _globals['_IMAGEFILECONTENT']._serialized_end=1399
+  _globals['_IMAGEURLCONTENT']._serialized_start=1401
+  _globals['_IMAGEURLCONTENT']._serialized_end=1476
+  _globals['_ATTACHMENT']._serialized_start=1478
+  _globals['_ATTACHMENT']._serialized_end=1554
+  _globals['_MESSAGEINPUT']._serialized_start=1557
+  _globals['_MESSAGEINPUT']._serialized_end=1823
   _globals['_MESSAGEINPUT_METADATAENTRY']._serialized_start=593
   _globals['_MESSAGEINPUT_METADATAENTRY']._serialized_end=640
-  _globals['_CREATEMESSAGEREQUEST']._serialized_start=1795
-  _globals['_CREATEMESSAGEREQUEST']._serialized_end=1883
-  _globals['_GETMESSAGEREQUEST']._serialized_start=1885
-  _globals['_GETMESSAGEREQUEST']._serialized_end=1943
-  _globals['_LISTMESSAGESREQUEST']._serialized_start=1946
-  _globals['_LISTMESSAGESREQUEST']._serialized_end=2105
-  _globals['_LISTMESSAGESRESPONSE']._serialized_start=2107
-  _globals['_LISTMESSAGESRESPONSE']._serialized_end=2221
-  _globals['_UPDATEMESSAGEREQUEST']._serialized_start=2223
-  _globals['_UPDATEMESSAGEREQUEST']._serialized_end=2336
-  _globals['_DELETEMESSAGEREQUEST']._serialized_start=2338
-  _globals['_DELETEMESSAGEREQUEST']._serialized_end=2399
-  _globals['_MESSAGESSERVICE']._serialized_start=3165
-  _globals['_MESSAGESSERVICE']._serialized_end=3594
+  _globals['_CREATEMESSAGEREQUEST']._serialized_start=1825
+  _globals['_CREATEMESSAGEREQUEST']._serialized_end=1913
+  _globals['_GETMESSAGEREQUEST']._serialized_start=1915
+  _globals['_GETMESSAGEREQUEST']._serialized_end=1973
+  _globals['_LISTMESSAGESREQUEST']._serialized_start=1976
+  _globals['_LISTMESSAGESREQUEST']._serialized_end=2135
+  _globals['_LISTMESSAGESRESPONSE']._serialized_start=2137
+  _globals['_LISTMESSAGESRESPONSE']._serialized_end=2251
+  _globals['_UPDATEMESSAGEREQUEST']._serialized_start=2253
+  _globals['_UPDATEMESSAGEREQUEST']._serialized_end=2366
+  _globals['_DELETEMESSAGEREQUEST']._serialized_start=2368
+  _globals['_DELETEMESSAGEREQUEST']._serialized_end=2429
+  _globals['_MESSAGESSERVICE']._serialized_start=3195
+  _globals['_MESSAGESSERVICE']._serialized_end=3624
 # @@protoc_insertion_point(module_scope)

@@ -377,12 +377,18 @@ class Annotation(_message.Message):
     END_INDEX_FIELD_NUMBER: _builtins.int
     FILE_CITATION_FIELD_NUMBER: _builtins.int
     FILE_PATH_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     """The annotated text as it appears in the part."""
     start_index: _builtins.int
     """Start of the range, in characters."""
     end_index: _builtins.int
     """End of the range, in characters."""
+    index: _builtins.int
+    """In a `MessageDelta` only: the annotation's position among all the annotations of its
+    text part (OpenAI's delta `index`), counted from the message's first one, so a client
+    that joins a stream late still merges it in the right place. Unset in a message.
+    """
     @_builtins.property
     def file_citation(self) -> Global___FileReference:
         """A `file_citation`: the text cites this file."""
@@ -399,13 +405,19 @@ class Annotation(_message.Message):
         end_index: _builtins.int = ...,
         file_citation: Global___FileReference | None = ...,
         file_path: Global___FileReference | None = ...,
+        index: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["file_citation", b"file_citation", "file_path", b"file_path", "kind", b"kind"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_index", b"_index", "file_citation", b"file_citation", "file_path", b"file_path", "index", b"index", "kind", b"kind"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_index", b"end_index", "file_citation", b"file_citation", "file_path", b"file_path", "kind", b"kind", "start_index", b"start_index", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_index", b"_index", "end_index", b"end_index", "file_citation", b"file_citation", "file_path", b"file_path", "index", b"index", "kind", b"kind", "start_index", b"start_index", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__index: _TypeAlias = _typing.Literal["index"]  # noqa: Y015
+    _WhichOneofArgType__index: _TypeAlias = _typing.Literal["_index", b"_index"]  # noqa: Y015
     _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["file_citation", "file_path"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__index) -> _WhichOneofReturnType__index | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___Annotation: _TypeAlias = Annotation  # noqa: Y015

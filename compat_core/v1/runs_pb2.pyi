@@ -216,6 +216,7 @@ class Run(_message.Message):
     PARALLEL_TOOL_CALLS_FIELD_NUMBER: _builtins.int
     RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
     REASONING_EFFORT_FIELD_NUMBER: _builtins.int
+    TOOL_RESOURCES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The ID, `run_` followed by 24 alphanumerics."""
     created_at: _builtins.int
@@ -290,6 +291,14 @@ class Run(_message.Message):
     def response_format(self) -> _common_pb2.ResponseFormat:
         """The output format."""
 
+    @_builtins.property
+    def tool_resources(self) -> _common_pb2.ToolResources:
+        """The tool resources a create-thread-and-run request gave, which this run's tools use in
+        place of the assistant's (the thread's own are used as well). Unset when the request gave
+        none. Not part of OpenAI's run object (the HTTP edge does not render it); kept so a
+        resumed run searches the same vector stores.
+        """
+
     def __init__(
         self,
         *,
@@ -320,10 +329,11 @@ class Run(_message.Message):
         parallel_tool_calls: _builtins.bool = ...,
         response_format: _common_pb2.ResponseFormat | None = ...,
         reasoning_effort: _builtins.str | None = ...,
+        tool_resources: _common_pb2.ToolResources | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_cancelled_at", b"_cancelled_at", "_completed_at", b"_completed_at", "_expires_at", b"_expires_at", "_failed_at", b"_failed_at", "_max_completion_tokens", b"_max_completion_tokens", "_max_prompt_tokens", b"_max_prompt_tokens", "_reasoning_effort", b"_reasoning_effort", "_started_at", b"_started_at", "_temperature", b"_temperature", "_top_p", b"_top_p", "cancelled_at", b"cancelled_at", "completed_at", b"completed_at", "expires_at", b"expires_at", "failed_at", b"failed_at", "incomplete_details", b"incomplete_details", "last_error", b"last_error", "max_completion_tokens", b"max_completion_tokens", "max_prompt_tokens", b"max_prompt_tokens", "reasoning_effort", b"reasoning_effort", "required_action", b"required_action", "response_format", b"response_format", "started_at", b"started_at", "temperature", b"temperature", "tool_choice", b"tool_choice", "top_p", b"top_p", "truncation_strategy", b"truncation_strategy", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cancelled_at", b"_cancelled_at", "_completed_at", b"_completed_at", "_expires_at", b"_expires_at", "_failed_at", b"_failed_at", "_max_completion_tokens", b"_max_completion_tokens", "_max_prompt_tokens", b"_max_prompt_tokens", "_reasoning_effort", b"_reasoning_effort", "_started_at", b"_started_at", "_temperature", b"_temperature", "_top_p", b"_top_p", "cancelled_at", b"cancelled_at", "completed_at", b"completed_at", "expires_at", b"expires_at", "failed_at", b"failed_at", "incomplete_details", b"incomplete_details", "last_error", b"last_error", "max_completion_tokens", b"max_completion_tokens", "max_prompt_tokens", b"max_prompt_tokens", "reasoning_effort", b"reasoning_effort", "required_action", b"required_action", "response_format", b"response_format", "started_at", b"started_at", "temperature", b"temperature", "tool_choice", b"tool_choice", "tool_resources", b"tool_resources", "top_p", b"top_p", "truncation_strategy", b"truncation_strategy", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cancelled_at", b"_cancelled_at", "_completed_at", b"_completed_at", "_expires_at", b"_expires_at", "_failed_at", b"_failed_at", "_max_completion_tokens", b"_max_completion_tokens", "_max_prompt_tokens", b"_max_prompt_tokens", "_reasoning_effort", b"_reasoning_effort", "_started_at", b"_started_at", "_temperature", b"_temperature", "_top_p", b"_top_p", "assistant_id", b"assistant_id", "cancelled_at", b"cancelled_at", "completed_at", b"completed_at", "created_at", b"created_at", "expires_at", b"expires_at", "failed_at", b"failed_at", "id", b"id", "incomplete_details", b"incomplete_details", "instructions", b"instructions", "last_error", b"last_error", "max_completion_tokens", b"max_completion_tokens", "max_prompt_tokens", b"max_prompt_tokens", "metadata", b"metadata", "model", b"model", "parallel_tool_calls", b"parallel_tool_calls", "reasoning_effort", b"reasoning_effort", "required_action", b"required_action", "response_format", b"response_format", "started_at", b"started_at", "status", b"status", "temperature", b"temperature", "thread_id", b"thread_id", "tool_choice", b"tool_choice", "tools", b"tools", "top_p", b"top_p", "truncation_strategy", b"truncation_strategy", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cancelled_at", b"_cancelled_at", "_completed_at", b"_completed_at", "_expires_at", b"_expires_at", "_failed_at", b"_failed_at", "_max_completion_tokens", b"_max_completion_tokens", "_max_prompt_tokens", b"_max_prompt_tokens", "_reasoning_effort", b"_reasoning_effort", "_started_at", b"_started_at", "_temperature", b"_temperature", "_top_p", b"_top_p", "assistant_id", b"assistant_id", "cancelled_at", b"cancelled_at", "completed_at", b"completed_at", "created_at", b"created_at", "expires_at", b"expires_at", "failed_at", b"failed_at", "id", b"id", "incomplete_details", b"incomplete_details", "instructions", b"instructions", "last_error", b"last_error", "max_completion_tokens", b"max_completion_tokens", "max_prompt_tokens", b"max_prompt_tokens", "metadata", b"metadata", "model", b"model", "parallel_tool_calls", b"parallel_tool_calls", "reasoning_effort", b"reasoning_effort", "required_action", b"required_action", "response_format", b"response_format", "started_at", b"started_at", "status", b"status", "temperature", b"temperature", "thread_id", b"thread_id", "tool_choice", b"tool_choice", "tool_resources", b"tool_resources", "tools", b"tools", "top_p", b"top_p", "truncation_strategy", b"truncation_strategy", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__cancelled_at: _TypeAlias = _typing.Literal["cancelled_at"]  # noqa: Y015
     _WhichOneofArgType__cancelled_at: _TypeAlias = _typing.Literal["_cancelled_at", b"_cancelled_at"]  # noqa: Y015
@@ -653,8 +663,9 @@ class CreateRunRequest(_message.Message):
 
     @_builtins.property
     def include(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Extra fields to include in run step details, such as
-        `step_details.tool_calls[*].file_search.results[*].content`.
+        """Extra fields of the run's steps to send in this call's event stream. The only value is
+        `step_details.tool_calls[*].file_search.results[*].content` (the text of each file_search
+        result); any other is INVALID_ARGUMENT.
         """
 
     def __init__(
@@ -1477,29 +1488,49 @@ Global___CodeInterpreterOutput: _TypeAlias = CodeInterpreterOutput  # noqa: Y015
 
 @_typing.final
 class FileSearchCall(_message.Message):
-    """A `file_search` call."""
+    """A `file_search` call. In a `RunStepDelta` it is empty, as OpenAI streams it: the first
+    piece of the call says only its kind.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     RANKING_OPTIONS_FIELD_NUMBER: _builtins.int
     RESULTS_FIELD_NUMBER: _builtins.int
+    QUERY_FIELD_NUMBER: _builtins.int
+    NO_VECTOR_STORES_FIELD_NUMBER: _builtins.int
+    query: _builtins.str
+    """The query the model searched for. Not part of OpenAI's step object (the HTTP edge does
+    not render it): with `results` it rebuilds what a later model call of the run is shown
+    of this call.
+    """
+    no_vector_stores: _builtins.bool
+    """True when neither the assistant (or the run's own tool resources) nor the thread had a
+    vector store to search, so the model was told that instead of given results. Not part
+    of OpenAI's step object (the HTTP edge does not render it).
+    """
     @_builtins.property
     def ranking_options(self) -> _common_pb2.FileSearchRankingOptions:
-        """The ranking used."""
+        """The ranking used: the ranker that ranked (`auto` resolved to the dated one) and the
+        score threshold.
+        """
 
     @_builtins.property
     def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___FileSearchResult]:
-        """The results, when the request asked for them with `include`."""
+        """The results, best first. Their `content` is stored always and answered only to a
+        request whose `include` asks for it.
+        """
 
     def __init__(
         self,
         *,
         ranking_options: _common_pb2.FileSearchRankingOptions | None = ...,
         results: _abc.Iterable[Global___FileSearchResult] | None = ...,
+        query: _builtins.str = ...,
+        no_vector_stores: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ranking_options", b"ranking_options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ranking_options", b"ranking_options", "results", b"results"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["no_vector_stores", b"no_vector_stores", "query", b"query", "ranking_options", b"ranking_options", "results", b"results"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1523,7 +1554,9 @@ class FileSearchResult(_message.Message):
     """The relevance score, 0 to 1."""
     @_builtins.property
     def content(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """The matching text, when asked for."""
+        """The matching text (one chunk). Answered only when the request's `include` asks for
+        `step_details.tool_calls[*].file_search.results[*].content`.
+        """
 
     def __init__(
         self,
@@ -1568,7 +1601,7 @@ class ListRunStepsRequest(_message.Message):
     """Return steps that come before this ID in `order`. Empty for none."""
     @_builtins.property
     def include(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Extra fields to include in step details."""
+        """Extra fields to include in step details, as in `CreateRunRequest.include`."""
 
     def __init__(
         self,
@@ -1647,7 +1680,7 @@ class GetRunStepRequest(_message.Message):
     """The step's ID."""
     @_builtins.property
     def include(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Extra fields to include in step details."""
+        """Extra fields to include in step details, as in `CreateRunRequest.include`."""
 
     def __init__(
         self,

@@ -438,7 +438,7 @@ def _tool_call_out(call: runs_pb2.ToolCall) -> Json:
             "outputs": [_code_output_out(o) for o in call.code_interpreter.outputs],
         }
     elif kind == "file_search":
-        out["file_search"] = _file_search_call_out(call.file_search)
+        out["file_search"] = _file_search_call_out(call.file_search, whole=True)
     return out
 
 
@@ -448,14 +448,16 @@ def _code_output_out(output: runs_pb2.CodeInterpreterOutput) -> Json:
     return {"type": "logs", "logs": output.logs}
 
 
-def _file_search_call_out(call: runs_pb2.FileSearchCall) -> Json:
+def _file_search_call_out(call: runs_pb2.FileSearchCall, whole: bool = False) -> Json:
+    """A call in a step (`whole`: a search that found nothing has `results: []`), or in a
+    delta, where OpenAI's first piece is `{}`."""
     out: Json = {}
     if call.HasField("ranking_options"):
         out["ranking_options"] = {
             "ranker": call.ranking_options.ranker or "auto",
             "score_threshold": call.ranking_options.score_threshold,
         }
-    if call.results:
+    if call.results or (whole and call.HasField("ranking_options")):
         out["results"] = [_file_search_result_out(r) for r in call.results]
     return out
 
@@ -506,12 +508,15 @@ def message_delta_out(delta: runs_pb2.MessageDelta, indexes: DeltaIndexes | None
         if part is None:
             continue
         if part["type"] == "text":
+            given = piece.part.text.annotations
             for position, annotation in enumerate(part["text"]["annotations"]):
-                annotation["index"] = (
-                    position
-                    if indexes is None
-                    else indexes.take(delta.id, "annotation", piece.index)
-                )
+                # The core numbers the annotations it streams; others in arrival order.
+                if given[position].HasField("index"):
+                    annotation["index"] = given[position].index
+                elif indexes is None:
+                    annotation["index"] = position
+                else:
+                    annotation["index"] = indexes.take(delta.id, "annotation", piece.index)
         content.append({"index": piece.index, **part})
     return {"id": delta.id, "object": "thread.message.delta", "delta": {"content": content}}
 

@@ -1,0 +1,161 @@
+"""Hosted tools: tools that OpenAI runs on its own side (file_search, code_interpreter), run here
+by the engine.
+
+The model knows no hosted tools, only functions, so each is offered as a function named after
+its kind (`file_search`), and a call of that function is the tool's call. From there a hosted
+tool owns everything particular to it, so that the engine handles every one alike and knows
+none by name:
+
+- `function`: the definition the model is offered when the run enables the tool;
+- `announce`: the first delta of a call, as OpenAI streams it (OpenAI shows no argument pieces
+  of a hosted call, so the engine sends none);
+- `execute`: the work, which turns the model's function call into the step's own kind of call
+  (`ToolCall.file_search`), holding all a later model call needs to be shown of it;
+- `replay`: what a model call is shown of a stored call, as the function call and the tool
+  message it stands for: after a tool round, a restart or a resume alike;
+- `annotator`: what the run's stored calls make of the reply's text (file_search's citation
+  markers become `file_citation` annotations).
+
+The registry (`HostedTools`) is built once per core and keyed by that kind.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple, Protocol
+
+from compat_core.store.base import Store
+from compat_core.v1 import common_pb2, messages_pb2, runs_pb2
+
+
+@dataclass(frozen=True, slots=True)
+class HostedCall:
+    """One call of a hosted tool, to execute."""
+
+    store: Store
+    run: runs_pb2.Run
+    # The call as the model made it (a function call); `execute` changes it, in place, into
+    # the tool's own kind of call.
+    call: runs_pb2.ToolCall
+    # How many calls of this tool the run made before this one, from 0.
+    ordinal: int
+
+
+class ToolFailure(Exception):
+    """A hosted call that cannot succeed: the run ends failed with this as its `last_error`."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Annotated(NamedTuple):
+    """Reply text to send and store now, and the annotations that lie in it, each with its
+    `index` among the text part's annotations (for the delta; a stored message has none)."""
+
+    text: str
+    annotations: Sequence[messages_pb2.Annotation] = ()
+
+
+class ReplyAnnotator(Protocol):
+    """Annotates one reply as the model writes it. It may hold back the end of what it was fed
+    (a marker not finished yet); `flush` releases that once the reply is over."""
+
+    def feed(self, text: str) -> Annotated: ...
+
+    def flush(self) -> Annotated: ...
+
+
+class HostedTool(ABC):
+    """One hosted tool; see the module's docstring for what each method is for."""
+
+    kind: ClassVar[str]
+    """The `Tool` and `ToolCall` oneof field of the tool, and the function name it is offered
+    under."""
+
+    @abstractmethod
+    def function(self, tool: common_pb2.Tool) -> dict[str, Any]:
+        """The Chat Completions function definition (`name`, `description`, `parameters`)
+        offered for the run's `tool`."""
+
+    def announce(self, piece: runs_pb2.ToolCall) -> None:
+        """Fill the first delta of a call (its index and ID are set): its kind, empty."""
+        getattr(piece, self.kind).SetInParent()
+
+    @abstractmethod
+    async def execute(self, hosted: HostedCall) -> None:
+        """Do the call and turn `hosted.call` into the tool's kind of call; raises ToolFailure
+        when the run cannot go on."""
+
+    @abstractmethod
+    def replay(self, call: runs_pb2.ToolCall, ordinal: int) -> tuple[str, str]:
+        """The function call's arguments and the tool message a model call is shown for a
+        stored call, the `ordinal`-th of its kind in the run."""
+
+    def annotator(self, calls: Sequence[runs_pb2.ToolCall]) -> ReplyAnnotator | None:
+        """What annotates a reply written after the run's `calls` of this tool (in order);
+        None if nothing would."""
+        return None
+
+
+class HostedTools:
+    """The hosted tools a core runs, by kind."""
+
+    def __init__(self, tools: Iterable[HostedTool] = ()) -> None:
+        self._by_kind = {tool.kind: tool for tool in tools}
+
+    def get(self, kind: str | None) -> HostedTool | None:
+        return self._by_kind.get(kind) if kind is not None else None
+
+    def offered(self, tools: Sequence[common_pb2.Tool]) -> dict[str, HostedTool]:
+        """The hosted tools among a run's `tools`, by the function name the model calls."""
+        return {
+            kind: tool
+            for kind, tool in self._by_kind.items()
+            if any(entry.WhichOneof("kind") == kind for entry in tools)
+        }
+
+    def numbered(
+        self,
+        steps: Sequence[runs_pb2.RunStep],
+        calls: Iterable[runs_pb2.ToolCall],
+        offered: dict[str, HostedTool],
+    ) -> list[tuple[HostedTool, runs_pb2.ToolCall, int]]:
+        """The model's `calls` of the `offered` tools, each with its tool and its ordinal: how
+        many calls of that tool come before it, in `steps` (the run's earlier steps) and then
+        in `calls`."""
+        counts = {kind: len(found) for kind, found in self._calls(steps).items()}
+        numbered = []
+        for call in calls:
+            tool = offered.get(call.function.name) if call.HasField("function") else None
+            if tool is None:
+                continue
+            ordinal = counts.get(tool.kind, 0)
+            counts[tool.kind] = ordinal + 1
+            numbered.append((tool, call, ordinal))
+        return numbered
+
+    def annotator(self, steps: Sequence[runs_pb2.RunStep]) -> ReplyAnnotator | None:
+        """What annotates the next reply of a run with these `steps`. Only file_search
+        annotates replies so far; if two tools ever both would, the first kind registered
+        does."""
+        for kind, calls in self._calls(steps).items():
+            annotator = self._by_kind[kind].annotator(calls)
+            if annotator is not None:
+                return annotator
+        return None
+
+    def _calls(self, steps: Sequence[runs_pb2.RunStep]) -> dict[str, list[runs_pb2.ToolCall]]:
+        """The hosted calls stored in `steps`, by kind, in the run's order."""
+        found: dict[str, list[runs_pb2.ToolCall]] = {kind: [] for kind in self._by_kind}
+        for step in steps:
+            if step.step_details.WhichOneof("kind") != "tool_calls":
+                continue
+            for call in step.step_details.tool_calls.tool_calls:
+                kind = call.WhichOneof("kind")
+                if kind in found:
+                    found[kind].append(call)
+        return found
