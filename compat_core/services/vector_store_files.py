@@ -25,7 +25,7 @@ Attribute = vector_stores_pb2.VectorStoreFileAttribute
 MAX_FILE_IDS: Final = 500
 
 
-def strategy_of(given: vector_stores_pb2.ChunkingStrategy) -> chunking.ChunkingStrategy:
+def strategy_of(given: common_pb2.ChunkingStrategy) -> chunking.ChunkingStrategy:
     """The retrieval strategy a proto one names (unset: auto); a bad one is a 400 naming the
     offending field."""
     if given.WhichOneof("kind") != "static":
@@ -60,7 +60,7 @@ class VectorStoreFiles:
     async def check(
         self,
         file_ids: Sequence[str],
-        strategy: vector_stores_pb2.ChunkingStrategy,
+        strategy: common_pb2.ChunkingStrategy,
         attributes: Mapping[str, Attribute],
         param: str,
     ) -> None:
@@ -84,7 +84,7 @@ class VectorStoreFiles:
         self,
         vector_store_id: str,
         file_ids: Sequence[str],
-        strategy: vector_stores_pb2.ChunkingStrategy,
+        strategy: common_pb2.ChunkingStrategy,
         attributes: Mapping[str, Attribute],
     ) -> list[VectorStoreFile] | None:
         """Record checked files `in_progress` (those the store holds already stay as they are)

@@ -64,11 +64,11 @@ _UPDATE: Final[dict[str, Setter]] = {
 _STORE_FIELDS: Final[dict[str, Setter]] = {**_UPDATE, "description": _set_description}
 
 
-def _chunking_in(value: object, param: str) -> vector_stores_pb2.ChunkingStrategy:
+def _chunking_in(value: object, param: str) -> common_pb2.ChunkingStrategy:
     obj = expect_object(value, param)
     check_keys(obj, _CHUNKING_KEYS, param)
     kind = require(obj, "type", param)
-    strategy = vector_stores_pb2.ChunkingStrategy()
+    strategy = common_pb2.ChunkingStrategy()
     if kind == "auto":
         strategy.auto.SetInParent()
     elif kind == "static":
@@ -256,7 +256,7 @@ def file_list_request(
     return request
 
 
-def _strategy_out(strategy: vector_stores_pb2.ChunkingStrategy) -> Json:
+def _strategy_out(strategy: common_pb2.ChunkingStrategy) -> Json:
     """OpenAI answers every stored strategy as `static`, `auto` with its sizes."""
     if strategy.WhichOneof("kind") == "static":
         sizes = strategy.static
