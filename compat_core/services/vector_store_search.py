@@ -12,6 +12,7 @@ from typing import Final
 from compat_core import errors, validation
 from compat_core.retrieval import ranking
 from compat_core.retrieval import search as retrieval_search
+from compat_core.services.support import now
 from compat_core.store.base import Store
 from compat_core.v1 import vector_stores_pb2
 
@@ -44,7 +45,8 @@ def _options(request: vector_stores_pb2.SearchVectorStoreRequest) -> tuple[int, 
 
 
 class VectorStoreSearch:
-    """One search: the endpoint's checks, then `retrieval.search`."""
+    """One search: the endpoint's checks, then `retrieval.search`, then the store marked
+    active."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -67,6 +69,8 @@ class VectorStoreSearch:
         found = await retrieval_search.search(
             self._store, [store_id], query, limit=limit, threshold=threshold
         )
+        # A search is a use of the store: its expiry moves on (see `retrieval.expiry`).
+        await self._store.touch_vector_stores([store_id], now())
         response = vector_stores_pb2.SearchVectorStoreResponse(search_query=request.query)
         for item in found:
             result = response.data.add(

@@ -147,6 +147,9 @@ files = Table(
     sqlite_autoincrement=True,
 )
 
+# `expires_at` (migration 0011): when the store will expire, NULL if it never will or already
+# did (`retrieval.expiry.pending_expiry`), so that the expiry sweep reads only the stores whose
+# time has come.
 vector_stores = Table(
     "vector_stores",
     metadata,
@@ -154,11 +157,14 @@ vector_stores = Table(
     _id(),
     _created_at(),
     _body(),
+    Column("expires_at", BigInteger, nullable=True),
     UniqueConstraint("id"),
+    Index(None, "expires_at"),
     sqlite_autoincrement=True,
 )
 
-# The files of vector stores (migration 0007): `id` is the file's ID, unique within its store;
+# The files of vector stores (migration 0007): `id` is the file's ID, unique within its store
+# (and indexed alone, migration 0011, for deleting a file from every store that holds it);
 # `status` and `usage_bytes` copy the body's so that a store's counts are one aggregate; the
 # lease columns say which core is ingesting an `in_progress` file and until when (unix ms).
 vector_store_files = Table(
@@ -176,6 +182,7 @@ vector_store_files = Table(
     UniqueConstraint("vector_store_id", "id"),
     Index(None, "vector_store_id", "seq"),
     Index(None, "status", "lease_expires_at_ms"),
+    Index(None, "id"),
     sqlite_autoincrement=True,
 )
 
