@@ -101,8 +101,9 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=3600)
     # Concurrent `grpc.health.v1` Watch streams a core serves (they need no key).
     max_health_watches: int = Field(default=100, ge=1)
-    # How often a core removes the temporary files of uploads a crash interrupted (it also
-    # does at start): how long such a file outlives a core that crashed and stays down.
+    # How often a core removes the temporary files of uploads a crash interrupted, and drops
+    # the chunks of vector stores that expired (it also does at start): how long such a file
+    # outlives a core that crashed and stays down, and an expired store's chunks its expiry.
     sweep_interval_seconds: float = Field(default=600.0, gt=0, le=86400)
     # Memory for the event logs of runs kept for late watchers: finished runs' logs are
     # dropped, oldest first, once all logs together hold more (running runs' never are).

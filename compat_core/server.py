@@ -30,6 +30,7 @@ from compat_core.retrieval.reindex import Reindexer
 from compat_core.services.access import AccessService
 from compat_core.services.assistants import AssistantsService
 from compat_core.services.files import FilesService
+from compat_core.services.inline_stores import InlineStores
 from compat_core.services.messages import MessagesService
 from compat_core.services.models import ModelsService
 from compat_core.services.references import References
@@ -130,9 +131,20 @@ class CoreServer:
         self._store = store
         check_files_dir(settings.resolved_files_dir())
         blobs = BlobStore(settings.resolved_files_dir())
-        self._sweeper = Sweeper(blobs, settings.sweep_interval_seconds)
+        self._sweeper = Sweeper(blobs, store, settings.sweep_interval_seconds)
         await self._sweeper.start()
         references = References(store)
+        replica_id = settings.replica_id or new_replica_id()
+        # One embedder for the whole core: ingestion, the search endpoint and the file_search
+        # tool rank with the same model, so the tool finds what the endpoint finds.
+        embedder = self._embedder = _embedder(self.models)
+        ingestion = self._ingestion = Ingestion(
+            store, blobs, replica_id, settings.run_lease_seconds, embedder
+        )
+        if embedder is not None:
+            self._reindexer = Reindexer(store, embedder, replica_id, settings.run_lease_seconds)
+        store_files = VectorStoreFiles(store, blobs, ingestion.wake)
+        inline = InlineStores(store_files, ingestion.wake)
 
         server = aio.server(options=GRPC_OPTIONS)
         methods = MethodTable()
@@ -143,14 +155,10 @@ class CoreServer:
         def guarded(servicer: object, service: ServiceDescriptor) -> None:
             methods.add(guard.servicer(servicer, service), service)
 
-        guarded(AssistantsService(store, self.models, references), ASSISTANTS)
-        threads = ThreadsService(store, references)
+        guarded(AssistantsService(store, self.models, references, inline), ASSISTANTS)
+        threads = ThreadsService(store, references, inline)
         guarded(threads, THREADS)
-        guarded(MessagesService(store, references), MESSAGES)
-        replica_id = settings.replica_id or new_replica_id()
-        # One embedder for the whole core: ingestion, the search endpoint and the file_search
-        # tool rank with the same model, so the tool finds what the endpoint finds.
-        embedder = self._embedder = _embedder(self.models)
+        guarded(MessagesService(store, references, inline), MESSAGES)
         hub = RunEventHub(settings.event_log_max_bytes)
         hub.on_finished = metrics.run_finished
         engine = self._engine = RunEngine(
@@ -174,15 +182,7 @@ class CoreServer:
         metrics.event_log_bytes.set_function(lambda: hub.bytes)
         metrics.store_pending.set_function(store.pending_transactions)
         guarded(FilesService(store, blobs, settings.max_upload_bytes), FILES)
-        ingestion = self._ingestion = Ingestion(
-            store, blobs, replica_id, settings.run_lease_seconds, embedder
-        )
-        if embedder is not None:
-            self._reindexer = Reindexer(store, embedder, replica_id, settings.run_lease_seconds)
-        guarded(
-            VectorStoresService(store, VectorStoreFiles(store, blobs, ingestion.wake), embedder),
-            VECTOR_STORES,
-        )
+        guarded(VectorStoresService(store, store_files, embedder), VECTOR_STORES)
         guarded(ModelsService(self.models), MODELS)
         guarded(AccessService(), ACCESS)
 

@@ -238,8 +238,15 @@ def _file_search_tool(settings: common_pb2.FileSearchTool, where: str) -> None:
             ) from exc
 
 
-def tool_resources(resources: common_pb2.ToolResources, param: str = "tool_resources") -> None:
-    """At most 20 code-interpreter files and one vector store."""
+def tool_resources(
+    resources: common_pb2.ToolResources, param: str = "tool_resources", *, inline: bool = False
+) -> None:
+    """At most 20 code-interpreter files and one vector store: named (`vector_store_ids`) or,
+    on the creates that allow it (`inline`), made from files (`vector_stores`), not both.
+
+    The vector stores to make are checked further by the service that makes them
+    (`services.inline_stores`), which looks their files up.
+    """
     files = resources.code_interpreter.file_ids
     if len(files) > MAX_CODE_INTERPRETER_FILES:
         raise errors.invalid(
@@ -249,17 +256,30 @@ def tool_resources(resources: common_pb2.ToolResources, param: str = "tool_resou
             "array_above_max_length",
         )
     search = resources.file_search
-    if len(search.vector_store_ids) + len(search.vector_stores) > MAX_VECTOR_STORES:
+    if search.vector_stores and not inline:
+        where = f"{param}.file_search.vector_stores"
         raise errors.invalid(
-            f"Invalid '{param}.file_search': at most {MAX_VECTOR_STORES} vector store.",
-            f"{param}.file_search.vector_store_ids",
-            "array_above_max_length",
+            f"Unrecognized request argument supplied: {where}", where, "unknown_parameter"
         )
-    if search.vector_stores:
-        raise errors.unimplemented(
-            "Creating vector stores inline is not supported yet: vector stores arrive in a "
-            "later version."
+    if search.vector_store_ids and search.vector_stores:
+        raise errors.invalid(
+            f"Invalid '{param}.file_search': only one of 'vector_store_ids' or "
+            "'vector_stores' can be given, not both.",
+            f"{param}.file_search",
+            "invalid_value",
         )
+    for name, count in (
+        ("vector_store_ids", len(search.vector_store_ids)),
+        ("vector_stores", len(search.vector_stores)),
+    ):
+        if count > MAX_VECTOR_STORES:
+            raise errors.invalid(
+                f"Invalid '{param}.file_search.{name}': array too long. Expected an array "
+                f"with maximum length {MAX_VECTOR_STORES}, but got an array with length "
+                f"{count} instead.",
+                f"{param}.file_search.{name}",
+                "array_above_max_length",
+            )
 
 
 def response_format(value: common_pb2.ResponseFormat, param: str = "response_format") -> None:

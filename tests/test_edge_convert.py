@@ -351,14 +351,19 @@ def test_response_format_unspecified_reads_as_auto() -> None:
     assert response_format_out(common_pb2.ResponseFormat()) == "auto"
 
 
-def test_tools_in_refuses_non_auto_chunking() -> None:
+def test_inline_vector_store_chunking_is_carried_to_the_core() -> None:
+    static = {"type": "static", "static": {"max_chunk_size_tokens": 300, "chunk_overlap_tokens": 0}}
+    request = threads.create_thread_in(
+        {"tool_resources": {"file_search": {"vector_stores": [{"chunking_strategy": static}]}}}
+    )
+    spec = request.tool_resources.file_search.vector_stores[0]
+    assert spec.chunking_strategy.static.max_chunk_size_tokens == 300
+    assert spec.chunking_strategy.static.chunk_overlap_tokens == 0
     with pytest.raises(HttpError) as err:
         threads.create_thread_in(
             {
                 "tool_resources": {
-                    "file_search": {
-                        "vector_stores": [{"chunking_strategy": {"type": "static", "static": {}}}]
-                    }
+                    "file_search": {"vector_stores": [{"chunking_strategy": {"type": "fixed"}}]}
                 }
             }
         )

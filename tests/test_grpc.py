@@ -686,13 +686,3 @@ def test_list_files_by_purpose(grpc_client: GrpcClient) -> None:
     assistants = grpc_client.files.ListFiles(files_pb2.ListFilesRequest(purpose="assistants"))
     assert uploaded.id in [f.id for f in vision.data]
     assert uploaded.id not in [f.id for f in assistants.data]
-
-
-def test_inline_vector_stores_not_implemented_yet_over_grpc(grpc_client: GrpcClient) -> None:
-    # Temporary, like its HTTP twin: vector stores arrive in a later version.
-    resources = common_pb2.ToolResources(
-        file_search=common_pb2.FileSearchResources(vector_stores=[common_pb2.VectorStoreSpec()])
-    )
-    with pytest.raises(grpc.RpcError) as info:
-        _create(grpc_client, tool_resources=resources)
-    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED

@@ -294,29 +294,6 @@ def test_sdk_exposes_the_request_id(client: openai.OpenAI) -> None:
     assert info.value.request_id
 
 
-def test_inline_vector_stores_not_implemented_yet(
-    session_server: ServerThread, make_client: MakeClient
-) -> None:
-    # Temporary: vector stores arrive in a later version. Until then, creating one inline must
-    # answer 501 with `x-should-retry: false`, so that even a retrying client asks only once.
-    # (This test covered runs until they landed; any still-unimplemented feature will do.)
-    statuses: list[int] = []
-    client = make_client(
-        session_server,
-        max_retries=2,
-        extra_hooks=[lambda response: statuses.append(response.status_code)],
-    )
-    with pytest.raises(openai.APIStatusError) as info:
-        client.beta.assistants.create(
-            model="builtin/echo",
-            tool_resources={"file_search": {"vector_stores": [{"file_ids": []}]}},
-        )
-    assert info.value.status_code == 501
-    assert info.value.response.headers.get("x-should-retry") == "false"
-    assert_api_error(info.value, 501, "invalid_request_error")
-    assert statuses == [501], "the SDK must not retry a 501 marked x-should-retry: false"
-
-
 # The validator the whole suite leans on
 
 

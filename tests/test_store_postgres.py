@@ -48,6 +48,9 @@ from compat_core.store.migrate import MIGRATIONS_DIR
 from compat_core.store.postgres import MIGRATION_LOCK_KEY, async_url
 from compat_core.v1 import assistants_pb2, runs_pb2
 
+# Every revision, counted from the files: their numbers may skip (a branch's migration keeps
+# its number until the branches are chained).
+
 pytestmark = pytest.mark.skipif(
     not ON_POSTGRES, reason="PostgreSQL pass only (set COMPAT_TEST_POSTGRES_URL)"
 )

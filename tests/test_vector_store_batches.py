@@ -25,7 +25,7 @@ from compat_core import ids
 from compat_core.services.vector_store_files import new_file
 from compat_core.store import SqlStore, Store, create_store
 from compat_core.store.base import NewChunk, PageQuery
-from compat_core.v1 import vector_stores_pb2
+from compat_core.v1 import common_pb2, vector_stores_pb2
 
 T = TypeVar("T")
 MARKDOWN = b"# Zebracorn care\n\nA zebracorn eats clover at dawn and sleeps under birch trees.\n"
@@ -253,7 +253,7 @@ def test_cancel_stops_the_files_and_ends_once_no_core_works_on_them(
         """The batch, its files taken by a core that is busy elsewhere: this server's worker
         leaves them alone while that core's lease runs."""
         batch = Batch(id=batch_id, created_at=1, vector_store_id=store_id)
-        chunking = vector_stores_pb2.ChunkingStrategy()
+        chunking = common_pb2.ChunkingStrategy()
         files = [new_file(store_id, f, chunking, {}, 1, batch_id) for f in file_ids]
         assert await store.create_vector_store_file_batch(batch, files, 0) is not None
         held = await store.claim_vector_store_files("other-core", 1, 2**62, 10)
@@ -511,7 +511,7 @@ async def _store_with_batch(
 ) -> Batch:
     if await store.get_vector_store("vs_a") is None:
         await store.create_vector_store(vector_stores_pb2.VectorStore(id="vs_a", created_at=1))
-    chunking = vector_stores_pb2.ChunkingStrategy()
+    chunking = common_pb2.ChunkingStrategy()
     files = [new_file("vs_a", f, chunking, {}, 1, batch_id) for f in file_ids]
     created = await store.create_vector_store_file_batch(
         Batch(id=batch_id, created_at=1, vector_store_id="vs_a"), files, NOW_MS

@@ -335,20 +335,18 @@ def _service(store: SqlStore, files_dir: Path) -> VectorStoresService:
     return VectorStoresService(store, VectorStoreFiles(store, BlobStore(files_dir), lambda: None))
 
 
-async def test_get_marks_the_store_active_and_moves_its_expiry(
-    store: SqlStore, tmp_path: Path
-) -> None:
+async def test_reading_a_store_is_not_using_it(store: SqlStore, tmp_path: Path) -> None:
     service = _service(store, tmp_path)
-    clock = Clock()
     store_id = await _aged(store, service, days=1, age=3600)
+    aged = await store.get_vector_store(store_id)
+    assert aged is not None
     fetched = await service.GetVectorStore(
         vector_stores_pb2.GetVectorStoreRequest(vector_store_id=store_id), None
     )
-    clock.check(fetched.last_active_at)
-    assert fetched.expires_at == fetched.last_active_at + DAY
-    stored = await store.get_vector_store(store_id)
-    assert stored is not None
-    assert stored.last_active_at == fetched.last_active_at, "the activity is written, not shown"
+    listed = await service.ListVectorStores(vector_stores_pb2.ListVectorStoresRequest(), None)
+    assert (fetched.last_active_at, fetched.expires_at) == (aged.last_active_at, aged.expires_at)
+    assert [v.last_active_at for v in listed.data] == [aged.last_active_at]
+    assert await store.get_vector_store(store_id) == aged, "a read writes nothing"
 
 
 async def test_a_store_past_its_expiry_is_expired_and_stays_so(

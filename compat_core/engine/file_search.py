@@ -38,10 +38,10 @@ from compat_core.retrieval.citations import (
     format_results,
 )
 from compat_core.retrieval.embeddings import Embedder
-from compat_core.retrieval.expiry import touch
+from compat_core.retrieval.expiry import has_expired
 from compat_core.retrieval.search import search
 from compat_core.store.base import Store
-from compat_core.v1 import common_pb2, messages_pb2, runs_pb2, vector_stores_pb2
+from compat_core.v1 import common_pb2, messages_pb2, runs_pb2
 
 DEFAULT_MAX_NUM_RESULTS: Final = 20
 """OpenAI's default for `max_num_results` (gpt-4* models)."""
@@ -232,18 +232,21 @@ async def _store_ids(store: Store, run: runs_pb2.Run) -> tuple[list[str], list[s
 
 
 async def _live(store: Store, store_ids: Sequence[str]) -> list[str]:
-    """The stores that still exist, each marked active now; ToolFailure if one expired."""
+    """The stores that still exist, marked used now (one write for all); ToolFailure if one
+    has expired, swept or not yet."""
     moment = int(time.time())
     live = []
     for store_id in store_ids:
-        found = await store.update_vector_store(store_id, lambda vs: touch(vs, moment))
+        found = await store.get_vector_store(store_id)
         if found is None:
             continue  # deleted since it was attached: nothing of it to search
-        if found.status == vector_stores_pb2.VECTOR_STORE_STATUS_EXPIRED:
+        if has_expired(found, moment):
             raise ToolFailure(
                 "invalid_prompt",
                 f"Vector store {store_id} has expired, so file_search cannot search it. "
                 "Attach a vector store that has not expired and run again.",
             )
         live.append(store_id)
+    if live:
+        await store.touch_vector_stores(live, moment)
     return live

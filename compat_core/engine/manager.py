@@ -33,7 +33,7 @@ from compat_core.engine.executor import (
     publish,
 )
 from compat_core.engine.stored_events import RETAIN_SECONDS, StoredEventLog
-from compat_core.store.base import ACTIVE_RUN_STATUSES, Lease, LeaseLost
+from compat_core.store.base import ACTIVE_RUN_STATUSES, Lease, LeaseLost, VectorStoreWrites
 from compat_core.store.sql_events import CANCEL_CHANNEL, EVENTS_CHANNEL
 from compat_core.tasks import cancel_and_wait
 from compat_core.v1 import messages_pb2, runs_pb2, threads_pb2
@@ -130,8 +130,10 @@ class RunEngine:
         run: runs_pb2.Run,
         messages: Sequence[messages_pb2.Message] = (),
         thread: threads_pb2.Thread | None = None,
+        vector_stores: VectorStoreWrites | None = None,
     ) -> None:
-        """Store a new run (and its thread and messages), announce it, execute it.
+        """Store a new run (and its thread, messages and `vector_stores` writes, see
+        `Store.create_run`), announce it, execute it.
 
         The run is announced created and queued as `run` says, and stored already started
         (in progress, with the reply of a run that can only answer in text) in the same
@@ -142,7 +144,10 @@ class RunEngine:
         started.CopyFrom(run)
         execution = RunExecution(self.ctx, started)
         reply = execution.begin()
-        if not await self.ctx.store.create_run(started, messages, thread, self._lease(), reply):
+        stored = await self.ctx.store.create_run(
+            started, messages, thread, self._lease(), reply, vector_stores
+        )
+        if not stored:
             raise errors.not_found(f"No thread found with id '{run.thread_id}'.", "thread_id")
         self.hub.open(run.id, 0)
         if thread is not None:

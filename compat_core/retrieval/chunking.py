@@ -50,9 +50,14 @@ class ChunkingStrategy:
         return cls("auto", AUTO_MAX_CHUNK_SIZE_TOKENS, AUTO_CHUNK_OVERLAP_TOKENS)
 
     @classmethod
-    def static(cls, max_chunk_size_tokens: int, chunk_overlap_tokens: int) -> ChunkingStrategy:
-        _check_integer(max_chunk_size_tokens, MAX_SIZE_PARAM)
-        _check_integer(chunk_overlap_tokens, OVERLAP_PARAM)
+    def static(
+        cls, max_chunk_size_tokens: int, chunk_overlap_tokens: int, *, at: str = ""
+    ) -> ChunkingStrategy:
+        """`at` is where the strategy sits in the request (`tool_resources.file_search.
+        vector_stores[0].`, say), prefixed to the `param` of a refusal."""
+        size_param, overlap_param = f"{at}{MAX_SIZE_PARAM}", f"{at}{OVERLAP_PARAM}"
+        _check_integer(max_chunk_size_tokens, size_param)
+        _check_integer(chunk_overlap_tokens, overlap_param)
         if not MIN_CHUNK_SIZE_TOKENS <= max_chunk_size_tokens <= MAX_CHUNK_SIZE_TOKENS:
             side = (
                 "below minimum"
@@ -60,21 +65,21 @@ class ChunkingStrategy:
                 else "above maximum"
             )
             raise ChunkingStrategyError(
-                MAX_SIZE_PARAM,
-                f"Invalid '{MAX_SIZE_PARAM}': integer {side} value. "
+                size_param,
+                f"Invalid '{size_param}': integer {side} value. "
                 f"Expected a value between {MIN_CHUNK_SIZE_TOKENS} and "
                 f"{MAX_CHUNK_SIZE_TOKENS}, but got {max_chunk_size_tokens} instead.",
             )
         if chunk_overlap_tokens < 0:
             raise ChunkingStrategyError(
-                OVERLAP_PARAM,
-                f"Invalid '{OVERLAP_PARAM}': integer below minimum value. Expected a value "
+                overlap_param,
+                f"Invalid '{overlap_param}': integer below minimum value. Expected a value "
                 f">= 0, but got {chunk_overlap_tokens} instead.",
             )
         if chunk_overlap_tokens * 2 > max_chunk_size_tokens:
             raise ChunkingStrategyError(
-                OVERLAP_PARAM,
-                f"Invalid '{OVERLAP_PARAM}': must not exceed half of max_chunk_size_tokens "
+                overlap_param,
+                f"Invalid '{overlap_param}': must not exceed half of max_chunk_size_tokens "
                 f"({max_chunk_size_tokens}), but got {chunk_overlap_tokens}.",
             )
         return cls("static", max_chunk_size_tokens, chunk_overlap_tokens)

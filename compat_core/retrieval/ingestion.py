@@ -22,7 +22,7 @@ from compat_core.retrieval.extract import ExtractionError, extract_text
 from compat_core.store import BlobStore
 from compat_core.store.base import ChunkVectors, NewChunk, Store
 from compat_core.tasks import cancel_and_wait
-from compat_core.v1 import vector_stores_pb2
+from compat_core.v1 import common_pb2, vector_stores_pb2
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class Ingestion:
         return [NewChunk(p.index, p.text, p.token_count) for p in pieces]
 
 
-def _strategy(given: vector_stores_pb2.ChunkingStrategy) -> ChunkingStrategy:
+def _strategy(given: common_pb2.ChunkingStrategy) -> ChunkingStrategy:
     """The stored strategy, which was checked when the file was added."""
     if given.WhichOneof("kind") == "static":
         return ChunkingStrategy.static(

@@ -6,6 +6,7 @@ from typing import Any
 
 from compat_core import errors, ids, validation
 from compat_core.models import ModelRegistry
+from compat_core.services.inline_stores import InlineStores
 from compat_core.services.references import References
 from compat_core.services.support import apply_mask, cursor_error, list_response, mask_paths, now
 from compat_core.store.base import CursorNotFound, Store
@@ -35,22 +36,31 @@ UPDATABLE = frozenset(
 class AssistantsService(assistants_pb2_grpc.AssistantsServiceServicer):
     """Assistants are plain configuration: checks happen here, storage in the store."""
 
-    def __init__(self, store: Store, models: ModelRegistry, references: References) -> None:
+    def __init__(
+        self,
+        store: Store,
+        models: ModelRegistry,
+        references: References,
+        inline: InlineStores,
+    ) -> None:
         self._store = store
         self._models = models
         self._references = references
+        self._inline = inline
 
     async def CreateAssistant(
         self, request: assistants_pb2.CreateAssistantRequest, context: Any
     ) -> assistants_pb2.Assistant:
         assistant = assistants_pb2.Assistant()
         assistant.CopyFrom(request.assistant)
-        self._check(assistant)
+        self._check(assistant, creating=True)
         await self._references.check_tool_resources(assistant.tool_resources)
         assistant.id = ids.new_id(ids.ASSISTANT)
         assistant.created_at = now()
+        writes = await self._inline.writes(assistant.created_at, assistant.tool_resources)
         _apply_defaults(assistant)
-        await self._store.create_assistant(assistant)
+        await self._store.create_assistant(assistant, writes)
+        self._inline.stored(writes)
         return assistant
 
     async def GetAssistant(
@@ -88,7 +98,7 @@ class AssistantsService(assistants_pb2_grpc.AssistantsServiceServicer):
 
         def mutate(current: assistants_pb2.Assistant) -> None:
             apply_mask(request.assistant, current, paths)
-            self._check(current)
+            self._check(current, creating=False)
             _apply_defaults(current)
 
         updated = await self._store.update_assistant(assistant_id, mutate)
@@ -104,7 +114,8 @@ class AssistantsService(assistants_pb2_grpc.AssistantsServiceServicer):
             raise _missing(request.assistant_id)
         return common_pb2.DeletionStatus(id=request.assistant_id, deleted=True)
 
-    def _check(self, assistant: assistants_pb2.Assistant) -> None:
+    def _check(self, assistant: assistants_pb2.Assistant, *, creating: bool) -> None:
+        """Vector stores are made inline only on create (`creating`)."""
         validation.model_name(assistant.model)
         self._models.resolve(assistant.model, "model")
         if assistant.HasField("name"):
@@ -116,7 +127,7 @@ class AssistantsService(assistants_pb2_grpc.AssistantsServiceServicer):
                 assistant.instructions, validation.MAX_INSTRUCTIONS, "instructions"
             )
         validation.tools(assistant.tools)
-        validation.tool_resources(assistant.tool_resources)
+        validation.tool_resources(assistant.tool_resources, inline=creating)
         validation.metadata(assistant.metadata)
         validation.sampling(
             assistant.temperature if assistant.HasField("temperature") else None,

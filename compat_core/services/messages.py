@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from compat_core import errors, ids, validation
+from compat_core.services.inline_stores import InlineStores
 from compat_core.services.references import References
 from compat_core.services.support import apply_mask, cursor_error, list_response, mask_paths, now
 from compat_core.store.base import CursorNotFound, Store, ThreadBusy
@@ -30,11 +31,13 @@ def new_message(
 
 
 class MessagesService(messages_pb2_grpc.MessagesServiceServicer):
-    """Messages are appended to their thread in the order the store commits them."""
+    """Messages are appended to their thread in the order the store commits them; files they
+    attach for file_search go to the thread's vector store in the same transaction."""
 
-    def __init__(self, store: Store, references: References) -> None:
+    def __init__(self, store: Store, references: References, inline: InlineStores) -> None:
         self._store = store
         self._references = references
+        self._inline = inline
 
     async def CreateMessage(
         self, request: messages_pb2.CreateMessageRequest, context: Any
@@ -43,8 +46,9 @@ class MessagesService(messages_pb2_grpc.MessagesServiceServicer):
         validation.message_input(request.message, "")
         await self._references.check_message(request.message, "")
         message = new_message(request.thread_id, request.message, now())
+        writes = await self._inline.writes(message.created_at, messages=[request.message])
         try:
-            created = await self._store.create_message(message)
+            created = await self._store.create_message(message, writes)
         except ThreadBusy as exc:
             raise errors.precondition(
                 f"Can't add messages to {exc.thread_id} while a run {exc.run_id} is active.",
@@ -52,6 +56,7 @@ class MessagesService(messages_pb2_grpc.MessagesServiceServicer):
             ) from exc
         if not created:
             raise missing_thread(request.thread_id)
+        self._inline.stored(writes)
         return message
 
     async def GetMessage(

@@ -108,17 +108,18 @@ class RunsService(runs_pb2_grpc.RunsServiceServicer):
         self, request: runs_pb2.CreateThreadAndRunRequest
     ) -> runs_pb2.Run:
         assistant = await self._assistant(request.assistant_id)
-        thread, messages = await self._threads.build(
+        new = await self._threads.build(
             request.thread if request.HasField("thread") else threads_pb2.CreateThreadRequest(),
             "thread.",
         )
         if request.HasField("tool_resources"):
             validation.tool_resources(request.tool_resources)
             await self._references.check_tool_resources(request.tool_resources)
-        run = self._build_run(request, assistant, thread.id)
+        run = self._build_run(request, assistant, new.thread.id)
         if request.HasField("tool_resources"):
             run.tool_resources.CopyFrom(request.tool_resources)
-        await self._engine.start_run(run, messages, thread)
+        await self._engine.start_run(run, new.messages, new.thread, new.vector_stores)
+        self._threads.inline.stored(new.vector_stores)
         return run
 
     async def _assistant(self, assistant_id: str) -> assistants_pb2.Assistant:

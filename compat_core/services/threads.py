@@ -2,38 +2,55 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from compat_core import ids, validation
+from compat_core.services.inline_stores import InlineStores
 from compat_core.services.messages import missing_thread, new_message
 from compat_core.services.references import References
 from compat_core.services.support import apply_mask, mask_paths, now
-from compat_core.store.base import Store
-from compat_core.v1 import common_pb2, threads_pb2, threads_pb2_grpc
+from compat_core.store.base import Store, VectorStoreWrites
+from compat_core.v1 import common_pb2, messages_pb2, threads_pb2, threads_pb2_grpc
 
 UPDATABLE = frozenset({"tool_resources", "metadata"})
+
+
+@dataclass(frozen=True)
+class NewThread:
+    """A checked thread, not yet stored: its first messages and its vector store writes."""
+
+    thread: threads_pb2.Thread
+    messages: list[messages_pb2.Message]
+    vector_stores: VectorStoreWrites | None
 
 
 class ThreadsService(threads_pb2_grpc.ThreadsServiceServicer):
     """Deleting a thread takes its messages, runs and run steps with it (in the store)."""
 
-    def __init__(self, store: Store, references: References) -> None:
+    def __init__(self, store: Store, references: References, inline: InlineStores) -> None:
         self._store = store
         self._references = references
+        self._inline = inline
+
+    @property
+    def inline(self) -> InlineStores:
+        """What makes a new thread's vector stores (CreateThreadAndRun stores them itself)."""
+        return self._inline
 
     async def build(
         self, request: threads_pb2.CreateThreadRequest, param_prefix: str = ""
-    ) -> tuple[threads_pb2.Thread, list[Any]]:
-        """Check a create request and make the thread and its messages, not yet stored.
+    ) -> NewThread:
+        """Check a create request and make the thread, its messages and its vector store
+        writes, not yet stored.
 
         CreateThreadAndRun reuses this with `param_prefix="thread."`, so errors name the
         field as the client sent it.
         """
         validation.metadata(request.metadata, f"{param_prefix}metadata")
-        validation.tool_resources(request.tool_resources, f"{param_prefix}tool_resources")
-        await self._references.check_tool_resources(
-            request.tool_resources, f"{param_prefix}tool_resources"
-        )
+        resources_param = f"{param_prefix}tool_resources"
+        validation.tool_resources(request.tool_resources, resources_param, inline=True)
+        await self._references.check_tool_resources(request.tool_resources, resources_param)
         for index, message in enumerate(request.messages):
             where = f"{param_prefix}messages[{index}]."
             validation.message_input(message, where)
@@ -44,15 +61,19 @@ class ThreadsService(threads_pb2_grpc.ThreadsServiceServicer):
         )
         if request.HasField("tool_resources"):
             thread.tool_resources.CopyFrom(request.tool_resources)
+        writes = await self._inline.writes(
+            created_at, thread.tool_resources, request.messages, resources_param
+        )
         messages = [new_message(thread.id, m, created_at) for m in request.messages]
-        return thread, messages
+        return NewThread(thread, messages, writes)
 
     async def CreateThread(
         self, request: threads_pb2.CreateThreadRequest, context: Any
     ) -> threads_pb2.Thread:
-        thread, messages = await self.build(request)
-        await self._store.create_thread(thread, messages)
-        return thread
+        new = await self.build(request)
+        await self._store.create_thread(new.thread, new.messages, new.vector_stores)
+        self._inline.stored(new.vector_stores)
+        return new.thread
 
     async def GetThread(
         self, request: threads_pb2.GetThreadRequest, context: Any

@@ -23,7 +23,7 @@ from compat_core.services.vector_store_files import (
     strategy_of,
 )
 from compat_core.store.base import CursorNotFound, Store
-from compat_core.v1 import vector_stores_pb2
+from compat_core.v1 import common_pb2, vector_stores_pb2
 
 VectorStoreFileBatch = vector_stores_pb2.VectorStoreFileBatch
 MAX_BATCH_FILES: Final = 2000
@@ -44,7 +44,7 @@ class _Entry:
     """One file a batch adds, with its settings, and the parameter a 404 for it names."""
 
     file_id: str
-    strategy: vector_stores_pb2.ChunkingStrategy
+    strategy: common_pb2.ChunkingStrategy
     attributes: Mapping[str, Attribute]
     param: str
 

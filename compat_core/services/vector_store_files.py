@@ -25,14 +25,14 @@ Attribute = vector_stores_pb2.VectorStoreFileAttribute
 MAX_FILE_IDS: Final = 500
 
 
-def strategy_of(given: vector_stores_pb2.ChunkingStrategy) -> chunking.ChunkingStrategy:
+def strategy_of(given: common_pb2.ChunkingStrategy, at: str = "") -> chunking.ChunkingStrategy:
     """The retrieval strategy a proto one names (unset: auto); a bad one is a 400 naming the
-    offending field."""
+    offending field, below `at` (where the strategy sits in the request)."""
     if given.WhichOneof("kind") != "static":
         return chunking.ChunkingStrategy.auto()
     try:
         return chunking.ChunkingStrategy.static(
-            given.static.max_chunk_size_tokens, given.static.chunk_overlap_tokens
+            given.static.max_chunk_size_tokens, given.static.chunk_overlap_tokens, at=at
         )
     except chunking.ChunkingStrategyError as exc:
         raise errors.invalid(exc.message, exc.param, "invalid_value") from exc
@@ -52,7 +52,7 @@ def check_attributes(attributes: Mapping[str, Attribute]) -> None:
 def new_file(
     vector_store_id: str,
     file_id: str,
-    strategy: vector_stores_pb2.ChunkingStrategy,
+    strategy: common_pb2.ChunkingStrategy,
     attributes: Mapping[str, Attribute],
     created: int,
     batch_id: str = "",
@@ -73,6 +73,20 @@ def new_file(
     return f
 
 
+def new_files(
+    vector_store_id: str,
+    file_ids: Sequence[str],
+    strategy: common_pb2.ChunkingStrategy,
+    attributes: Mapping[str, Attribute],
+    created: int,
+) -> list[VectorStoreFile]:
+    """`new_file` for each file, each once."""
+    return [
+        new_file(vector_store_id, file_id, strategy, attributes, created)
+        for file_id in dict.fromkeys(file_ids)
+    ]
+
+
 class VectorStoreFiles:
     """The checks and storage of store files, shared by the RPCs that add them."""
 
@@ -84,13 +98,14 @@ class VectorStoreFiles:
     async def check(
         self,
         file_ids: Sequence[str],
-        strategy: vector_stores_pb2.ChunkingStrategy,
+        strategy: common_pb2.ChunkingStrategy,
         attributes: Mapping[str, Attribute],
         param: str,
+        at: str = "",
     ) -> None:
-        """Refuse what `record` would store wrongly: bad settings (400), unknown files (404
-        naming `param`)."""
-        strategy_of(strategy)
+        """Refuse what `record` would store wrongly: bad settings (400, their fields below
+        `at`), unknown files (404 naming `param`)."""
+        strategy_of(strategy, at)
         check_attributes(attributes)
         if len(file_ids) > MAX_FILE_IDS:
             raise errors.invalid(
@@ -108,16 +123,12 @@ class VectorStoreFiles:
         self,
         vector_store_id: str,
         file_ids: Sequence[str],
-        strategy: vector_stores_pb2.ChunkingStrategy,
+        strategy: common_pb2.ChunkingStrategy,
         attributes: Mapping[str, Attribute],
     ) -> list[VectorStoreFile] | None:
         """Record checked files `in_progress` (those the store holds already stay as they are)
         and wake the worker; None if there is no such store."""
-        created = now()
-        files = [
-            new_file(vector_store_id, file_id, strategy, attributes, created)
-            for file_id in dict.fromkeys(file_ids)
-        ]
+        files = new_files(vector_store_id, file_ids, strategy, attributes, now())
         stored = await self._store.add_vector_store_files(vector_store_id, files)
         if stored:
             self._wake()

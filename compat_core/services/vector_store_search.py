@@ -21,6 +21,7 @@ from compat_core.retrieval import filters, ranking
 from compat_core.retrieval import search as retrieval_search
 from compat_core.retrieval.embeddings import Embedder
 from compat_core.retrieval.filters import Filter
+from compat_core.services.support import now
 from compat_core.store.base import Store
 from compat_core.v1 import vector_stores_pb2
 
@@ -64,7 +65,8 @@ def _filters(request: vector_stores_pb2.SearchVectorStoreRequest) -> Filter | No
 
 
 class VectorStoreSearch:
-    """One search: the endpoint's checks, then `retrieval.search`."""
+    """One search: the endpoint's checks, then `retrieval.search`, then the store marked
+    active."""
 
     def __init__(self, store: Store, embedder: Embedder | None = None) -> None:
         self._store = store
@@ -96,6 +98,8 @@ class VectorStoreSearch:
             filters=attribute_filter,
             embedder=None if lexical else self._embedder,
         )
+        # A search is a use of the store: its expiry moves on (see `retrieval.expiry`).
+        await self._store.touch_vector_stores([store_id], now())
         response = vector_stores_pb2.SearchVectorStoreResponse(search_query=request.query)
         for item in found:
             result = response.data.add(

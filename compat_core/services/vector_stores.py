@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any, Final
 
 from compat_core import errors, ids, validation
+from compat_core.retrieval import expiry
 from compat_core.retrieval.embeddings import Embedder
-from compat_core.retrieval.expiry import mark_expired, touch
 from compat_core.services.support import apply_mask, cursor_error, list_response, mask_paths, now
 from compat_core.services.vector_store_batches import VectorStoreFileBatches
 from compat_core.services.vector_store_files import VectorStoreFiles
@@ -23,14 +23,14 @@ from compat_core.v1 import common_pb2, vector_stores_pb2, vector_stores_pb2_grpc
 VectorStore = vector_stores_pb2.VectorStore
 
 UPDATABLE: Final = frozenset({"name", "expires_after", "metadata"})
-# OpenAI's only anchor, and its bounds on `days`.
-ANCHOR: Final = "last_active_at"
+# OpenAI's bounds on `expires_after.days`.
 MIN_DAYS: Final = 1
 MAX_DAYS: Final = 365
 
 
 class VectorStoresService(vector_stores_pb2_grpc.VectorStoresServiceServicer):
-    """Checks happen here, storage in the store; reading or changing a store marks it active."""
+    """Checks happen here, storage in the store; changing a store marks it active, reading it
+    does not (see `retrieval.expiry`)."""
 
     def __init__(
         self, store: Store, files: VectorStoreFiles, embedder: Embedder | None = None
@@ -48,21 +48,7 @@ class VectorStoresService(vector_stores_pb2_grpc.VectorStoresServiceServicer):
         if given.HasField("description"):
             validation.max_length(given.description, validation.MAX_DESCRIPTION, "description")
         await self._files.check(request.file_ids, request.chunking_strategy, {}, "file_ids")
-        created = now()
-        store = VectorStore(
-            id=ids.new_id(ids.VECTOR_STORE),
-            created_at=created,
-            name=given.name,
-            metadata=given.metadata,
-            status=vector_stores_pb2.VECTOR_STORE_STATUS_COMPLETED,
-            last_active_at=created,
-        )
-        store.file_counts.SetInParent()
-        if given.HasField("expires_after"):
-            store.expires_after.CopyFrom(given.expires_after)
-        if given.HasField("description"):
-            store.description = given.description
-        touch(store, created)
+        store = new_store(now(), given)
         await self._store.create_vector_store(store)
         if request.file_ids:
             await self._files.record(store.id, request.file_ids, request.chunking_strategy, {})
@@ -76,10 +62,12 @@ class VectorStoresService(vector_stores_pb2_grpc.VectorStoresServiceServicer):
     ) -> VectorStore:
         store_id = request.vector_store_id
         validation.required_id(store_id, "vector_store_id")
-        moment = now()
-        found = await self._store.update_vector_store(store_id, lambda vs: touch(vs, moment))
+        found = await self._store.get_vector_store(store_id)
         if found is None:
             raise _missing(store_id)
+        # Answered expired as soon as its time has passed; the sweep writes it (and drops
+        # its chunks) on its next round.
+        expiry.mark_expired(found, now())
         return found
 
     async def ListVectorStores(
@@ -98,7 +86,7 @@ class VectorStoresService(vector_stores_pb2_grpc.VectorStoresServiceServicer):
         response = list_response(vector_stores_pb2.ListVectorStoresResponse.FromString, page)
         moment = now()
         for store in response.data:
-            mark_expired(store, moment)
+            expiry.mark_expired(store, moment)
         return response
 
     async def UpdateVectorStore(
@@ -112,11 +100,12 @@ class VectorStoresService(vector_stores_pb2_grpc.VectorStoresServiceServicer):
 
         def mutate(current: VectorStore) -> None:
             apply_mask(request.vector_store, current, paths)
-            touch(current, moment)
+            expiry.touch(current, moment)
 
         updated = await self._store.update_vector_store(store_id, mutate)
         if updated is None:
             raise _missing(store_id)
+        expiry.mark_expired(updated, moment)
         return updated
 
     async def DeleteVectorStore(
@@ -196,15 +185,35 @@ class VectorStoresService(vector_stores_pb2_grpc.VectorStoresServiceServicer):
         return await self._search.search(request)
 
 
+def new_store(created: int, given: VectorStore) -> VectorStore:
+    """A new, empty store with what a client may set taken from `given` (checked), active
+    from `created`."""
+    store = VectorStore(
+        id=ids.new_id(ids.VECTOR_STORE),
+        created_at=created,
+        name=given.name,
+        metadata=given.metadata,
+        status=vector_stores_pb2.VECTOR_STORE_STATUS_COMPLETED,
+        last_active_at=created,
+    )
+    store.file_counts.SetInParent()
+    if given.HasField("expires_after"):
+        store.expires_after.CopyFrom(given.expires_after)
+    if given.HasField("description"):
+        store.description = given.description
+    expiry.touch(store, created)
+    return store
+
+
 def _check(store: VectorStore) -> None:
     """The fields a client sets on create and update."""
     validation.max_length(store.name, validation.MAX_NAME, "name")
     validation.metadata(store.metadata)
     if store.HasField("expires_after"):
         policy = store.expires_after
-        if policy.anchor != ANCHOR:
+        if policy.anchor != expiry.ANCHOR:
             raise errors.invalid(
-                f"Invalid 'expires_after.anchor': expected '{ANCHOR}', but got "
+                f"Invalid 'expires_after.anchor': expected '{expiry.ANCHOR}', but got "
                 f"'{errors.shown(policy.anchor)}'.",
                 "expires_after.anchor",
                 "invalid_value",

@@ -201,6 +201,41 @@ class VectorsUnavailable(Exception):
     enable it); the message says what is missing."""
 
 
+@dataclass(frozen=True)
+class NewVectorStore:
+    """A vector store that an assistant or a thread creates inline, with its first files
+    (`in_progress`), written in the transaction that writes the object naming it: a create
+    that fails leaves no store behind."""
+
+    store: vector_stores_pb2.VectorStore
+    files: Sequence[vector_stores_pb2.VectorStoreFile]
+
+
+@dataclass(frozen=True)
+class ThreadFiles:
+    """Files that messages attached for file_search, for their thread's vector store.
+
+    That is the store the thread's `tool_resources.file_search.vector_store_ids` names, if it
+    exists and has not expired; otherwise `fallback` is created and the thread names it
+    instead. Decided in the transaction that locks the thread, so that two messages written
+    at once cannot each give it a store. Each file takes the chosen store's ID as it is added.
+    """
+
+    files: Sequence[vector_stores_pb2.VectorStoreFile]
+    fallback: vector_stores_pb2.VectorStore
+
+
+@dataclass(frozen=True)
+class VectorStoreWrites:
+    """What a create writes to vector stores in its own transaction: stores to create
+    (`new`), and files for the thread's store (`thread_files`, on a thread's writes only).
+    The thread's store is marked active at `moment` (unix seconds; see `retrieval.expiry`)."""
+
+    moment: int
+    new: Sequence[NewVectorStore] = ()
+    thread_files: ThreadFiles | None = None
+
+
 class LeaseLost(Exception):
     """The writer no longer holds the run's lease: another core executes it now."""
 
@@ -232,8 +267,13 @@ class Store(ABC):
     # Assistants
 
     @abstractmethod
-    async def create_assistant(self, assistant: assistants_pb2.Assistant) -> None:
-        """Insert a new assistant (ID and created_at already set)."""
+    async def create_assistant(
+        self,
+        assistant: assistants_pb2.Assistant,
+        vector_stores: VectorStoreWrites | None = None,
+    ) -> None:
+        """Insert a new assistant (ID and created_at already set), creating the stores of
+        `vector_stores.new` first; `thread_files` must be None."""
 
     @abstractmethod
     async def get_assistant(self, assistant_id: str) -> assistants_pb2.Assistant | None:
@@ -280,6 +320,18 @@ class Store(ABC):
     @abstractmethod
     async def delete_vector_store(self, store_id: str) -> bool:
         """Delete the vector store; False if it was unknown."""
+
+    @abstractmethod
+    async def touch_vector_stores(self, store_ids: Collection[str], moment: int) -> None:
+        """Mark the stores used at `moment` (unix seconds), moving their expiry with it (see
+        `retrieval.expiry`); unknown and expired ones are left alone. What a search of them
+        calls: the search endpoint, and a run's file_search."""
+
+    @abstractmethod
+    async def expire_vector_stores(self, moment: int, limit: int) -> list[str]:
+        """Mark up to `limit` stores whose `expires_at` passed by `moment` `expired` and drop
+        their chunks (their files stay listed); the IDs of those it expired. Each is checked
+        again under its lock, so a store used meanwhile is left alone."""
 
     # Chunks of vector store files (file_search)
 
@@ -476,9 +528,13 @@ class Store(ABC):
 
     @abstractmethod
     async def create_thread(
-        self, thread: threads_pb2.Thread, messages: list[messages_pb2.Message]
+        self,
+        thread: threads_pb2.Thread,
+        messages: list[messages_pb2.Message],
+        vector_stores: VectorStoreWrites | None = None,
     ) -> None:
-        """Insert a thread and its first messages (in list order) in one transaction."""
+        """Insert a thread and its first messages (in list order) in one transaction, with
+        `vector_stores` (a store made for `thread_files` is set on `thread` in place)."""
 
     @abstractmethod
     async def get_thread(self, thread_id: str) -> threads_pb2.Thread | None:
@@ -497,8 +553,11 @@ class Store(ABC):
     # Messages
 
     @abstractmethod
-    async def create_message(self, message: messages_pb2.Message) -> bool:
-        """Insert a message at the end of its thread; False if the thread is unknown.
+    async def create_message(
+        self, message: messages_pb2.Message, vector_stores: VectorStoreWrites | None = None
+    ) -> bool:
+        """Insert a message at the end of its thread, with `vector_stores` (its file_search
+        attachments); False if the thread is unknown.
 
         Raises ThreadBusy when the thread has an active run (checked in the same transaction).
         """
@@ -542,7 +601,8 @@ class Store(ABC):
 
     @abstractmethod
     async def delete_file(self, file_id: str) -> bool:
-        """Delete a file object; False if unknown."""
+        """Delete a file object and take it out of every vector store that holds it (its
+        entries and chunks, the stores recounted) in one transaction; False if unknown."""
 
     # Runs and run steps
 
@@ -554,13 +614,16 @@ class Store(ABC):
         thread: threads_pb2.Thread | None = None,
         lease: Lease | None = None,
         reply: tuple[messages_pb2.Message, runs_pb2.RunStep] | None = None,
+        vector_stores: VectorStoreWrites | None = None,
     ) -> bool:
         """Start a run, in one transaction.
 
         Inserts `thread` first when given (create-thread-and-run, its first messages are in
-        `messages`); then checks the run's thread exists (False if not) and has no active run
-        (raises ThreadBusy); then inserts `messages` (a run's additional messages) at the end
-        of the thread and the run, with `lease` (else an unowned one any core may claim).
+        `messages`), with `vector_stores` as `create_thread` writes them; then checks the run's
+        thread exists (False if not) and has no active run (raises ThreadBusy); then, for an
+        existing thread, writes `vector_stores` as `create_message` does, and inserts
+        `messages` (a run's additional messages) at the end of the thread and the run, with
+        `lease` (else an unowned one any core may claim).
         `reply`, a message of the run and the step that creates it, is inserted last: the reply
         of a run that starts as it is created.
         """

@@ -150,6 +150,9 @@ files = Table(
     sqlite_autoincrement=True,
 )
 
+# `expires_at` (migration 0011): when the store will expire, NULL if it never will or already
+# did (`retrieval.expiry.pending_expiry`), so that the expiry sweep reads only the stores whose
+# time has come.
 vector_stores = Table(
     "vector_stores",
     metadata,
@@ -157,11 +160,14 @@ vector_stores = Table(
     _id(),
     _created_at(),
     _body(),
+    Column("expires_at", BigInteger, nullable=True),
     UniqueConstraint("id"),
+    Index(None, "expires_at"),
     sqlite_autoincrement=True,
 )
 
-# The files of vector stores (migration 0007): `id` is the file's ID, unique within its store;
+# The files of vector stores (migration 0007): `id` is the file's ID, unique within its store
+# (and indexed alone, migration 0011, for deleting a file from every store that holds it);
 # `status` and `usage_bytes` copy the body's so that a store's counts are one aggregate; the
 # lease columns say which core is ingesting an `in_progress` file and until when (unix ms).
 # `batch_id` (migration 0008) copies the body's too: the batch the file joined with, "" for
@@ -183,6 +189,7 @@ vector_store_files = Table(
     Index(None, "vector_store_id", "seq"),
     Index(None, "status", "lease_expires_at_ms"),
     Index(None, "batch_id", "seq"),
+    Index(None, "id"),
     sqlite_autoincrement=True,
 )
 

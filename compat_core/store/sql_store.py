@@ -53,6 +53,7 @@ from sqlalchemy import (
     select,
 )
 
+from compat_core.retrieval import expiry
 from compat_core.retrieval.filters import Filter
 from compat_core.store import (
     prepared,
@@ -63,6 +64,7 @@ from compat_core.store import (
     sql_file_attributes,
     sql_vector_batches,
     sql_vector_files,
+    sql_vector_stores,
     sql_vectors,
 )
 from compat_core.store.base import (
@@ -80,6 +82,7 @@ from compat_core.store.base import (
     StoredChunk,
     StoredEvent,
     ThreadBusy,
+    VectorStoreWrites,
 )
 from compat_core.store.notify import PostgresListener
 from compat_core.store.runner import TransactionRunner
@@ -124,7 +127,7 @@ def _assistant_columns(a: assistants_pb2.Assistant) -> dict[str, Any]:
 
 
 def _vector_store_columns(v: vector_stores_pb2.VectorStore) -> dict[str, Any]:
-    return {"id": v.id, "created_at": v.created_at}
+    return {"id": v.id, "created_at": v.created_at, "expires_at": expiry.pending_expiry(v)}
 
 
 def _thread_columns(t: threads_pb2.Thread) -> dict[str, Any]:
@@ -527,13 +530,63 @@ def _thread_page(
     return page
 
 
+def _insert_vector_store(conn: Connection, store: vector_stores_pb2.VectorStore) -> None:
+    _append(conn, _VECTOR_STORES, [store])
+
+
+def _create_assistant(
+    conn: Connection, assistant: assistants_pb2.Assistant, writes: VectorStoreWrites | None
+) -> None:
+    """Insert an assistant after the vector stores it creates."""
+    if writes is not None:
+        if writes.thread_files is not None:
+            raise ValueError("only a thread's writes carry thread files")
+        sql_vector_stores.create(conn, writes.new, _insert_vector_store)
+    _append(conn, _ASSISTANTS, [assistant])
+
+
+def _insert_thread(
+    conn: Connection, thread: threads_pb2.Thread, writes: VectorStoreWrites | None
+) -> None:
+    """Insert a new thread after the vector stores it creates; its `thread_files` go to its
+    store first, which may change the thread before it is inserted."""
+    if writes is not None:
+        sql_vector_stores.create(conn, writes.new, _insert_vector_store)
+        if writes.thread_files is not None:
+            insert = _insert_vector_store
+            sql_vector_stores.attach(conn, thread, writes.thread_files, insert, writes.moment)
+    _append(conn, _THREADS, [thread])
+
+
+def _attach_to_thread(conn: Connection, thread_id: str, writes: VectorStoreWrites | None) -> None:
+    """Give an existing thread's store `thread_files` (the caller locked the thread)."""
+    if writes is None:
+        return
+    if writes.new:
+        raise ValueError("an existing thread creates no inline vector stores")
+    if writes.thread_files is None:
+        return
+    stmt = _select_where(schema.threads, ("seq", "body"), ("id",))
+    row = prepared.first(conn, stmt, _params({"id": thread_id}))
+    if row is None:
+        raise LookupError(f"thread {thread_id} is locked but not found")
+    seq, body = row
+    thread = threads_pb2.Thread.FromString(body)
+    insert = _insert_vector_store
+    if sql_vector_stores.attach(conn, thread, writes.thread_files, insert, writes.moment):
+        _rewrite(conn, _THREADS, seq, thread)
+
+
 def _create_thread(
-    conn: Connection, thread: threads_pb2.Thread, messages: Sequence[messages_pb2.Message]
+    conn: Connection,
+    thread: threads_pb2.Thread,
+    messages: Sequence[messages_pb2.Message],
+    writes: VectorStoreWrites | None,
 ) -> None:
     for message in messages:
         if message.thread_id != thread.id:
             raise ValueError(f"message {message.id} names thread {message.thread_id!r}")
-    _append(conn, _THREADS, [thread])
+    _insert_thread(conn, thread, writes)
     _append(conn, _MESSAGES, messages)
 
 
@@ -567,10 +620,13 @@ def _check_idle(conn: Connection, thread_id: str, other_than: str = "") -> None:
         raise ThreadBusy(thread_id, active)
 
 
-def _create_message(conn: Connection, message: messages_pb2.Message) -> bool:
+def _create_message(
+    conn: Connection, message: messages_pb2.Message, writes: VectorStoreWrites | None
+) -> bool:
     if not _lock_thread(conn, message.thread_id):
         return False
     _check_idle(conn, message.thread_id)
+    _attach_to_thread(conn, message.thread_id, writes)
     _append(conn, _MESSAGES, [message])
     return True
 
@@ -592,6 +648,7 @@ def _create_run(
     thread: threads_pb2.Thread | None,
     lease: Lease | None,
     reply: tuple[messages_pb2.Message, runs_pb2.RunStep] | None = None,
+    writes: VectorStoreWrites | None = None,
 ) -> bool:
     steps: list[runs_pb2.RunStep] = []
     if reply is not None:
@@ -606,12 +663,14 @@ def _create_run(
     if thread is not None:
         if thread.id != run.thread_id:
             raise ValueError(f"run {run.id} names thread {run.thread_id!r}, not {thread.id!r}")
-        _append(conn, _THREADS, [thread])
+        _insert_thread(conn, thread, writes)
     elif not _lock_thread(conn, run.thread_id):
         return False
     # A new thread cannot have a run yet, and no one else sees it before this commits; an
     # existing one is checked while its row is locked, so two runs cannot both pass.
     _check_idle(conn, run.thread_id)
+    if thread is None:
+        _attach_to_thread(conn, run.thread_id, writes)
     _append(conn, _MESSAGES, messages)
     _append(conn, _RUNS, [run])
     sql_claims.sync_lease(conn, run, lease)
@@ -823,8 +882,12 @@ class SqlStore(Store):
 
     # Assistants
 
-    async def create_assistant(self, assistant: assistants_pb2.Assistant) -> None:
-        await self._db.write(lambda conn: _append(conn, _ASSISTANTS, [assistant]))
+    async def create_assistant(
+        self,
+        assistant: assistants_pb2.Assistant,
+        vector_stores: VectorStoreWrites | None = None,
+    ) -> None:
+        await self._db.write(lambda conn: _create_assistant(conn, assistant, vector_stores))
 
     async def get_assistant(self, assistant_id: str) -> assistants_pb2.Assistant | None:
         return await self._lookup(lambda conn: _get(conn, _ASSISTANTS, assistant_id))
@@ -863,6 +926,12 @@ class SqlStore(Store):
             return _delete(conn, _VECTOR_STORES, store_id)
 
         return await self._db.write(delete)
+
+    async def touch_vector_stores(self, store_ids: Collection[str], moment: int) -> None:
+        await self._db.write(lambda conn: sql_vector_stores.touch(conn, store_ids, moment))
+
+    async def expire_vector_stores(self, moment: int, limit: int) -> list[str]:
+        return await self._db.write(lambda conn: sql_vector_stores.expire(conn, moment, limit))
 
     # Files of vector stores
 
@@ -1065,9 +1134,12 @@ class SqlStore(Store):
     # Threads
 
     async def create_thread(
-        self, thread: threads_pb2.Thread, messages: list[messages_pb2.Message]
+        self,
+        thread: threads_pb2.Thread,
+        messages: list[messages_pb2.Message],
+        vector_stores: VectorStoreWrites | None = None,
     ) -> None:
-        await self._db.write(lambda conn: _create_thread(conn, thread, messages))
+        await self._db.write(lambda conn: _create_thread(conn, thread, messages, vector_stores))
 
     async def get_thread(self, thread_id: str) -> threads_pb2.Thread | None:
         return await self._lookup(lambda conn: _get(conn, _THREADS, thread_id))
@@ -1082,8 +1154,10 @@ class SqlStore(Store):
 
     # Messages
 
-    async def create_message(self, message: messages_pb2.Message) -> bool:
-        return await self._db.write(lambda conn: _create_message(conn, message))
+    async def create_message(
+        self, message: messages_pb2.Message, vector_stores: VectorStoreWrites | None = None
+    ) -> bool:
+        return await self._db.write(lambda conn: _create_message(conn, message, vector_stores))
 
     async def get_message(self, thread_id: str, message_id: str) -> messages_pb2.Message | None:
         return await self._lookup(
@@ -1122,7 +1196,13 @@ class SqlStore(Store):
         return await self._lookup(lambda conn: _list_files(conn, query, purpose))
 
     async def delete_file(self, file_id: str) -> bool:
-        return await self._db.write(lambda conn: _delete(conn, _FILES, file_id))
+        def delete(conn: Connection) -> bool:
+            if not _delete(conn, _FILES, file_id):
+                return False
+            sql_vector_files.remove_file(conn, file_id)
+            return True
+
+        return await self._db.write(delete)
 
     # Runs and run steps
 
@@ -1133,9 +1213,10 @@ class SqlStore(Store):
         thread: threads_pb2.Thread | None = None,
         lease: Lease | None = None,
         reply: tuple[messages_pb2.Message, runs_pb2.RunStep] | None = None,
+        vector_stores: VectorStoreWrites | None = None,
     ) -> bool:
         return await self._db.write(
-            lambda conn: _create_run(conn, run, messages, thread, lease, reply)
+            lambda conn: _create_run(conn, run, messages, thread, lease, reply, vector_stores)
         )
 
     async def get_run(self, thread_id: str, run_id: str) -> runs_pb2.Run | None:

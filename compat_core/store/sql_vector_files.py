@@ -128,6 +128,14 @@ def delete(conn: Connection, vector_store_id: str, file_id: str) -> bool:
     return True
 
 
+def remove_file(conn: Connection, file_id: str) -> None:
+    """Take a file out of every store that holds it, as the file itself is deleted: its rows
+    and chunks go and each store is recounted (the stores locked in ID order)."""
+    stmt = select(_FILES.c.vector_store_id).where(_FILES.c.id == file_id)
+    for vector_store_id in sorted({str(i) for i in conn.execute(stmt).scalars()}):
+        delete(conn, vector_store_id, file_id)
+
+
 def delete_store(conn: Connection, vector_store_id: str) -> None:
     """Drop every file row, attribute and chunk of a store (as the store itself is deleted)."""
     conn.execute(_FILES.delete().where(_FILES.c.vector_store_id == vector_store_id))
@@ -234,7 +242,9 @@ def finish(
     if not ended:
         return False
     sql_chunks.delete_file(conn, current.vector_store_id, current.id)
-    chunk_ids = sql_chunks.add(conn, current.vector_store_id, current.id, chunks, created_at)
-    sql_vectors.file_chunks_added(conn, current.vector_store_id, chunk_ids, vectors)
+    # An expired store keeps no chunks (the sweep dropped them): none are added after it.
+    if store.status != vector_stores_pb2.VECTOR_STORE_STATUS_EXPIRED:
+        chunk_ids = sql_chunks.add(conn, current.vector_store_id, current.id, chunks, created_at)
+        sql_vectors.file_chunks_added(conn, current.vector_store_id, chunk_ids, vectors)
     recount(conn, store)
     return True

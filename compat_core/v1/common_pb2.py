@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63ompat_core/v1/common.proto\x12\x0e\x63ompat_core.v1\"\xb8\x01\n\x04Tool\x12?\n\x10\x63ode_interpreter\x18\x01 \x01(\x0b\x32#.compat_core.v1.CodeInterpreterToolH\x00\x12\x35\n\x0b\x66ile_search\x18\x02 \x01(\x0b\x32\x1e.compat_core.v1.FileSearchToolH\x00\x12\x30\n\x08\x66unction\x18\x03 \x01(\x0b\x32\x1c.compat_core.v1.FunctionToolH\x00\x42\x06\n\x04kind\"\x15\n\x13\x43odeInterpreterTool\"\x85\x01\n\x0e\x46ileSearchTool\x12\x1c\n\x0fmax_num_results\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x41\n\x0franking_options\x18\x02 \x01(\x0b\x32(.compat_core.v1.FileSearchRankingOptionsB\x12\n\x10_max_num_results\"C\n\x18\x46ileSearchRankingOptions\x12\x0e\n\x06ranker\x18\x01 \x01(\t\x12\x17\n\x0fscore_threshold\x18\x02 \x01(\x01\"\x98\x01\n\x0c\x46unctionTool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x0b\x64\x65scription\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x1c\n\x0fparameters_json\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x13\n\x06strict\x18\x04 \x01(\x08H\x02\x88\x01\x01\x42\x0e\n\x0c_descriptionB\x12\n\x10_parameters_jsonB\t\n\x07_strict\"/\n\x08ToolList\x12#\n\x05tools\x18\x01 \x03(\x0b\x32\x14.compat_core.v1.Tool\"\x8d\x01\n\rToolResources\x12\x42\n\x10\x63ode_interpreter\x18\x01 \x01(\x0b\x32(.compat_core.v1.CodeInterpreterResources\x12\x38\n\x0b\x66ile_search\x18\x02 \x01(\x0b\x32#.compat_core.v1.FileSearchResources\",\n\x18\x43odeInterpreterResources\x12\x10\n\x08\x66ile_ids\x18\x01 \x03(\t\"g\n\x13\x46ileSearchResources\x12\x18\n\x10vector_store_ids\x18\x01 \x03(\t\x12\x36\n\rvector_stores\x18\x02 \x03(\x0b\x32\x1f.compat_core.v1.VectorStoreSpec\"\x95\x01\n\x0fVectorStoreSpec\x12\x10\n\x08\x66ile_ids\x18\x01 \x03(\t\x12?\n\x08metadata\x18\x02 \x03(\x0b\x32-.compat_core.v1.VectorStoreSpec.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"y\n\x0eResponseFormat\x12\x30\n\x04type\x18\x01 \x01(\x0e\x32\".compat_core.v1.ResponseFormatType\x12\x35\n\x0bjson_schema\x18\x02 \x01(\x0b\x32 .compat_core.v1.JsonSchemaFormat\"\x94\x01\n\x10JsonSchemaFormat\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x0b\x64\x65scription\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x0bschema_json\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x13\n\x06strict\x18\x04 \x01(\x08H\x02\x88\x01\x01\x42\x0e\n\x0c_descriptionB\x0e\n\x0c_schema_jsonB\t\n\x07_strict\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x03\"-\n\x0e\x44\x65letionStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08*P\n\tSortOrder\x12\x1a\n\x16SORT_ORDER_UNSPECIFIED\x10\x00\x12\x12\n\x0eSORT_ORDER_ASC\x10\x01\x12\x13\n\x0fSORT_ORDER_DESC\x10\x02*\xc4\x01\n\x12ResponseFormatType\x12$\n RESPONSE_FORMAT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19RESPONSE_FORMAT_TYPE_AUTO\x10\x01\x12\x1d\n\x19RESPONSE_FORMAT_TYPE_TEXT\x10\x02\x12$\n RESPONSE_FORMAT_TYPE_JSON_OBJECT\x10\x03\x12$\n RESPONSE_FORMAT_TYPE_JSON_SCHEMA\x10\x04\x42}\n\x12\x63om.compat_core.v1P\x01Z4assistants-compat/gen/go/compat_core/v1;compatcorev1\xaa\x02\rCompatCore.V1\xca\x02\rCompatCore\\V1\xea\x02\x0e\x43ompatCore::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63ompat_core/v1/common.proto\x12\x0e\x63ompat_core.v1\"\xb8\x01\n\x04Tool\x12?\n\x10\x63ode_interpreter\x18\x01 \x01(\x0b\x32#.compat_core.v1.CodeInterpreterToolH\x00\x12\x35\n\x0b\x66ile_search\x18\x02 \x01(\x0b\x32\x1e.compat_core.v1.FileSearchToolH\x00\x12\x30\n\x08\x66unction\x18\x03 \x01(\x0b\x32\x1c.compat_core.v1.FunctionToolH\x00\x42\x06\n\x04kind\"\x15\n\x13\x43odeInterpreterTool\"\x85\x01\n\x0e\x46ileSearchTool\x12\x1c\n\x0fmax_num_results\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x41\n\x0franking_options\x18\x02 \x01(\x0b\x32(.compat_core.v1.FileSearchRankingOptionsB\x12\n\x10_max_num_results\"C\n\x18\x46ileSearchRankingOptions\x12\x0e\n\x06ranker\x18\x01 \x01(\t\x12\x17\n\x0fscore_threshold\x18\x02 \x01(\x01\"\x98\x01\n\x0c\x46unctionTool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x0b\x64\x65scription\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x1c\n\x0fparameters_json\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x13\n\x06strict\x18\x04 \x01(\x08H\x02\x88\x01\x01\x42\x0e\n\x0c_descriptionB\x12\n\x10_parameters_jsonB\t\n\x07_strict\"/\n\x08ToolList\x12#\n\x05tools\x18\x01 \x03(\x0b\x32\x14.compat_core.v1.Tool\"\x8d\x01\n\rToolResources\x12\x42\n\x10\x63ode_interpreter\x18\x01 \x01(\x0b\x32(.compat_core.v1.CodeInterpreterResources\x12\x38\n\x0b\x66ile_search\x18\x02 \x01(\x0b\x32#.compat_core.v1.FileSearchResources\",\n\x18\x43odeInterpreterResources\x12\x10\n\x08\x66ile_ids\x18\x01 \x03(\t\"g\n\x13\x46ileSearchResources\x12\x18\n\x10vector_store_ids\x18\x01 \x03(\t\x12\x36\n\rvector_stores\x18\x02 \x03(\x0b\x32\x1f.compat_core.v1.VectorStoreSpec\"\xd2\x01\n\x0fVectorStoreSpec\x12\x10\n\x08\x66ile_ids\x18\x01 \x03(\t\x12?\n\x08metadata\x18\x02 \x03(\x0b\x32-.compat_core.v1.VectorStoreSpec.MetadataEntry\x12;\n\x11\x63hunking_strategy\x18\x03 \x01(\x0b\x32 .compat_core.v1.ChunkingStrategy\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8a\x01\n\x10\x43hunkingStrategy\x12\x34\n\x04\x61uto\x18\x01 \x01(\x0b\x32$.compat_core.v1.AutoChunkingStrategyH\x00\x12\x38\n\x06static\x18\x02 \x01(\x0b\x32&.compat_core.v1.StaticChunkingStrategyH\x00\x42\x06\n\x04kind\"\x16\n\x14\x41utoChunkingStrategy\"U\n\x16StaticChunkingStrategy\x12\x1d\n\x15max_chunk_size_tokens\x18\x01 \x01(\x05\x12\x1c\n\x14\x63hunk_overlap_tokens\x18\x02 \x01(\x05\"y\n\x0eResponseFormat\x12\x30\n\x04type\x18\x01 \x01(\x0e\x32\".compat_core.v1.ResponseFormatType\x12\x35\n\x0bjson_schema\x18\x02 \x01(\x0b\x32 .compat_core.v1.JsonSchemaFormat\"\x94\x01\n\x10JsonSchemaFormat\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x0b\x64\x65scription\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x0bschema_json\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x13\n\x06strict\x18\x04 \x01(\x08H\x02\x88\x01\x01\x42\x0e\n\x0c_descriptionB\x0e\n\x0c_schema_jsonB\t\n\x07_strict\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x03\"-\n\x0e\x44\x65letionStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08*P\n\tSortOrder\x12\x1a\n\x16SORT_ORDER_UNSPECIFIED\x10\x00\x12\x12\n\x0eSORT_ORDER_ASC\x10\x01\x12\x13\n\x0fSORT_ORDER_DESC\x10\x02*\xc4\x01\n\x12ResponseFormatType\x12$\n RESPONSE_FORMAT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19RESPONSE_FORMAT_TYPE_AUTO\x10\x01\x12\x1d\n\x19RESPONSE_FORMAT_TYPE_TEXT\x10\x02\x12$\n RESPONSE_FORMAT_TYPE_JSON_OBJECT\x10\x03\x12$\n RESPONSE_FORMAT_TYPE_JSON_SCHEMA\x10\x04\x42}\n\x12\x63om.compat_core.v1P\x01Z4assistants-compat/gen/go/compat_core/v1;compatcorev1\xaa\x02\rCompatCore.V1\xca\x02\rCompatCore\\V1\xea\x02\x0e\x43ompatCore::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,10 +34,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\022com.compat_core.v1P\001Z4assistants-compat/gen/go/compat_core/v1;compatcorev1\252\002\rCompatCore.V1\312\002\rCompatCore\\V1\352\002\016CompatCore::V1'
   _globals['_VECTORSTORESPEC_METADATAENTRY']._loaded_options = None
   _globals['_VECTORSTORESPEC_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_SORTORDER']._serialized_start=1515
-  _globals['_SORTORDER']._serialized_end=1595
-  _globals['_RESPONSEFORMATTYPE']._serialized_start=1598
-  _globals['_RESPONSEFORMATTYPE']._serialized_end=1794
+  _globals['_SORTORDER']._serialized_start=1828
+  _globals['_SORTORDER']._serialized_end=1908
+  _globals['_RESPONSEFORMATTYPE']._serialized_start=1911
+  _globals['_RESPONSEFORMATTYPE']._serialized_end=2107
   _globals['_TOOL']._serialized_start=48
   _globals['_TOOL']._serialized_end=232
   _globals['_CODEINTERPRETERTOOL']._serialized_start=234
@@ -57,15 +57,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FILESEARCHRESOURCES']._serialized_start=856
   _globals['_FILESEARCHRESOURCES']._serialized_end=959
   _globals['_VECTORSTORESPEC']._serialized_start=962
-  _globals['_VECTORSTORESPEC']._serialized_end=1111
-  _globals['_VECTORSTORESPEC_METADATAENTRY']._serialized_start=1064
-  _globals['_VECTORSTORESPEC_METADATAENTRY']._serialized_end=1111
-  _globals['_RESPONSEFORMAT']._serialized_start=1113
-  _globals['_RESPONSEFORMAT']._serialized_end=1234
-  _globals['_JSONSCHEMAFORMAT']._serialized_start=1237
-  _globals['_JSONSCHEMAFORMAT']._serialized_end=1385
-  _globals['_USAGE']._serialized_start=1387
-  _globals['_USAGE']._serialized_end=1466
-  _globals['_DELETIONSTATUS']._serialized_start=1468
-  _globals['_DELETIONSTATUS']._serialized_end=1513
+  _globals['_VECTORSTORESPEC']._serialized_end=1172
+  _globals['_VECTORSTORESPEC_METADATAENTRY']._serialized_start=1125
+  _globals['_VECTORSTORESPEC_METADATAENTRY']._serialized_end=1172
+  _globals['_CHUNKINGSTRATEGY']._serialized_start=1175
+  _globals['_CHUNKINGSTRATEGY']._serialized_end=1313
+  _globals['_AUTOCHUNKINGSTRATEGY']._serialized_start=1315
+  _globals['_AUTOCHUNKINGSTRATEGY']._serialized_end=1337
+  _globals['_STATICCHUNKINGSTRATEGY']._serialized_start=1339
+  _globals['_STATICCHUNKINGSTRATEGY']._serialized_end=1424
+  _globals['_RESPONSEFORMAT']._serialized_start=1426
+  _globals['_RESPONSEFORMAT']._serialized_end=1547
+  _globals['_JSONSCHEMAFORMAT']._serialized_start=1550
+  _globals['_JSONSCHEMAFORMAT']._serialized_end=1698
+  _globals['_USAGE']._serialized_start=1700
+  _globals['_USAGE']._serialized_end=1779
+  _globals['_DELETIONSTATUS']._serialized_start=1781
+  _globals['_DELETIONSTATUS']._serialized_end=1826
 # @@protoc_insertion_point(module_scope)

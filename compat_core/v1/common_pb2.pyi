@@ -335,8 +335,10 @@ class FileSearchResources(_message.Message):
 
     @_builtins.property
     def vector_stores(self) -> _containers.RepeatedCompositeFieldContainer[Global___VectorStoreSpec]:
-        """Vector stores to create from files and attach, at most 1. Accepted on create requests
-        only; the created store's ID then appears in `vector_store_ids`.
+        """Vector stores to create from files and attach, at most 1, and only when
+        `vector_store_ids` is empty. Accepted on the create requests of assistants and threads
+        only; the created store's ID then appears in `vector_store_ids`, and this list is never
+        stored or answered.
         """
 
     def __init__(
@@ -355,7 +357,10 @@ Global___FileSearchResources: _TypeAlias = FileSearchResources  # noqa: Y015
 
 @_typing.final
 class VectorStoreSpec(_message.Message):
-    """A vector store to create inline while creating an assistant or a thread."""
+    """A vector store to create inline while creating an assistant or a thread. It is created, with
+    its files `in_progress`, in the same transaction as the assistant or thread that names it,
+    and its files are processed in the background as any store's.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -381,27 +386,112 @@ class VectorStoreSpec(_message.Message):
 
     FILE_IDS_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    CHUNKING_STRATEGY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def file_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """IDs of files to add to the new vector store."""
+        """IDs of files (`file-…`) to add to the new vector store, at most 500."""
 
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Set of up to 16 key-value pairs attached to the new vector store."""
+
+    @_builtins.property
+    def chunking_strategy(self) -> Global___ChunkingStrategy:
+        """How to chunk `file_ids`. Unset means `auto`."""
 
     def __init__(
         self,
         *,
         file_ids: _abc.Iterable[_builtins.str] | None = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        chunking_strategy: Global___ChunkingStrategy | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunking_strategy", b"chunking_strategy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_ids", b"file_ids", "metadata", b"metadata"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunking_strategy", b"chunking_strategy", "file_ids", b"file_ids", "metadata", b"metadata"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VectorStoreSpec: _TypeAlias = VectorStoreSpec  # noqa: Y015
+
+@_typing.final
+class ChunkingStrategy(_message.Message):
+    """How files are split into chunks for search (OpenAI's `chunking_strategy`). Exactly one kind
+    is set.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AUTO_FIELD_NUMBER: _builtins.int
+    STATIC_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def auto(self) -> Global___AutoChunkingStrategy:
+        """The `auto` strategy: chunks of 800 tokens overlapping by 400."""
+
+    @_builtins.property
+    def static(self) -> Global___StaticChunkingStrategy:
+        """The `static` strategy with its own sizes."""
+
+    def __init__(
+        self,
+        *,
+        auto: Global___AutoChunkingStrategy | None = ...,
+        static: Global___StaticChunkingStrategy | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["auto", b"auto", "kind", b"kind", "static", b"static"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto", b"auto", "kind", b"kind", "static", b"static"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["auto", "static"]  # noqa: Y015
+    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
+
+Global___ChunkingStrategy: _TypeAlias = ChunkingStrategy  # noqa: Y015
+
+@_typing.final
+class AutoChunkingStrategy(_message.Message):
+    """The `auto` chunking strategy. It has no settings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AutoChunkingStrategy: _TypeAlias = AutoChunkingStrategy  # noqa: Y015
+
+@_typing.final
+class StaticChunkingStrategy(_message.Message):
+    """The `static` chunking strategy."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_CHUNK_SIZE_TOKENS_FIELD_NUMBER: _builtins.int
+    CHUNK_OVERLAP_TOKENS_FIELD_NUMBER: _builtins.int
+    max_chunk_size_tokens: _builtins.int
+    """The largest chunk, in tokens, 100 to 4096."""
+    chunk_overlap_tokens: _builtins.int
+    """How many tokens consecutive chunks share, at least 0 and at most half of
+    `max_chunk_size_tokens`.
+    """
+    def __init__(
+        self,
+        *,
+        max_chunk_size_tokens: _builtins.int = ...,
+        chunk_overlap_tokens: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_overlap_tokens", b"chunk_overlap_tokens", "max_chunk_size_tokens", b"max_chunk_size_tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StaticChunkingStrategy: _TypeAlias = StaticChunkingStrategy  # noqa: Y015
 
 @_typing.final
 class ResponseFormat(_message.Message):

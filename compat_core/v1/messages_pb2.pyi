@@ -498,7 +498,11 @@ Global___ImageUrlContent: _TypeAlias = ImageUrlContent  # noqa: Y015
 
 @_typing.final
 class Attachment(_message.Message):
-    """A file attached to a message and the tools it is made available to."""
+    """A file attached to a message and the tools it is made available to. A file attached for
+    `file_search` is added to the thread's vector store (the one its
+    `tool_resources.file_search` names); a thread without one gets a vector store of its own,
+    expiring 7 days after it was last active, which its `tool_resources` then name.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 

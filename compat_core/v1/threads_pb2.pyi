@@ -57,7 +57,9 @@ class Thread(_message.Message):
     """When it was created, in unix seconds."""
     @_builtins.property
     def tool_resources(self) -> _common_pb2.ToolResources:
-        """Resources for the tools of runs on this thread. Unset when none were given."""
+        """Resources for the tools of runs on this thread. Unset when none were given and no
+        message attached a file for `file_search` (see `Attachment`).
+        """
 
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:

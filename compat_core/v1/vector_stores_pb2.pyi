@@ -245,8 +245,9 @@ class VectorStore(_message.Message):
     days. Unset when `expires_after` is unset. Ignored on create.
     """
     last_active_at: _builtins.int
-    """When the store was last used (created, read or changed), in unix seconds. Ignored on
-    create.
+    """When the store was last used, in unix seconds: created, changed, given files, or
+    searched (by `SearchVectorStore` or a run's `file_search`); reading it does not count.
+    Ignored on create.
     """
     description: _builtins.str
     """A description of the store's purpose, at most 512 characters. Accepted on create and
@@ -359,85 +360,6 @@ class VectorStoreExpirationAfter(_message.Message):
 Global___VectorStoreExpirationAfter: _TypeAlias = VectorStoreExpirationAfter  # noqa: Y015
 
 @_typing.final
-class ChunkingStrategy(_message.Message):
-    """How files are split into chunks for search (OpenAI's `chunking_strategy`). Exactly one kind
-    is set.
-    """
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    AUTO_FIELD_NUMBER: _builtins.int
-    STATIC_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def auto(self) -> Global___AutoChunkingStrategy:
-        """The `auto` strategy: chunks of 800 tokens overlapping by 400."""
-
-    @_builtins.property
-    def static(self) -> Global___StaticChunkingStrategy:
-        """The `static` strategy with its own sizes."""
-
-    def __init__(
-        self,
-        *,
-        auto: Global___AutoChunkingStrategy | None = ...,
-        static: Global___StaticChunkingStrategy | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["auto", b"auto", "kind", b"kind", "static", b"static"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto", b"auto", "kind", b"kind", "static", b"static"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["auto", "static"]  # noqa: Y015
-    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
-
-Global___ChunkingStrategy: _TypeAlias = ChunkingStrategy  # noqa: Y015
-
-@_typing.final
-class AutoChunkingStrategy(_message.Message):
-    """The `auto` chunking strategy. It has no settings."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    def __init__(
-        self,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___AutoChunkingStrategy: _TypeAlias = AutoChunkingStrategy  # noqa: Y015
-
-@_typing.final
-class StaticChunkingStrategy(_message.Message):
-    """The `static` chunking strategy."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    MAX_CHUNK_SIZE_TOKENS_FIELD_NUMBER: _builtins.int
-    CHUNK_OVERLAP_TOKENS_FIELD_NUMBER: _builtins.int
-    max_chunk_size_tokens: _builtins.int
-    """The largest chunk, in tokens, 100 to 4096."""
-    chunk_overlap_tokens: _builtins.int
-    """How many tokens consecutive chunks share, at least 0 and at most half of
-    `max_chunk_size_tokens`.
-    """
-    def __init__(
-        self,
-        *,
-        max_chunk_size_tokens: _builtins.int = ...,
-        chunk_overlap_tokens: _builtins.int = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_overlap_tokens", b"chunk_overlap_tokens", "max_chunk_size_tokens", b"max_chunk_size_tokens"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___StaticChunkingStrategy: _TypeAlias = StaticChunkingStrategy  # noqa: Y015
-
-@_typing.final
 class CreateVectorStoreRequest(_message.Message):
     """Request of `CreateVectorStore`."""
 
@@ -459,7 +381,7 @@ class CreateVectorStoreRequest(_message.Message):
         """
 
     @_builtins.property
-    def chunking_strategy(self) -> Global___ChunkingStrategy:
+    def chunking_strategy(self) -> _common_pb2.ChunkingStrategy:
         """How to chunk `file_ids`. Unset means `auto`."""
 
     def __init__(
@@ -467,7 +389,7 @@ class CreateVectorStoreRequest(_message.Message):
         *,
         vector_store: Global___VectorStore | None = ...,
         file_ids: _abc.Iterable[_builtins.str] | None = ...,
-        chunking_strategy: Global___ChunkingStrategy | None = ...,
+        chunking_strategy: _common_pb2.ChunkingStrategy | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["chunking_strategy", b"chunking_strategy", "vector_store", b"vector_store"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -684,7 +606,7 @@ class VectorStoreFile(_message.Message):
         """Why processing failed. Set only when `status` is FAILED."""
 
     @_builtins.property
-    def chunking_strategy(self) -> Global___ChunkingStrategy:
+    def chunking_strategy(self) -> _common_pb2.ChunkingStrategy:
         """How the file is split into chunks. Always set on a stored file (`auto` unless a static
         strategy was asked for).
         """
@@ -704,7 +626,7 @@ class VectorStoreFile(_message.Message):
         status: Global___VectorStoreFileStatus.ValueType = ...,
         usage_bytes: _builtins.int = ...,
         last_error: Global___VectorStoreFileError | None = ...,
-        chunking_strategy: Global___ChunkingStrategy | None = ...,
+        chunking_strategy: _common_pb2.ChunkingStrategy | None = ...,
         attributes: _abc.Mapping[_builtins.str, Global___VectorStoreFileAttribute] | None = ...,
         batch_id: _builtins.str = ...,
     ) -> None: ...
@@ -810,7 +732,7 @@ class CreateVectorStoreFileRequest(_message.Message):
     file_id: _builtins.str
     """The uploaded file to add (`file-…`)."""
     @_builtins.property
-    def chunking_strategy(self) -> Global___ChunkingStrategy:
+    def chunking_strategy(self) -> _common_pb2.ChunkingStrategy:
         """How to chunk the file. Unset means `auto`."""
 
     @_builtins.property
@@ -822,7 +744,7 @@ class CreateVectorStoreFileRequest(_message.Message):
         *,
         vector_store_id: _builtins.str = ...,
         file_id: _builtins.str = ...,
-        chunking_strategy: Global___ChunkingStrategy | None = ...,
+        chunking_strategy: _common_pb2.ChunkingStrategy | None = ...,
         attributes: _abc.Mapping[_builtins.str, Global___VectorStoreFileAttribute] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["chunking_strategy", b"chunking_strategy"]  # noqa: Y015
@@ -1550,7 +1472,7 @@ class VectorStoreFileBatchEntry(_message.Message):
     file_id: _builtins.str
     """The uploaded file to add (`file-…`)."""
     @_builtins.property
-    def chunking_strategy(self) -> Global___ChunkingStrategy:
+    def chunking_strategy(self) -> _common_pb2.ChunkingStrategy:
         """How to chunk this file. Unset means `auto`."""
 
     @_builtins.property
@@ -1561,7 +1483,7 @@ class VectorStoreFileBatchEntry(_message.Message):
         self,
         *,
         file_id: _builtins.str = ...,
-        chunking_strategy: Global___ChunkingStrategy | None = ...,
+        chunking_strategy: _common_pb2.ChunkingStrategy | None = ...,
         attributes: _abc.Mapping[_builtins.str, Global___VectorStoreFileAttribute] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["chunking_strategy", b"chunking_strategy"]  # noqa: Y015
@@ -1620,7 +1542,7 @@ class CreateVectorStoreFileBatchRequest(_message.Message):
         """
 
     @_builtins.property
-    def chunking_strategy(self) -> Global___ChunkingStrategy:
+    def chunking_strategy(self) -> _common_pb2.ChunkingStrategy:
         """How to chunk the files of `file_ids`. Unset means `auto`."""
 
     @_builtins.property
@@ -1633,7 +1555,7 @@ class CreateVectorStoreFileBatchRequest(_message.Message):
         vector_store_id: _builtins.str = ...,
         file_ids: _abc.Iterable[_builtins.str] | None = ...,
         files: _abc.Iterable[Global___VectorStoreFileBatchEntry] | None = ...,
-        chunking_strategy: Global___ChunkingStrategy | None = ...,
+        chunking_strategy: _common_pb2.ChunkingStrategy | None = ...,
         attributes: _abc.Mapping[_builtins.str, Global___VectorStoreFileAttribute] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["chunking_strategy", b"chunking_strategy"]  # noqa: Y015

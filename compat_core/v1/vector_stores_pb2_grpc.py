@@ -137,7 +137,8 @@ class VectorStoresServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetVectorStore(self, request, context):
-        """Returns one vector store and marks it active now. NOT_FOUND if the ID is unknown.
+        """Returns one vector store. Reading a store is not using it: `last_active_at` stays as it
+        is. NOT_FOUND if the ID is unknown.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -43,7 +43,9 @@ class VectorStoresServiceStub:
     would.
     """
     GetVectorStore: _grpc.UnaryUnaryMultiCallable[_vector_stores_pb2.GetVectorStoreRequest, _vector_stores_pb2.VectorStore]
-    """Returns one vector store and marks it active now. NOT_FOUND if the ID is unknown."""
+    """Returns one vector store. Reading a store is not using it: `last_active_at` stays as it
+    is. NOT_FOUND if the ID is unknown.
+    """
     ListVectorStores: _grpc.UnaryUnaryMultiCallable[_vector_stores_pb2.ListVectorStoresRequest, _vector_stores_pb2.ListVectorStoresResponse]
     """Lists vector stores, newest first unless `order` says otherwise."""
     UpdateVectorStore: _grpc.UnaryUnaryMultiCallable[_vector_stores_pb2.UpdateVectorStoreRequest, _vector_stores_pb2.VectorStore]
@@ -109,7 +111,9 @@ class VectorStoresServiceAsyncStub(VectorStoresServiceStub):
     would.
     """
     GetVectorStore: _aio.UnaryUnaryMultiCallable[_vector_stores_pb2.GetVectorStoreRequest, _vector_stores_pb2.VectorStore]  # type: ignore[assignment]
-    """Returns one vector store and marks it active now. NOT_FOUND if the ID is unknown."""
+    """Returns one vector store. Reading a store is not using it: `last_active_at` stays as it
+    is. NOT_FOUND if the ID is unknown.
+    """
     ListVectorStores: _aio.UnaryUnaryMultiCallable[_vector_stores_pb2.ListVectorStoresRequest, _vector_stores_pb2.ListVectorStoresResponse]  # type: ignore[assignment]
     """Lists vector stores, newest first unless `order` says otherwise."""
     UpdateVectorStore: _aio.UnaryUnaryMultiCallable[_vector_stores_pb2.UpdateVectorStoreRequest, _vector_stores_pb2.VectorStore]  # type: ignore[assignment]
@@ -184,7 +188,9 @@ class VectorStoresServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _vector_stores_pb2.GetVectorStoreRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_vector_stores_pb2.VectorStore, _abc.Awaitable[_vector_stores_pb2.VectorStore]]:
-        """Returns one vector store and marks it active now. NOT_FOUND if the ID is unknown."""
+        """Returns one vector store. Reading a store is not using it: `last_active_at` stays as it
+        is. NOT_FOUND if the ID is unknown.
+        """
 
     @_abc_1.abstractmethod
     def ListVectorStores(

@@ -289,6 +289,7 @@ _FILE_SEARCH_RESOURCE_KEYS: Final = frozenset({"vector_store_ids"})
 _FILE_SEARCH_CREATE_KEYS: Final = frozenset({"vector_store_ids", "vector_stores"})
 _VECTOR_STORE_KEYS: Final = frozenset({"file_ids", "chunking_strategy", "metadata"})
 _CHUNKING_KEYS: Final = frozenset({"type", "static"})
+_STATIC_KEYS: Final = frozenset({"max_chunk_size_tokens", "chunk_overlap_tokens"})
 
 
 def tool_resources_in(
@@ -341,20 +342,33 @@ def _vector_store_in(value: object, param: str) -> common_pb2.VectorStoreSpec:
     spec.metadata.update(metadata_in(obj.get("metadata"), f"{param}.metadata"))
     chunking = obj.get("chunking_strategy")
     if chunking is not None:
-        _check_chunking(chunking, f"{param}.chunking_strategy")
+        spec.chunking_strategy.CopyFrom(
+            chunking_strategy_in(chunking, f"{param}.chunking_strategy")
+        )
     return spec
 
 
-def _check_chunking(value: object, param: str) -> None:
-    # VectorStoreSpec has no chunking field: `auto` is what the core does anyway, any other
-    # strategy would be dropped silently, so it is refused instead.
+def chunking_strategy_in(value: object, param: str) -> common_pb2.ChunkingStrategy:
+    """`{"type": "auto"}` or `{"type": "static", "static": {…}}`; the core checks the sizes."""
     obj = expect_object(value, param)
     check_keys(obj, _CHUNKING_KEYS, param)
     kind = require(obj, "type", param)
-    if kind != "auto":
-        if not isinstance(kind, str):
-            raise invalid_type(f"{param}.type", "a string", kind)
-        raise invalid_value(f"{param}.type", kind, ("auto",))
+    strategy = common_pb2.ChunkingStrategy()
+    if kind == "auto":
+        strategy.auto.SetInParent()
+    elif kind == "static":
+        static = expect_object(require(obj, "static", param), join(param, "static"))
+        check_keys(static, _STATIC_KEYS, join(param, "static"))
+        for key in sorted(_STATIC_KEYS):
+            number = expect_int32(
+                require(static, key, join(param, "static")), f"{param}.static.{key}"
+            )
+            setattr(strategy.static, key, number)
+    elif isinstance(kind, str):
+        raise invalid_value(join(param, "type"), kind, ("auto", "static"))
+    else:
+        raise invalid_type(join(param, "type"), "a string", kind)
+    return strategy
 
 
 def tool_resources_out(resources: common_pb2.ToolResources) -> Json:

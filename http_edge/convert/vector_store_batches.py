@@ -9,6 +9,7 @@ from compat_core.v1 import vector_stores_pb2
 from http_edge.convert.common import (
     Json,
     check_keys,
+    chunking_strategy_in,
     enum_name,
     expect_list,
     expect_object,
@@ -18,7 +19,6 @@ from http_edge.convert.common import (
 )
 from http_edge.convert.vector_stores import (
     attributes_in,
-    chunking_in,
     file_counts_out,
     file_status_in,
 )
@@ -67,7 +67,7 @@ def create_request(
             request.files.append(_entry_in(item, f"files[{index}]"))
     if body.get("chunking_strategy") is not None:
         request.chunking_strategy.CopyFrom(
-            chunking_in(body["chunking_strategy"], "chunking_strategy")
+            chunking_strategy_in(body["chunking_strategy"], "chunking_strategy")
         )
     if body.get("attributes") is not None:
         _put_attributes(request.attributes, body["attributes"], "attributes")
@@ -81,7 +81,7 @@ def _entry_in(value: object, param: str) -> vector_stores_pb2.VectorStoreFileBat
     entry.file_id = expect_str(require(obj, "file_id", param), f"{param}.file_id")
     if obj.get("chunking_strategy") is not None:
         entry.chunking_strategy.CopyFrom(
-            chunking_in(obj["chunking_strategy"], f"{param}.chunking_strategy")
+            chunking_strategy_in(obj["chunking_strategy"], f"{param}.chunking_strategy")
         )
     if obj.get("attributes") is not None:
         _put_attributes(entry.attributes, obj["attributes"], f"{param}.attributes")

@@ -12,6 +12,7 @@ from http_edge.convert.common import (
     Setter,
     apply_fields,
     check_keys,
+    chunking_strategy_in,
     deleted_out,
     enum_name,
     expect_bool,
@@ -33,8 +34,6 @@ from http_edge.json_io import PageParams
 VectorStore = vector_stores_pb2.VectorStore
 
 _EXPIRES_AFTER_KEYS: Final = frozenset({"anchor", "days"})
-_CHUNKING_KEYS: Final = frozenset({"type", "static"})
-_STATIC_KEYS: Final = frozenset({"max_chunk_size_tokens", "chunk_overlap_tokens"})
 _STATUS_NAMES: Final = (None, "expired", "in_progress", "completed")
 
 
@@ -65,28 +64,6 @@ _UPDATE: Final[dict[str, Setter]] = {
 _STORE_FIELDS: Final[dict[str, Setter]] = {**_UPDATE, "description": _set_description}
 
 
-def chunking_in(value: object, param: str) -> vector_stores_pb2.ChunkingStrategy:
-    obj = expect_object(value, param)
-    check_keys(obj, _CHUNKING_KEYS, param)
-    kind = require(obj, "type", param)
-    strategy = vector_stores_pb2.ChunkingStrategy()
-    if kind == "auto":
-        strategy.auto.SetInParent()
-    elif kind == "static":
-        static = expect_object(require(obj, "static", param), join(param, "static"))
-        check_keys(static, _STATIC_KEYS, join(param, "static"))
-        for key in sorted(_STATIC_KEYS):
-            number = expect_int32(
-                require(static, key, join(param, "static")), f"{param}.static.{key}"
-            )
-            setattr(strategy.static, key, number)
-    elif isinstance(kind, str):
-        raise invalid_value(join(param, "type"), kind, ("auto", "static"))
-    else:
-        raise invalid_type(join(param, "type"), "a string", kind)
-    return strategy
-
-
 def create_request(body: dict[str, Any]) -> vector_stores_pb2.CreateVectorStoreRequest:
     """`file_ids` and `chunking_strategy` are carried to the core, which judges them."""
     request = vector_stores_pb2.CreateVectorStoreRequest()
@@ -96,7 +73,7 @@ def create_request(body: dict[str, Any]) -> vector_stores_pb2.CreateVectorStoreR
         request.file_ids.extend(expect_str_list(file_ids, "file_ids"))
     chunking = fields.pop("chunking_strategy", None)
     if chunking is not None:
-        request.chunking_strategy.CopyFrom(chunking_in(chunking, "chunking_strategy"))
+        request.chunking_strategy.CopyFrom(chunking_strategy_in(chunking, "chunking_strategy"))
     apply_fields(request.vector_store, fields, _STORE_FIELDS)
     return request
 
@@ -225,7 +202,7 @@ def file_create_request(
     request.file_id = expect_str(require(body, "file_id"), "file_id")
     if body.get("chunking_strategy") is not None:
         request.chunking_strategy.CopyFrom(
-            chunking_in(body["chunking_strategy"], "chunking_strategy")
+            chunking_strategy_in(body["chunking_strategy"], "chunking_strategy")
         )
     if body.get("attributes") is not None:
         _put_attributes(request.attributes, body["attributes"])
@@ -265,7 +242,7 @@ def file_status_in(status: str) -> vector_stores_pb2.VectorStoreFileStatus.Value
     return _FILE_STATUSES[status]  # type: ignore[return-value]
 
 
-def _strategy_out(strategy: vector_stores_pb2.ChunkingStrategy) -> Json:
+def _strategy_out(strategy: common_pb2.ChunkingStrategy) -> Json:
     """OpenAI answers every stored strategy as `static`, `auto` with its sizes."""
     if strategy.WhichOneof("kind") == "static":
         sizes = strategy.static
