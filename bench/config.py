@@ -39,6 +39,14 @@ class Config:
     # Event log: streamed runs, and tokens each.
     event_log_runs: int
     event_log_tokens: int
+    # Retrieval: files ingested (of each kind, text and PDF) and characters of text in each;
+    # chunks in the store of each latency point; seconds measured per point (ours and the
+    # bare query each); queries of the quality set (each with its one relevant document).
+    retrieval_ingest_files: int
+    retrieval_ingest_chars: int
+    retrieval_store_chunks: tuple[int, ...]
+    retrieval_duration: float
+    retrieval_queries: int
 
     @classmethod
     def full(cls) -> Config:
@@ -59,6 +67,11 @@ class Config:
             startup_reps=5,
             event_log_runs=50,
             event_log_tokens=4000,
+            retrieval_ingest_files=16,
+            retrieval_ingest_chars=256 * 1024,
+            retrieval_store_chunks=(10_000, 100_000),
+            retrieval_duration=10.0,
+            retrieval_queries=2000,
         )
 
     @classmethod
@@ -80,6 +93,11 @@ class Config:
             startup_reps=1,
             event_log_runs=10,
             event_log_tokens=1000,
+            retrieval_ingest_files=4,
+            retrieval_ingest_chars=64 * 1024,
+            retrieval_store_chunks=(1_000, 10_000),
+            retrieval_duration=1.0,
+            retrieval_queries=200,
         )
 
 
