@@ -203,7 +203,7 @@ def _summary(result: LoadResult) -> str:
 async def _measure(
     ctx: Context, dataset: Dataset, queries: Sequence[str], database: str
 ) -> list[Row]:
-    duration = ctx.config.retrieval_duration / ctx.config.load_rounds
+    duration = ctx.config.retrieval_duration / ctx.config.retrieval_rounds
     bodies = [orjson.dumps({"query": query, "max_num_results": LIMIT}) for query in queries]
     async with ctx.children(f"retrieval-{dataset.chunks}") as children:
         ours = await children.spawn(
@@ -219,7 +219,7 @@ async def _measure(
             mine, theirs = await alternate(
                 functools.partial(_point_http, ctx, ours.pid, url, bodies, duration),
                 functools.partial(_point_bare, ctx, bare, queries, duration),
-                ctx.config.load_rounds,
+                ctx.config.retrieval_rounds,
             )
         finally:
             await bare.close()
