@@ -45,7 +45,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument(
-        "--quick", action="store_true", help="small counts, under a minute: a smoke test"
+        "--quick", action="store_true", help="small counts, under two minutes: a smoke test"
     )
     parser.add_argument(
         "--only",

@@ -12,7 +12,7 @@ CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 
 @dataclass(frozen=True)
 class Config:
-    """Counts and durations. `quick` is a smoke test (< 1 min); full is the real thing."""
+    """Counts and durations. `quick` is a smoke test (< 2 min); full is the real thing."""
 
     quick: bool
     # Resource calls: seconds measured (after a warm-up) per load point.

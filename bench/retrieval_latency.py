@@ -30,7 +30,7 @@ from typing import Any, Final, Protocol
 import orjson
 
 from bench.config import Context
-from bench.load import LoadResult, StatusError, alternate, http_session, run_load
+from bench.load import Call, LoadResult, StatusError, alternate, http_session, run_load
 from bench.report import Row, mib, ratio
 from bench.retrieval_corpus import Corpus
 from bench.retrieval_dataset import Dataset, postgres_dataset, sqlite_dataset
@@ -75,7 +75,7 @@ POSTGRES_COUNT: Final = (
     f"SELECT count(*) FROM vector_store_chunks AS c, {_TSQUERY} WHERE c.text_search @@ q.query"
 )
 # Queries whose matches are counted, to say what share of the store a query reads.
-COUNTED_QUERIES: Final = 50
+COUNTED_QUERIES: Final = 20
 
 
 class BareQuery(Protocol):
@@ -154,7 +154,7 @@ async def _point_http(
 
     async with http_session(1) as session:
 
-        def make(_: int) -> Any:
+        def make(_: int) -> Call:
             async def call() -> None:
                 body = next(cycle)
                 async with session.post(
@@ -176,7 +176,7 @@ async def _point_bare(
 ) -> LoadResult:
     cycle = itertools.cycle(queries)
 
-    def make(_: int) -> Any:
+    def make(_: int) -> Call:
         async def call() -> None:
             await bare.search(next(cycle))
 
