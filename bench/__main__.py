@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Final
 
-from bench import concurrency, event_log, resources, scale, startup, streaming
+from bench import concurrency, event_log, resources, retrieval, scale, startup, streaming
 from bench.config import Config, Context
 from bench.procs import kill_leftovers, raise_if_cancelled
 from bench.report import Row, header, markdown_table
@@ -36,6 +36,7 @@ SECTIONS: Final[dict[str, Section]] = {
     "scale": scale.run,
     "startup": startup.run,
     "event_log": event_log.run,
+    "retrieval": retrieval.run,
 }
 
 
@@ -44,7 +45,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument(
-        "--quick", action="store_true", help="small counts, under a minute: a smoke test"
+        "--quick", action="store_true", help="small counts, under two minutes: a smoke test"
     )
     parser.add_argument(
         "--only",

@@ -12,7 +12,7 @@ CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 
 @dataclass(frozen=True)
 class Config:
-    """Counts and durations. `quick` is a smoke test (< 1 min); full is the real thing."""
+    """Counts and durations. `quick` is a smoke test (< 2 min); full is the real thing."""
 
     quick: bool
     # Resource calls: seconds measured (after a warm-up) per load point.
@@ -39,6 +39,17 @@ class Config:
     # Event log: streamed runs, and tokens each.
     event_log_runs: int
     event_log_tokens: int
+    # Retrieval: files ingested (of each kind, text and PDF) and characters of text in each;
+    # chunks in the store of each latency point; seconds measured per point (ours and the
+    # bare query each), in this many alternating rounds (a slow query at 100,000 chunks
+    # takes long enough for the machine's noise to land on one side only); queries of the
+    # quality set (each with its one relevant document).
+    retrieval_ingest_files: int
+    retrieval_ingest_chars: int
+    retrieval_store_chunks: tuple[int, ...]
+    retrieval_duration: float
+    retrieval_rounds: int
+    retrieval_queries: int
 
     @classmethod
     def full(cls) -> Config:
@@ -59,6 +70,12 @@ class Config:
             startup_reps=5,
             event_log_runs=50,
             event_log_tokens=4000,
+            retrieval_ingest_files=16,
+            retrieval_ingest_chars=256 * 1024,
+            retrieval_store_chunks=(10_000, 100_000),
+            retrieval_duration=16.0,
+            retrieval_rounds=4,
+            retrieval_queries=2000,
         )
 
     @classmethod
@@ -80,6 +97,12 @@ class Config:
             startup_reps=1,
             event_log_runs=10,
             event_log_tokens=1000,
+            retrieval_ingest_files=4,
+            retrieval_ingest_chars=64 * 1024,
+            retrieval_store_chunks=(1_000, 10_000),
+            retrieval_duration=1.0,
+            retrieval_rounds=1,
+            retrieval_queries=200,
         )
 
 

@@ -18,7 +18,6 @@ import asyncio
 import functools
 import os
 import shutil
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,11 +26,12 @@ from typing import Any, Final, Protocol, TypeVar
 from sqlalchemy import Connection, select
 
 from bench.config import Context
+from bench.datasets import remove_sqlite, schema_revision, seal_sqlite
 from bench.load import LoadResult, alternate, http_call, http_session, run_load
 from bench.procs import Child
 from bench.report import Row, mib, ratio
 from compat_core.store import schema
-from compat_core.store.database import MIGRATIONS_DIR, Database
+from compat_core.store.database import Database
 from compat_core.v1 import messages_pb2, threads_pb2
 
 T = TypeVar("T")
@@ -65,18 +65,6 @@ class _Runner(Protocol):
     async def run_migrations(self) -> None: ...
 
     async def close(self) -> None: ...
-
-
-def schema_revision() -> str:
-    """The Alembic head of the migrations the server will find (the cache key)."""
-    from alembic.config import Config as AlembicConfig
-    from alembic.script import ScriptDirectory
-
-    config = AlembicConfig()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
-    config.set_main_option("path_separator", "os")
-    head = ScriptDirectory.from_config(config).get_current_head()
-    return head or "none"
 
 
 def _thread_row(thread_id: str) -> dict[str, Any]:
@@ -137,21 +125,6 @@ def _inserter(rows: list[dict[str, Any]]) -> Callable[[Connection], None]:
     return insert
 
 
-def _seal(path: Path) -> None:
-    """Fold the WAL into the file, so that the file alone is the whole database."""
-    conn = sqlite3.connect(path)
-    try:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        conn.execute("PRAGMA journal_mode=DELETE")
-    finally:
-        conn.close()
-
-
-def _remove(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-
-
 async def cached_sqlite(ctx: Context) -> tuple[Path, str]:
     """The cached dataset file (built now if missing) and how it came to be."""
     config = ctx.config
@@ -161,7 +134,7 @@ async def cached_sqlite(ctx: Context) -> tuple[Path, str]:
         return path, "cached"
     ctx.cache_dir.mkdir(parents=True, exist_ok=True)
     building = ctx.cache_dir / f"{name}.building-{os.getpid()}"
-    _remove(building)
+    remove_sqlite(building)
     started = time.perf_counter()
     db = Database(f"sqlite:///{building}")
     try:
@@ -169,7 +142,7 @@ async def cached_sqlite(ctx: Context) -> tuple[Path, str]:
         await _fill(db, config.scale_messages, config.scale_small)
     finally:
         await db.close()
-    _seal(building)
+    seal_sqlite(building)
     os.replace(building, path)
     _prune(ctx.cache_dir, keep=path)
     return path, f"built in {time.perf_counter() - started:.0f} s"

@@ -1,0 +1,251 @@
+"""Retrieval quality: recall@5 and MRR@10 of each search mode, beside plain BM25.
+
+The set (`retrieval_corpus`): each query is a standard-library docstring's summary and its
+one relevant document is the rest of that docstring. Every document is uploaded as a `.txt`
+file into one vector store through the API (the SDK's upload, then add to the store; the
+server chunks it as any file), and every query is sent to `POST /v1/vector_stores/{id}/search`
+asking for 10 results. A query scores by the rank of the first result from its document's
+file: recall@5 counts the queries whose file is among the first five, MRR@10 averages 1/rank
+(0 past ten).
+
+Baseline, in the same run: Okapi BM25 (`bench.bm25`) over the very chunks the server stores
+(the same chunker on the same text), a file ranked by its best chunk.
+
+Search modes are the entries of `MODES`; a mode the server cannot run here is reported as
+"n/a" with the reason. Modes that need an embedding model share one server started with the
+benchmark's own `COMPAT_EMBEDDING_MODEL` (and provider settings); lexical runs on a server
+started without one, so it is lexical whatever the environment says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aiohttp
+from openai import AsyncOpenAI
+
+from bench.api import bounded_gather, request_json
+from bench.bm25 import Bm25
+from bench.config import Context
+from bench.procs import Children
+from bench.report import Row, ratio
+from bench.retrieval_corpus import Corpus, Item
+from bench.retrieval_latency import LEXICAL_ENV
+from compat_core.retrieval.chunking import ChunkingStrategy, chunk
+
+SECTION: Final = "7 retrieval"
+RECALL_AT: Final = 5
+RESULTS: Final = 10
+AT_ONCE: Final = 8
+WAIT_SECONDS: Final = 900.0
+POLL_SECONDS: Final = 0.1
+EMBEDDING_SETTING: Final = "COMPAT_EMBEDDING_MODEL"
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One way of searching, as one entry of the table.
+
+    `request`: the fields of the search request (beside `query` and `max_num_results`) that
+    ask for this mode; None while the server offers no way to ask for it.
+    `needs_embedding_model`: the server must run with `COMPAT_EMBEDDING_MODEL`.
+    `beats`: the modes whose recall@5 this one must exceed (the issue's target).
+    """
+
+    name: str
+    request: Json | None
+    needs_embedding_model: bool = False
+    beats: tuple[str, ...] = ()
+
+    def unavailable(self) -> str | None:
+        """Why this mode cannot be measured here, or None."""
+        if self.needs_embedding_model and not os.environ.get(EMBEDDING_SETTING):
+            return "n/a (no embedding model)"
+        if self.request is None:
+            return "n/a (the server has no way to ask for it yet)"
+        return None
+
+    @property
+    def target(self) -> str:
+        return f"recall@{RECALL_AT} above {' and '.join(self.beats)}" if self.beats else "—"
+
+
+MODES: Final = (
+    Mode("lexical", {}),
+    Mode("dense", None, needs_embedding_model=True),
+    Mode("hybrid", None, needs_embedding_model=True, beats=("lexical", "dense")),
+)
+
+
+@dataclass(frozen=True)
+class Scores:
+    recall: float
+    mrr: float
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return f"recall@{RECALL_AT} {self.recall:.3f} · MRR@{RESULTS} {self.mrr:.3f}"
+
+
+def _scores(ranks: Sequence[int | None], seconds: float = 0.0) -> Scores:
+    """From the 1-based rank of each query's document (None: not in the results)."""
+    count = len(ranks) or 1
+    recall = sum(1 for rank in ranks if rank is not None and rank <= RECALL_AT) / count
+    mrr = sum(1.0 / rank for rank in ranks if rank is not None and rank <= RESULTS) / count
+    return Scores(recall, mrr, seconds)
+
+
+def _rank(ranked_files: Sequence[str], wanted: str) -> int | None:
+    """1-based rank of `wanted` among the distinct files, in order of first appearance."""
+    distinct = list(dict.fromkeys(ranked_files))
+    return distinct.index(wanted) + 1 if wanted in distinct else None
+
+
+def bm25_scores(items: Sequence[Item]) -> Scores:
+    """BM25 over the chunks the server stores for these documents, in this process."""
+    started = time.perf_counter()
+    owners: list[int] = []
+    texts: list[str] = []
+    for index, item in enumerate(items):
+        for piece in chunk(item.document, ChunkingStrategy.auto()):
+            owners.append(index)
+            texts.append(piece.text)
+    bm25 = Bm25(texts)
+    ranks: list[int | None] = []
+    for wanted, item in enumerate(items):
+        # Every matching chunk: a document's several chunks must not crowd out the others.
+        hits = bm25.search(item.query, len(texts))
+        ranked = [str(owners[chunk_index]) for chunk_index, _ in hits]
+        ranks.append(_rank(ranked, str(wanted)))
+    return _scores(ranks, time.perf_counter() - started)
+
+
+async def _ingest(base_url: str, items: Sequence[Item]) -> tuple[str, list[str]]:
+    """A vector store holding every document as a file of its own; (store, file IDs)."""
+    client = AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0)
+    try:
+        store = await client.vector_stores.create(name="bench retrieval quality")
+
+        async def upload(index: int) -> str:
+            name = f"doc-{index:05d}.txt"
+            data = items[index].document.encode()
+            uploaded = await client.files.create(file=(name, data), purpose="assistants")
+            await client.vector_stores.files.create(vector_store_id=store.id, file_id=uploaded.id)
+            return uploaded.id
+
+        file_ids = await bounded_gather(len(items), upload, AT_ONCE)
+        async with asyncio.timeout(WAIT_SECONDS):
+            while True:
+                current = await client.vector_stores.retrieve(store.id)
+                if current.file_counts.in_progress == 0:
+                    break
+                await asyncio.sleep(POLL_SECONDS)
+        if current.file_counts.completed != len(items):
+            raise RuntimeError(f"quality set ingest ended with {current.file_counts}")
+        return store.id, file_ids
+    finally:
+        await client.close()
+
+
+async def _search_scores(
+    base_url: str, store_id: str, file_ids: Sequence[str], items: Sequence[Item], mode: Mode
+) -> Scores:
+    url = f"{base_url}/vector_stores/{store_id}/search"
+    extra = mode.request or {}
+    started = time.perf_counter()
+    async with aiohttp.ClientSession() as session:
+
+        async def rank(index: int) -> int | None:
+            body = {"query": items[index].query, "max_num_results": RESULTS, **extra}
+            page = await request_json(session, "POST", url, body)
+            found = [str(result["file_id"]) for result in page["data"]]
+            return _rank(found, file_ids[index])
+
+        ranks = await bounded_gather(len(items), rank, AT_ONCE)
+    return _scores(ranks, time.perf_counter() - started)
+
+
+async def _server_modes(
+    ctx: Context, children: Children, modes: Sequence[Mode], items: Sequence[Item]
+) -> tuple[float, dict[str, Scores]]:
+    """Seconds the ingest of the set took, and each mode's scores, on one server (started
+    with an embedding model or without one)."""
+    env = {} if modes[0].needs_embedding_model else LEXICAL_ENV
+    server = await children.spawn(
+        f"ours-{modes[0].name}",
+        ["-m", "bench.ours", "--database-url", ctx.database_for("retrieval")],
+        env=env,
+    )
+    base_url = f"{server.ready['http']}/v1"
+    started = time.perf_counter()
+    store_id, file_ids = await _ingest(base_url, items)
+    ingest_seconds = time.perf_counter() - started
+    scores = {
+        mode.name: await _search_scores(base_url, store_id, file_ids, items, mode) for mode in modes
+    }
+    client = AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0)
+    try:
+        await client.vector_stores.delete(store_id)
+    finally:
+        await client.close()
+    return ingest_seconds, scores
+
+
+def _met(mode: Mode, measured: dict[str, Scores]) -> bool | None:
+    if not mode.beats or any(name not in measured for name in (mode.name, *mode.beats)):
+        return None
+    return all(measured[mode.name].recall > measured[name].recall for name in mode.beats)
+
+
+async def run(ctx: Context, corpus: Corpus) -> list[Row]:
+    items = corpus.retrieval_set(ctx.config.retrieval_queries)
+    baseline = await asyncio.to_thread(bm25_scores, items)
+    runnable = [mode for mode in MODES if mode.unavailable() is None]
+    measured: dict[str, Scores] = {}
+    ingested: dict[str, float] = {}
+    async with ctx.children("retrieval-quality") as children:
+        for needs_model in (False, True):
+            group = [mode for mode in runnable if mode.needs_embedding_model == needs_model]
+            if group:
+                seconds, scores = await _server_modes(ctx, children, group, items)
+                measured |= scores
+                ingested |= dict.fromkeys(scores, seconds)
+    bm25 = baseline.summary() + " (BM25)"
+    rows: list[Row] = []
+    for mode in MODES:
+        label = f"quality · {mode.name} · {len(items):,} queries, 1 relevant each"
+        reason = mode.unavailable()
+        if reason is not None:
+            rows.append(Row(SECTION, label, reason, bm25, target=mode.target))
+            continue
+        found = measured[mode.name]
+        timing = (
+            f" (set ingested in {ingested[mode.name]:.0f} s, searched in {found.seconds:.0f} s)"
+        )
+        rows.append(
+            Row(
+                SECTION,
+                label + timing,
+                found.summary(),
+                bm25,
+                ratio(found.recall, baseline.recall) + " recall",
+                mode.target,
+                _met(mode, measured),
+            )
+        )
+    rows.append(
+        Row(
+            SECTION,
+            "quality set",
+            f"{len(items):,} of {len(corpus.items):,} items from the {corpus.source}: "
+            "query = a summary line, document = the rest of its docstring",
+            "—",
+        )
+    )
+    return rows
