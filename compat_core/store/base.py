@@ -5,8 +5,10 @@ columns that queries need: ID, parent IDs, creation time and an insertion sequen
 a total order for keyset paging. Every method is one transaction.
 
 `Store` is one interface, written as one abstract class per domain (`base_assistants`,
-`base_runs`, …) that it joins, so that no file holds every domain. The values and errors they
-speak in live in `base_types` and are named here too, where callers import them from.
+`base_runs`, …) that it joins, as `SqlStore` joins one mixin per domain (`sql_store_assistants`,
+…): each part of the implementation answers to the part of the interface of the same name, and
+neither side is one file of a thousand lines. The values and errors they speak in live in
+`base_types` and are named here too, where callers import them from.
 """
 
 from __future__ import annotations
