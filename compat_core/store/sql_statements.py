@@ -1,0 +1,116 @@
+"""Statements, built once per shape and executed with their values as parameters.
+
+Building `select(...).where(...)` anew costs more than running it: constructing the clauses
+and computing the cache key under which SQLAlchemy finds the compiled SQL came to about 50 µs
+a statement, against some 12 µs for executing a ready one (whose cache key is memoized on
+the object). So each function below builds its statement on first use, for its table and
+the names of the columns it compares, and every later call reuses it. A value is bound as
+`:p_<column>` (or another `p_` name): the prefix keeps the names clear of the column names
+that an UPDATE's SET clause takes its values by.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Delete,
+    Insert,
+    Integer,
+    Select,
+    Table,
+    Update,
+    bindparam,
+    exists,
+    select,
+)
+
+
+def param(name: str) -> str:
+    """The name of the parameter that carries a value for the column `name`."""
+    return f"p_{name}"
+
+
+def params(values: dict[str, Any]) -> dict[str, Any]:
+    """`{column: value}` as the parameters of the `equal` conditions on those columns."""
+    return {param(name): value for name, value in values.items()}
+
+
+def equal(table: Table, names: Iterable[str]) -> list[ColumnElement[bool]]:
+    # The parameter takes the column's type, as a literal compared to it would.
+    return [table.c[name] == bindparam(param(name)) for name in names]
+
+
+@functools.cache
+def select_where(
+    table: Table, columns: tuple[str, ...], names: tuple[str, ...], lock: bool = False
+) -> Select[Any]:
+    """`SELECT columns FROM table WHERE name = :p_name AND …`, `FOR UPDATE` if `lock`."""
+    stmt = select(*(table.c[name] for name in columns)).where(*equal(table, names))
+    return stmt.with_for_update() if lock else stmt
+
+
+@functools.cache
+def exists_stmt(table: Table) -> Select[Any]:
+    return select(exists().where(table.c.id == bindparam(param("id"))))
+
+
+@functools.cache
+def newest_stmt(table: Table, scope: tuple[str, ...]) -> Select[Any]:
+    """The `created_at` of the last row of a list (by `seq`)."""
+    return (
+        select(table.c.created_at).where(*equal(table, scope)).order_by(table.c.seq.desc()).limit(1)
+    )
+
+
+@functools.cache
+def page_stmt(
+    table: Table, names: tuple[str, ...], after: bool, before: bool, descending: bool
+) -> Select[Any]:
+    """The bodies of a keyset page (see `sql_rows.page`); the cursors' seqs bind as `p_after`
+    and `p_before`, the number of rows to read as `p_limit`."""
+    seq = table.c.seq
+    conditions = equal(table, names)
+    if after:
+        after_seq = bindparam(param("after"), type_=seq.type)
+        conditions.append(seq < after_seq if descending else seq > after_seq)
+    if before:
+        before_seq = bindparam(param("before"), type_=seq.type)
+        conditions.append(seq > before_seq if descending else seq < before_seq)
+    # Read starting next to the cursor the page hangs on: `before` when given, else `after`.
+    ascending = descending == before
+    return (
+        select(table.c.body)
+        .where(*conditions)
+        .order_by(seq.asc() if ascending else seq.desc())
+        .limit(bindparam(param("limit"), type_=Integer))
+    )
+
+
+@functools.cache
+def all_stmt(table: Table, parent: str) -> Select[Any]:
+    return select(table.c.body).where(*equal(table, (parent,))).order_by(table.c.seq.asc())
+
+
+@functools.cache
+def first_stmt(table: Table, parent: str) -> Select[Any]:
+    return all_stmt(table, parent).limit(bindparam(param("limit"), type_=Integer))
+
+
+@functools.cache
+def insert_stmt(table: Table) -> Insert:
+    return table.insert()
+
+
+@functools.cache
+def rewrite_stmt(table: Table) -> Update:
+    """An UPDATE of the row at `:p_seq`, setting the columns its parameters name."""
+    return table.update().where(table.c.seq == bindparam(param("seq")))
+
+
+@functools.cache
+def delete_stmt(table: Table, names: tuple[str, ...]) -> Delete:
+    return table.delete().where(*equal(table, names))
