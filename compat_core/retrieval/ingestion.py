@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import logging
 import time
 from typing import Final
@@ -147,8 +146,8 @@ class Ingestion:
         upload = await self._store.get_file(file.id)
         if upload is None:
             raise ExtractionError("invalid_file", "The file was deleted before it was processed.")
-        data = b"".join([piece async for piece in self._blobs.read(file.id)])
-        text = await asyncio.to_thread(extract_text, upload.filename, io.BytesIO(data))
+        async with self._blobs.open(file.id) as source:
+            text = await asyncio.to_thread(extract_text, upload.filename, source)
         strategy = _strategy(file.chunking_strategy)
         pieces = await asyncio.to_thread(chunk, text, strategy)
         return [NewChunk(p.index, p.text, p.token_count) for p in pieces]
