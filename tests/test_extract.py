@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import io
 import struct
+from pathlib import Path
 
 import docx
 import pptx
 import pytest
 from fpdf import FPDF
+from harness.memory import AllocationPeak
 from pptx.util import Inches
 
 from compat_core.retrieval import extract
@@ -228,6 +230,17 @@ def test_text_at_the_bound_is_kept_and_one_more_character_is_invalid() -> None:
     error = refused("big.txt", b"a" * (MAX_TEXT_CHARS + 1))
     assert error.code == "invalid_file"
     assert str(MAX_TEXT_CHARS) in error.message
+
+
+def test_a_text_file_is_read_without_reserving_its_bound(tmp_path: Path) -> None:
+    """From a real (buffered) file, as the ingestion hands over a blob: reading up to the
+    bound there would allocate all 80 MB of it for a file of a few bytes."""
+    path = tmp_path / "note.txt"
+    path.write_bytes(b"Zebracorns eat clover.\n")
+    with path.open("rb") as source, AllocationPeak() as peak:
+        text = extract_text("note.txt", source)
+    assert text == "Zebracorns eat clover.\n"
+    assert peak.bytes < 1_000_000
 
 
 def test_document_text_is_bounded_while_reading(monkeypatch: pytest.MonkeyPatch) -> None:

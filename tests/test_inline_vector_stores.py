@@ -231,7 +231,57 @@ def test_create_thread_and_run_with_an_inline_store_and_attachments(
     assert found(client, store_id, "barley flour") == ["mill.md"]
 
 
-def test_a_message_refused_leaves_no_store_behind(
+def test_a_runs_additional_messages_attach_files_the_run_then_searches(
+    client: openai.OpenAI,
+) -> None:
+    mill, harbour = upload(client, "mill.md", MILL), upload(client, "harbour.md", HARBOUR)
+    assistant = client.beta.assistants.create(model=ECHO, tools=FILE_SEARCH)
+    thread = client.beta.threads.create()
+
+    def run_asking(query: str, file: FileObject) -> list[Any]:
+        """Run with one additional message that attaches `file` and searches for `query`;
+        the results of the run's one file_search call, once the run completed with a reply
+        that cites `file`."""
+        run = client.beta.threads.runs.create_and_poll(
+            thread_id=thread.id,
+            assistant_id=assistant.id,
+            additional_messages=[
+                {
+                    "role": "user",
+                    "content": f'/call file_search {{"query": "{query}"}}',
+                    "attachments": [{"file_id": file.id, "tools": FILE_SEARCH}],
+                }
+            ],
+            poll_interval_ms=50,
+        )
+        assert run.status == "completed", run.last_error
+        calls = [
+            call
+            for step in client.beta.threads.runs.steps.list(run.id, thread_id=thread.id)
+            if step.step_details.type == "tool_calls"
+            for call in step.step_details.tool_calls
+        ]
+        [call] = calls
+        assert call.type == "file_search", call
+        [reply] = client.beta.threads.messages.list(thread.id, run_id=run.id)
+        cited = [a for a in reply.content[0].text.annotations if a.type == "file_citation"]  # type: ignore[union-attr]
+        assert [a.file_citation.file_id for a in cited] == [file.id]  # type: ignore[union-attr]
+        return list(call.file_search.results or [])
+
+    [first] = run_asking("barley flour", mill)
+    assert (first.file_id, first.file_name) == (mill.id, "mill.md")
+    store_id = store_of(client.beta.threads.retrieve(thread.id).tool_resources)
+    store = client.vector_stores.retrieve(store_id)
+    assert store.expires_after is not None
+    assert (store.expires_after.anchor, store.expires_after.days) == ("last_active_at", 7)
+
+    [second] = run_asking("lighthouse gulls", harbour)
+    assert second.file_id == harbour.id
+    assert store_of(client.beta.threads.retrieve(thread.id).tool_resources) == store_id
+    assert file_ids(client, store_id) == {mill.id, harbour.id}
+
+
+def test_a_message_or_run_refused_leaves_no_store_behind(
     make_server: MakeServer, make_client: MakeClient
 ) -> None:
     client = make_client(make_server())
@@ -251,6 +301,19 @@ def test_a_message_refused_leaves_no_store_behind(
             role="user",
             content="too soon",
             attachments=[{"file_id": sam.id, "tools": FILE_SEARCH}],
+        )
+    assert_api_error(info.value, 400, "invalid_request_error", param="thread_id")
+    with pytest.raises(openai.BadRequestError) as info:
+        client.beta.threads.runs.create(
+            thread.id,
+            assistant_id=assistant.id,
+            additional_messages=[
+                {
+                    "role": "user",
+                    "content": "a second run",
+                    "attachments": [{"file_id": sam.id, "tools": FILE_SEARCH}],
+                }
+            ],
         )
     assert_api_error(info.value, 400, "invalid_request_error", param="thread_id")
     assert list(client.vector_stores.list()) == []
@@ -357,7 +420,7 @@ def test_inline_stores_are_refused_on_update(client: openai.OpenAI) -> None:
 # The Node SDK
 
 
-def test_node_sdk_thread_attachments_get_the_threads_store(
+def test_node_sdk_thread_and_run_attachments_get_the_threads_store(
     session_server: ServerThread, client: openai.OpenAI
 ) -> None:
     output = run_script(
@@ -374,4 +437,7 @@ def test_node_sdk_thread_attachments_get_the_threads_store(
     assert output["store"]["expires_at"] == output["store"]["last_active_at"] + 7 * DAY
     assert output["fileStatus"] == "completed"
     assert output["found"] == ["mill.md"]
-    assert file_ids(client, store_id) == {output["fileId"]}
+    run = output["run"]
+    assert (run["status"], run["found"]) == ("completed", ["harbour.md"])
+    assert set(run["storeFileIds"]) == {output["fileId"], run["fileId"]}
+    assert file_ids(client, store_id) == {output["fileId"], run["fileId"]}

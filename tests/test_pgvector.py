@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 from harness import MakeClient
 from harness.server import ServerThread, database_url, drop_database, postgres_admin_url
 from sqlalchemy import Connection, text
@@ -26,10 +27,12 @@ from sqlalchemy.pool import NullPool
 from compat_core.config import ConfigError, ProviderConfig
 from compat_core.store import PostgresDatabase, SqlStore, pg_vectors
 from compat_core.store.base import NewChunk
+from compat_core.store.migrate import MIGRATIONS_DIR
 from compat_core.store.postgres import async_url
 from compat_core.v1 import vector_stores_pb2
 
-HEAD = "0010"
+# The newest migration: a server without a model migrates all the way, pgvector or not.
+HEAD = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
 EXTENSIONS = "SELECT count(*) FROM pg_extension WHERE extname = 'vector'"
 VECTOR_TABLE = "SELECT to_regclass('vector_store_chunk_vectors')"
 

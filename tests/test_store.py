@@ -916,6 +916,24 @@ async def test_blob_too_large_leaves_nothing(tmp_path: Path) -> None:
     assert listing(tmp_path) == ["exact"]
 
 
+async def test_blob_opens_as_a_seekable_file_closed_after_use(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path)
+    data = os.urandom(300_000)
+    await blobs.write("f", chunks_of(data), max_bytes=len(data))
+    async with blobs.open("f") as file:
+        assert file.seek(-10, os.SEEK_END) == len(data) - 10
+        assert file.read() == data[-10:]
+        file.seek(0)
+        assert file.read(5) == data[:5]
+    assert file.closed
+    with pytest.raises(FileNotFoundError):
+        async with blobs.open("missing"):
+            pass
+    with pytest.raises(ValueError, match="not a safe file name"):
+        async with blobs.open("../f"):
+            pass
+
+
 async def test_blob_source_error_leaves_nothing(tmp_path: Path) -> None:
     blobs = BlobStore(tmp_path)
     error = Boom("upload broke")

@@ -327,6 +327,7 @@ async def test_replicas_migrating_at_once_wait_for_each_other(
         "vector_store_chunks",
         "vector_store_file_batches",
         "vector_store_file_attributes",
+        "vector_store_embeddings",
         *TABLES,
     }
     # Exactly one of them ran the revisions; the others found nothing to do.

@@ -94,7 +94,9 @@ def chat_message(message: messages_pb2.Message) -> dict[str, Any]:
         elif kind == "refusal":
             parts.append({"type": "text", "text": part.refusal})
     for attachment in message.attachments:
-        parts.append({"type": "text", "text": f"[attached file {attachment.file_id}]"})
+        # On a line of its own: run into the text, the note would change its last line (a
+        # `/call` line of `builtin/echo`'s, say, whose arguments would no longer parse).
+        parts.append({"type": "text", "text": f"\n[attached file {attachment.file_id}]"})
     if role == "assistant" or all(p["type"] == "text" for p in parts):
         return {"role": role, "content": "".join(p.get("text", "") for p in parts)}
     return {"role": role, "content": parts}

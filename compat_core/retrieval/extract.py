@@ -25,6 +25,7 @@ decompressed PDF stream itself. Text never holds NUL, which PostgreSQL text colu
 from __future__ import annotations
 
 import codecs
+import io
 import re
 import zipfile
 from collections.abc import Callable, Iterator
@@ -122,9 +123,12 @@ def _read_text(source: BinaryIO, extension: str) -> str:
     are quotes and dashes; in Latin-1 they are control characters no text uses).
     """
     limit = MAX_TEXT_CHARS * _MAX_BYTES_PER_CHAR + _MAX_BOM_BYTES
-    data = source.read(limit + 1)
-    if len(data) > limit:
+    # Sized first and read whole: `read(limit + 1)` on a buffered file allocates all of
+    # `limit` (80 MB) at once, whatever the file's size.
+    if source.seek(0, io.SEEK_END) > limit:
         raise _too_long(extension)
+    source.seek(0)
+    data = source.read()
     if data.startswith(codecs.BOM_UTF8):
         text = _decode_strict(data[len(codecs.BOM_UTF8) :], "utf-8", extension)
     elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):

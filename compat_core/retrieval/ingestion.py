@@ -4,14 +4,14 @@ Work is durable: the files table is the queue. The worker claims files whose lea
 or ran out (a core that stopped or died mid-ingest leaves them so), renews its leases while
 it works, and ends each file `completed` or `failed` in one transaction that replaces any
 chunks an earlier attempt stored, so a retried file is never indexed twice. It is woken at
-once when a file is added on this core, and polls for files left over or added elsewhere.
+once when a file is added on this core, and polls (a read, until there is work to claim) for
+files left over or added elsewhere.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import logging
 import time
 from typing import Final
@@ -83,8 +83,15 @@ class Ingestion:
                 self._wake.clear()
 
     async def _round(self) -> bool:
-        """Claim and ingest one batch; whether there was any."""
+        """Claim and ingest one batch; whether there was any.
+
+        Claiming is a write, so a read asks first whether there is anything to claim: the
+        idle poll, every second for good, must not queue on SQLite's one writer (nor take a
+        PostgreSQL write transaction) to find nothing.
+        """
         moment = _now_ms()
+        if not await self._store.vector_store_files_claimable(moment):
+            return False
         files = await self._store.claim_vector_store_files(
             self._owner, moment, moment + self._lease_ms, BATCH
         )
@@ -139,8 +146,8 @@ class Ingestion:
         upload = await self._store.get_file(file.id)
         if upload is None:
             raise ExtractionError("invalid_file", "The file was deleted before it was processed.")
-        data = b"".join([piece async for piece in self._blobs.read(file.id)])
-        text = await asyncio.to_thread(extract_text, upload.filename, io.BytesIO(data))
+        async with self._blobs.open(file.id) as source:
+            text = await asyncio.to_thread(extract_text, upload.filename, source)
         strategy = _strategy(file.chunking_strategy)
         pieces = await asyncio.to_thread(chunk, text, strategy)
         return [NewChunk(p.index, p.text, p.token_count) for p in pieces]

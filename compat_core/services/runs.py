@@ -96,12 +96,16 @@ class RunsService(runs_pb2_grpc.RunsServiceServicer):
             )
         created_at = run.created_at
         messages = [new_message(run.thread_id, m, created_at) for m in request.additional_messages]
+        # Files the messages attach for file_search join the thread's store with the run, as a
+        # created message's do, so the run's own searches wait for them (see `file_search`).
+        writes = await self._threads.inline.writes(created_at, messages=request.additional_messages)
         try:
-            await self._engine.start_run(run, messages)
+            await self._engine.start_run(run, messages, vector_stores=writes)
         except ThreadBusy as exc:
             raise errors.precondition(
                 f"Thread {exc.thread_id} already has an active run {exc.run_id}.", "thread_id"
             ) from exc
+        self._threads.inline.stored(writes)
         return run
 
     async def _create_thread_and_run(

@@ -35,7 +35,8 @@ class ThreadsService(threads_pb2_grpc.ThreadsServiceServicer):
 
     @property
     def inline(self) -> InlineStores:
-        """What makes a new thread's vector stores (CreateThreadAndRun stores them itself)."""
+        """What makes a thread's vector store writes: a new thread's stores, and the files a
+        run's additional messages attach (the runs service stores those with the run)."""
         return self._inline
 
     async def build(

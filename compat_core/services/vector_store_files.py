@@ -8,7 +8,6 @@ polls the file (the SDKs' `create_and_poll`) until it is `completed` or `failed`
 from __future__ import annotations
 
 import asyncio
-import io
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
@@ -204,9 +203,9 @@ class VectorStoreFiles:
         upload = await self._store.get_file(file_id)
         if upload is None:
             return content
-        data = b"".join([piece async for piece in self._blobs.read(file_id)])
         try:
-            text = await asyncio.to_thread(extract_text, upload.filename, io.BytesIO(data))
+            async with self._blobs.open(file_id) as source:
+                text = await asyncio.to_thread(extract_text, upload.filename, source)
         except ExtractionError:
             return content
         if text:

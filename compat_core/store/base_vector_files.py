@@ -53,6 +53,11 @@ class VectorStoreFiles(ABC):
         """Lease up to `limit` in_progress files whose lease ran out to `owner`."""
 
     @abstractmethod
+    async def vector_store_files_claimable(self, now_ms: int) -> bool:
+        """Whether `claim_vector_store_files` at `now_ms` would find a file: a read, so that
+        an idle core can look for work without a write transaction."""
+
+    @abstractmethod
     async def renew_vector_store_files(self, owner: str, expires_at_ms: int) -> None:
         """Extend every ingestion lease `owner` holds."""
 

@@ -103,6 +103,21 @@ class BlobStore:
         finally:
             file.close()
 
+    @contextlib.asynccontextmanager
+    async def open(self, blob_id: str) -> AsyncIterator[BinaryIO]:
+        """The blob as a readable, seekable binary file, closed when the block ends: for a
+        reader that seeks (a PDF parser) or reads at its own pace, so that a large blob is never
+        held whole. Its methods block, so it is read on a worker thread.
+
+        Raises FileNotFoundError if there is no such blob.
+        """
+        path = self._path(blob_id)
+        file = await asyncio.to_thread(path.open, "rb")
+        try:
+            yield file
+        finally:
+            file.close()
+
     async def delete(self, blob_id: str) -> None:
         """Remove the blob; removing one that does not exist is not an error."""
         path = self._path(blob_id)

@@ -67,6 +67,11 @@ class SqlVectorStoreFiles(SqlStoreBase, VectorStoreFiles):
             lambda conn: sql_vector_files.claim(conn, owner, now_ms, expires_at_ms, limit)
         )
 
+    async def vector_store_files_claimable(self, now_ms: int) -> bool:
+        return await self._db.read(
+            lambda conn: sql_vector_files.claimable(conn, now_ms), bounded=True
+        )
+
     async def renew_vector_store_files(self, owner: str, expires_at_ms: int) -> None:
         await self._db.write(lambda conn: sql_vector_files.renew(conn, owner, expires_at_ms))
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import ColumnElement, Connection, and_, func, select
 
 from compat_core.store import schema, sql_chunks, sql_file_attributes, sql_vectors
 from compat_core.store.base import ChunkVectors, NewChunk
@@ -143,13 +143,23 @@ def delete_store(conn: Connection, vector_store_id: str) -> None:
     sql_chunks.delete_store(conn, vector_store_id)
 
 
+def _free(now_ms: int) -> ColumnElement[bool]:
+    """Files any core may claim at `now_ms`: in progress, their lease run out."""
+    return and_(_FILES.c.status == _IN_PROGRESS, _FILES.c.lease_expires_at_ms < now_ms)
+
+
+def claimable(conn: Connection, now_ms: int) -> bool:
+    """Whether `claim` would take a file now: at most one entry of the (status, lease) index."""
+    return conn.execute(select(_FILES.c.seq).where(_free(now_ms)).limit(1)).first() is not None
+
+
 def claim(
     conn: Connection, owner: str, now_ms: int, expires_at_ms: int, limit: int
 ) -> list[VectorStoreFile]:
     """Take up to `limit` in_progress files whose lease ran out, oldest first."""
     stmt = (
         select(_FILES.c.seq)
-        .where(_FILES.c.status == _IN_PROGRESS, _FILES.c.lease_expires_at_ms < now_ms)
+        .where(_free(now_ms))
         .order_by(_FILES.c.seq.asc())
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -159,11 +169,7 @@ def claim(
         return []
     bodies = conn.execute(
         _FILES.update()
-        .where(
-            _FILES.c.seq.in_(seqs),
-            _FILES.c.status == _IN_PROGRESS,
-            _FILES.c.lease_expires_at_ms < now_ms,
-        )
+        .where(_FILES.c.seq.in_(seqs), _free(now_ms))
         .values(claimed_by=owner, lease_expires_at_ms=expires_at_ms)
         .returning(_FILES.c.body)
     ).scalars()
