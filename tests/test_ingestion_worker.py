@@ -19,7 +19,10 @@ from harness.memory import AllocationPeak
 from sqlalchemy import Connection
 
 from compat_core import ids
+from compat_core.config import ProviderConfig
+from compat_core.retrieval.embeddings import UpstreamEmbedder
 from compat_core.retrieval.ingestion import Ingestion
+from compat_core.retrieval.reindex import Reindexer
 from compat_core.services.vector_store_files import new_files
 from compat_core.store import BlobStore, SqlStore, TransactionRunner, create_store
 from compat_core.store.base import Store
@@ -194,3 +197,18 @@ async def test_a_large_upload_is_read_as_a_file_not_held_whole(
     [match] = await store.search_chunks_lexical(["vs_big"], "zebracorns clover", 5)
     assert match.text.strip() == "Zebracorns eat clover at dawn."
     assert peak.bytes < 5_000_000, f"{peak.bytes} bytes held at once for a 20 MB upload"
+
+
+async def test_an_idle_reindexer_polls_without_writing(
+    store: SqlStore, counting: CountingRunner
+) -> None:
+    # Never asked to embed anything: with no store to re-embed, the round ends at its read.
+    embedder = UpstreamEmbedder(ProviderConfig(name="emb", base_url="http://127.0.0.1:9/v1"), "m")
+    try:
+        reindexer = Reindexer(store, embedder, "core-a", LEASE_SECONDS)
+        before = counting.writes
+        for _ in range(3):
+            assert await reindexer._round() is False
+        assert counting.writes == before
+    finally:
+        await embedder.close()

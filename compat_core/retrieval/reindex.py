@@ -69,6 +69,10 @@ class Reindexer:
         """Re-embed one store; whether there was one."""
         moment = _now_ms()
         name = self._embedder.name
+        # Looked for with a read first: an idle core polls every second for good, and on
+        # SQLite every write queues on the one writer.
+        if not await self._store.reindex_claimable(name, moment):
+            return False
         store_id = await self._store.claim_reindex(
             self._owner, name, moment, moment + self._lease_ms
         )

@@ -45,6 +45,11 @@ class DenseVectors(ABC):
         dropped first. Its ID, or None if no store needs work."""
 
     @abstractmethod
+    async def reindex_claimable(self, model: str, now_ms: int) -> bool:
+        """Whether `claim_reindex` at `now_ms` would find a store: a read, so that an idle
+        core can look for work without a write transaction."""
+
+    @abstractmethod
     async def chunks_without_vectors(self, vector_store_id: str, limit: int) -> list[StoredChunk]:
         """Up to `limit` of the store's chunks that have no vector, oldest first."""
 

@@ -44,6 +44,11 @@ class SqlDenseVectors(SqlStoreBase, DenseVectors):
             lambda conn: sql_vectors.claim(conn, owner, model, now_ms, expires_at_ms)
         )
 
+    async def reindex_claimable(self, model: str, now_ms: int) -> bool:
+        return await self._db.read(
+            lambda conn: sql_vectors.claimable(conn, model, now_ms), bounded=True
+        )
+
     async def chunks_without_vectors(self, vector_store_id: str, limit: int) -> list[StoredChunk]:
         return await self._db.read(lambda conn: sql_vectors.missing(conn, vector_store_id, limit))
 

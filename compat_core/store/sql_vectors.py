@@ -189,10 +189,23 @@ def search(
     return sql_chunks.nearest_answered(conn, ready, cosine, filters)[:limit]
 
 
+def _needs_work(model: str, now_ms: int) -> Any:
+    """A store whose vectors are not all of `model` and whose lease ran out."""
+    r = _RECORDS.c
+    return and_(or_(r.model != model, r.complete.is_(False)), r.lease_expires_at_ms < now_ms)
+
+
+def claimable(conn: Connection, model: str, now_ms: int) -> bool:
+    """Whether `claim` would take a store now."""
+    r = _RECORDS.c
+    found = conn.execute(select(r.vector_store_id).where(_needs_work(model, now_ms)).limit(1))
+    return found.first() is not None
+
+
 def claim(conn: Connection, owner: str, model: str, now_ms: int, expires_at_ms: int) -> str | None:
     """Lease one store that needs vectors of `model` (see `Store.claim_reindex`)."""
     r = _RECORDS.c
-    needs_work = and_(or_(r.model != model, r.complete.is_(False)), r.lease_expires_at_ms < now_ms)
+    needs_work = _needs_work(model, now_ms)
     candidate = conn.execute(
         select(r.vector_store_id).where(needs_work).order_by(r.vector_store_id).limit(1)
     ).scalar()
