@@ -8,10 +8,12 @@ as written: it is cut into words, and each word reaches the store only as a quot
 
 Words are OR'ed, not AND'ed. A natural question shares only some of its words with the passage
 that answers it ("who is the owner of the bakery" vs "Sam owns the bakery"), so AND loses the
-answer; under OR, ranking (FTS5's bm25, which weighs rare words more, or `ts_rank`, which counts
-matches) puts the passages that share the most, and the rarest, words first, and this is one
-query rather than an AND attempt followed by an OR fallback on a miss. Lexical search also
-feeds the hybrid ranking of file_search, where recall matters more than precision.
+answer; under OR, ranking (FTS5's bm25, or on PostgreSQL `ts_rank` weighted by each word's
+IDF) puts the passages that share the most, and the rarest, words first. Lexical search also
+feeds the hybrid ranking of file_search, where recall matters more than precision. On a big
+store the OR of a common word is most of the store, too many chunks to rank in time, so which
+chunks are ranked is `lexical_plan`'s choice: the OR of the rare words, the common ones only
+ordering what those found (see that module; this one makes the words and the expressions).
 
 Both stores stem English and fold case (and SQLite diacritics), so "running" finds "run":
 - SQLite: `FTS5_TOKENIZER`, Porter stemming over `unicode61` (any script is tokenized; Porter

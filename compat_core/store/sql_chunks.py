@@ -241,8 +241,9 @@ def search_lexical(
     filters: Filter | None = None,
 ) -> list[ChunkMatch]:
     """The `limit` best chunks for `query`, by `lexical_plan`'s steps: each step ranks at most
-    the store's budget of chunks (`lexical_plan.SQLITE_CANDIDATES`, `POSTGRES_CANDIDATES`), and
-    the next runs only while the search is short of `limit`."""
+    the store's budget of chunks (`lexical_plan.SQLITE_CANDIDATES`, `POSTGRES_CANDIDATES`, or
+    `limit` if more, so that one step can fill it), and the next runs only while the search is
+    short of `limit`."""
     if not vector_store_ids or limit <= 0:
         return []
     dialect = conn.dialect.name
@@ -250,12 +251,12 @@ def search_lexical(
     params: dict[str, Any]
     if dialect == "sqlite":
         scale: Scale = "bm25"
-        budget = lexical_plan.SQLITE_CANDIDATES
+        budget = max(lexical_plan.SQLITE_CANDIDATES, limit)
         terms, total = sql_term_counts.sqlite_terms(conn, lexical.searched_words(query), budget)
         params = {}
     else:
         scale = "ts_rank"
-        budget = lexical_plan.POSTGRES_CANDIDATES
+        budget = max(lexical_plan.POSTGRES_CANDIDATES, limit)
         query_text = lexical.postgres_query_text(query)
         if query_text is None:
             return []

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Select,
     TextClause,
@@ -44,7 +45,7 @@ from compat_core.store import prepared, schema
 @functools.cache
 def _sqlite_count_stmt() -> Select[Any]:
     fts = table(schema.CHUNKS_FTS, column("rowid"))
-    fts_table = literal_column(schema.CHUNKS_FTS)
+    fts_table: ColumnElement[Any] = literal_column(schema.CHUNKS_FTS)
     matched = (
         select(fts.c.rowid)
         .where(fts_table.op("MATCH")(bindparam("match")))
@@ -52,7 +53,8 @@ def _sqlite_count_stmt() -> Select[Any]:
         .limit(bindparam("cap"))
         .subquery()
     )
-    return select(func.count(), func.max(matched.c.rowid)).select_from(matched)
+    # Two columns; the prepared-statement helpers are typed for one (the row is read as such).
+    return cast("Select[Any]", select(func.count(), func.max(matched.c.rowid)).select_from(matched))
 
 
 @functools.cache
