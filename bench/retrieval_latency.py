@@ -4,13 +4,15 @@ full-text query alone.
 Ours: the search endpoint through HTTP at concurrency 1 (OpenAI's defaults: lexical, 10
 results), each request the next of the retrieval set's queries (natural-language summaries,
 stop words and punctuation included), so every figure is over the same mix of queries.
-Baseline: the database query that finds those results, sent from the benchmark's process
-straight through the driver (sqlite3, or asyncpg with its prepared statements) to the same
-database file or server: FTS5 `MATCH` ordered by `bm25()`, or PostgreSQL's `@@` on the GIN
-index ordered by `ts_rank`, built from the query by `compat_core.retrieval.lexical` exactly as
-the store builds it. The SQL is written out here as the store sends it: what ours adds on top
-is the HTTP and gRPC hops, the endpoint's checks, the 0-1 scores and the look-ups of each
-result's file. The two are measured in turns (`load.alternate`).
+Baseline: the database work that finds those results, done from the benchmark's process
+straight on the same database file or server: the store's own lexical search
+(`compat_core.store.sql_chunks.search_lexical`: word counts, then the plan's ranked steps, see
+`compat_core.retrieval.lexical_plan`) on a SQLAlchemy connection (sqlite3, or asyncpg), as the
+core runs it inside a read. What ours adds on top is the HTTP and gRPC hops, the endpoint's
+checks, the 0-1 scores and the store's read queue. (Until the search had a plan, the baseline
+was the one OR query the store sent, written out here; the plan's several statements are the
+store's code, so the baseline now calls it rather than copying it.) The two are measured in
+turns (`load.alternate`).
 
 The synthetic text spreads every word evenly over all chunks (it has no topics), so a query's
 words match more chunks than they would in real documents, where words cluster by subject:
@@ -28,6 +30,9 @@ from collections.abc import Sequence
 from typing import Any, Final, Protocol
 
 import orjson
+import sqlalchemy
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from bench.config import Context
 from bench.load import Call, LoadResult, StatusError, alternate, http_session, run_load
@@ -35,6 +40,8 @@ from bench.report import Row, mib, ratio
 from bench.retrieval_corpus import Corpus
 from bench.retrieval_dataset import Dataset, postgres_dataset, sqlite_dataset
 from compat_core.retrieval import lexical
+from compat_core.store import sql_chunks
+from compat_core.store.postgres import async_url
 
 SECTION: Final = "7 retrieval"
 LIMIT: Final = 10
@@ -43,33 +50,18 @@ TARGET_CHUNKS: Final = 100_000
 # Settings that keep the server lexical whatever the benchmark's own environment says.
 LEXICAL_ENV: Final = {"COMPAT_EMBEDDING_MODEL": ""}
 
-SQLITE_QUERY: Final = """
-SELECT c.id, c.vector_store_id, c.file_id, c.chunk_index, c.text,
-       bm25(vector_store_chunks_fts) AS score
-FROM vector_store_chunks_fts JOIN vector_store_chunks AS c ON c.id = vector_store_chunks_fts.rowid
-WHERE vector_store_chunks_fts MATCH ? AND c.vector_store_id = ?
-ORDER BY score, c.id
-LIMIT ?
-"""
 # The dataset's database holds one store: counting over the whole index counts its chunks.
 SQLITE_COUNT: Final = (
     "SELECT count(*) FROM vector_store_chunks_fts WHERE vector_store_chunks_fts MATCH ?"
 )
 
-# The query's lexemes OR'ed into a tsquery, each quoted, as `lexical.or_tsquery` builds it.
+# The query's lexemes OR'ed into a tsquery, each quoted (`lexical.tsquery_any`): how many
+# chunks share a word with the query.
 _TSQUERY: Final = r"""
 (SELECT coalesce(string_agg(
             '''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || '''', ' | '
         ), '')::tsquery AS query
  FROM unnest(tsvector_to_array(to_tsvector('english'::regconfig, $1))) AS lexeme) AS q
-"""
-POSTGRES_QUERY: Final = f"""
-SELECT c.id, c.vector_store_id, c.file_id, c.chunk_index, c.text,
-       ts_rank(c.text_search, q.query) AS score
-FROM vector_store_chunks AS c, {_TSQUERY}
-WHERE c.text_search @@ q.query AND c.vector_store_id = $2
-ORDER BY score DESC, c.id
-LIMIT $3
 """
 POSTGRES_COUNT: Final = (
     f"SELECT count(*) FROM vector_store_chunks AS c, {_TSQUERY} WHERE c.text_search @@ q.query"
@@ -91,17 +83,18 @@ class BareQuery(Protocol):
 
 
 class SqliteQuery:
-    """On the benchmark's event loop, no thread hop: the query's own time and nothing else."""
+    """On the benchmark's event loop, no thread hop: the search's own time and nothing else."""
 
     def __init__(self, url: str, store_id: str) -> None:
         self._conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+        self._engine = sqlalchemy.create_engine(url, poolclass=NullPool)
+        self._search = self._engine.connect()
         self._store_id = store_id
 
     async def search(self, query: str) -> int:
-        match = lexical.fts5_match(query)
-        if match is None:
-            return 0
-        return len(self._conn.execute(SQLITE_QUERY, (match, self._store_id, LIMIT)).fetchall())
+        found = sql_chunks.search_lexical(self._search, [self._store_id], query, LIMIT)
+        self._search.rollback()
+        return len(found)
 
     async def matches(self, query: str) -> int:
         match = lexical.fts5_match(query)
@@ -110,26 +103,34 @@ class SqliteQuery:
         return int(self._conn.execute(SQLITE_COUNT, (match,)).fetchone()[0])
 
     async def close(self) -> None:
+        self._search.close()
+        self._engine.dispose()
         self._conn.close()
 
 
 class PostgresQuery:
-    def __init__(self, conn: Any, store_id: str) -> None:
+    def __init__(
+        self, conn: Any, engine: AsyncEngine, search: AsyncConnection, store_id: str
+    ) -> None:
         self._conn = conn
+        self._engine = engine
+        self._search = search
         self._store_id = store_id
 
     @classmethod
     async def connect(cls, url: str, store_id: str) -> PostgresQuery:
         import asyncpg
 
-        return cls(await asyncpg.connect(url), store_id)
+        engine = create_async_engine(async_url(url), poolclass=NullPool)
+        return cls(await asyncpg.connect(url), engine, await engine.connect(), store_id)
 
     async def search(self, query: str) -> int:
-        text = lexical.postgres_query_text(query)
-        if text is None:
-            return 0
-        rows = await self._conn.fetch(POSTGRES_QUERY, text, self._store_id, LIMIT)
-        return len(rows)
+        store_ids = [self._store_id]
+        found = await self._search.run_sync(
+            lambda conn: sql_chunks.search_lexical(conn, store_ids, query, LIMIT)
+        )
+        await self._search.rollback()
+        return len(found)
 
     async def matches(self, query: str) -> int:
         text = lexical.postgres_query_text(query)
@@ -138,6 +139,8 @@ class PostgresQuery:
         return int(await self._conn.fetchval(POSTGRES_COUNT, text))
 
     async def close(self) -> None:
+        await self._search.close()
+        await self._engine.dispose()
         await self._conn.close()
 
 

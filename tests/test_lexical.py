@@ -31,9 +31,10 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    literal_column,
     select,
 )
-from sqlalchemy.dialects.postgresql import TSVECTOR
+from sqlalchemy.dialects.postgresql import TSQUERY, TSVECTOR
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -42,9 +43,9 @@ from compat_core.retrieval.lexical import (
     MAX_TERMS,
     TEXT_SEARCH_CONFIG,
     fts5_match,
-    or_tsquery,
     postgres_query_text,
     query_words,
+    tsquery_any,
 )
 from compat_core.store.postgres import async_url
 
@@ -125,7 +126,17 @@ chunks = Table(
         Computed(f"to_tsvector('{TEXT_SEARCH_CONFIG}'::regconfig, body)", persisted=True),
     ),
 )
-_tsquery = or_tsquery(bindparam("query", type_=String))
+# The lexemes the store searches for: made by the function that makes the vectors.
+POSTGRES_LEXEMES = select(
+    func.unnest(
+        func.tsvector_to_array(
+            func.to_tsvector(
+                literal_column(f"'{TEXT_SEARCH_CONFIG}'::regconfig"), bindparam("text")
+            )
+        )
+    )
+)
+_tsquery = bindparam("query", type_=String).cast(TSQUERY)
 POSTGRES_SEARCH = (
     select(chunks.c.id)
     .where(chunks.c.tsv.bool_op("@@")(_tsquery))
@@ -157,7 +168,9 @@ class PostgresChunks:
 
     async def _search(self, text: str) -> list[int]:
         async with self.engine.connect() as conn:
-            return list((await conn.execute(POSTGRES_SEARCH, {"query": text})).scalars())
+            lexemes = list((await conn.execute(POSTGRES_LEXEMES, {"text": text})).scalars())
+            query = {"query": tsquery_any(lexemes)}
+            return list((await conn.execute(POSTGRES_SEARCH, query)).scalars())
 
     def close(self) -> None:
         self.loop.run_until_complete(self.engine.dispose())

@@ -78,10 +78,11 @@ def test_bm25_most_negative_is_best() -> None:
 
 
 def test_ts_rank_highest_is_best_on_the_same_scale() -> None:
-    # PostgreSQL's ts_rank of "Sam owns the bakery on Main Street" for 'sam | whale' and
-    # 'sam | bakery' (config 'english'), and bm25 of the same chunk among ten for the same
-    # queries in FTS5: one word of two matched, then both.
-    rows = [("one-of-two", 0.030396355), ("both", 0.06079271), ("none", 0.0)]
+    # PostgreSQL's score of "Sam owns the bakery on Main Street" among ten chunks for
+    # 'sam | whale' and 'sam | bakery' (config 'english'; each word in one chunk of ten, so an
+    # IDF of ln(1 + 9.5 / 1.5), and a word matched once scores its IDF), and bm25 of the same
+    # chunk among ten for the same queries in FTS5: one word of two matched, then both.
+    rows = [("one-of-two", 1.9924), ("both", 3.9849), ("none", 0.0)]
 
     ranked = by_score([Hit.from_ts_rank(chunk_id, raw) for chunk_id, raw in rows])
 

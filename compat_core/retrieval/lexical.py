@@ -8,10 +8,12 @@ as written: it is cut into words, and each word reaches the store only as a quot
 
 Words are OR'ed, not AND'ed. A natural question shares only some of its words with the passage
 that answers it ("who is the owner of the bakery" vs "Sam owns the bakery"), so AND loses the
-answer; under OR, ranking (FTS5's bm25, which weighs rare words more, or `ts_rank`, which counts
-matches) puts the passages that share the most, and the rarest, words first, and this is one
-query rather than an AND attempt followed by an OR fallback on a miss. Lexical search also
-feeds the hybrid ranking of file_search, where recall matters more than precision.
+answer; under OR, ranking (FTS5's bm25, or on PostgreSQL `ts_rank` weighted by each word's
+IDF) puts the passages that share the most, and the rarest, words first. Lexical search also
+feeds the hybrid ranking of file_search, where recall matters more than precision. On a big
+store the OR of a common word is most of the store, too many chunks to rank in time, so which
+chunks are ranked is `lexical_plan`'s choice: the OR of the rare words, the common ones only
+ordering what those found (see that module; this one makes the words and the expressions).
 
 Both stores stem English and fold case (and SQLite diacritics), so "running" finds "run":
 - SQLite: `FTS5_TOKENIZER`, Porter stemming over `unicode61` (any script is tokenized; Porter
@@ -33,10 +35,7 @@ search is what finds it otherwise).
 from __future__ import annotations
 
 import unicodedata
-from typing import Any
-
-from sqlalchemy import ColumnElement, Text, func, literal, literal_column, select
-from sqlalchemy.dialects.postgresql import TSQUERY
+from collections.abc import Sequence
 
 FTS5_TOKENIZER = "porter unicode61 remove_diacritics 2"
 """The `tokenize` option of the FTS5 table that chunks are indexed in (see the module doc)."""
@@ -94,30 +93,46 @@ def query_words(query: str) -> list[str]:
     return words
 
 
-def fts5_match(query: str) -> str | None:
-    """An FTS5 MATCH expression OR'ing the query's words; None if it has none to search.
-
-    Each word is an FTS5 string, so no word is read as an operator or a column filter. The
-    table's tokenizer still runs on it: a word it splits in two becomes a phrase of both, and
-    a word it has no token for matches nothing rather than failing.
-    """
+def searched_words(query: str) -> list[str]:
+    """The words of `query` an FTS5 search looks for: all but stop words, or all of them if
+    the query holds nothing else (see the module doc)."""
     words = query_words(query)
-    searched = [word for word in words if word not in STOP_WORDS] or words
-    if not searched:
-        return None
-    return " OR ".join(_fts5_string(word) for word in searched)
+    return [word for word in words if word not in STOP_WORDS] or words
 
 
-def _fts5_string(word: str) -> str:
-    # Words hold no quote, but a string doubles any it has: the escaping is the string's own.
+def fts5_match(query: str) -> str | None:
+    """An FTS5 MATCH expression OR'ing the query's words; None if it has none to search."""
+    words = searched_words(query)
+    return fts5_any(words) if words else None
+
+
+def fts5_string(word: str) -> str:
+    """`word` as an FTS5 string, so that it is never read as an operator or a column filter.
+
+    The table's tokenizer still runs on it: a word it splits in two becomes a phrase of both,
+    and a word it has no token for matches nothing rather than failing. Words hold no quote,
+    but a string doubles any it has: the escaping is the string's own.
+    """
     return '"' + word.replace('"', '""') + '"'
 
 
+def fts5_any(words: Sequence[str]) -> str:
+    """An FTS5 expression matching a chunk that holds any of `words` (at least one)."""
+    return " OR ".join(fts5_string(word) for word in words)
+
+
+def fts5_all(words: Sequence[str]) -> str:
+    """An FTS5 expression matching a chunk that holds all of `words` (at least one)."""
+    return " AND ".join(fts5_string(word) for word in words)
+
+
 def postgres_query_text(query: str) -> str | None:
-    """The query as the text `or_tsquery` takes, or None if it has no word to search.
+    """The query as text for `to_tsvector`, or None if it has no word to search.
 
     Bind this, never the raw query: PostgreSQL rejects NUL in text and the driver cannot
-    encode a lone surrogate, so those (and other control characters) become spaces here.
+    encode a lone surrogate, so those (and other control characters) become spaces here. The
+    lexemes come from `to_tsvector` with `TEXT_SEARCH_CONFIG`, the very function that makes
+    the documents' vectors, so query and documents are cut and stemmed alike.
     """
     if not query_words(query):
         return None
@@ -127,21 +142,21 @@ def postgres_query_text(query: str) -> str | None:
     )
 
 
-def or_tsquery(query_text: ColumnElement[str]) -> ColumnElement[Any]:
-    """A tsquery OR'ing the lexemes of `query_text` (from `postgres_query_text`).
+def tsquery_any(lexemes: Sequence[str]) -> str:
+    """tsquery input matching a vector holding any of `lexemes` (those `to_tsvector` made).
 
-    The lexemes come from `to_tsvector` with `TEXT_SEARCH_CONFIG`, the very function that
-    makes the documents' vectors, so query and documents are cut and stemmed alike. They are
-    put together as tsquery input, each one quoted (quotes doubled, backslashes escaped as that
-    input requires), so no lexeme is read as an operator, and cast rather than passed to
-    `to_tsquery`, which would stem the stems again. No lexeme at all gives the empty tsquery,
-    which matches nothing. The statement's text does not depend on the query, so it can be
-    prepared once.
+    Each lexeme is quoted (quotes doubled, backslashes escaped, as tsquery input requires), so
+    none is read as an operator, and the text is cast to tsquery rather than passed to
+    `to_tsquery`, which would stem the stems again. No lexeme gives the empty tsquery, which
+    matches nothing.
     """
-    config: ColumnElement[Any] = literal_column(f"'{TEXT_SEARCH_CONFIG}'::regconfig")
-    vector = func.to_tsvector(config, query_text)
-    lexeme = func.unnest(func.tsvector_to_array(vector), type_=Text).column_valued("lexeme")
-    escaped = func.replace(func.replace(lexeme, "\\", "\\\\"), "'", "''")
-    quoted = literal("'") + escaped + literal("'")
-    joined = func.coalesce(func.string_agg(quoted, literal(" | ")), literal(""))
-    return select(joined.cast(TSQUERY)).scalar_subquery()
+    return " | ".join(_tsquery_lexeme(lexeme) for lexeme in lexemes)
+
+
+def tsquery_all(lexemes: Sequence[str]) -> str:
+    """tsquery input matching a vector holding all of `lexemes` (see `tsquery_any`)."""
+    return " & ".join(_tsquery_lexeme(lexeme) for lexeme in lexemes)
+
+
+def _tsquery_lexeme(lexeme: str) -> str:
+    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from sqlalchemy import (
     ColumnElement,
@@ -23,6 +23,7 @@ from sqlalchemy import (
     Insert,
     Select,
     Subquery,
+    Text,
     and_,
     bindparam,
     column,
@@ -33,15 +34,21 @@ from sqlalchemy import (
     select,
     table,
 )
-from sqlalchemy.dialects.postgresql import TSVECTOR
+from sqlalchemy import (
+    text as sql_text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, REAL, TSQUERY, TSVECTOR
 
-from compat_core.retrieval import lexical
+from compat_core.retrieval import lexical, lexical_plan
 from compat_core.retrieval.filters import Filter
-from compat_core.store import prepared, schema, sql_filters
+from compat_core.store import prepared, schema, sql_filters, sql_term_counts
 from compat_core.store.base import ChunkMatch, NewChunk
 from compat_core.v1 import files_pb2, vector_stores_pb2
 
 _CHUNKS = schema.vector_store_chunks
+_TEXTS = ARRAY(Text)
+_WEIGHTS = ARRAY(REAL)
+_NO_SEQUENTIAL_SCAN = sql_text("SELECT set_config('enable_seqscan', 'off', true)")
 Scale = Literal["bm25", "ts_rank", "cosine"]
 _STORE_FILES = schema.vector_store_files
 VectorStoreFile = vector_stores_pb2.VectorStoreFile
@@ -158,46 +165,72 @@ def _answered(ranked: Subquery, best_first: ColumnElement[Any]) -> Select[Any]:
     )
 
 
-def _sqlite_ranked(filters: Filter | None) -> Select[Any]:
+def _sqlite_step(filters: Filter | None) -> Select[Any]:
+    """A plan step on SQLite: the first `budget` in-scope chunks matching `match` (in rowid
+    order, which FTS5 reads in and so stops at `budget`), each scored by bm25 over that same
+    expression, which names every word of the query (see `_sqlite_match`); the best `limit`."""
     fts = table(schema.CHUNKS_FTS, column("rowid"))
     fts_table: ColumnElement[Any] = literal_column(schema.CHUNKS_FTS)
     # bm25: more negative is a better match.
     score = func.bm25(fts_table, type_=Float).label("score")
-    return (
+    candidates = (
         _in_scope(
             select(_CHUNKS.c.id, score).select_from(fts).join(_CHUNKS, _CHUNKS.c.id == fts.c.rowid),
             filters,
         )
         .where(fts_table.op("MATCH")(bindparam("match")))
-        .order_by(score.asc(), _CHUNKS.c.id)
+        .order_by(fts.c.rowid)
+        .limit(bindparam("budget"))
+    ).subquery("candidates")
+    top = (
+        select(candidates.c.id, candidates.c.score)
+        .order_by(candidates.c.score.asc(), candidates.c.id)
         .limit(bindparam("limit"))
+        .subquery("ranked")
     )
+    return _answered(top, top.c.score.asc())
 
 
-def _postgres_ranked(filters: Filter | None) -> Select[Any]:
+def _postgres_step(filters: Filter | None) -> Select[Any]:
+    """A plan step on PostgreSQL: the first `budget` in-scope chunks whose vector matches
+    `match`, each scored by `ts_rank` over every word of the query (`rank_query`) with the
+    query's words relabelled by IDF class (A to C; the rest stay D) and `weights` giving each
+    label its class's IDF; the best `limit`. See `_postgres_params`."""
     vector = column(schema.CHUNKS_TEXT_SEARCH, TSVECTOR)
-    query = lexical.or_tsquery(bindparam("query_text"))
-    score = func.ts_rank(vector, query, type_=Float).label("score")
-    return (
-        _in_scope(select(_CHUNKS.c.id, score).select_from(_CHUNKS), filters)
-        .where(vector.op("@@")(query))
-        .order_by(score.desc(), _CHUNKS.c.id)
-        .limit(bindparam("limit"))
+    labelled: ColumnElement[Any] = vector
+    for label in "ABC":
+        labelled = func.setweight(
+            labelled, literal_column(f"'{label}'"), bindparam(f"class_{label}", type_=_TEXTS)
+        )
+    rank = func.ts_rank(
+        bindparam("weights", type_=_WEIGHTS),
+        labelled,
+        bindparam("rank_query", type_=Text).cast(TSQUERY),
+        type_=Float,
     )
+    score = (rank * bindparam("scale", type_=Float)).label("score")
+    candidates = (
+        _in_scope(select(_CHUNKS.c.id, score).select_from(_CHUNKS), filters)
+        .where(vector.op("@@")(bindparam("match", type_=Text).cast(TSQUERY)))
+        .limit(bindparam("budget"))
+    ).subquery("candidates")
+    top = (
+        select(candidates.c.id, candidates.c.score)
+        .order_by(candidates.c.score.desc(), candidates.c.id)
+        .limit(bindparam("limit"))
+        .subquery("ranked")
+    )
+    return _answered(top, top.c.score.desc())
 
 
-def _search_stmt(dialect: str, filters: Filter | None) -> Select[Any]:
-    if dialect == "sqlite":
-        ranked = _sqlite_ranked(filters).subquery("ranked")
-        return _answered(ranked, ranked.c.score.asc())
-    ranked = _postgres_ranked(filters).subquery("ranked")
-    return _answered(ranked, ranked.c.score.desc())
+def _step_stmt(dialect: str, filters: Filter | None) -> Select[Any]:
+    return _sqlite_step(filters) if dialect == "sqlite" else _postgres_step(filters)
 
 
 @functools.cache
 def _unfiltered_stmt(dialect: str) -> Select[Any]:
     """Unfiltered searches, the common case, reuse one statement per dialect."""
-    return _search_stmt(dialect, None)
+    return _step_stmt(dialect, None)
 
 
 def search_lexical(
@@ -207,25 +240,117 @@ def search_lexical(
     limit: int,
     filters: Filter | None = None,
 ) -> list[ChunkMatch]:
+    """The `limit` best chunks for `query`, by `lexical_plan`'s steps: each step ranks at most
+    the store's budget of chunks (`lexical_plan.SQLITE_CANDIDATES`, `POSTGRES_CANDIDATES`, or
+    `limit` if more, so that one step can fill it), and the next runs only while the search is
+    short of `limit`."""
     if not vector_store_ids or limit <= 0:
         return []
-    params: dict[str, Any] = {"vector_store_ids": list(vector_store_ids), "limit": limit}
     dialect = conn.dialect.name
-    scale: Scale
+    plan: Iterable[lexical_plan.Step]
+    params: dict[str, Any]
     if dialect == "sqlite":
-        scale = "bm25"
-        match = lexical.fts5_match(query)
-        if match is None:
-            return []
-        params["match"] = match
+        scale: Scale = "bm25"
+        budget = max(lexical_plan.SQLITE_CANDIDATES, limit)
+        terms, total = sql_term_counts.sqlite_terms(conn, lexical.searched_words(query), budget)
+        params = {}
     else:
         scale = "ts_rank"
+        budget = max(lexical_plan.POSTGRES_CANDIDATES, limit)
         query_text = lexical.postgres_query_text(query)
         if query_text is None:
             return []
-        params["query_text"] = query_text
-    stmt = _unfiltered_stmt(dialect) if filters is None else _search_stmt(dialect, filters)
-    return _as_matches(conn.execute(stmt, params), scale)
+        # The full-text index is the only way to the candidates: expecting a word in many
+        # rows, the planner would rather read the table in order until `budget` match, which
+        # detoasts every row's vector on the way (ten times slower at 100,000 chunks).
+        conn.execute(_NO_SEQUENTIAL_SCAN)
+        terms, total = sql_term_counts.postgres_terms(conn, query_text, budget)
+        if not terms:
+            return []
+        params = _postgres_params(terms, total)
+    dfs = {term.key: term.df for term in terms}
+    plan = lexical_plan.steps(
+        terms, budget, lambda keys: lexical_plan.independent_count([dfs[k] for k in keys], total)
+    )
+    if not terms:
+        return []
+    params |= {"vector_store_ids": list(vector_store_ids), "limit": limit, "budget": budget}
+    stmt = _unfiltered_stmt(dialect) if filters is None else _step_stmt(dialect, filters)
+    found: dict[int, ChunkMatch] = {}
+    for step in plan:
+        if dialect == "sqlite":
+            params["match"] = _sqlite_match(step, terms, total)
+        else:
+            params["match"] = (
+                lexical.tsquery_all(step.required)
+                if step.conjunctive
+                else lexical.tsquery_any(step.required)
+            )
+        for match in _as_matches(conn.execute(stmt, params), scale):
+            found.setdefault(match.chunk_id, match)
+        if len(found) >= limit:
+            break
+    best = sorted(
+        found.values(),
+        key=lambda m: (m.raw_score if scale == "bm25" else -m.raw_score, m.chunk_id),
+    )
+    return best[:limit]
+
+
+SCORING_READS: Final = 150_000
+"""FTS5's bm25 reads every chunk of every word in the expression once per search (for the
+word's IDF), about 0.09 µs a chunk: the words beyond the required ones that a SQLite search
+scores with are the rarest that keep those reads under this many (about 14 ms)."""
+
+
+def _sqlite_match(step: lexical_plan.Step, terms: Sequence[lexical_plan.Term], total: int) -> str:
+    """The step's candidates as an FTS5 expression that also names the query's other words,
+    so that bm25 scores each candidate on them: `(required) AND (required or other words)`,
+    whose second half every candidate passes. bm25 counts the required words twice (once per
+    mention), a tilt towards the words that chose the candidates. The other words are the
+    rarest within `SCORING_READS`, leaving out words in half the chunks or more, which FTS5's
+    IDF weighs at nothing."""
+    required = (
+        lexical.fts5_all(step.required) if step.conjunctive else lexical.fts5_any(step.required)
+    )
+    chosen = set(step.required)
+    reads = sum(term.df for term in terms if term.key in chosen)
+    others: list[str] = []
+    for term in sorted(terms, key=lambda t: (t.df, t.key)):
+        if term.key in chosen or 2 * term.df >= total or reads + term.df > SCORING_READS:
+            continue
+        others.append(term.key)
+        reads += term.df
+    if not others:
+        return required
+    return f"({required}) AND ({lexical.fts5_any([*step.required, *others])})"
+
+
+# ts_rank's scale for a word matched once: (weight + weight/1 - weight) / (pi^2 / 6).
+_TS_RANK_ONCE = 1.0 / 1.64493406685
+
+
+def _postgres_params(terms: Sequence[lexical_plan.Term], total: int) -> dict[str, Any]:
+    """The ranking's parameters: each IDF class's lexemes (labels A, B, C; the last class stays
+    D, as every position of the vector is), the weights {D, C, B, A} as IDFs over the largest
+    (ts_rank takes weights up to 1), and the scale that undoes that division and ts_rank's own
+    (by the number of words, and `_TS_RANK_ONCE`), so that a chunk holding one word once scores
+    about that word's IDF, as bm25 would score it."""
+    classes = lexical_plan.weight_classes(terms, total)
+    top = max(classes[0].idf, 1e-9)
+    labels = ["A", "B", "C", "D"][: len(classes)]
+    if len(classes) < 4:
+        labels[-1] = "D"
+    weights = {"A": 0.0, "B": 0.0, "C": 0.0, "D": 0.0}
+    params: dict[str, Any] = {f"class_{label}": [] for label in "ABC"}
+    for label, weight_class in zip(labels, classes, strict=True):
+        weights[label] = min(weight_class.idf / top, 1.0)
+        if label != "D":
+            params[f"class_{label}"] = list(weight_class.keys)
+    params["weights"] = [weights[label] for label in "DCBA"]
+    params["rank_query"] = lexical.tsquery_any([term.key for term in terms])
+    params["scale"] = len(terms) * top / _TS_RANK_ONCE
+    return params
 
 
 def _as_matches(rows: Iterable[Any], scale: Scale) -> list[ChunkMatch]:
