@@ -65,6 +65,8 @@ SQLITE_VECTORS: Final = (
     "WHERE vector_store_id = ? ORDER BY chunk_id"
 )
 Vectors = dict[str, list[float]]
+# What makes `bench.ours` embed through the upstream: its arguments and environment.
+Model = tuple[list[str], dict[str, str]]
 
 
 class Nearest(Protocol):
@@ -159,12 +161,12 @@ async def _bare_nearest(dataset: Dataset, vectors: Vectors) -> Nearest:
 
 
 async def _hybrid(
-    ctx: Context, dataset: Dataset, queries: Sequence[str], duration: float
+    ctx: Context, dataset: Dataset, queries: Sequence[str], model: Model, duration: float
 ) -> tuple[LoadResult, LoadResult]:
+    args, env = model
     body = {"max_num_results": LIMIT, "ranking_options": {"ranker": "auto"}}
     bodies = [orjson.dumps({"query": query, **body}) for query in queries]
     async with ctx.children(f"retrieval-hybrid-{dataset.chunks}") as children:
-        _, args, env = await embedding_model.spawn_upstream(children)
         ours = await children.spawn(
             "ours",
             ["-m", "bench.ours", "--database-url", dataset.url, *args],
@@ -202,12 +204,17 @@ async def _dense(
 
 
 async def _measure(
-    ctx: Context, dataset: Dataset, queries: Sequence[str], vectors: Vectors, database: str
+    ctx: Context,
+    dataset: Dataset,
+    queries: Sequence[str],
+    vectors: Vectors,
+    model: Model,
+    database: str,
 ) -> list[Row]:
     duration = ctx.config.retrieval_duration / ctx.config.retrieval_rounds
     built = dataset.provenance + (f", {mib(dataset.size_bytes)}" if dataset.size_bytes else "")
     where = f"{dataset.chunks:,} chunks in one store · {database}"
-    hybrid, lexical = await _hybrid(ctx, dataset, queries, duration)
+    hybrid, lexical = await _hybrid(ctx, dataset, queries, model, duration)
     dense, nearest = await _dense(ctx, dataset, queries, vectors, duration)
     bare_nearest = "HNSW `<#>` query" if database == "PostgreSQL" else "matrix product in memory"
     return [
@@ -243,7 +250,9 @@ async def run(ctx: Context, corpus: Corpus) -> list[Row]:
         else "SQLite"
     )
     rows: list[Row] = []
-    for size in ctx.config.retrieval_store_chunks:
-        dataset = await latency_dataset(ctx, size, corpus, embedder)
-        rows += await _measure(ctx, dataset, queries, vectors, database)
+    async with ctx.children("retrieval-embeddings") as children:
+        _, args, env = await embedding_model.spawn_upstream(children)
+        for size in ctx.config.retrieval_store_chunks:
+            dataset = await latency_dataset(ctx, size, corpus, embedder)
+            rows += await _measure(ctx, dataset, queries, vectors, (args, env), database)
     return rows
