@@ -16,6 +16,13 @@ module's dataset version and the Python version, whose library the words come fr
 copied for each run; on PostgreSQL, each size is a database of its own beside the one
 `--database-url` names (`<name>_bench_rag_v<version>_<size>`), built once and found there on
 later runs.
+
+With an embedding model, the dataset is the same store with a vector for every chunk
+(`retrieval_vectors`), for the dense and hybrid figures: a dataset of its own (SQLite
+`retrieval-dense-*.db`, PostgreSQL `<name>_bench_rag_dense_v<version>_<size>`), so that the
+lexical figures are measured on a database that holds no vectors, as a deployment without a
+model has. Its cache key does not name the model: the benchmark has one (`embedding_model`),
+and changing it means bumping `DATASET_VERSION`.
 """
 
 from __future__ import annotations
@@ -44,7 +51,9 @@ from bench.datasets import (
 )
 from bench.retrieval_corpus import Corpus
 from bench.retrieval_text import Babbler
+from bench.retrieval_vectors import add_vectors
 from compat_core.retrieval.chunking import ChunkingStrategy, chunk
+from compat_core.retrieval.embeddings import Embedder
 from compat_core.store import Store, create_store
 from compat_core.store.base import NewChunk
 from compat_core.v1 import files_pb2, vector_stores_pb2
@@ -148,21 +157,29 @@ async def _add_files(store: Store, files: Sequence[tuple[files_pb2.File, list[Ne
         raise RuntimeError(f"the benchmark's vector store {STORE_ID} vanished while it was built")
 
 
-async def _build(url: str, size: int, corpus: Corpus) -> float:
-    """Build into the empty database at `url`; seconds it took."""
+async def _build(url: str, size: int, corpus: Corpus, embedder: Embedder | None) -> float:
+    """Build into the empty database at `url` (with `embedder`'s vectors, if given); seconds
+    it took."""
     started = time.perf_counter()
     store = create_store(url)
     await store.open()
     try:
         await _fill(store, size, corpus)
+        if embedder is not None:
+            await add_vectors(store, embedder)
     finally:
         await store.close()
     return time.perf_counter() - started
 
 
-def _sqlite_name(size: int) -> str:
+def _kind(embedder: Embedder | None) -> str:
+    """What names a dataset's files and databases: with vectors or without."""
+    return "retrieval" if embedder is None else "retrieval-dense"
+
+
+def _sqlite_name(size: int, kind: str) -> str:
     python = platform.python_version()
-    return f"retrieval-r{schema_revision()}-v{DATASET_VERSION}-py{python}-{size}.db"
+    return f"{kind}-r{schema_revision()}-v{DATASET_VERSION}-py{python}-{size}.db"
 
 
 def _building(path: Path) -> Path:
@@ -173,36 +190,46 @@ def _building(path: Path) -> Path:
     return building
 
 
-def _publish(building: Path, path: Path, size: int) -> None:
+def _publish(building: Path, path: Path, size: int, kind: str) -> None:
     """Give the built file its name, and drop this size's datasets of other versions."""
     seal_sqlite(building)
     os.replace(building, path)
-    for stale in path.parent.glob(f"retrieval-r*-{size}.db"):
+    for stale in path.parent.glob(f"{kind}-r*-{size}.db"):
         if stale != path:
             stale.unlink(missing_ok=True)
 
 
-async def _cached_sqlite(cache_dir: Path, size: int, corpus: Corpus) -> tuple[Path, str]:
-    path = cache_dir / _sqlite_name(size)
+async def _cached_sqlite(
+    cache_dir: Path, size: int, corpus: Corpus, embedder: Embedder | None
+) -> tuple[Path, str]:
+    kind = _kind(embedder)
+    path = cache_dir / _sqlite_name(size, kind)
     if await asyncio.to_thread(path.exists):
         return path, "cached"
     building = await asyncio.to_thread(_building, path)
-    seconds = await _build(f"sqlite:///{building}", size, corpus)
-    await asyncio.to_thread(_publish, building, path, size)
+    seconds = await _build(f"sqlite:///{building}", size, corpus, embedder)
+    await asyncio.to_thread(_publish, building, path, size, kind)
     return path, f"built in {seconds:.0f} s"
 
 
-async def sqlite_dataset(cache_dir: Path, work_dir: Path, size: int, corpus: Corpus) -> Dataset:
-    """A copy of the cached file (the server writes to its database) in `work_dir`."""
-    cached, provenance = await _cached_sqlite(cache_dir, size, corpus)
-    target = work_dir / f"retrieval-{size}.db"
+async def sqlite_dataset(
+    cache_dir: Path, work_dir: Path, size: int, corpus: Corpus, embedder: Embedder | None = None
+) -> Dataset:
+    """A copy of the cached file (the server writes to its database) in `work_dir`; with
+    `embedder`, the dataset with its vectors."""
+    cached, provenance = await _cached_sqlite(cache_dir, size, corpus, embedder)
+    target = work_dir / f"{_kind(embedder)}-{size}.db"
     await asyncio.to_thread(shutil.copyfile, cached, target)
     return Dataset(f"sqlite:///{target}", STORE_ID, size, provenance, cached.stat().st_size)
 
 
-async def postgres_dataset(url: str, size: int, corpus: Corpus) -> Dataset:
-    """The database of this size beside `url`'s, built now unless it is there."""
-    prefix = f"{postgres_name(url)}_bench_rag_v"
+async def postgres_dataset(
+    url: str, size: int, corpus: Corpus, embedder: Embedder | None = None
+) -> Dataset:
+    """The database of this size beside `url`'s, built now unless it is there; with
+    `embedder`, the dataset with its vectors."""
+    dense = "" if embedder is None else "dense_"
+    prefix = f"{postgres_name(url)}_bench_rag_{dense}v"
     name = f"{prefix}{DATASET_VERSION}_{size}"
     # LIKE's `_` matches any one character: escaped, it matches only itself.
     pattern = f"{prefix}%_{size}".replace("_", "\\_")
@@ -214,7 +241,7 @@ async def postgres_dataset(url: str, size: int, corpus: Corpus) -> Dataset:
         return Dataset(postgres_sibling(url, name), STORE_ID, size, f"found in database {name}")
     building = f"{name}_building"
     await postgres_recreate(url, building)
-    seconds = await _build(postgres_sibling(url, building), size, corpus)
+    seconds = await _build(postgres_sibling(url, building), size, corpus, embedder)
     await postgres_analyze(postgres_sibling(url, building))
     await postgres_rename(url, building, name)
     return Dataset(

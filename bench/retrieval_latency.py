@@ -26,7 +26,7 @@ import itertools
 import math
 import sqlite3
 import statistics
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, Protocol
 
 import orjson
@@ -40,6 +40,7 @@ from bench.report import Row, mib, ratio
 from bench.retrieval_corpus import Corpus
 from bench.retrieval_dataset import Dataset, postgres_dataset, sqlite_dataset
 from compat_core.retrieval import lexical
+from compat_core.retrieval.embeddings import Embedder
 from compat_core.store import sql_chunks
 from compat_core.store.postgres import async_url
 
@@ -144,13 +145,13 @@ class PostgresQuery:
         await self._conn.close()
 
 
-async def _bare(dataset: Dataset) -> BareQuery:
+async def bare_query(dataset: Dataset) -> BareQuery:
     if dataset.url.startswith("sqlite"):
         return SqliteQuery(dataset.url, dataset.store_id)
     return await PostgresQuery.connect(dataset.url, dataset.store_id)
 
 
-async def _point_http(
+async def point_http(
     ctx: Context, pid: int, url: str, bodies: Sequence[bytes], duration: float
 ) -> LoadResult:
     cycle = itertools.cycle(bodies)
@@ -174,29 +175,36 @@ async def _point_http(
         )
 
 
-async def _point_bare(
-    ctx: Context, bare: BareQuery, queries: Sequence[str], duration: float
+async def point_queries(
+    ctx: Context,
+    search: Callable[[str], Awaitable[object]],
+    queries: Sequence[str],
+    duration: float,
 ) -> LoadResult:
+    """`search` called on the queries in turn, at concurrency 1, in the benchmark's process."""
     cycle = itertools.cycle(queries)
 
     def make(_: int) -> Call:
         async def call() -> None:
-            await bare.search(next(cycle))
+            await search(next(cycle))
 
         return call
 
     return await run_load(make, concurrency=1, duration=duration, warmup=ctx.config.load_warmup)
 
 
-async def _dataset(ctx: Context, size: int, corpus: Corpus) -> Dataset:
+async def latency_dataset(
+    ctx: Context, size: int, corpus: Corpus, embedder: Embedder | None = None
+) -> Dataset:
+    """The store of `size` chunks on the run's kind of database (with `embedder`'s vectors)."""
     if ctx.database_url is not None and ctx.database_url.startswith("postgresql"):
-        return await postgres_dataset(ctx.database_url, size, corpus)
+        return await postgres_dataset(ctx.database_url, size, corpus, embedder)
     directory = ctx.work_dir / "retrieval-latency"
     directory.mkdir(parents=True, exist_ok=True)
-    return await sqlite_dataset(ctx.cache_dir, directory, size, corpus)
+    return await sqlite_dataset(ctx.cache_dir, directory, size, corpus, embedder)
 
 
-def _summary(result: LoadResult) -> str:
+def summary(result: LoadResult) -> str:
     text = f"p50 {result.p50_ms:.2f} · p99 {result.p99_ms:.2f} ms · {result.requests:,} queries"
     if result.errors:
         text += f" · {result.errors} errors ({result.first_error[:80]})"
@@ -216,12 +224,12 @@ async def _measure(
             profile=True,
         )
         url = f"{ours.ready['http']}/v1/vector_stores/{dataset.store_id}/search"
-        bare = await _bare(dataset)
+        bare = await bare_query(dataset)
         try:
             counted = [await bare.matches(query) for query in queries[:COUNTED_QUERIES]]
             mine, theirs = await alternate(
-                functools.partial(_point_http, ctx, ours.pid, url, bodies, duration),
-                functools.partial(_point_bare, ctx, bare, queries, duration),
+                functools.partial(point_http, ctx, ours.pid, url, bodies, duration),
+                functools.partial(point_queries, ctx, bare.search, queries, duration),
                 ctx.config.retrieval_rounds,
             )
         finally:
@@ -234,8 +242,8 @@ async def _measure(
             SECTION,
             f"search · {dataset.chunks:,} chunks in one store · {database} (dataset {built}; "
             f"a query matches {share:.0%} of the chunks, median)",
-            _summary(mine),
-            _summary(theirs) + " (bare query)",
+            summary(mine),
+            summary(theirs) + " (bare query)",
             ratio(mine.p50_ms, theirs.p50_ms) + " p50",
             f"p99 < {TARGET_P99_MS:g} ms" if targeted else "—",
             (mine.p99_ms < TARGET_P99_MS and not mine.errors) if targeted else None,
@@ -252,6 +260,6 @@ async def run(ctx: Context, corpus: Corpus) -> list[Row]:
     )
     rows: list[Row] = []
     for size in ctx.config.retrieval_store_chunks:
-        dataset = await _dataset(ctx, size, corpus)
+        dataset = await latency_dataset(ctx, size, corpus)
         rows += await _measure(ctx, dataset, queries, database)
     return rows

@@ -11,16 +11,21 @@ file: recall@5 counts the queries whose file is among the first five, MRR@10 ave
 Baseline, in the same run: Okapi BM25 (`bench.bm25`) over the very chunks the server stores
 (the same chunker on the same text), a file ranked by its best chunk.
 
-Search modes are the entries of `MODES`; a mode the server cannot run here is reported as
-"n/a" with the reason. Modes that need an embedding model share one server started with the
-benchmark's own `COMPAT_EMBEDDING_MODEL` (and provider settings); lexical runs on a server
-started without one, so it is lexical whatever the environment says.
+Search modes are the entries of `MODES`, all measured on one server and one ingest of the set.
+With the bench's embedding model (`embedding_model`: wordllama behind the bench's own
+`/v1/embeddings` upstream, so the server embeds every chunk as it ingests, through the wire
+protocol), `ranking_options.ranker` `none` asks for lexical search and `auto` for hybrid. No
+ranker asks the endpoint for dense search alone, so the dense row is the store's dense search,
+`Store.search_chunks_dense` (the list hybrid search fuses with the lexical one), called from
+the benchmark's process on the server's database, with each query embedded by the same model
+in this process and 10 chunks asked for, as the endpoint asks. Without wordllama installed the
+server runs with no model (lexical whatever the environment says) and dense and hybrid are
+"n/a".
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +34,7 @@ from typing import Any, Final
 import aiohttp
 from openai import AsyncOpenAI
 
+from bench import embedding_model
 from bench.api import bounded_gather, request_json
 from bench.bm25 import Bm25
 from bench.config import Context
@@ -37,6 +43,7 @@ from bench.report import Row, ratio
 from bench.retrieval_corpus import Corpus, Item
 from bench.retrieval_latency import LEXICAL_ENV
 from compat_core.retrieval.chunking import ChunkingStrategy, chunk
+from compat_core.store import create_store
 
 SECTION: Final = "7 retrieval"
 RECALL_AT: Final = 5
@@ -44,7 +51,6 @@ RESULTS: Final = 10
 AT_ONCE: Final = 8
 WAIT_SECONDS: Final = 900.0
 POLL_SECONDS: Final = 0.1
-EMBEDDING_SETTING: Final = "COMPAT_EMBEDDING_MODEL"
 Json = dict[str, Any]
 
 
@@ -53,8 +59,9 @@ class Mode:
     """One way of searching, as one entry of the table.
 
     `request`: the fields of the search request (beside `query` and `max_num_results`) that
-    ask for this mode; None while the server offers no way to ask for it.
-    `needs_embedding_model`: the server must run with `COMPAT_EMBEDDING_MODEL`.
+    ask for this mode; None for dense search, which no ranker asks the endpoint for (measured
+    through the store, see the module doc).
+    `needs_embedding_model`: the server must run with the bench's embedding model.
     `beats`: the modes whose recall@5 this one must exceed (the issue's target).
     """
 
@@ -65,11 +72,14 @@ class Mode:
 
     def unavailable(self) -> str | None:
         """Why this mode cannot be measured here, or None."""
-        if self.needs_embedding_model and not os.environ.get(EMBEDDING_SETTING):
-            return "n/a (no embedding model)"
+        return embedding_model.unavailable() if self.needs_embedding_model else None
+
+    @property
+    def how(self) -> str:
+        """How the mode is asked for, for the table."""
         if self.request is None:
-            return "n/a (the server has no way to ask for it yet)"
-        return None
+            return "the store's dense search, `Store.search_chunks_dense`"
+        return f"ranker {self.request['ranking_options']['ranker']}"
 
     @property
     def target(self) -> str:
@@ -77,9 +87,14 @@ class Mode:
 
 
 MODES: Final = (
-    Mode("lexical", {}),
+    Mode("lexical", {"ranking_options": {"ranker": "none"}}),
     Mode("dense", None, needs_embedding_model=True),
-    Mode("hybrid", None, needs_embedding_model=True, beats=("lexical", "dense")),
+    Mode(
+        "hybrid",
+        {"ranking_options": {"ranker": "auto"}},
+        needs_embedding_model=True,
+        beats=("lexical", "dense"),
+    ),
 )
 
 
@@ -154,15 +169,15 @@ async def _ingest(base_url: str, items: Sequence[Item]) -> tuple[str, list[str]]
 
 
 async def _search_scores(
-    base_url: str, store_id: str, file_ids: Sequence[str], items: Sequence[Item], mode: Mode
+    base_url: str, store_id: str, file_ids: Sequence[str], items: Sequence[Item], request: Json
 ) -> Scores:
+    """Through the endpoint, the mode `request` asks for."""
     url = f"{base_url}/vector_stores/{store_id}/search"
-    extra = mode.request or {}
     started = time.perf_counter()
     async with aiohttp.ClientSession() as session:
 
         async def rank(index: int) -> int | None:
-            body = {"query": items[index].query, "max_num_results": RESULTS, **extra}
+            body = {"query": items[index].query, "max_num_results": RESULTS, **request}
             page = await request_json(session, "POST", url, body)
             found = [str(result["file_id"]) for result in page["data"]]
             return _rank(found, file_ids[index])
@@ -171,24 +186,52 @@ async def _search_scores(
     return _scores(ranks, time.perf_counter() - started)
 
 
-async def _server_modes(
+async def _dense_scores(
+    database_url: str, store_id: str, file_ids: Sequence[str], items: Sequence[Item]
+) -> Scores:
+    """Through the store: its dense search on the server's database, queries embedded here."""
+    started = time.perf_counter()
+    embedder = embedding_model.WordLlamaEmbedder()
+    vectors = await embedder.embed([item.query for item in items])
+    store = create_store(database_url)
+    await store.open()
+    try:
+
+        async def rank(index: int) -> int | None:
+            nearest = await store.search_chunks_dense(
+                [store_id], embedder.name, vectors[index], RESULTS
+            )
+            return _rank([match.file_id for match in nearest], file_ids[index])
+
+        ranks = await bounded_gather(len(items), rank, AT_ONCE)
+    finally:
+        await store.close()
+    return _scores(ranks, time.perf_counter() - started)
+
+
+async def _measure(
     ctx: Context, children: Children, modes: Sequence[Mode], items: Sequence[Item]
 ) -> tuple[float, dict[str, Scores]]:
-    """Seconds the ingest of the set took, and each mode's scores, on one server (started
-    with an embedding model or without one)."""
-    env = {} if modes[0].needs_embedding_model else LEXICAL_ENV
-    server = await children.spawn(
-        f"ours-{modes[0].name}",
-        ["-m", "bench.ours", "--database-url", ctx.database_for("retrieval")],
-        env=env,
-    )
+    """Seconds the ingest of the set took, and each mode's scores, on one server (with the
+    bench's embedding model when a mode needs one, else without any)."""
+    database_url = ctx.database_for("retrieval")
+    args = ["-m", "bench.ours", "--database-url", database_url]
+    env = LEXICAL_ENV
+    if any(mode.needs_embedding_model for mode in modes):
+        _, provider, env = await embedding_model.spawn_upstream(children)
+        args += provider
+    server = await children.spawn("ours", args, env=env)
     base_url = f"{server.ready['http']}/v1"
     started = time.perf_counter()
     store_id, file_ids = await _ingest(base_url, items)
     ingest_seconds = time.perf_counter() - started
-    scores = {
-        mode.name: await _search_scores(base_url, store_id, file_ids, items, mode) for mode in modes
-    }
+    scores: dict[str, Scores] = {}
+    for mode in modes:
+        scores[mode.name] = await (
+            _dense_scores(database_url, store_id, file_ids, items)
+            if mode.request is None
+            else _search_scores(base_url, store_id, file_ids, items, mode.request)
+        )
     client = AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0)
     try:
         await client.vector_stores.delete(store_id)
@@ -207,27 +250,18 @@ async def run(ctx: Context, corpus: Corpus) -> list[Row]:
     items = corpus.retrieval_set(ctx.config.retrieval_queries)
     baseline = await asyncio.to_thread(bm25_scores, items)
     runnable = [mode for mode in MODES if mode.unavailable() is None]
-    measured: dict[str, Scores] = {}
-    ingested: dict[str, float] = {}
     async with ctx.children("retrieval-quality") as children:
-        for needs_model in (False, True):
-            group = [mode for mode in runnable if mode.needs_embedding_model == needs_model]
-            if group:
-                seconds, scores = await _server_modes(ctx, children, group, items)
-                measured |= scores
-                ingested |= dict.fromkeys(scores, seconds)
+        ingested, measured = await _measure(ctx, children, runnable, items)
     bm25 = baseline.summary() + " (BM25)"
     rows: list[Row] = []
     for mode in MODES:
-        label = f"quality · {mode.name} · {len(items):,} queries, 1 relevant each"
+        label = f"quality · {mode.name} ({mode.how}) · {len(items):,} queries, 1 relevant each"
         reason = mode.unavailable()
         if reason is not None:
             rows.append(Row(SECTION, label, reason, bm25, target=mode.target))
             continue
         found = measured[mode.name]
-        timing = (
-            f" (set ingested in {ingested[mode.name]:.0f} s, searched in {found.seconds:.0f} s)"
-        )
+        timing = f" (set ingested in {ingested:.0f} s, searched in {found.seconds:.0f} s)"
         rows.append(
             Row(
                 SECTION,
