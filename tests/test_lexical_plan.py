@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
+from sqlalchemy import text
 
 from compat_core.retrieval import lexical_plan
 from compat_core.retrieval.lexical_plan import Step, Term, independent_count, steps
-from compat_core.store import SqlStore
+from compat_core.store import PostgresDatabase, SqlStore, TransactionRunner
 from compat_core.store.base import ChunkMatch, NewChunk
 from compat_core.v1 import vector_stores_pb2
 
@@ -189,3 +190,22 @@ async def test_a_rare_words_match_outranks_a_common_words(store: SqlStore) -> No
 
     assert found[0].text == "zebra sighting"
     assert found[0].raw_score != found[1].raw_score
+
+
+async def test_statistics_older_than_the_rows_do_not_decide_which_word_is_rarer(
+    store: SqlStore, db: TransactionRunner
+) -> None:
+    if not isinstance(db, PostgresDatabase):
+        pytest.skip("PostgreSQL's ANALYZE statistics")
+    await _store_with(store, ["bread loaf"])
+    # ANALYZE sees one chunk, all "bread"; three more "bread" chunks and one "lighthouse"
+    # chunk come after it, so "bread" is now four times as common as "lighthouse".
+    await db.write(lambda conn: conn.execute(text("ANALYZE vector_store_chunks")))
+    entry = vector_stores_pb2.VectorStoreFile(id="file-2", created_at=T0, vector_store_id=STORE)
+    assert await store.add_vector_store_files(STORE, [entry]) is not None
+    later = ["bread crust", "bread crumb", "bread roll", "lighthouse keeper"]
+    await store.add_chunks(STORE, "file-2", [NewChunk(i, t, 2) for i, t in enumerate(later)], T0)
+
+    found = await store.search_chunks_lexical([STORE], "bread lighthouse", 10)
+
+    assert found[0].text == "lighthouse keeper"

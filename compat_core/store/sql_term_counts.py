@@ -11,8 +11,11 @@ past the plan's budget:
   table is read), so a word held by many chunks is not counted but looked up in the statistics
   ANALYZE keeps of the column, `pg_stats.most_common_elems`: the lexemes in more than a few per
   cent of the rows, with the share of rows holding each. Only the other lexemes are counted
-  (up to `budget + 1`), and a conjunction is estimated as if its words were independent. Before
-  the first ANALYZE (autovacuum runs one soon after a big ingest) every lexeme is counted,
+  (up to `budget + 1`), and so is a lexeme the statistics put within the budget: they may be
+  older than the rows (ANALYZE ran when a store held a few chunks), and a word's count from
+  them beside another's counted now would weigh the two on different bases. A conjunction is
+  estimated as if its words were independent. Before the first ANALYZE (autovacuum runs one
+  soon after a big ingest) every lexeme is counted,
   correct but slower. The chunk total is the table's `reltuples`, ANALYZE's figure too.
 Both count over the database's whole index, not the searched stores: the index is one per
 database, and it is what a search reads.
@@ -118,7 +121,9 @@ WITH lexemes AS (
 )
 SELECT lexemes.lexeme,
        common.share,
-       CASE WHEN common.share IS NULL THEN (
+       CASE WHEN common.share IS NULL OR common.share * (
+           SELECT reltuples FROM pg_class
+           WHERE oid = '{schema.vector_store_chunks.name}'::regclass) < :cap THEN (
            SELECT count(*) FROM (
                SELECT 1 FROM {schema.vector_store_chunks.name} AS chunks
                WHERE chunks.{schema.CHUNKS_TEXT_SEARCH}
@@ -149,7 +154,8 @@ def postgres_terms(
     total = max(int(estimated), 0)
     terms = [
         lexical_plan.Term(
-            str(row.lexeme), int(row.counted) if row.share is None else round(row.share * total)
+            str(row.lexeme),
+            int(row.counted) if row.counted is not None else round(row.share * total),
         )
         for row in rows
     ]
