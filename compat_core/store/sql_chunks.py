@@ -366,34 +366,35 @@ def _as_matches(rows: Iterable[Any], scale: Scale) -> list[ChunkMatch]:
 
 
 def nearest_answered(
-    conn: Connection,
-    vector_store_ids: Collection[str],
-    cosine: Mapping[int, float],
-    filters: Filter | None,
+    conn: Connection, cosine: Mapping[int, float], filters: Filter | None
 ) -> list[ChunkMatch]:
-    """The chunks a dense search found nearest (`cosine` by chunk ID) as matches, best first:
-    the same scope as a lexical search (files their store holds now, whose attributes pass
-    `filters`, in the database), read in one query."""
+    """The chunks a dense search found nearest (`cosine` by chunk ID) as
+    matches, best first: the same scope as a lexical search (files their store holds now, whose
+    attributes pass `filters`, in the database), read in one query."""
     if not cosine:
         return []
     c = _CHUNKS.c
+    # The chunk IDs came from those stores' vectors, so no condition on the store is needed,
+    # and one would mislead SQLite (no statistics) into reading the stores' whole chunk index
+    # rather than looking the IDs up: 22 ms against 2.5 at 100,000 chunks.
     stmt = (
-        _in_scope(
-            select(
-                c.id,
-                c.vector_store_id,
-                c.file_id,
-                c.chunk_index,
-                c.text,
-                _STORE_FILES.c.body,
-                schema.files.c.body,
-            ).select_from(_CHUNKS),
-            filters,
+        select(
+            c.id,
+            c.vector_store_id,
+            c.file_id,
+            c.chunk_index,
+            c.text,
+            _STORE_FILES.c.body,
+            schema.files.c.body,
         )
+        .select_from(_CHUNKS)
+        .join(_STORE_FILES, _in_its_store())
         .outerjoin(schema.files, schema.files.c.id == c.file_id)
         .where(c.id.in_(bindparam("chunk_ids", expanding=True)))
     )
-    params = {"vector_store_ids": list(vector_store_ids), "chunk_ids": list(cosine)}
+    if filters is not None:
+        stmt = stmt.where(sql_filters.clause(filters, c.vector_store_id, c.file_id))
+    params = {"chunk_ids": list(cosine)}
     rows = [
         (i, store_id, file_id, index, text, cosine[int(i)], entry, upload)
         for i, store_id, file_id, index, text, entry, upload in conn.execute(stmt, params)

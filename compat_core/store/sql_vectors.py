@@ -186,7 +186,7 @@ def search(
         cosine = pg_vectors.search(conn, ready, vector, depth)
     else:
         cosine = cache.search(conn, ready, vector, depth)
-    return sql_chunks.nearest_answered(conn, ready, cosine, filters)[:limit]
+    return sql_chunks.nearest_answered(conn, cosine, filters)[:limit]
 
 
 def _needs_work(model: str, now_ms: int) -> Any:
