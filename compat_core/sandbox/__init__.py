@@ -1,0 +1,1 @@
+"""Where model-written code runs: isolated from the host, limited, stateful per session."""
