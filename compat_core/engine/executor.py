@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 from compat_core import ids
 from compat_core.engine.events import RunEventHub
-from compat_core.engine.hosted import HostedTools, ReplyAnnotator, ToolFailure
+from compat_core.engine.hosted import HostedTool, HostedTools, ReplyAnnotator, ToolFailure
 from compat_core.engine.prompt import (
     PromptTooLong,
     build_prompt,
@@ -291,7 +291,7 @@ class RunExecution:
             await starting
 
         if usage is None:
-            text = self._reply_so_far().content[0].text.value if self._message else ""
+            text = self._reply_so_far().content[-1].text.value if self._message else ""
             arguments = "".join(c.function.arguments for c in calls.values())
             usage = TokenUsage(prompt.estimated_tokens, max(1, (len(text) + len(arguments)) // 4))
         _add_usage(run.usage, usage)
@@ -339,11 +339,13 @@ class RunExecution:
         event = runs_pb2.RunEvent()
         delta = event.thread_message_delta
         delta.id = self._message.id
-        part = delta.content.add().part.text
+        # The text is the reply's last part: the images of the round before come first.
+        last = len(self._message.content) - 1
+        part = delta.content.add(index=last).part.text
         part.value = text
         if annotations:
             part.annotations.extend(annotations)
-            kept = self._message.content[0].text.annotations
+            kept = self._message.content[last].text.annotations
             for annotation in annotations:
                 kept.append(annotation)
                 kept[-1].ClearField("index")
@@ -361,7 +363,7 @@ class RunExecution:
         """The open reply with all its text."""
         assert self._message is not None
         if self._written:
-            self._message.content[0].text.value += "".join(self._written)
+            self._message.content[-1].text.value += "".join(self._written)
             self._written.clear()
         return self._message
 
@@ -386,6 +388,12 @@ class RunExecution:
         announced = _without_content(message)
         self._publish("thread_message_created", announced)
         self._publish("thread_message_in_progress", announced)
+        if len(message.content) > 1:
+            parts = runs_pb2.RunEvent()
+            parts.thread_message_delta.id = message.id
+            for index, part in enumerate(message.content[:-1]):
+                parts.thread_message_delta.content.add(index=index, part=part)
+            self.ctx.hub.publish(self.run.id, parts)
 
     def _new_reply(self) -> Reply:
         run = self.run
@@ -395,7 +403,10 @@ class RunExecution:
             thread_id=run.thread_id,
             status=messages_pb2.MESSAGE_STATUS_IN_PROGRESS,
             role=messages_pb2.MESSAGE_ROLE_ASSISTANT,
-            content=[messages_pb2.MessageContent(text=messages_pb2.TextContent(value=""))],
+            content=[
+                *self.ctx.hosted.reply_parts(self._steps),
+                messages_pb2.MessageContent(text=messages_pb2.TextContent(value="")),
+            ],
             assistant_id=run.assistant_id,
             run_id=run.id,
         )
@@ -503,10 +514,13 @@ class RunExecution:
         elif name and not call.function.name:
             call.function.name = late_name = name
         if arguments or late_name:
+            before = call.function.arguments
             call.function.arguments += arguments
-            if call.function.name not in self._hosted:
-                # OpenAI shows no arguments of a hosted tool's call.
+            hosted = self._hosted.get(call.function.name)
+            if hosted is None:
                 self._announce_call_piece(index, name=late_name, arguments=arguments)
+            else:
+                self._announce_hosted_piece(index, hosted, before, call.function.arguments)
         await self._let_watchers_read()
 
     def _announce_call_piece(
@@ -537,6 +551,33 @@ class RunExecution:
         piece.function.arguments = arguments
         self.ctx.hub.publish(self.run.id, event)
 
+    def _announce_hosted_piece(
+        self, index: int, hosted: HostedTool, before: str, after: str
+    ) -> None:
+        """Publish what a hosted call's tool shows of its growing arguments, if anything."""
+        assert self._tool_step is not None
+        event = runs_pb2.RunEvent()
+        delta = event.thread_run_step_delta
+        delta.id = self._tool_step.id
+        piece = delta.step_details.tool_calls.tool_calls.add(index=index)
+        if hosted.stream(before, after, piece):
+            self.ctx.hub.publish(self.run.id, event)
+
+    def _announce_outputs(self, calls: Sequence[runs_pb2.ToolCall]) -> None:
+        """Publish, for each executed hosted call whose tool streams one, the delta of what
+        it produced."""
+        assert self._tool_step is not None
+        for call in calls:
+            hosted = self.ctx.hosted.get(call.WhichOneof("kind"))
+            if hosted is None:
+                continue
+            event = runs_pb2.RunEvent()
+            delta = event.thread_run_step_delta
+            delta.id = self._tool_step.id
+            piece = delta.step_details.tool_calls.tool_calls.add(index=call.index)
+            if hosted.conclude(call, piece):
+                self.ctx.hub.publish(self.run.id, event)
+
     async def _let_watchers_read(self) -> None:
         moment = time.monotonic()
         if moment - self._relayed_at >= RELAY_INTERVAL_SECONDS:
@@ -560,6 +601,7 @@ class RunExecution:
             ctx.hosted,
             self._hosted,
         )
+        self._announce_outputs(step.step_details.tool_calls.tool_calls)
         if pending:
             run = self.run
             run.status = runs_pb2.RUN_STATUS_REQUIRES_ACTION

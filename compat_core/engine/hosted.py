@@ -7,14 +7,19 @@ tool owns everything particular to it, so that the engine handles every one alik
 none by name:
 
 - `function`: the definition the model is offered when the run enables the tool;
-- `announce`: the first delta of a call, as OpenAI streams it (OpenAI shows no argument pieces
-  of a hosted call, so the engine sends none);
+- `announce`: the first delta of a call, as OpenAI streams it;
+- `stream`: what a delta shows of the arguments the model is writing (OpenAI shows none of a
+  file_search call, and code_interpreter's code as it is written);
 - `execute`: the work, which turns the model's function call into the step's own kind of call
   (`ToolCall.file_search`), holding all a later model call needs to be shown of it;
 - `replay`: what a model call is shown of a stored call, as the function call and the tool
   message it stands for: after a tool round, a restart or a resume alike;
+- `conclude`: the delta that shows what an executed call produced (code_interpreter's
+  outputs), if the tool streams one;
 - `annotator`: what the run's stored calls make of the reply's text (file_search's citation
-  markers become `file_citation` annotations).
+  markers become `file_citation` annotations);
+- `reply_parts`: content parts the reply after a round of calls begins with
+  (code_interpreter's images).
 
 The registry (`HostedTools`) is built once per core and keyed by that kind.
 """
@@ -85,6 +90,16 @@ class HostedTool(ABC):
         """Fill the first delta of a call (its index and ID are set): its kind, empty."""
         getattr(piece, self.kind).SetInParent()
 
+    def stream(self, before: str, after: str, piece: runs_pb2.ToolCall) -> bool:
+        """Fill a delta (its index is set) for the model's arguments growing from `before` to
+        `after`; False when there is nothing to show."""
+        return False
+
+    def conclude(self, call: runs_pb2.ToolCall, piece: runs_pb2.ToolCall) -> bool:
+        """Fill a delta (its index is set) with what the executed `call` produced; False
+        when the tool streams no such delta."""
+        return False
+
     @abstractmethod
     async def execute(self, hosted: HostedCall) -> None:
         """Do the call and turn `hosted.call` into the tool's kind of call; raises ToolFailure
@@ -99,6 +114,11 @@ class HostedTool(ABC):
         """What annotates a reply written after the run's `calls` of this tool (in order);
         None if nothing would."""
         return None
+
+    def reply_parts(self, calls: Sequence[runs_pb2.ToolCall]) -> list[messages_pb2.MessageContent]:
+        """The content parts a reply begins with, after a round of these `calls` (those
+        of the run's latest tool step)."""
+        return []
 
 
 class HostedTools:
@@ -139,14 +159,27 @@ class HostedTools:
         return numbered
 
     def annotator(self, steps: Sequence[runs_pb2.RunStep]) -> ReplyAnnotator | None:
-        """What annotates the next reply of a run with these `steps`. Only file_search
-        annotates replies so far; if two tools ever both would, the first kind registered
-        does."""
-        for kind, calls in self._calls(steps).items():
-            annotator = self._by_kind[kind].annotator(calls)
-            if annotator is not None:
-                return annotator
-        return None
+        """What annotates the next reply of a run with these `steps`: each tool's annotator
+        in turn, when more than one would."""
+        found = [
+            annotator
+            for kind, calls in self._calls(steps).items()
+            if (annotator := self._by_kind[kind].annotator(calls)) is not None
+        ]
+        if len(found) > 1:
+            return ChainedAnnotator(found)
+        return found[0] if found else None
+
+    def reply_parts(self, steps: Sequence[runs_pb2.RunStep]) -> list[messages_pb2.MessageContent]:
+        """The content parts the next reply begins with: what the tools make of the calls of
+        the run's latest step, if it is a round of tool calls (a reply after a reply gets
+        none)."""
+        if not steps or steps[-1].step_details.WhichOneof("kind") != "tool_calls":
+            return []
+        parts = []
+        for kind, calls in self._calls(steps[-1:]).items():
+            parts.extend(self._by_kind[kind].reply_parts(calls))
+        return parts
 
     def _calls(self, steps: Sequence[runs_pb2.RunStep]) -> dict[str, list[runs_pb2.ToolCall]]:
         """The hosted calls stored in `steps`, by kind, in the run's order."""
@@ -159,3 +192,40 @@ class HostedTools:
                 if kind in found:
                     found[kind].append(call)
         return found
+
+
+class ChainedAnnotator:
+    """Several annotators over one reply: the text each lets through is fed to the next.
+
+    Annotations keep their places (no annotator changes the text, it only holds some back), but
+    one is sent only with the text it lies in, and all are numbered anew in the order sent.
+    """
+
+    def __init__(self, annotators: Sequence[ReplyAnnotator]) -> None:
+        self._annotators = list(annotators)
+        self._waiting: list[messages_pb2.Annotation] = []
+        self._sent = 0
+        self._count = 0
+
+    def feed(self, text: str) -> Annotated:
+        return self._pass(text, final=False)
+
+    def flush(self) -> Annotated:
+        return self._pass("", final=True)
+
+    def _pass(self, text: str, final: bool) -> Annotated:
+        for annotator in self._annotators:
+            step = annotator.feed(text) if text else Annotated("")
+            if final:
+                tail = annotator.flush()
+                step = Annotated(step.text + tail.text, [*step.annotations, *tail.annotations])
+            text = step.text
+            self._waiting.extend(step.annotations)
+        self._sent += len(text)
+        ready = [a for a in self._waiting if a.end_index <= self._sent]
+        self._waiting = [a for a in self._waiting if a.end_index > self._sent]
+        ready.sort(key=lambda a: a.start_index)
+        for annotation in ready:
+            annotation.index = self._count
+            self._count += 1
+        return Annotated(text, ready)

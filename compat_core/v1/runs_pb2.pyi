@@ -1438,25 +1438,61 @@ class CodeInterpreterCall(_message.Message):
 
     INPUT_FIELD_NUMBER: _builtins.int
     OUTPUTS_FIELD_NUMBER: _builtins.int
+    FILES_FIELD_NUMBER: _builtins.int
     input: _builtins.str
     """The code, or in deltas the next piece of it."""
     @_builtins.property
     def outputs(self) -> _containers.RepeatedCompositeFieldContainer[Global___CodeInterpreterOutput]:
         """What the code produced."""
 
+    @_builtins.property
+    def files(self) -> _containers.RepeatedCompositeFieldContainer[Global___CodeInterpreterFile]:
+        """The files the code wrote under `/mnt/data` during the call, each stored as a file of
+        purpose `assistants_output`. Not part of OpenAI's step object (the HTTP edge does not
+        render it): the reply's `sandbox:/mnt/data/…` links to them become `file_path`
+        annotations, and a later model call of the run is told of them.
+        """
+
     def __init__(
         self,
         *,
         input: _builtins.str = ...,
         outputs: _abc.Iterable[Global___CodeInterpreterOutput] | None = ...,
+        files: _abc.Iterable[Global___CodeInterpreterFile] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input", "outputs", b"outputs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["files", b"files", "input", b"input", "outputs", b"outputs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CodeInterpreterCall: _TypeAlias = CodeInterpreterCall  # noqa: Y015
+
+@_typing.final
+class CodeInterpreterFile(_message.Message):
+    """A file a `code_interpreter` call wrote."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    """Its path in the session, under `/mnt/data`."""
+    file_id: _builtins.str
+    """The stored file (`file-…`)."""
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+        file_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_id", b"file_id", "path", b"path"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CodeInterpreterFile: _TypeAlias = CodeInterpreterFile  # noqa: Y015
 
 @_typing.final
 class CodeInterpreterOutput(_message.Message):
