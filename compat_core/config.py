@@ -78,6 +78,19 @@ class Settings(BaseSettings):
     # Providers given in code (the embedded server's `providers=` argument); they win over
     # same-named ones from the environment.
     extra_providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    # code_interpreter (docs/code-interpreter.md): the sandbox's Python environment (what
+    # `make sandbox-env` builds), where sessions keep their /mnt/data (empty: `sessions/`
+    # beside the files directory), how long a thread's session lives unused, how many live at
+    # once in a core (the one idle longest is closed first), and what one session may use.
+    code_interpreter_env: str = ".sandbox"
+    code_interpreter_dir: str = ""
+    code_interpreter_idle_seconds: float = Field(default=3600.0, gt=0, le=7 * 86400)
+    code_interpreter_max_sessions: int = Field(default=16, ge=1, le=10_000)
+    code_interpreter_call_seconds: float = Field(default=60.0, gt=0, le=3600)
+    code_interpreter_memory_mb: int = Field(default=2048, ge=256)
+    code_interpreter_processes: int = Field(default=64, ge=8, le=65_536)
+    code_interpreter_file_mb: int = Field(default=256, ge=1)
+    code_interpreter_output_kb: int = Field(default=1024, ge=1)
     requires_action_timeout_seconds: int = Field(default=600, ge=1)
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
     # This core's name on the runs it executes; empty: host, process and a random part.
@@ -214,6 +227,13 @@ class Settings(BaseSettings):
         if db_path is not None:
             return db_path.parent / "files"
         return Path("./data/files")
+
+    def resolved_sessions_dir(self) -> Path:
+        """Where code_interpreter sessions keep their files: `COMPAT_CODE_INTERPRETER_DIR`,
+        else `sessions/` beside the files directory."""
+        if self.code_interpreter_dir:
+            return Path(self.code_interpreter_dir)
+        return self.resolved_files_dir().parent / "sessions"
 
     def resolved_core_target(self) -> str:
         """Where an edge finds the core: `COMPAT_CORE_TARGET`, else this machine's core."""

@@ -11,7 +11,11 @@ What it answers, given the conversation it receives:
   it calls those tools (several lines make parallel calls) with those arguments. A run with
   the file_search tool offers it as a function named `file_search`, so
   `/call file_search {"query": "zebracorn diet"}` searches the assistant's and the thread's
-  vector stores.
+  vector stores. With the code_interpreter tool,
+  `/call code_interpreter {"code": "print(6 * 7)"}` runs that code (JSON-escaped, on one line)
+  in the thread's sandboxed session, and `/call code_interpreter print(6 * 7)` runs the rest of
+  the line as it is. The reply reports what the code printed, the images it showed and the
+  files it wrote as `sandbox:/mnt/data/…` links, which become `file_path` annotations.
 - Otherwise it repeats the newest user message's text verbatim (`(no text)` for a message
   with none).
 

@@ -12,6 +12,8 @@ from compat_core.store.blobs import BlobStore, BlobTooLarge
 from compat_core.v1 import common_pb2, files_pb2, files_pb2_grpc
 
 PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
+# Purposes only the server gives files (code_interpreter's outputs): listed, never uploaded.
+SERVER_PURPOSES = ("assistants_output",)
 MIN_EXPIRY_SECONDS = 3600
 MAX_EXPIRY_SECONDS = 2_592_000
 MAX_FILES_LIMIT = 10_000
@@ -80,7 +82,7 @@ class FilesService(files_pb2_grpc.FilesServiceServicer):
             default_limit=MAX_FILES_LIMIT,
             max_limit=MAX_FILES_LIMIT,
         )
-        if request.purpose and request.purpose not in PURPOSES:
+        if request.purpose and request.purpose not in (*PURPOSES, *SERVER_PURPOSES):
             # No file can have a purpose uploads refuse: the list is empty without asking.
             return files_pb2.ListFilesResponse()
         try:
