@@ -1,0 +1,287 @@
+"""A session: one Jupyter kernel inside one bubblewrap sandbox, driven from the host over
+jupyter_client's asynchronous client.
+
+The kernel speaks ZeroMQ over unix sockets (the `ipc` transport) in a runtime directory that
+both sides see: the sandbox has a network namespace of its own, so TCP to the host cannot work
+(which is the point). Everything the kernel says is untrusted: each message the host accepts is
+capped in size, output past the session's limit stops the call, and a kernel that does not
+answer an interrupt in time is killed with its whole sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import queue
+import re
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+import zmq
+import zmq.asyncio
+from jupyter_client.asynchronous.client import AsyncKernelClient
+
+from compat_core.sandbox.base import Execution, Limits, Session
+
+# How long a kernel has to stop after an interrupt (time or output limit) before the session
+# is killed instead.
+INTERRUPT_GRACE: Final = 3.0
+# The most image bytes one call returns (images are not text output, but not free either).
+IMAGE_BYTES_PER_CALL: Final = 32 * 1024**2
+# How often a call waiting for output also checks that the sandbox still runs.
+POLL_SECONDS: Final = 0.2
+STDERR_TAIL: Final = 4096
+_ANSI: Final = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+def strip_ansi(text: str) -> str:
+    """Tracebacks come coloured for a terminal; the model and the user read plain text."""
+    return _ANSI.sub("", text)
+
+
+def message_cap(limits: Limits) -> int:
+    """The largest message the host accepts from a kernel: one full output budget, one call's
+    images, and room for the protocol. A bigger one drops the connection (ZeroMQ's
+    MAXMSGSIZE) before the host allocates it."""
+    return limits.output_bytes * 2 + IMAGE_BYTES_PER_CALL + 1024**2
+
+
+class _Collected:
+    """One call's outputs as they arrive, within the output budget."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.parts: list[str] = []
+        self.images: list[bytes] = []
+        self.error = False
+        self._left = limits.output_bytes
+        self._image_left = IMAGE_BYTES_PER_CALL
+        self.over = False
+
+    def text(self, text: str) -> None:
+        if self.over or not text:
+            return
+        data = text.encode()
+        if len(data) > self._left:
+            self.parts.append(data[: self._left].decode(errors="ignore"))
+            self._left = 0
+            self.over = True
+            return
+        self._left -= len(data)
+        self.parts.append(text)
+
+    def image(self, encoded: str) -> None:
+        try:
+            png = base64.b64decode(encoded, validate=False)
+        except (binascii.Error, ValueError):
+            return
+        if png in self.images:
+            # A figure that is the cell's value is also flushed by the inline backend at the
+            # cell's end: one picture, shown once.
+            return
+        if len(png) > self._image_left:
+            self.text("[an image was left out: the call's images passed their size limit]\n")
+            return
+        self._image_left -= len(png)
+        self.images.append(png)
+
+    def take(self, message: dict[str, Any]) -> None:
+        kind = message["msg_type"]
+        content = message["content"]
+        if kind == "stream":
+            self.text(str(content.get("text", "")))
+        elif kind in ("execute_result", "display_data"):
+            data = content.get("data") or {}
+            png = data.get("image/png")
+            if isinstance(png, str):
+                self.image(png)
+            elif "text/plain" in data:
+                self.text(str(data["text/plain"]) + "\n")
+        elif kind == "error":
+            self.error = True
+            lines = content.get("traceback") or [f"{content.get('ename')}: {content.get('evalue')}"]
+            self.text(strip_ansi("\n".join(str(line) for line in lines)) + "\n")
+
+    def execution(self, stopped: str | None = None, lost_state: bool = False) -> Execution:
+        logs = "".join(self.parts)
+        if stopped is not None:
+            logs = (logs if not logs or logs.endswith("\n") else logs + "\n") + stopped + "\n"
+        return Execution(
+            logs=logs,
+            images=self.images,
+            error=self.error,
+            stopped=stopped,
+            lost_state=lost_state,
+        )
+
+
+class KernelSession(Session):
+    """A started kernel in its sandbox. Made by `BubblewrapSandbox.open`."""
+
+    def __init__(
+        self,
+        *,
+        data_dir: Path,
+        limits: Limits,
+        process: asyncio.subprocess.Process,
+        client: AsyncKernelClient,
+        context: zmq.asyncio.Context,
+        runtime_dir: Path,
+        on_closed: Callable[[], None],
+    ) -> None:
+        self.data_dir = data_dir
+        self.limits = limits
+        self.process = process
+        self._client = client
+        self._context = context
+        self._runtime_dir = runtime_dir
+        self._on_closed = on_closed
+        self._closed = False
+        self._stderr_tail = bytearray()
+        self._stderr_reader = asyncio.create_task(self._keep_stderr_tail())
+
+    async def _keep_stderr_tail(self) -> None:
+        """The last few KiB of what bubblewrap and the kernel wrote to stderr (unbounded
+        otherwise), for the error when a session does not start."""
+        stream = self.process.stderr
+        if stream is None:
+            return
+        while chunk := await stream.read(65536):
+            self._stderr_tail += chunk
+            del self._stderr_tail[:-STDERR_TAIL]
+
+    @property
+    def stderr_tail(self) -> str:
+        return self._stderr_tail.decode(errors="replace").strip()
+
+    @property
+    def alive(self) -> bool:
+        return not self._closed and self.process.returncode is None
+
+    async def wait_ready(self, seconds: float) -> None:
+        """Until the kernel answers on its shell and iopub channels; `RuntimeError` when it
+        dies or does not answer in `seconds`."""
+        deadline = time.monotonic() + seconds
+        while True:
+            if self.process.returncode is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._stderr_reader), 1.0)
+                raise RuntimeError(
+                    f"the kernel exited with {self.process.returncode}: {self.stderr_tail}"
+                )
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the kernel did not answer within {seconds:.0f} s")
+            msg_id = self._client.kernel_info()
+            try:
+                reply = await self._client.get_shell_msg(timeout=POLL_SECONDS * 2)
+            except queue.Empty:
+                continue
+            if reply["parent_header"].get("msg_id") != msg_id:
+                continue
+            # The reply came on shell; iopub (a subscription) may still be connecting, and
+            # output sent before it is would be lost.
+            with contextlib.suppress(queue.Empty):
+                await self._client.get_iopub_msg(timeout=POLL_SECONDS)
+                while True:
+                    await self._client.get_iopub_msg(timeout=0.01)
+            return
+
+    async def execute(self, code: str) -> Execution:
+        if not self.alive:
+            return _Collected(self.limits).execution(
+                stopped="The session had ended; its state is gone.", lost_state=True
+            )
+        try:
+            return await self._run(code)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _run(self, code: str) -> Execution:
+        collected = _Collected(self.limits)
+        msg_id = self._client.execute(code, store_history=True, allow_stdin=False)
+        deadline = time.monotonic() + self.limits.call_seconds
+        while True:
+            idle = await self._until_idle(msg_id, collected, deadline)
+            if idle is None:
+                return await self._died(collected)
+            if idle:
+                return collected.execution()
+            if collected.over:
+                reason = (
+                    f"[stopped: the output passed the limit of {self.limits.output_bytes} bytes]"
+                )
+            else:
+                reason = f"[stopped: the call ran past its {self.limits.call_seconds:g} s limit]"
+            return await self._interrupt(msg_id, collected, reason)
+
+    async def _until_idle(
+        self, msg_id: str, collected: _Collected | None, deadline: float
+    ) -> bool | None:
+        """True when the call finished, False when it hit the deadline or the output limit,
+        None when the sandbox died. Output goes to `collected` (None: dropped)."""
+        while collected is None or not collected.over:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                message = await self._client.get_iopub_msg(timeout=min(left, POLL_SECONDS))
+            except queue.Empty:
+                if self.process.returncode is not None:
+                    return None
+                continue
+            if message["parent_header"].get("msg_id") != msg_id:
+                continue
+            if message["msg_type"] == "status":
+                if message["content"].get("execution_state") == "idle":
+                    return True
+                continue
+            if collected is not None:
+                collected.take(message)
+        return False
+
+    async def _interrupt(self, msg_id: str, collected: _Collected, reason: str) -> Execution:
+        """Interrupt the call (as Jupyter's stop button does); kill the session if it does not
+        stop within the grace period."""
+        request = self._client.session.msg("interrupt_request", {})
+        self._client.control_channel.send(request)
+        finished = await self._until_idle(msg_id, None, time.monotonic() + INTERRUPT_GRACE)
+        if finished:
+            return collected.execution(stopped=reason)
+        await self.close()
+        return collected.execution(
+            stopped=reason[:-1] + "; the session did not stop and was ended, its state is lost]",
+            lost_state=True,
+        )
+
+    async def _died(self, collected: _Collected) -> Execution:
+        code = self.process.returncode
+        await self.close()
+        return collected.execution(
+            stopped=f"[stopped: the session ended unexpectedly (exit status {code}), "
+            "most likely out of memory; its state is lost]",
+            lost_state=True,
+        )
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.process.returncode is None:
+                # bubblewrap's own process: its death takes the sandbox's init with it
+                # (--die-with-parent), and with init every process of the sandbox's pid
+                # namespace.
+                with contextlib.suppress(ProcessLookupError):
+                    self.process.kill()
+            await self.process.wait()
+        finally:
+            self._stderr_reader.cancel()
+            self._client.stop_channels()
+            self._context.destroy(linger=0)
+            shutil.rmtree(self._runtime_dir, ignore_errors=True)
+            self._on_closed()
