@@ -37,11 +37,11 @@ from jupyter_client.connect import KernelConnectionInfo
 from compat_core.sandbox import seccomp
 from compat_core.sandbox.base import MNT_DATA, Limits, Sandbox, SandboxUnavailable, Session
 from compat_core.sandbox.environment import DEFAULT_DIR, Environment
-from compat_core.sandbox.kernel import KernelSession, message_cap
+from compat_core.sandbox.kernel import INTERRUPT_GRACE, KernelSession, message_cap
 
 INSIDE_UID: Final = 1000
 RUNTIME: Final = "/run/kernel"
-LAUNCHER: Final = Path(__file__).with_name("inside.py")
+KERNEL_SIDE: Final = Path(__file__).with_name("kernel_side")
 # Host uids for sessions when the server is root: far above any real account's.
 DEFAULT_UIDS: Final = range(1_800_000_000, 1_800_000_000 + 4096)
 # The loader's links and the system's libraries; on a merged-/usr system most are symlinks.
@@ -107,7 +107,7 @@ def bwrap_args(
         "PATH": "/opt/python/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
         "LD_LIBRARY_PATH": "/opt/python/lib",
-        "PYTHONPATH": "/opt/site",
+        "PYTHONPATH": "/opt/site:/opt/compat",
         "PYTHONDONTWRITEBYTECODE": "1",
         "MPLBACKEND": "module://matplotlib_inline.backend_inline",
         "MPLCONFIGDIR": "/tmp/matplotlib",
@@ -159,8 +159,8 @@ def bwrap_args(
         str(environment.site),
         "/opt/site",
         "--ro-bind",
-        str(LAUNCHER),
-        "/opt/inside.py",
+        str(KERNEL_SIDE),
+        "/opt/compat/kernel_side",
         "--bind",
         str(data_dir),
         MNT_DATA,
@@ -217,6 +217,7 @@ class BubblewrapSandbox(Sandbox):
         uids: Sequence[int] = DEFAULT_UIDS,
         tmp_bytes: int = 64 * 1024**2,
         start_seconds: float = 60.0,
+        interrupt_grace: float = INTERRUPT_GRACE,
     ) -> None:
         self.environment = Environment(environment)
         self.bwrap = bwrap
@@ -226,6 +227,7 @@ class BubblewrapSandbox(Sandbox):
         self._uids = HostUids(uids)
         self.tmp_bytes = tmp_bytes
         self.start_seconds = start_seconds
+        self.interrupt_grace = interrupt_grace
 
     def _bwrap_path(self) -> str:
         found = shutil.which(self.bwrap)
@@ -325,10 +327,11 @@ class BubblewrapSandbox(Sandbox):
                     *args,
                     "--",
                     f"/opt/python/bin/{interpreter}",
-                    "/opt/inside.py",
+                    "/opt/compat/kernel_side/launch.py",
                     str(limits.memory_bytes),
                     str(limits.processes),
                     str(limits.file_bytes),
+                    str(limits.output_bytes),
                     f"{RUNTIME}/kernel.json",
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.DEVNULL,
@@ -359,6 +362,7 @@ class BubblewrapSandbox(Sandbox):
             context=context,
             runtime_dir=runtime_dir,
             on_closed=release,
+            interrupt_grace=self.interrupt_grace,
         )
         try:
             await session.wait_ready(self.start_seconds)

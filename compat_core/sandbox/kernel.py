@@ -14,6 +14,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import enum
 import queue
 import re
 import shutil
@@ -29,7 +30,7 @@ from jupyter_client.asynchronous.client import AsyncKernelClient
 from compat_core.sandbox.base import Execution, Limits, Session
 
 # How long a kernel has to stop after an interrupt (time or output limit) before the session
-# is killed instead.
+# is killed instead (the default of `BubblewrapSandbox(interrupt_grace=...)`).
 INTERRUPT_GRACE: Final = 3.0
 # The most image bytes one call returns (images are not text output, but not free either).
 IMAGE_BYTES_PER_CALL: Final = 32 * 1024**2
@@ -119,6 +120,15 @@ class _Collected:
         )
 
 
+class _End(enum.Enum):
+    """How waiting for a call's end ended."""
+
+    IDLE = "the call finished"
+    LIMIT = "its time or output limit passed"
+    DIED = "the sandbox exited"
+    DROPPED = "a message over the size cap dropped the connection"
+
+
 class KernelSession(Session):
     """A started kernel in its sandbox. Made by `BubblewrapSandbox.open`."""
 
@@ -132,6 +142,7 @@ class KernelSession(Session):
         context: zmq.asyncio.Context,
         runtime_dir: Path,
         on_closed: Callable[[], None],
+        interrupt_grace: float = INTERRUPT_GRACE,
     ) -> None:
         self.data_dir = data_dir
         self.limits = limits
@@ -140,7 +151,9 @@ class KernelSession(Session):
         self._context = context
         self._runtime_dir = runtime_dir
         self._on_closed = on_closed
+        self._interrupt_grace = interrupt_grace
         self._closed = False
+        self._monitor = client.iopub_channel.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         self._stderr_tail = bytearray()
         self._stderr_reader = asyncio.create_task(self._keep_stderr_tail())
 
@@ -175,12 +188,15 @@ class KernelSession(Session):
                 )
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the kernel did not answer within {seconds:.0f} s")
-            msg_id = self._client.kernel_info()
+            # Asked again until one is answered: a request sent before the kernel's socket
+            # was bound is lost. Any answer will do (on a busy machine the reply to an
+            # earlier request comes after the next is sent).
+            self._client.kernel_info()
             try:
-                reply = await self._client.get_shell_msg(timeout=POLL_SECONDS * 2)
+                reply = await self._client.get_shell_msg(timeout=1.0)
             except queue.Empty:
                 continue
-            if reply["parent_header"].get("msg_id") != msg_id:
+            if reply["msg_type"] != "kernel_info_reply":
                 continue
             # The reply came on shell; iopub (a subscription) may still be connecting, and
             # output sent before it is would be lost.
@@ -203,54 +219,68 @@ class KernelSession(Session):
 
     async def _run(self, code: str) -> Execution:
         collected = _Collected(self.limits)
+        await self._iopub_dropped()  # what an earlier call's stray output did is past
         msg_id = self._client.execute(code, store_history=True, allow_stdin=False)
         deadline = time.monotonic() + self.limits.call_seconds
-        while True:
-            idle = await self._until_idle(msg_id, collected, deadline)
-            if idle is None:
-                return await self._died(collected)
-            if idle:
-                return collected.execution()
-            if collected.over:
-                reason = (
-                    f"[stopped: the output passed the limit of {self.limits.output_bytes} bytes]"
-                )
-            else:
-                reason = f"[stopped: the call ran past its {self.limits.call_seconds:g} s limit]"
-            return await self._interrupt(msg_id, collected, reason)
+        end = await self._until_idle(msg_id, collected, deadline)
+        if end is _End.IDLE:
+            return collected.execution()
+        if end is _End.DIED:
+            return await self._died(collected)
+        if end is _End.DROPPED:
+            await self.close()
+            return collected.execution(
+                stopped="[stopped: the call sent more output in one piece than the session may "
+                f"({message_cap(self.limits)} bytes); the session was ended, its state is lost]",
+                lost_state=True,
+            )
+        if collected.over:
+            reason = f"[stopped: the output passed the limit of {self.limits.output_bytes} bytes]"
+        else:
+            reason = f"[stopped: the call ran past its {self.limits.call_seconds:g} s limit]"
+        return await self._interrupt(msg_id, collected, reason)
 
-    async def _until_idle(
-        self, msg_id: str, collected: _Collected | None, deadline: float
-    ) -> bool | None:
-        """True when the call finished, False when it hit the deadline or the output limit,
-        None when the sandbox died. Output goes to `collected` (None: dropped)."""
+    async def _until_idle(self, msg_id: str, collected: _Collected | None, deadline: float) -> _End:
+        """Read the call's messages until it ends, one way or another. Output goes to
+        `collected` (None: dropped)."""
         while collected is None or not collected.over:
             left = deadline - time.monotonic()
             if left <= 0:
-                return False
+                return _End.LIMIT
             try:
                 message = await self._client.get_iopub_msg(timeout=min(left, POLL_SECONDS))
             except queue.Empty:
                 if self.process.returncode is not None:
-                    return None
+                    return _End.DIED
+                if await self._iopub_dropped():
+                    return _End.DROPPED
                 continue
             if message["parent_header"].get("msg_id") != msg_id:
                 continue
             if message["msg_type"] == "status":
                 if message["content"].get("execution_state") == "idle":
-                    return True
+                    return _End.IDLE
                 continue
             if collected is not None:
                 collected.take(message)
-        return False
+        return _End.LIMIT
+
+    async def _iopub_dropped(self) -> bool:
+        """Whether ZeroMQ dropped the iopub connection since the last look: what it does with
+        a message over the size cap (the kernel's output is lost with it)."""
+        dropped = False
+        while self._monitor.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            await self._monitor.recv_multipart()
+            dropped = True
+        return dropped
 
     async def _interrupt(self, msg_id: str, collected: _Collected, reason: str) -> Execution:
         """Interrupt the call (as Jupyter's stop button does); kill the session if it does not
         stop within the grace period."""
         request = self._client.session.msg("interrupt_request", {})
         self._client.control_channel.send(request)
-        finished = await self._until_idle(msg_id, None, time.monotonic() + INTERRUPT_GRACE)
-        if finished:
+        end = await self._until_idle(msg_id, None, time.monotonic() + self._interrupt_grace)
+        if end is _End.IDLE:
             return collected.execution(stopped=reason)
         await self.close()
         return collected.execution(
@@ -281,6 +311,8 @@ class KernelSession(Session):
             await self.process.wait()
         finally:
             self._stderr_reader.cancel()
+            self._client.iopub_channel.socket.disable_monitor()
+            self._monitor.close(linger=0)
             self._client.stop_channels()
             self._context.destroy(linger=0)
             shutil.rmtree(self._runtime_dir, ignore_errors=True)

@@ -9,11 +9,13 @@
   through pytest's private (0700) directories.
 - `open_session(limits=SMALL, data_dir=None)`: a session on its own data directory (under
   `data_root` unless given), closed at teardown.
-- `SMALL`: limits small enough that every test that hits one is fast.
+- `SMALL`, `GRACE`: limits and an interrupt grace small enough that every test that hits one
+  is fast.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import tempfile
@@ -34,12 +36,15 @@ SMALL = Limits(
     output_bytes=64 * 1024,
 )
 
+# How long an interrupted call has before its session is killed: short, so tests are fast.
+GRACE = 1.0
+
 OpenSession = Callable[..., Awaitable[Session]]
 
 
 @pytest.fixture(scope="session")
 def sandbox() -> BubblewrapSandbox:
-    made = BubblewrapSandbox()
+    made = BubblewrapSandbox(interrupt_grace=GRACE)
     try:
         made.check()
     except SandboxUnavailable as exc:
@@ -60,10 +65,11 @@ def data_root() -> Iterator[Path]:
 @pytest_asyncio.fixture(loop_scope="function")
 async def open_session(sandbox: BubblewrapSandbox, data_root: Path) -> AsyncIterator[OpenSession]:
     opened: list[Session] = []
+    names = itertools.count()
 
     async def open_one(limits: Limits = SMALL, data_dir: Path | None = None) -> Session:
         if data_dir is None:
-            data_dir = data_root / f"session-{len(opened)}"
+            data_dir = data_root / f"session-{next(names)}"
         data_dir.mkdir(parents=True, exist_ok=True)
         session = await sandbox.open(data_dir, limits)
         opened.append(session)

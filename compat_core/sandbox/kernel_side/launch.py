@@ -1,6 +1,5 @@
 """The first program inside the sandbox: it lowers its own resource limits, then becomes the
-kernel. Run by the sandbox's interpreter (never imported by the server), so it imports the
-standard library only.
+kernel (with its output capped per call, `outstream.py`).
 
 The limits are set here, inside the new user namespace, rather than on bubblewrap before it
 starts: the kernel checks RLIMIT_NPROC against every user namespace level up to the host's,
@@ -10,7 +9,7 @@ here, it caps the session's uid inside its own namespace (and, when the server i
 uid is the session's own on the host as well). A process can only lower its limits, so
 nothing the session's code does later can raise them.
 
-argv: address_space_bytes processes file_bytes connection_file
+argv: address_space_bytes processes file_bytes output_bytes connection_file
 """
 
 import os
@@ -20,8 +19,8 @@ import sys
 
 
 def main() -> None:
-    address_space, processes, file_bytes = (int(value) for value in sys.argv[1:4])
-    connection_file = sys.argv[4]
+    address_space, processes, file_bytes, output_bytes = (int(v) for v in sys.argv[1:5])
+    connection_file = sys.argv[5]
     for limit, value in (
         (resource.RLIMIT_AS, address_space),
         (resource.RLIMIT_NPROC, processes),
@@ -31,6 +30,7 @@ def main() -> None:
         resource.setrlimit(limit, (value, value))
     # Past RLIMIT_FSIZE a write fails with EFBIG instead of the signal killing the kernel.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    os.environ["COMPAT_OUTPUT_BYTES"] = str(output_bytes)
     os.execv(
         sys.executable,
         [
@@ -41,6 +41,7 @@ def main() -> None:
             connection_file,
             "--HistoryManager.enabled=False",
             "--Application.log_level=WARN",
+            "--IPKernelApp.outstream_class=kernel_side.outstream.LimitedOutStream",
         ],
     )
 
