@@ -153,6 +153,11 @@ class KernelSession(Session):
         self._on_closed = on_closed
         self._interrupt_grace = interrupt_grace
         self._closed = False
+        self._closing = False
+        self._one_call = asyncio.Lock()
+        # Set while no call runs.
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._monitor = client.iopub_channel.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         self._stderr_tail = bytearray()
         self._stderr_reader = asyncio.create_task(self._keep_stderr_tail())
@@ -207,15 +212,19 @@ class KernelSession(Session):
             return
 
     async def execute(self, code: str) -> Execution:
-        if not self.alive:
-            return _Collected(self.limits).execution(
-                stopped="The session had ended; its state is gone.", lost_state=True
-            )
-        try:
-            return await self._run(code)
-        except BaseException:
-            await self.close()
-            raise
+        async with self._one_call:
+            if not self.alive:
+                return _Collected(self.limits).execution(
+                    stopped="[the session had ended; its state is gone]", lost_state=True
+                )
+            self._idle.clear()
+            try:
+                return await self._run(code)
+            except BaseException:
+                await self._shut_down()
+                raise
+            finally:
+                self._idle.set()
 
     async def _run(self, code: str) -> Execution:
         collected = _Collected(self.limits)
@@ -228,7 +237,7 @@ class KernelSession(Session):
         if end is _End.DIED:
             return await self._died(collected)
         if end is _End.DROPPED:
-            await self.close()
+            await self._shut_down()
             return collected.execution(
                 stopped="[stopped: the call sent more output in one piece than the session may "
                 f"({message_cap(self.limits)} bytes); the session was ended, its state is lost]",
@@ -282,7 +291,7 @@ class KernelSession(Session):
         end = await self._until_idle(msg_id, None, time.monotonic() + self._interrupt_grace)
         if end is _End.IDLE:
             return collected.execution(stopped=reason)
-        await self.close()
+        await self._shut_down()
         return collected.execution(
             stopped=reason[:-1] + "; the session did not stop and was ended, its state is lost]",
             lost_state=True,
@@ -290,24 +299,38 @@ class KernelSession(Session):
 
     async def _died(self, collected: _Collected) -> Execution:
         code = self.process.returncode
-        await self.close()
-        return collected.execution(
-            stopped=f"[stopped: the session ended unexpectedly (exit status {code}), "
-            "most likely out of memory; its state is lost]",
-            lost_state=True,
-        )
+        await self._shut_down()
+        if self._closing:
+            stopped = "[stopped: the session was ended while the call ran; its state is lost]"
+        else:
+            stopped = (
+                f"[stopped: the session ended unexpectedly (exit status {code}), "
+                "most likely out of memory; its state is lost]"
+            )
+        return collected.execution(stopped=stopped, lost_state=True)
 
     async def close(self) -> None:
+        self._closing = True
+        if not self._idle.is_set():
+            # A call is running: kill the sandbox and let the call see it die, report it and
+            # clean up (tearing its sockets away under it would look like a cancellation).
+            self._kill()
+            await self._idle.wait()
+        await self._shut_down()
+
+    def _kill(self) -> None:
+        # bubblewrap's own process: its death takes the sandbox's init with it
+        # (--die-with-parent), and with init every process of the sandbox's pid namespace.
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+
+    async def _shut_down(self) -> None:
         if self._closed:
             return
         self._closed = True
         try:
-            if self.process.returncode is None:
-                # bubblewrap's own process: its death takes the sandbox's init with it
-                # (--die-with-parent), and with init every process of the sandbox's pid
-                # namespace.
-                with contextlib.suppress(ProcessLookupError):
-                    self.process.kill()
+            self._kill()
             await self.process.wait()
         finally:
             self._stderr_reader.cancel()
