@@ -238,6 +238,22 @@ class BubblewrapSandbox(Sandbox):
             )
         return found
 
+    def _as_user(self, uid: int | None) -> list[str]:
+        """The command prefix that runs what follows as `uid` (none: as the server's).
+
+        util-linux's setpriv (essential on Debian) rather than `subprocess`'s `user=`: the
+        server's event loop (uvloop) does not take that argument, and a Python function
+        between fork and exec (`preexec_fn`) is unsafe in a threaded server."""
+        if uid is None:
+            return []
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            raise SandboxUnavailable(
+                "setpriv is not installed (Debian's util-linux): as root, each session runs "
+                "as an unprivileged uid of its own, which it switches to"
+            )
+        return [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
+
     def check(self) -> None:
         self._check_once()
 
@@ -261,15 +277,20 @@ class BubblewrapSandbox(Sandbox):
                     self.environment, data_dir, runtime_dir, tmp_bytes=self.tmp_bytes, **fds
                 )
                 trial = subprocess.run(
-                    [bwrap, *args, "--", f"/opt/python/bin/{interpreter}", "-c", _TRIAL],
+                    [
+                        *self._as_user(uid),
+                        bwrap,
+                        *args,
+                        "--",
+                        f"/opt/python/bin/{interpreter}",
+                        "-c",
+                        _TRIAL,
+                    ],
                     capture_output=True,
                     text=True,
                     timeout=self.start_seconds,
                     pass_fds=tuple(fds.values()),
                     check=False,
-                    user=uid,
-                    group=uid,
-                    extra_groups=None if uid is None else [],
                 )
             finally:
                 for fd in fds.values():
@@ -311,7 +332,7 @@ class BubblewrapSandbox(Sandbox):
                 _chown_tree(data_dir, uid)
                 os.chown(runtime_dir, uid, uid)
             key = secrets.token_hex(32)
-            connection = _connection(key, RUNTIME + "/k")
+            connection = connection_info(key, RUNTIME + "/k")
             kernel_file = runtime_dir / "kernel.json"
             kernel_file.write_text(json.dumps(connection))
             if uid is not None:
@@ -323,6 +344,7 @@ class BubblewrapSandbox(Sandbox):
                     self.environment, data_dir, runtime_dir, tmp_bytes=self.tmp_bytes, **fds
                 )
                 process = await asyncio.create_subprocess_exec(
+                    *self._as_user(uid),
                     bwrap,
                     *args,
                     "--",
@@ -338,9 +360,6 @@ class BubblewrapSandbox(Sandbox):
                     stderr=asyncio.subprocess.PIPE,
                     pass_fds=tuple(fds.values()),
                     start_new_session=True,
-                    user=uid,
-                    group=uid,
-                    extra_groups=None if uid is None else [],
                 )
             finally:
                 for fd in fds.values():
@@ -352,7 +371,7 @@ class BubblewrapSandbox(Sandbox):
             raise
         context.setsockopt(zmq.MAXMSGSIZE, message_cap(limits))
         client = AsyncKernelClient(context=context)
-        client.load_connection_info(_connection(key, str(runtime_dir / "k")))
+        client.load_connection_info(connection_info(key, str(runtime_dir / "k")))
         client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
         session = KernelSession(
             data_dir=data_dir,
@@ -377,7 +396,7 @@ class BubblewrapSandbox(Sandbox):
 _TRIAL: Final = "import ipykernel, zmq; print('ok')"
 
 
-def _connection(key: str, ip: str) -> KernelConnectionInfo:
+def connection_info(key: str, ip: str) -> KernelConnectionInfo:
     """The kernel's sockets: unix sockets named `ip` + `-` + port, in the runtime directory."""
     return {
         "transport": "ipc",
