@@ -28,10 +28,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Final
 
-import zmq
-import zmq.asyncio
-from jupyter_client.asynchronous.client import AsyncKernelClient
-
 from bench.config import Context
 from bench.report import Row, ms, ratio
 from compat_core.sandbox import seccomp
@@ -42,7 +38,7 @@ from compat_core.sandbox.bubblewrap import (
     bwrap_args,
     connection_info,
 )
-from compat_core.sandbox.kernel import KernelSession, message_cap
+from compat_core.sandbox.kernel import KernelSession
 
 SECTION: Final = "8 sandbox"
 LIMITS: Final = Limits(call_seconds=120.0)
@@ -81,21 +77,15 @@ async def _bare_session(sandbox: BubblewrapSandbox, data_dir: Path) -> Session:
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
     )
-    context = zmq.asyncio.Context()
-    context.setsockopt(zmq.MAXMSGSIZE, message_cap(LIMITS))
-    client = AsyncKernelClient(context=context)
-    client.load_connection_info(connection_info(key, str(runtime / "k")))
-    client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
     session = KernelSession(
         data_dir=data_dir,
         limits=LIMITS,
         process=process,
-        client=client,
-        context=context,
+        connection=connection_info(key, str(runtime / "k")),
         runtime_dir=runtime,
         on_closed=lambda: None,
     )
-    await session.wait_ready(60.0)
+    await session.start(60.0)
     return session
 
 

@@ -29,15 +29,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
-import zmq
-import zmq.asyncio
-from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.connect import KernelConnectionInfo
 
 from compat_core.sandbox import seccomp
 from compat_core.sandbox.base import MNT_DATA, Limits, Sandbox, SandboxUnavailable, Session
 from compat_core.sandbox.environment import DEFAULT_DIR, Environment
-from compat_core.sandbox.kernel import INTERRUPT_GRACE, KernelSession, message_cap
+from compat_core.sandbox.kernel import INTERRUPT_GRACE, KernelSession
 
 INSIDE_UID: Final = 1000
 RUNTIME: Final = "/run/kernel"
@@ -326,7 +323,6 @@ class BubblewrapSandbox(Sandbox):
                 self._uids.give_back(uid)
 
         runtime_dir = Path(tempfile.mkdtemp(prefix="sbx-", dir=self.runtime_root))
-        context = zmq.asyncio.Context()
         try:
             if uid is not None:
                 _chown_tree(data_dir, uid)
@@ -365,26 +361,20 @@ class BubblewrapSandbox(Sandbox):
                 for fd in fds.values():
                     os.close(fd)
         except BaseException:
-            context.destroy(linger=0)
             shutil.rmtree(runtime_dir, ignore_errors=True)
             release()
             raise
-        context.setsockopt(zmq.MAXMSGSIZE, message_cap(limits))
-        client = AsyncKernelClient(context=context)
-        client.load_connection_info(connection_info(key, str(runtime_dir / "k")))
-        client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
         session = KernelSession(
             data_dir=data_dir,
             limits=limits,
             process=process,
-            client=client,
-            context=context,
+            connection=connection_info(key, str(runtime_dir / "k")),
             runtime_dir=runtime_dir,
             on_closed=release,
             interrupt_grace=self.interrupt_grace,
         )
         try:
-            await session.wait_ready(self.start_seconds)
+            await session.start(self.start_seconds)
         except BaseException as exc:
             await session.close()
             if isinstance(exc, RuntimeError):

@@ -15,9 +15,12 @@ import base64
 import binascii
 import contextlib
 import enum
+import os
 import queue
 import re
 import shutil
+import socket
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +29,7 @@ from typing import Any, Final
 import zmq
 import zmq.asyncio
 from jupyter_client.asynchronous.client import AsyncKernelClient
+from jupyter_client.connect import KernelConnectionInfo
 
 from compat_core.sandbox.base import Execution, Limits, Session
 
@@ -130,7 +134,11 @@ class _End(enum.Enum):
 
 
 class KernelSession(Session):
-    """A started kernel in its sandbox. Made by `BubblewrapSandbox.open`."""
+    """A kernel started in its sandbox (by `BubblewrapSandbox.open`), connected by `start`.
+
+    `connection` is the kernel's connection file as the host sees it: unix sockets named
+    `ip` + `-` + port in `runtime_dir`, a directory the sandbox can write to.
+    """
 
     def __init__(
         self,
@@ -138,8 +146,7 @@ class KernelSession(Session):
         data_dir: Path,
         limits: Limits,
         process: asyncio.subprocess.Process,
-        client: AsyncKernelClient,
-        context: zmq.asyncio.Context,
+        connection: KernelConnectionInfo,
         runtime_dir: Path,
         on_closed: Callable[[], None],
         interrupt_grace: float = INTERRUPT_GRACE,
@@ -147,8 +154,17 @@ class KernelSession(Session):
         self.data_dir = data_dir
         self.limits = limits
         self.process = process
-        self._client = client
-        self._context = context
+        self._connection = connection
+        self._context = zmq.asyncio.Context()
+        # No message bigger than this is read into the server's memory.
+        self._context.setsockopt(zmq.MAXMSGSIZE, message_cap(limits))
+        # Connected once, never again: a socket file in the runtime directory is the
+        # sandbox's to replace, and a reconnection would follow whatever it put there (a
+        # symbolic link to one of the host's sockets, say).
+        self._context.setsockopt(zmq.RECONNECT_IVL, -1)
+        self._client = AsyncKernelClient(context=self._context)
+        self._client.load_connection_info(connection)
+        self._monitor: zmq.asyncio.Socket | None = None
         self._runtime_dir = runtime_dir
         self._on_closed = on_closed
         self._interrupt_grace = interrupt_grace
@@ -158,7 +174,6 @@ class KernelSession(Session):
         # Set while no call runs.
         self._idle = asyncio.Event()
         self._idle.set()
-        self._monitor = client.iopub_channel.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         self._stderr_tail = bytearray()
         self._stderr_reader = asyncio.create_task(self._keep_stderr_tail())
 
@@ -180,22 +195,54 @@ class KernelSession(Session):
     def alive(self) -> bool:
         return not self._closed and self.process.returncode is None
 
-    async def wait_ready(self, seconds: float) -> None:
-        """Until the kernel answers on its shell and iopub channels; `RuntimeError` when it
-        dies or does not answer in `seconds`."""
+    def _sockets_listening(self) -> bool:
+        """Whether the kernel listens on the sockets the host connects to, and they are
+        sockets (not links: no code but the kernel's own has run in the sandbox yet). The
+        host connects only once (no reconnection), so only to a socket that listens."""
+        ip = self._connection["ip"]
+        for port in ("shell_port", "iopub_port", "control_port"):
+            path = f"{ip}-{self._connection[port]}"
+            try:
+                mode = os.lstat(path).st_mode
+            except FileNotFoundError:
+                return False
+            if not stat.S_ISSOCK(mode):
+                raise RuntimeError(f"the kernel's {port} is not a socket")
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.settimeout(1.0)
+                try:
+                    probe.connect(path)
+                except (ConnectionRefusedError, FileNotFoundError, TimeoutError):
+                    return False
+        return True
+
+    async def _check_running(self) -> None:
+        if self.process.returncode is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._stderr_reader), 1.0)
+            raise RuntimeError(
+                f"the kernel exited with {self.process.returncode}: {self.stderr_tail}"
+            )
+
+    async def start(self, seconds: float) -> None:
+        """Connect once the kernel's sockets exist, and return when it answers on its shell
+        and iopub channels; `RuntimeError` when it dies or does not answer in `seconds`."""
         deadline = time.monotonic() + seconds
+        while not self._sockets_listening():
+            await self._check_running()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the kernel did not start within {seconds:.0f} s")
+            await asyncio.sleep(0.01)
+        self._client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
+        iopub = self._client.iopub_channel.socket
+        self._monitor = iopub.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         while True:
-            if self.process.returncode is not None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(self._stderr_reader), 1.0)
-                raise RuntimeError(
-                    f"the kernel exited with {self.process.returncode}: {self.stderr_tail}"
-                )
+            await self._check_running()
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the kernel did not answer within {seconds:.0f} s")
-            # Asked again until one is answered: a request sent before the kernel's socket
-            # was bound is lost. Any answer will do (on a busy machine the reply to an
-            # earlier request comes after the next is sent).
+            # Asked again until one is answered: the first may come before the kernel
+            # listens. Any answer will do (on a busy machine the reply to an earlier request
+            # comes after the next is sent).
             self._client.kernel_info()
             try:
                 reply = await self._client.get_shell_msg(timeout=1.0)
@@ -278,7 +325,7 @@ class KernelSession(Session):
         """Whether ZeroMQ dropped the iopub connection since the last look: what it does with
         a message over the size cap (the kernel's output is lost with it)."""
         dropped = False
-        while self._monitor.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        while self._monitor is not None and await self._monitor.poll(0):
             await self._monitor.recv_multipart()
             dropped = True
         return dropped
@@ -334,8 +381,9 @@ class KernelSession(Session):
             await self.process.wait()
         finally:
             self._stderr_reader.cancel()
-            self._client.iopub_channel.socket.disable_monitor()
-            self._monitor.close(linger=0)
+            if self._monitor is not None:
+                self._client.iopub_channel.socket.disable_monitor()
+                self._monitor.close(linger=0)
             self._client.stop_channels()
             self._context.destroy(linger=0)
             shutil.rmtree(self._runtime_dir, ignore_errors=True)
