@@ -16,6 +16,7 @@ host uid of its own (taken from `uids`), so the host kernel counts and limits it
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import functools
 import json
 import os
@@ -60,21 +61,46 @@ _GROUP: Final = f"root:x:0:\nsandbox:x:{INSIDE_UID}:\n"
 
 
 class HostUids:
-    """The unprivileged host uids sessions run as, one per live session."""
+    """The unprivileged host uids sessions run as, one per live session, also across the
+    server processes of one machine (core replicas): a uid is taken by holding an exclusive
+    lock on its file in `lock_dir`, which the kernel releases if the process dies."""
 
-    def __init__(self, uids: Sequence[int]) -> None:
-        self._free = list(reversed(uids))
+    def __init__(self, uids: Sequence[int], lock_dir: Path) -> None:
+        self._uids = list(uids)
+        self._lock_dir = lock_dir
+        self._held: dict[int, int] = {}
         self._lock = threading.Lock()
+
+    def _directory(self) -> Path:
+        self._lock_dir.mkdir(mode=0o700, exist_ok=True)
+        info = self._lock_dir.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+            raise SandboxUnavailable(f"{self._lock_dir} is not a directory of this server's uid")
+        return self._lock_dir
 
     def take(self) -> int:
         with self._lock:
-            if not self._free:
-                raise SandboxUnavailable("every sandbox uid is in use (raise the uid range)")
-            return self._free.pop()
+            directory = self._directory()
+            for uid in self._uids:
+                if uid in self._held:
+                    continue
+                fd = os.open(directory / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    continue
+                self._held[uid] = fd
+                return uid
+        raise SandboxUnavailable(
+            f"all {len(self._uids)} sandbox uids are in use on this machine (raise the range)"
+        )
 
     def give_back(self, uid: int) -> None:
         with self._lock:
-            self._free.append(uid)
+            fd = self._held.pop(uid, None)
+            if fd is not None:
+                os.close(fd)
 
 
 def _system_mounts() -> Iterator[str]:
@@ -221,7 +247,7 @@ class BubblewrapSandbox(Sandbox):
         # Unix socket paths are limited to 107 bytes: keep this short.
         self.runtime_root = runtime_root or Path(tempfile.gettempdir())
         self.as_root = os.geteuid() == 0
-        self._uids = HostUids(uids)
+        self._uids = HostUids(uids, self.runtime_root / "compat-sandbox-uids")
         self.tmp_bytes = tmp_bytes
         self.start_seconds = start_seconds
         self.interrupt_grace = interrupt_grace
