@@ -1,5 +1,8 @@
 """Fixtures of the sandbox's own tests.
 
+The sandbox touches no store: its tests run in the SQLite pass only (not again in the
+PostgreSQL pass, `COMPAT_TEST_POSTGRES_URL` set).
+
 - `sandbox`: the bubblewrap sandbox on the checkout's `.sandbox` environment, checked once.
   Where this machine cannot run it (no bwrap, user namespaces off, the environment not built)
   the tests skip, naming the reason, unless `COMPAT_TEST_REQUIRE_SANDBOX=1` (CI), where they
@@ -40,6 +43,18 @@ SMALL = Limits(
 GRACE = 1.0
 
 OpenSession = Callable[..., Awaitable[Session]]
+
+
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not os.environ.get("COMPAT_TEST_POSTGRES_URL"):
+        return
+    skip = pytest.mark.skip(reason="the sandbox uses no store: SQLite pass only")
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
