@@ -41,6 +41,7 @@ IMAGE_BYTES_PER_CALL: Final = 32 * 1024**2
 # How often a call waiting for output also checks that the sandbox still runs.
 POLL_SECONDS: Final = 0.2
 STDERR_TAIL: Final = 4096
+PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
 _ANSI: Final = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
@@ -51,9 +52,9 @@ def strip_ansi(text: str) -> str:
 
 def message_cap(limits: Limits) -> int:
     """The largest message the host accepts from a kernel: one full output budget, one call's
-    images, and room for the protocol. A bigger one drops the connection (ZeroMQ's
-    MAXMSGSIZE) before the host allocates it."""
-    return limits.output_bytes * 2 + IMAGE_BYTES_PER_CALL + 1024**2
+    images (base64: 4/3 of their size), and room for the protocol. A bigger one drops the
+    connection (ZeroMQ's MAXMSGSIZE) before the host allocates it."""
+    return limits.output_bytes * 2 + IMAGE_BYTES_PER_CALL * 4 // 3 + 1024**2
 
 
 class _Collected:
@@ -83,6 +84,9 @@ class _Collected:
         try:
             png = base64.b64decode(encoded, validate=False)
         except (binascii.Error, ValueError):
+            return
+        if not png.startswith(PNG_SIGNATURE):
+            self.text("[an image was left out: it is not a PNG]\n")
             return
         if png in self.images:
             # A figure that is the cell's value is also flushed by the inline backend at the
@@ -311,14 +315,19 @@ class KernelSession(Session):
                 if await self._iopub_dropped():
                     return _End.DROPPED
                 continue
-            if message["parent_header"].get("msg_id") != msg_id:
+            try:
+                if message["parent_header"].get("msg_id") != msg_id:
+                    continue
+                if message["msg_type"] == "status":
+                    if message["content"].get("execution_state") == "idle":
+                        return _End.IDLE
+                    continue
+                if collected is not None:
+                    collected.take(message)
+            except (KeyError, TypeError, AttributeError, ValueError):
+                # The kernel holds the signing key: code in it can send anything, well
+                # signed. What is not a message of the protocol's shape is dropped.
                 continue
-            if message["msg_type"] == "status":
-                if message["content"].get("execution_state") == "idle":
-                    return _End.IDLE
-                continue
-            if collected is not None:
-                collected.take(message)
         return _End.LIMIT
 
     async def _iopub_dropped(self) -> bool:

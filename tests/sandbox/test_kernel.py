@@ -95,3 +95,14 @@ async def test_files_written_to_mnt_data_reach_the_data_dir(open_session: OpenSe
     )
     assert result.logs == f"'{MNT_DATA}'\n"
     assert session.data_dir.joinpath("out.txt").read_text() == "made inside"
+
+
+async def test_an_image_that_is_not_a_png_is_left_out(open_session: OpenSession) -> None:
+    session = await open_session()
+    result = await session.execute(
+        "from IPython.display import display\n"
+        "display({'image/png': 'bm90IGEgcG5n', 'text/plain': 'x'}, raw=True)\n"
+        "print('after')"
+    )
+    assert result.images == []
+    assert result.logs == "[an image was left out: it is not a PNG]\nafter\n"
