@@ -4,7 +4,8 @@ Each figure is the sandboxed one beside the same thing without the sandbox, meas
 same run: the same interpreter and libraries (the `.sandbox` environment), the same kernel
 and client, only started as a bare subprocess of the host instead of inside bubblewrap.
 
-- cold start: from asking for a session to its kernel answering (median of a few);
+- cold start: from asking for a session to its kernel answering, and closing it (median of a
+  few);
 - warm calls: `1 + 1` (the round trip through the kernel) and a CPU-bound call (seccomp's
   filter runs on every system call, so this shows what it costs when the code computes);
 - one-shot: `python -c` importing numpy and pandas, in a fresh sandbox and in a bare
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import json
 import os
 import secrets
@@ -89,27 +91,34 @@ async def _bare_session(sandbox: BubblewrapSandbox, data_dir: Path) -> Session:
     return session
 
 
-async def _median_seconds(times: int, run: Callable[[], Awaitable[object]]) -> float:
-    taken = []
+async def _paired_medians(
+    times: int, ours: Callable[[], Awaitable[object]], baseline: Callable[[], Awaitable[object]]
+) -> tuple[float, float]:
+    """Median seconds of each, run alternately so that the machine's load drifts over both
+    alike (it is shared)."""
+    taken: tuple[list[float], list[float]] = ([], [])
     for _ in range(times):
-        started = time.perf_counter()
-        await run()
-        taken.append(time.perf_counter() - started)
-    return statistics.median(taken)
+        for run, into in ((ours, taken[0]), (baseline, taken[1])):
+            started = time.perf_counter()
+            await run()
+            into.append(time.perf_counter() - started)
+    return statistics.median(taken[0]), statistics.median(taken[1])
 
 
-async def _cold_start(
-    open_session: Callable[[Path], Awaitable[Session]], data_root: Path, times: int
-) -> float:
-    taken = []
-    for index in range(times):
-        data_dir = data_root / f"cold-{index}-{secrets.token_hex(4)}"
+def _cold_start(
+    open_session: Callable[[Path], Awaitable[Session]], data_root: Path
+) -> Callable[[], Awaitable[None]]:
+    """Opening a session (what is timed) and closing it."""
+    count = itertools.count()
+
+    async def once() -> None:
+        data_dir = data_root / f"cold-{next(count)}-{secrets.token_hex(4)}"
         data_dir.mkdir()
-        started = time.perf_counter()
         session = await open_session(data_dir)
-        taken.append(time.perf_counter() - started)
+        # Closing is outside what a caller waits for, but timed here too: it is small.
         await session.close()
-    return statistics.median(taken)
+
+    return once
 
 
 async def _one_shot(command: list[str], pass_fds: tuple[int, ...] = ()) -> None:
@@ -180,12 +189,13 @@ async def _measure(
     async def bare(data_dir: Path) -> Session:
         return await _bare_session(sandbox, data_dir)
 
-    cold = await _cold_start(sandboxed, data_root, starts)
-    cold_bare = await _cold_start(bare, data_root, starts)
+    cold, cold_bare = await _paired_medians(
+        starts, _cold_start(sandboxed, data_root), _cold_start(bare, data_root)
+    )
     rows = [
         Row(
             SECTION,
-            "session cold start (to the kernel's first answer), median",
+            "session cold start (to the kernel's first answer) and close, median",
             ms(cold),
             ms(cold_bare) + " bare subprocess",
             ratio(cold, cold_bare),
@@ -202,8 +212,11 @@ async def _measure(
         ):
             await inside.execute(code)
             await outside.execute(code)
-            ours = await _median_seconds(times, functools.partial(inside.execute, code))
-            base = await _median_seconds(times, functools.partial(outside.execute, code))
+            ours, base = await _paired_medians(
+                times,
+                functools.partial(inside.execute, code),
+                functools.partial(outside.execute, code),
+            )
             rows.append(Row(SECTION, label, ms(ours), ms(base) + " bare", ratio(ours, base)))
     finally:
         await inside.close()
@@ -219,8 +232,11 @@ async def _measure(
     ]
     one_dir = data_root / "one-shot"
     one_dir.mkdir()
-    shot = await _median_seconds(max(3, starts), lambda: _one_shot_sandboxed(sandbox, one_dir))
-    shot_bare = await _median_seconds(max(3, starts), lambda: _one_shot(bare_command))
+    shot, shot_bare = await _paired_medians(
+        max(3, starts),
+        functools.partial(_one_shot_sandboxed, sandbox, one_dir),
+        functools.partial(_one_shot, bare_command),
+    )
     rows.append(
         Row(
             SECTION,

@@ -386,14 +386,18 @@ class KernelSession(Session):
             return
         self._closed = True
         try:
-            self._kill()
-            await self.process.wait()
-        finally:
-            self._stderr_reader.cancel()
+            # Sockets first, while the kernel still answers: ZeroMQ's context takes a second
+            # to end after a peer died under a connection that may not reconnect.
             if self._monitor is not None:
                 self._client.iopub_channel.socket.disable_monitor()
                 self._monitor.close(linger=0)
             self._client.stop_channels()
-            self._context.destroy(linger=0)
+            self._kill()
+            await self.process.wait()
+        finally:
+            self._stderr_reader.cancel()
+            # Off the event loop: it blocks for that second when the kernel had died first.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.to_thread(self._context.term), 5.0)
             shutil.rmtree(self._runtime_dir, ignore_errors=True)
             self._on_closed()
