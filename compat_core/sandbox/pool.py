@@ -46,7 +46,6 @@ class _Entry:
     last_used: float
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     session: Session | None = None
-    leased: bool = False
 
 
 class SessionPool:
@@ -93,19 +92,11 @@ class SessionPool:
     async def lease(self, key: str) -> AsyncIterator[Lease]:
         """`key`'s session, started if need be, for this caller alone until the block ends
         (copy files in, execute, read files out)."""
-        if self._closed:
-            raise SandboxUnavailable("the sandbox's session pool is closed")
-        entry = self._entries.get(key)
-        if entry is None:
-            entry = self._entries[key] = _Entry(self.data_dir(key), self._clock())
-        async with entry.lock:
-            entry.leased = True
+        async with self._locked_entry(key) as entry:
             try:
                 fresh = entry.session is None or not entry.session.alive
                 if fresh:
-                    if entry.session is not None:
-                        await entry.session.close()
-                        entry.session = None
+                    await self._close_session(entry)
                     await self._make_room()
                     entry.data_dir.mkdir(exist_ok=True)
                     entry.session = await self.sandbox.open(entry.data_dir, self.limits)
@@ -113,7 +104,21 @@ class SessionPool:
                 yield Lease(entry.session, fresh)
             finally:
                 entry.last_used = self._clock()
-                entry.leased = False
+
+    @contextlib.asynccontextmanager
+    async def _locked_entry(self, key: str) -> AsyncIterator[_Entry]:
+        """`key`'s entry, locked; made if need be. An entry that expired while this waited
+        for its lock is no longer the key's: wait on the key's new one."""
+        while True:
+            if self._closed:
+                raise SandboxUnavailable("the sandbox's session pool is closed")
+            entry = self._entries.get(key)
+            if entry is None:
+                entry = self._entries[key] = _Entry(self.data_dir(key), self._clock())
+            async with entry.lock:
+                if self._entries.get(key) is entry:
+                    yield entry
+                    return
 
     async def execute(self, key: str, code: str) -> Execution:
         """Run `code` in `key`'s session (see `lease` to do more in between)."""
@@ -126,7 +131,7 @@ class SessionPool:
             idle = [
                 e
                 for e in self._entries.values()
-                if e.session is not None and e.session.alive and not e.leased
+                if e.session is not None and e.session.alive and not e.lock.locked()
             ]
             if not idle:
                 raise SandboxUnavailable(
@@ -144,29 +149,37 @@ class SessionPool:
     async def sweep(self) -> list[str]:
         """End the sessions idle longer than `idle_seconds` and delete their files (also
         those of keys left from an earlier run); the keys it expired. The core calls this
-        periodically."""
-        now = self._clock()
-        expired = [
-            key
-            for key, entry in self._entries.items()
-            if not entry.leased
-            and not entry.lock.locked()
-            and now - entry.last_used > self.idle_seconds
-        ]
-        for key in expired:
-            await self.drop(key, remove_files=True)
+        periodically. A key in use is not idle, and one whose call comes while it expires
+        waits, then finds a fresh session."""
+        expired = []
+        for key, entry in list(self._entries.items()):
+            if entry.lock.locked() or self._clock() - entry.last_used <= self.idle_seconds:
+                continue
+            async with entry.lock:
+                if self._entries.get(key) is not entry:
+                    continue
+                if self._clock() - entry.last_used <= self.idle_seconds:
+                    continue
+                del self._entries[key]
+                await self._close_session(entry)
+                await asyncio.to_thread(shutil.rmtree, entry.data_dir, True)
+                expired.append(key)
         return expired
 
     async def drop(self, key: str, *, remove_files: bool = False) -> None:
-        """End `key`'s session now (a call running in it is cut off: it reports the session
-        lost), and delete its files if asked."""
+        """End `key`'s session now (a call running in it is cut off and reports the session
+        lost). With `remove_files` (the thread is gone) its files go too, once no call holds
+        the key."""
         entry = self._entries.get(key)
         if entry is None:
             return
         await self._close_session(entry)
         if remove_files:
-            self._entries.pop(key, None)
-            await asyncio.to_thread(shutil.rmtree, entry.data_dir, True)
+            async with entry.lock:
+                if self._entries.get(key) is entry:
+                    del self._entries[key]
+                await self._close_session(entry)
+                await asyncio.to_thread(shutil.rmtree, entry.data_dir, True)
 
     async def close(self) -> None:
         """End every session (shutdown); the files stay for the next run."""

@@ -196,3 +196,25 @@ def test_keys_are_checked(sandbox: BubblewrapSandbox, data_root: Path) -> None:
     for bad in ("", "../x", "a/b", "x" * 129, "."):
         with pytest.raises(ValueError, match="session key"):
             pool.data_dir(bad)
+
+
+async def test_a_key_in_use_does_not_expire_and_its_files_wait(make_pool: MakePool) -> None:
+    clock = Clock()
+    pool = make_pool(clock=clock)
+    async with pool.lease("thread_f") as lease:
+        clock.now += IDLE * 2
+        assert await pool.sweep() == []
+        removal = asyncio.create_task(pool.drop("thread_f", remove_files=True))
+        # The drop ended the session at once, but waits for this lease to delete the files.
+        for _ in range(100):
+            if not lease.session.alive:
+                break
+            await asyncio.sleep(0.02)
+        assert not lease.session.alive
+        assert not removal.done()
+        assert lease.data_dir.exists()
+    await asyncio.wait_for(removal, 10)
+    assert not (pool.root / "thread_f").exists()
+    async with pool.lease("thread_f") as lease:
+        assert lease.fresh
+        assert (await lease.session.execute("2 * 21")).logs == "42\n"
