@@ -171,6 +171,15 @@ def bwrap_args(
         "/proc",
         "--dev",
         "/dev",
+        # bubblewrap's /dev is a tmpfs of no size limit, memory that no limit of the
+        # session's processes counts: read-only, but for a bounded /dev/shm (POSIX shared
+        # memory, multiprocessing's semaphores).
+        "--size",
+        str(tmp_bytes),
+        "--tmpfs",
+        "/dev/shm",
+        "--remount-ro",
+        "/dev",
         "--size",
         str(tmp_bytes),
         "--tmpfs",
@@ -401,6 +410,11 @@ class BubblewrapSandbox(Sandbox):
         )
         try:
             await session.start(self.start_seconds)
+            if uid is not None:
+                # The kernel's sockets are made: from now on the session may neither replace
+                # them nor fill the host's disk through this directory.
+                os.chown(runtime_dir, 0, 0)
+                os.chmod(runtime_dir, 0o755)
         except BaseException as exc:
             await session.close()
             if isinstance(exc, RuntimeError):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from compat_core.sandbox.base import MNT_DATA
+from compat_core.sandbox.bubblewrap import BubblewrapSandbox
 
 from .conftest import OpenSession
 from .procs import uid_of
@@ -116,6 +117,9 @@ async def test_host_files_are_not_visible(open_session: OpenSession, data_root: 
 async def test_writes_outside_mnt_data_fail(open_session: OpenSession) -> None:
     session = await open_session()
     targets = ["/x", "/usr/x", "/etc/x", "/opt/site/x", "/opt/python/x", "/run/x", "/mnt/x"]
+    targets += ["/dev/x", "/proc/x"]
+    if os.geteuid() == 0:
+        targets.append("/run/kernel/x")  # the sockets' directory, the session's no more
     result = await session.execute(
         f"for path in {targets!r}:\n"
         "    try:\n"
@@ -170,3 +174,22 @@ async def test_ten_sessions_at_once_stay_apart(open_session: OpenSession) -> Non
     assert [(session.data_dir / "me").read_text() for session in sessions] == [
         str(index) for index in range(10)
     ]
+
+
+async def test_memory_backed_directories_are_bounded(
+    sandbox: BubblewrapSandbox, open_session: OpenSession
+) -> None:
+    """/tmp and /dev/shm live in memory that no process limit counts: each has a size."""
+    session = await open_session()
+    # In files of 8 MiB, under the file size limit, to 1 MiB past the directory's size.
+    files = sandbox.tmp_bytes // (8 * 1024**2) + 1
+    result = await session.execute(
+        "for directory in ('/tmp', '/dev/shm'):\n"
+        "    try:\n"
+        f"        for index in range({files}):\n"
+        "            open(f'{directory}/{index}', 'wb').write(b'x' * 8 * 1024**2)\n"
+        "        print(directory, 'written')\n"
+        "    except OSError as exc:\n"
+        "        print(directory, exc.strerror)\n"
+    )
+    assert result.logs == "/tmp No space left on device\n/dev/shm No space left on device\n"
