@@ -15,15 +15,36 @@ REQUIRE_POSTGRES ?=
 # need it skip without it, unless REQUIRE_POSTGRES is set (CI), where they fail.
 PGVECTOR_INSTALL ?= ../shared/tools/install-pgvector
 
-.PHONY: run core edge migrate test bench lint proto check-proto venv venv-check clean
+# code_interpreter's sandbox: the Python environment its kernels run (pinned in
+# sandbox/requirements.txt), built beside the checkout and mounted read-only by bubblewrap.
+SANDBOX_ENV ?= .sandbox
 
-venv: $(BIN)/.installed
+.PHONY: run core edge migrate test bench lint proto check-proto venv venv-check sandbox-env clean
+
+venv: $(BIN)/.installed sandbox-env
 
 $(BIN)/.installed: pyproject.toml | venv-check
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
+
+## sandbox-env: bubblewrap (Debian's package, installed when missing and we are root with
+## apt-get; otherwise one line says so and code_interpreter runs fail until it is there) and
+## the sandbox's Python environment in $(SANDBOX_ENV) (rebuilt when the requirements or the
+## Python change; otherwise a no-op)
+sandbox-env: $(BIN)/.installed
+	@if ! command -v bwrap >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "sandbox: installing Debian's bubblewrap"; \
+			{ apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
+				{ apt-get update -qq >/dev/null && apt-get install -y -qq bubblewrap >/dev/null; }; } || \
+				echo "sandbox: bubblewrap could not be installed; code_interpreter runs fail until it is"; \
+		else \
+			echo "sandbox: bwrap not found: install bubblewrap (Debian: apt-get install bubblewrap); code_interpreter runs fail until then"; \
+		fi; \
+	fi
+	@$(BIN)/python -m compat_core.sandbox.environment $(SANDBOX_ENV)
 
 ## venv-check: one line and a stop when $(PYTHON) is older than 3.11; a .venv made by another
 ## Python (or whose Python no longer runs: its interpreter was removed) goes, to be rebuilt
@@ -136,4 +157,4 @@ check-proto: proto
 	@git status --porcelain -- compat_core/v1 | grep . && { echo "generated code is stale: run make proto and commit"; exit 1; } || echo "generated code is fresh"
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SANDBOX_ENV) .pytest_cache .mypy_cache .ruff_cache

@@ -22,7 +22,16 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Final
 
-from bench import concurrency, event_log, resources, retrieval, scale, startup, streaming
+from bench import (
+    concurrency,
+    event_log,
+    resources,
+    retrieval,
+    sandbox,
+    scale,
+    startup,
+    streaming,
+)
 from bench.config import Config, Context
 from bench.procs import kill_leftovers, raise_if_cancelled
 from bench.report import Row, header, markdown_table
@@ -37,6 +46,7 @@ SECTIONS: Final[dict[str, Section]] = {
     "startup": startup.run,
     "event_log": event_log.run,
     "retrieval": retrieval.run,
+    "sandbox": sandbox.run,
 }
 
 

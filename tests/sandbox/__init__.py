@@ -1,0 +1,1 @@
+"""The code_interpreter sandbox's own tests (issue 17): each asserts that it holds."""

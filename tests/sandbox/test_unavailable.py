@@ -1,0 +1,62 @@
+"""A machine that cannot run the sandbox says so, naming the fix, and runs nothing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from compat_core.sandbox.base import Limits, SandboxUnavailable
+from compat_core.sandbox.bubblewrap import BubblewrapSandbox
+
+
+def test_missing_bubblewrap_names_the_package(tmp_path: Path) -> None:
+    sandbox = BubblewrapSandbox(bwrap=str(tmp_path / "no-bwrap-here"))
+    with pytest.raises(SandboxUnavailable, match="apt-get install bubblewrap"):
+        sandbox.check()
+
+
+def test_missing_environment_names_the_make_target(tmp_path: Path) -> None:
+    sandbox = BubblewrapSandbox(environment=tmp_path / "not-built")
+    with pytest.raises(SandboxUnavailable, match="make sandbox-env"):
+        sandbox.check()
+
+
+def test_user_namespaces_refused_names_the_setting(
+    sandbox: BubblewrapSandbox, data_root: Path
+) -> None:
+    # A bwrap that fails as bubblewrap does where user namespaces are off (where sessions'
+    # uids can run it).
+    fake = data_root / "bwrap"
+    fake.write_text(
+        "#!/bin/sh\necho 'bwrap: No permissions to creating new namespace, likely because "
+        "the kernel does not allow non-privileged user namespaces.' >&2\nexit 1\n"
+    )
+    fake.chmod(0o755)
+    refused = BubblewrapSandbox(sandbox.environment.root, bwrap=str(fake))
+    with pytest.raises(SandboxUnavailable, match="user namespaces"):
+        refused.check()
+
+
+async def test_a_session_failing_to_start_says_why(
+    sandbox: BubblewrapSandbox, data_root: Path
+) -> None:
+    fake = data_root / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: something broke' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    broken = BubblewrapSandbox(sandbox.environment.root, bwrap=str(fake))
+    (data_root / "data").mkdir()
+    with pytest.raises(SandboxUnavailable, match="something broke"):
+        await broken.open(data_root / "data", Limits())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs sessions as other uids")
+async def test_a_data_dir_other_uids_cannot_reach_names_the_fix(
+    sandbox: BubblewrapSandbox, tmp_path: Path
+) -> None:
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    (closed / "data").mkdir()
+    with pytest.raises(SandboxUnavailable, match="chmod o\\+x"):
+        await sandbox.open(closed / "data", Limits())
