@@ -78,11 +78,12 @@ class Settings(BaseSettings):
     # Providers given in code (the embedded server's `providers=` argument); they win over
     # same-named ones from the environment.
     extra_providers: dict[str, ProviderConfig] = Field(default_factory=dict)
-    # code_interpreter (docs/code-interpreter.md): the sandbox's Python environment (what
-    # `make sandbox-env` builds), where sessions keep their /mnt/data (empty: `sessions/`
+    # code_interpreter (docs/code-interpreter.md): the sandbox's Python environment (empty:
+    # the checkout's `.sandbox`, what `make sandbox-env` builds), where sessions keep their
+    # /mnt/data (empty: `sessions/`
     # beside the files directory), how long a thread's session lives unused, how many live at
     # once in a core (the one idle longest is closed first), and what one session may use.
-    code_interpreter_env: str = ".sandbox"
+    code_interpreter_env: str = ""
     code_interpreter_dir: str = ""
     code_interpreter_idle_seconds: float = Field(default=3600.0, gt=0, le=7 * 86400)
     code_interpreter_max_sessions: int = Field(default=16, ge=1, le=10_000)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc import aio
@@ -11,6 +12,8 @@ from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from compat_core.config import Settings
+from compat_core.engine.code_interpreter import CodeInterpreter
+from compat_core.engine.code_sessions import CodeSessions
 from compat_core.engine.events import RunEventHub
 from compat_core.engine.executor import EngineContext, new_replica_id
 from compat_core.engine.file_search import FileSearch
@@ -27,6 +30,9 @@ from compat_core.providers.upstream import UpstreamProvider
 from compat_core.retrieval.embeddings import Embedder, UpstreamEmbedder
 from compat_core.retrieval.ingestion import Ingestion
 from compat_core.retrieval.reindex import Reindexer
+from compat_core.sandbox.base import Limits
+from compat_core.sandbox.bubblewrap import BubblewrapSandbox
+from compat_core.sandbox.environment import DEFAULT_DIR
 from compat_core.services.access import AccessService
 from compat_core.services.assistants import AssistantsService
 from compat_core.services.files import FilesService
@@ -105,6 +111,7 @@ class CoreServer:
         self._ingestion: Ingestion | None = None
         self._embedder: Embedder | None = None
         self._reindexer: Reindexer | None = None
+        self._code_sessions: CodeSessions | None = None
         self.metrics = CoreMetrics()
         self.port = 0
 
@@ -143,6 +150,8 @@ class CoreServer:
         )
         if embedder is not None:
             self._reindexer = Reindexer(store, embedder, replica_id, settings.run_lease_seconds)
+        code_sessions = self._code_sessions = _code_sessions(settings)
+        await code_sessions.start()
         store_files = VectorStoreFiles(store, blobs, ingestion.wake)
         inline = InlineStores(store_files, ingestion.wake)
 
@@ -171,7 +180,12 @@ class CoreServer:
                     for name, provider in _providers(self.models).items()
                 },
                 tools=self.tools,
-                hosted=HostedTools([FileSearch(embedder=embedder)]),
+                hosted=HostedTools(
+                    [
+                        FileSearch(embedder=embedder),
+                        CodeInterpreter(code_sessions, blobs, settings.max_upload_bytes),
+                    ]
+                ),
                 requires_action_timeout=settings.requires_action_timeout_seconds,
                 replica_id=replica_id,
                 lease_seconds=settings.run_lease_seconds,
@@ -229,6 +243,9 @@ class CoreServer:
         if self._engine is not None:
             await self._engine.stop()
             self._engine = None
+        if self._code_sessions is not None:
+            await self._code_sessions.stop()
+            self._code_sessions = None
         if self._sweeper is not None:
             await self._sweeper.stop()
             self._sweeper = None
@@ -239,6 +256,27 @@ class CoreServer:
     async def wait_for_termination(self) -> None:
         if self._server is not None:
             await self._server.wait_for_termination()
+
+
+def _code_sessions(settings: Settings) -> CodeSessions:
+    """code_interpreter's sandbox and sessions, as configured."""
+    mib = 1024 * 1024
+    limits = Limits(
+        call_seconds=settings.code_interpreter_call_seconds,
+        memory_bytes=settings.code_interpreter_memory_mb * mib,
+        processes=settings.code_interpreter_processes,
+        file_bytes=settings.code_interpreter_file_mb * mib,
+        output_bytes=settings.code_interpreter_output_kb * 1024,
+    )
+    return CodeSessions(
+        BubblewrapSandbox(
+            Path(settings.code_interpreter_env) if settings.code_interpreter_env else DEFAULT_DIR
+        ),
+        settings.resolved_sessions_dir(),
+        limits,
+        idle_seconds=settings.code_interpreter_idle_seconds,
+        max_sessions=settings.code_interpreter_max_sessions,
+    )
 
 
 def _embedder(models: ModelRegistry) -> Embedder | None:

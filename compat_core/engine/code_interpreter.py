@@ -24,20 +24,21 @@ fails only when this server cannot run code at all (no sandbox), and says why.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import weakref
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import jiter
 import orjson
 
 from compat_core import ids
 from compat_core.engine import session_files
+from compat_core.engine.code_sessions import CodeSessions
 from compat_core.engine.hosted import HostedCall, HostedTool, ToolFailure
 from compat_core.engine.sandbox_links import PREFIX, SandboxLinkAnnotator
-from compat_core.sandbox.base import MNT_DATA, Session
+from compat_core.sandbox.base import MNT_DATA, SandboxUnavailable, Session
 from compat_core.store.base import Store
 from compat_core.store.blobs import BlobStore
 from compat_core.v1 import common_pb2, files_pb2, messages_pb2, runs_pb2
@@ -62,34 +63,18 @@ PARAMETERS: Final = {
 }
 
 
-class Sessions(Protocol):
-    """Where calls find their thread's session (`compat_core.sandbox.pool.SessionPool`)."""
-
-    def session(self, key: str) -> AbstractAsyncContextManager[Session]:
-        """The live session of `key` (started if there is none), held for this caller alone
-        until the block ends."""
-        ...
-
-
 class CodeInterpreter(HostedTool):
-    """The `code_interpreter` tool. `unavailable` is why this machine cannot run the sandbox
-    (None when it can): calls then fail the run with it. `max_file_bytes` bounds each written
-    file kept (the server's upload limit)."""
+    """The `code_interpreter` tool, running code in the core's `sessions`; `max_file_bytes`
+    bounds each written file kept (the server's upload limit)."""
 
     kind = "code_interpreter"
 
-    def __init__(
-        self,
-        sessions: Sessions,
-        blobs: BlobStore,
-        max_file_bytes: int,
-        unavailable: str | None = None,
-    ) -> None:
+    def __init__(self, sessions: CodeSessions, blobs: BlobStore, max_file_bytes: int) -> None:
         self._sessions = sessions
         self._blobs = blobs
         self._max_file_bytes = max_file_bytes
-        self._unavailable = unavailable
-        # Per live session: the thread's files placed in it (file ID → name under /mnt/data).
+        # Per live session: the thread's files placed in its /mnt/data (file ID → name). A
+        # new session (the last one idled out, died or was evicted) gets them placed again.
         self._placed: weakref.WeakKeyDictionary[Session, dict[str, str]] = (
             weakref.WeakKeyDictionary()
         )
@@ -118,13 +103,20 @@ class CodeInterpreter(HostedTool):
             runs_pb2.CodeInterpreterCall(input=code_so_far(call.function.arguments))
         )
         details = call.code_interpreter
-        if self._unavailable is not None:
+        pool = self._sessions.pool
+        if pool is None:
             raise ToolFailure(
                 "server_error",
-                f"code_interpreter cannot run code on this server: {self._unavailable}",
+                f"code_interpreter cannot run code on this server: {self._sessions.unavailable}",
             )
         notes: list[str] = []
-        async with self._sessions.session(run.thread_id) as session:
+        async with contextlib.AsyncExitStack() as held:
+            try:
+                # Starting a session can fail: all sessions busy, or the sandbox broke since.
+                lease = await held.enter_async_context(pool.lease(run.thread_id))
+            except SandboxUnavailable as exc:
+                raise ToolFailure("server_error", f"code_interpreter: {exc}") from exc
+            session = lease.session
             await self._place_inputs(store, run, session, notes)
             before = await asyncio.to_thread(session_files.scan, session.data_dir)
             result = await session.execute(details.input)

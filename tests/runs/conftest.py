@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -23,10 +24,12 @@ import openai
 import pytest
 from harness import MakeClient, MakeGrpc, MakeHttp
 from harness.grpc_client import GrpcClient
+from harness.sandbox import require_sandbox, sessions_root
 from harness.server import ServerThread, sqlite_url
 from openai.types.beta import Assistant
 
 from compat_core.config import ProviderConfig
+from compat_core.sandbox.bubblewrap import BubblewrapSandbox
 from runs.nodejs import locked_versions, node_with_locked_packages
 from runs.tools import GET_TIME, GET_WEATHER, SERVER_TOOLS
 from runs.upstream import ScriptedModel, ScriptedUpstream, closed_port_url
@@ -69,16 +72,33 @@ def provider_overrides(upstream: ScriptedUpstream, dead_url: str) -> dict[str, A
 
 
 @pytest.fixture(scope="session")
+def code_sessions_dir() -> Iterator[Path]:
+    """Where `runs_server`'s (and any test server's) code_interpreter sessions keep their
+    files: a directory the sandbox's unprivileged uids can pass through."""
+    with sessions_root() as root:
+        yield root
+
+
+@pytest.fixture(scope="session")
 def runs_server(
-    tmp_path_factory: pytest.TempPathFactory, provider_overrides: dict[str, Any]
+    tmp_path_factory: pytest.TempPathFactory,
+    provider_overrides: dict[str, Any],
+    code_sessions_dir: Path,
 ) -> Iterator[ServerThread]:
     server = ServerThread(
         database_url=sqlite_url(tmp_path_factory.mktemp("runs-server")),
         tools=SERVER_TOOLS,
+        code_interpreter_dir=str(code_sessions_dir / "runs-server"),
         **provider_overrides,
     ).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def sandbox_ready() -> None:
+    """The tests that run code need the sandbox (see `harness.sandbox`)."""
+    require_sandbox(BubblewrapSandbox())
 
 
 @pytest.fixture
