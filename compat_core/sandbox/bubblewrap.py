@@ -2,10 +2,11 @@
 its own, a read-only system, its own `/mnt/data`, resource limits and a seccomp filter.
 
 What a session sees: `/usr` and the loader's links (`/bin`, `/lib*`), a few files of `/etc` the
-dynamic loader and fontconfig read, a fresh `/proc` and `/dev`, a small private `/tmp`, the
-sandbox's interpreter and libraries at `/opt/python` and `/opt/site` (read-only), the kernel's
-sockets at `/run/kernel`, and `/mnt/data`: the only place outside `/tmp` it can write. Nothing
-else of the host: not its home directories, not the server's data, not other sessions.
+dynamic loader and fontconfig read, a fresh `/proc`, a read-only `/dev`, small private `/tmp`
+and `/dev/shm`, the sandbox's interpreter and libraries at `/opt/python` and `/opt/site`
+(read-only), the kernel's sockets at `/run/kernel`, and `/mnt/data`: with `/tmp` and
+`/dev/shm`, the only places it can write. Nothing else of the host: not its home directories,
+not the server's data, not other sessions. docs/code-interpreter.md has the whole picture.
 
 Namespaces: user, pid, network (only a loopback of its own: no route out, no DNS), ipc, uts
 and cgroup. When the server runs as root, each session's bubblewrap runs as an unprivileged
