@@ -2,10 +2,11 @@
 its own, a read-only system, its own `/mnt/data`, resource limits and a seccomp filter.
 
 What a session sees: `/usr` and the loader's links (`/bin`, `/lib*`), a few files of `/etc` the
-dynamic loader and fontconfig read, a fresh `/proc` and `/dev`, a small private `/tmp`, the
-sandbox's interpreter and libraries at `/opt/python` and `/opt/site` (read-only), the kernel's
-sockets at `/run/kernel`, and `/mnt/data`: the only place outside `/tmp` it can write. Nothing
-else of the host: not its home directories, not the server's data, not other sessions.
+dynamic loader and fontconfig read, a fresh `/proc`, a read-only `/dev`, small private `/tmp`
+and `/dev/shm`, the sandbox's interpreter and libraries at `/opt/python` and `/opt/site`
+(read-only), the kernel's sockets at `/run/kernel`, and `/mnt/data`: with `/tmp` and
+`/dev/shm`, the only places it can write. Nothing else of the host: not its home directories,
+not the server's data, not other sessions. docs/code-interpreter.md has the whole picture.
 
 Namespaces: user, pid, network (only a loopback of its own: no route out, no DNS), ipc, uts
 and cgroup. When the server runs as root, each session's bubblewrap runs as an unprivileged
@@ -40,6 +41,9 @@ from compat_core.sandbox.kernel import INTERRUPT_GRACE, KernelSession
 INSIDE_UID: Final = 1000
 RUNTIME: Final = "/run/kernel"
 KERNEL_SIDE: Final = Path(__file__).with_name("kernel_side")
+# Each server process keeps its sessions' runtime directories (their sockets) in
+# `<runtime_root>/compat-sandbox-run-<pid>`.
+RUNTIME_PREFIX: Final = "compat-sandbox-run-"
 # Host uids for sessions when the server is root: far above any real account's.
 DEFAULT_UIDS: Final = range(1_800_000_000, 1_800_000_000 + 4096)
 # The loader's links and the system's libraries; on a merged-/usr system most are symlinks.
@@ -220,6 +224,16 @@ def _data_pipe(data: str) -> int:
     return read_end
 
 
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _closed_to_others(data_dir: Path) -> Path | None:
     """The first directory from / down to `data_dir`'s parent that other uids cannot enter."""
     parent = data_dir.resolve().parent
@@ -253,13 +267,26 @@ class BubblewrapSandbox(Sandbox):
     ) -> None:
         self.environment = Environment(environment)
         self.bwrap = bwrap
-        # Unix socket paths are limited to 107 bytes: keep this short.
+        # Unix socket paths are limited to 107 bytes: keep this short (/tmp by default).
         self.runtime_root = runtime_root or Path(tempfile.gettempdir())
         self.as_root = os.geteuid() == 0
         self._uids = HostUids(uids, self.runtime_root / "compat-sandbox-uids")
         self.tmp_bytes = tmp_bytes
         self.start_seconds = start_seconds
         self.interrupt_grace = interrupt_grace
+
+    def _runtime_parent(self) -> Path:
+        """This process's directory for its sessions' runtime directories. A server that
+        died without closing its sessions (their sandboxes died with it) left its directory:
+        the first session of a later one removes those of processes that no longer run."""
+        parent = self.runtime_root / f"{RUNTIME_PREFIX}{os.getpid()}"
+        if not parent.is_dir():
+            for left in self.runtime_root.glob(f"{RUNTIME_PREFIX}*"):
+                pid = left.name.removeprefix(RUNTIME_PREFIX)
+                if pid.isdigit() and not _running(int(pid)):
+                    shutil.rmtree(left, ignore_errors=True)
+            parent.mkdir(mode=0o711, exist_ok=True)
+        return parent
 
     def _bwrap_path(self) -> str:
         found = shutil.which(self.bwrap)
@@ -357,7 +384,7 @@ class BubblewrapSandbox(Sandbox):
                 released = True
                 self._uids.give_back(uid)
 
-        runtime_dir = Path(tempfile.mkdtemp(prefix="sbx-", dir=self.runtime_root))
+        runtime_dir = Path(tempfile.mkdtemp(prefix="sbx-", dir=self._runtime_parent()))
         try:
             if uid is not None:
                 _chown_tree(data_dir, uid)

@@ -42,6 +42,12 @@ SMALL = Limits(
 # How long an interrupted call has before its session is killed: short, so tests are fast.
 GRACE = 1.0
 
+# When root, sessions' host uids: a range of this test run's own, apart from the default one
+# (servers on this machine use that), so that "no process of the session's uid is left" is
+# about this run's sessions alone. The uids are locked per machine either way.
+_FIRST_UID = 1_810_000_000 + os.getpid() % 10_000 * 100
+TEST_UIDS = range(_FIRST_UID, _FIRST_UID + 100)
+
 OpenSession = Callable[..., Awaitable[Session]]
 
 
@@ -59,7 +65,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def sandbox() -> BubblewrapSandbox:
-    made = BubblewrapSandbox(interrupt_grace=GRACE)
+    made = BubblewrapSandbox(interrupt_grace=GRACE, uids=TEST_UIDS)
     try:
         made.check()
     except SandboxUnavailable as exc:

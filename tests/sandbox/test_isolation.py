@@ -193,3 +193,25 @@ async def test_memory_backed_directories_are_bounded(
         "        print(directory, exc.strerror)\n"
     )
     assert result.logs == "/tmp No space left on device\n/dev/shm No space left on device\n"
+
+
+async def test_the_hosts_abstract_unix_sockets_are_out_of_reach(open_session: OpenSession) -> None:
+    """Abstract unix sockets (no file; D-Bus, X11 and others listen on them) belong to a
+    network namespace."""
+    name = f"\0compat-sandbox-test-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(name)
+        server.listen()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.connect(name)  # there for the host
+        session = await open_session()
+        result = await session.execute(
+            "import socket\n"
+            "with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:\n"
+            "    try:\n"
+            f"        client.connect({name!r})\n"
+            "        print('connected')\n"
+            "    except OSError as exc:\n"
+            "        print(type(exc).__name__)\n"
+        )
+    assert result.logs == "ConnectionRefusedError\n"

@@ -230,3 +230,23 @@ async def test_the_host_cuts_output_the_kernel_does_not(open_session: OpenSessio
     assert len(result.logs.encode()) <= SMALL.output_bytes + len(result.stopped) + 2
     follow_up = await (session if session.alive else await open_session(SMALL)).execute("1")
     assert follow_up.logs == "1\n"
+
+
+async def test_a_kernel_dying_mid_call_is_reported_and_replaced(
+    open_session: OpenSession,
+) -> None:
+    session = await open_session(SMALL)
+    started = time.monotonic()
+    result = await session.execute(
+        "print('going', flush=True)\nimport os, signal, time\ntime.sleep(0.2)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)"
+    )
+    assert time.monotonic() - started < SMALL.call_seconds
+    assert result.lost_state
+    assert result.stopped is not None
+    assert "ended unexpectedly" in result.stopped
+    assert result.logs.startswith("going\n")
+    assert not session.alive
+    after = await session.execute("1")
+    assert after.lost_state
+    await _works(await open_session(SMALL))

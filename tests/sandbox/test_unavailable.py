@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
 import pytest
 
 from compat_core.sandbox.base import Limits, SandboxUnavailable
-from compat_core.sandbox.bubblewrap import BubblewrapSandbox
+from compat_core.sandbox.bubblewrap import RUNTIME_PREFIX, BubblewrapSandbox
+
+from .conftest import GRACE, TEST_UIDS
 
 
 def test_missing_bubblewrap_names_the_package(tmp_path: Path) -> None:
@@ -60,3 +63,29 @@ async def test_a_data_dir_other_uids_cannot_reach_names_the_fix(
     (closed / "data").mkdir()
     with pytest.raises(SandboxUnavailable, match="chmod o\\+x"):
         await sandbox.open(closed / "data", Limits())
+
+
+async def test_runtime_directories_of_dead_servers_are_removed(
+    sandbox: BubblewrapSandbox, data_root: Path
+) -> None:
+    """A server killed without closing its sessions leaves their sockets' directories; the
+    next one removes them (but not those of servers still running)."""
+    dead = await asyncio.create_subprocess_exec("true")
+    await dead.wait()
+    left = data_root / f"{RUNTIME_PREFIX}{dead.pid}"
+    (left / "sbx-old").mkdir(parents=True)
+    alive = data_root / f"{RUNTIME_PREFIX}1"
+    alive.mkdir()
+    fresh = BubblewrapSandbox(
+        sandbox.environment.root, runtime_root=data_root, interrupt_grace=GRACE, uids=TEST_UIDS
+    )
+    (data_root / "data").mkdir()
+    session = await fresh.open(data_root / "data", Limits())
+    try:
+        assert (await session.execute("1 + 1")).logs == "2\n"
+        assert not left.exists()
+        assert alive.exists()
+        assert (data_root / f"{RUNTIME_PREFIX}{os.getpid()}").is_dir()
+    finally:
+        await session.close()
+    assert list((data_root / f"{RUNTIME_PREFIX}{os.getpid()}").iterdir()) == []
