@@ -15,9 +15,9 @@ REQUIRE_POSTGRES ?=
 # need it skip without it, unless REQUIRE_POSTGRES is set (CI), where they fail.
 PGVECTOR_INSTALL ?= ../shared/tools/install-pgvector
 
-# code_interpreter's sandbox: the Python environment its kernels run (pinned in
-# sandbox/requirements.txt), built beside the checkout and mounted read-only by bubblewrap.
-SANDBOX_ENV ?= .sandbox
+# code_interpreter's sandbox: whether a machine that cannot run it fails `make test` (CI)
+# rather than skipping the tests that need it.
+REQUIRE_SANDBOX ?=
 
 .PHONY: run core edge migrate test bench lint proto check-proto venv venv-check sandbox-env clean
 
@@ -31,8 +31,8 @@ $(BIN)/.installed: pyproject.toml | venv-check
 
 ## sandbox-env: bubblewrap (Debian's package, installed when missing and we are root with
 ## apt-get; otherwise one line says so and code_interpreter runs fail until it is there) and
-## the sandbox's Python environment in $(SANDBOX_ENV) (rebuilt when the requirements or the
-## Python change; otherwise a no-op)
+## the sandbox's Python environment in .sandbox, where the server looks for it (pinned in
+## sandbox/requirements.txt; rebuilt when they or the Python change, otherwise a no-op)
 sandbox-env: $(BIN)/.installed
 	@if ! command -v bwrap >/dev/null 2>&1; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -44,7 +44,7 @@ sandbox-env: $(BIN)/.installed
 			echo "sandbox: bwrap not found: install bubblewrap (Debian: apt-get install bubblewrap); code_interpreter runs fail until then"; \
 		fi; \
 	fi
-	@$(BIN)/python -m compat_core.sandbox.environment $(SANDBOX_ENV)
+	@$(BIN)/python -m compat_core.sandbox.environment .sandbox
 
 ## venv-check: one line and a stop when $(PYTHON) is older than 3.11; a .venv made by another
 ## Python (or whose Python no longer runs: its interpreter was removed) goes, to be rebuilt
@@ -89,7 +89,7 @@ migrate: venv
 ## test: the whole suite on SQLite, then again on PostgreSQL if a server answers at
 ## COMPAT_TEST_POSTGRES_URL (REQUIRE_POSTGRES=1: fail instead of skipping when none does)
 test: venv
-	COMPAT_TEST_POSTGRES_URL= $(BIN)/pytest $(PYTEST_ARGS)
+	COMPAT_TEST_POSTGRES_URL= COMPAT_TEST_REQUIRE_SANDBOX=$(REQUIRE_SANDBOX) $(BIN)/pytest $(PYTEST_ARGS)
 	@if shown=$$($(BIN)/python -c "$$POSTGRES_PROBE" "$$COMPAT_TEST_POSTGRES_URL"); then \
 		echo "PostgreSQL pass: $$shown"; \
 		case "$$COMPAT_TEST_POSTGRES_URL" in \
@@ -99,7 +99,8 @@ test: venv
 						echo "pgvector: not installed; the tests that need it skip (fail with REQUIRE_POSTGRES)"; \
 				fi;; \
 		esac; \
-		COMPAT_TEST_REQUIRE_PGVECTOR=$(REQUIRE_POSTGRES) $(BIN)/pytest $(PYTEST_ARGS); \
+		COMPAT_TEST_REQUIRE_PGVECTOR=$(REQUIRE_POSTGRES) COMPAT_TEST_REQUIRE_SANDBOX=$(REQUIRE_SANDBOX) \
+			$(BIN)/pytest $(PYTEST_ARGS); \
 	elif [ -n "$(REQUIRE_POSTGRES)" ]; then \
 		echo "PostgreSQL pass FAILED: no server at $$shown (REQUIRE_POSTGRES is set)"; \
 		exit 1; \
@@ -157,4 +158,4 @@ check-proto: proto
 	@git status --porcelain -- compat_core/v1 | grep . && { echo "generated code is stale: run make proto and commit"; exit 1; } || echo "generated code is fresh"
 
 clean:
-	rm -rf $(VENV) $(SANDBOX_ENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .sandbox .pytest_cache .mypy_cache .ruff_cache

@@ -17,12 +17,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compat_core.engine import session_files
 from compat_core.engine.code_interpreter import code_so_far
 from compat_core.engine.file_search import CitationAnnotator
 from compat_core.engine.hosted import Annotated, ChainedAnnotator, ReplyAnnotator
 from compat_core.engine.sandbox_links import SandboxLinkAnnotator
 from compat_core.retrieval.citations import SearchResult, known_results
+from compat_core.sandbox import files as session_files
 from compat_core.store.blobs import BlobStore
 
 FILES = {"chart.png": "file-chart", "out/data.csv": "file-data"}
@@ -168,7 +168,7 @@ def test_placing_a_file_replaces_a_link_without_writing_through_it(tmp_path: Pat
 
     async def place() -> None:
         await blobs.write("file-x", _chunks(b"a,b\n1,2\n"), 1 << 20)
-        await session_files.place(data, "report.csv", blobs, "file-x")
+        await session_files.place(data, "report.csv", blobs.read("file-x"))
 
     asyncio.run(place())
     assert target.read_text() == "untouched"
@@ -183,6 +183,12 @@ def test_input_names_are_plain_and_distinct() -> None:
     assert session_files.input_name("../../etc/passwd", "file-3", taken) == "file-3-_.._etc_passwd"
     assert session_files.input_name("..", "file-4", taken) == "file-4"
     assert "/" not in session_files.input_name("a/b\x00c", "file-5", taken)
+
+
+@pytest.mark.parametrize("path", ["../x", "/etc/passwd", "a/../../x", "", "."])
+def test_a_path_that_is_not_inside_is_refused(tmp_path: Path, path: str) -> None:
+    with pytest.raises(OSError, match="not a relative path"):
+        asyncio.run(_read_all(tmp_path, path))
 
 
 async def _read_all(root: Path, path: str, limit: int = 1 << 20) -> bytes:

@@ -34,10 +34,10 @@ import jiter
 import orjson
 
 from compat_core import ids
-from compat_core.engine import session_files
 from compat_core.engine.code_sessions import CodeSessions
 from compat_core.engine.hosted import HostedCall, HostedTool, ToolFailure
 from compat_core.engine.sandbox_links import PREFIX, SandboxLinkAnnotator
+from compat_core.sandbox import files as session_files
 from compat_core.sandbox.base import MNT_DATA, SandboxUnavailable, Session
 from compat_core.store.base import Store
 from compat_core.store.blobs import BlobStore
@@ -186,7 +186,7 @@ class CodeInterpreter(HostedTool):
                 continue  # deleted since it was attached
             name = session_files.input_name(file.filename, file.id, taken)
             try:
-                await session_files.place(session.data_dir, name, self._blobs, file.id)
+                await session_files.place(session.data_dir, name, self._blobs.read(file.id))
             except OSError as exc:
                 notes.append(f"{file.filename} ({file.id}) could not be put in {MNT_DATA}: {exc}")
                 continue

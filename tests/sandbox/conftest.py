@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from harness.sandbox import require_sandbox, sessions_root
 
-from compat_core.sandbox.base import Limits, SandboxUnavailable, Session
+from compat_core.sandbox.base import Limits, Session
 from compat_core.sandbox.bubblewrap import BubblewrapSandbox
 
 SMALL = Limits(
@@ -66,21 +65,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def sandbox() -> BubblewrapSandbox:
     made = BubblewrapSandbox(interrupt_grace=GRACE, uids=TEST_UIDS)
-    try:
-        made.check()
-    except SandboxUnavailable as exc:
-        if os.environ.get("COMPAT_TEST_REQUIRE_SANDBOX") == "1":
-            pytest.fail(f"the sandbox is required (COMPAT_TEST_REQUIRE_SANDBOX=1): {exc}")
-        pytest.skip(f"no sandbox on this machine: {exc}")
+    require_sandbox(made)
     return made
 
 
 @pytest.fixture
 def data_root() -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="sandbox-test-"))
-    root.chmod(0o711)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
+    with sessions_root() as root:
+        yield root
 
 
 @pytest_asyncio.fixture(loop_scope="function")
