@@ -10,6 +10,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
+from compat_core import tenancy
 from compat_core.config import Settings
 from compat_core.engine.events import RunEventHub
 from compat_core.engine.executor import EngineContext, new_replica_id
@@ -18,6 +19,7 @@ from compat_core.engine.hosted import HostedTools
 from compat_core.engine.manager import RunEngine
 from compat_core.guard import ApiKeyAuth, RpcGuard
 from compat_core.health import BoundedHealth
+from compat_core.keyring import KeyRing
 from compat_core.methods import MethodTable
 from compat_core.metrics import CoreMetrics
 from compat_core.models import BUILTIN, ModelRegistry
@@ -105,6 +107,7 @@ class CoreServer:
         self._ingestion: Ingestion | None = None
         self._embedder: Embedder | None = None
         self._reindexer: Reindexer | None = None
+        self._keys: KeyRing | None = None
         self.metrics = CoreMetrics()
         self.port = 0
 
@@ -123,7 +126,7 @@ class CoreServer:
             try:
                 await store.open()
                 if self.models.embedding is not None:
-                    with vectors_errors(settings.embedding_model):
+                    with vectors_errors(settings.embedding_model), tenancy.all_projects():
                         await store.enable_vectors()
             except BaseException:
                 await store.close()  # and with it the claim on a SQLite file
@@ -150,7 +153,8 @@ class CoreServer:
         methods = MethodTable()
         # Every servicer but health's goes through the guard (see `compat_core.guard`).
         metrics = self.metrics
-        guard = RpcGuard(ApiKeyAuth(settings.api_keys), metrics)
+        keys = self._keys = KeyRing(store, settings.api_keys)
+        guard = RpcGuard(ApiKeyAuth(keys), metrics)
 
         def guarded(servicer: object, service: ServiceDescriptor) -> None:
             methods.add(guard.servicer(servicer, service), service)
@@ -232,6 +236,9 @@ class CoreServer:
         if self._sweeper is not None:
             await self._sweeper.stop()
             self._sweeper = None
+        if self._keys is not None:
+            await self._keys.close()
+            self._keys = None
         if self._store is not None:
             await self._store.close()
             self._store = None

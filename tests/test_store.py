@@ -102,7 +102,7 @@ def ids(page: Page[Any]) -> list[str]:
 
 ON_POSTGRES = postgres_admin_url() is not None
 # The newest migration.
-HEAD = "0011"
+HEAD = "0012"
 sqlite_only = pytest.mark.skipif(
     ON_POSTGRES,
     reason="SQLite's own mechanics (WAL, its query plans); test_store_postgres.py has PostgreSQL's",
@@ -760,9 +760,10 @@ async def test_list_queries_use_indexes_and_never_sort(
             if "FROM messages" in statement:
                 assert "USING INDEX ix_messages_thread_id_seq" in plan, plan
             elif "FROM files" in statement:
-                assert "USING INDEX ix_files_purpose_seq" in plan, plan
+                # Lists of a whole table range over one project's rows (migration 0012).
+                assert "USING INDEX ix_files_project_id_purpose_seq" in plan, plan
             else:
-                assert "USING INTEGER PRIMARY KEY" in plan, plan
+                assert "USING INDEX ix_assistants_project_id_seq" in plan, plan
     finally:
         conn.close()
 

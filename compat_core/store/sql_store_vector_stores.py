@@ -59,4 +59,6 @@ class SqlVectorStores(SqlStoreBase, VectorStores):
         await self._db.write(lambda conn: sql_vector_stores.touch(conn, store_ids, moment))
 
     async def expire_vector_stores(self, moment: int, limit: int) -> list[str]:
-        return await self._db.write(lambda conn: sql_vector_stores.expire(conn, moment, limit))
+        return await self._db.write_across(
+            lambda conn: sql_vector_stores.expire(conn, moment, limit)
+        )
