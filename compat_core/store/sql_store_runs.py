@@ -128,8 +128,10 @@ def _save_progress(
     for object_id, object_thread_id in named:
         if object_thread_id != thread_id:
             raise ValueError(f"{object_id} names thread {object_thread_id!r}, not {thread_id!r}")
-    # Whether the thread exists or not: inserting into a missing one fails on its foreign key.
-    sql_rows.lock_thread(conn, thread_id)
+    # A thread of another project is as missing as one that is not there: its foreign key
+    # alone would let this write into it.
+    if not sql_rows.lock_thread(conn, thread_id):
+        raise LookupError(f"no thread {thread_id!r} to save progress in")
     held: set[str] = set()
     if holder is not None:
         run_ids = [run.id] if run is not None else [step.run_id for step in steps]
