@@ -79,7 +79,10 @@ def enter(entered: Scope) -> Token[Scope | None]:
 
 
 def leave(token: Token[Scope | None]) -> None:
-    _current.reset(token)
+    # A stream's generator closed from another context than the one it entered in (one the
+    # event loop finalises): that context ends here, nothing is left to restore.
+    with contextlib.suppress(ValueError):
+        _current.reset(token)
 
 
 @contextlib.contextmanager
