@@ -9,10 +9,11 @@ would only make every cache miss slower without protecting anything.
 Verdicts are cached per presented key, good ones and bad ones (a client presenting a wrong key
 over and over must not cost a query each time), for `RECHECK_SECONDS`: after that the next
 call with the key looks it up again. A revocation through `revoke` forgets the key on this
-core at once; on other cores sharing a PostgreSQL database it takes effect at their next
-re-check, within `RECHECK_SECONDS`. That bound is the price of keeping the hot path free of
-the database; the notification channel the cores share is best effort anyway (a dropped
-listener loses notices), so the re-check would be needed beside it.
+core at once, and on the other cores sharing a PostgreSQL database as soon as its notice
+reaches them (`Projects.on_key_revoked`, the channel the cores already share for runs).
+Notices are best effort (a dropped listener loses them until it reconnects), so the re-check
+bounds what a lost one costs: a revoked key works on such a core for `RECHECK_SECONDS` at
+most.
 
 Authentication is required when `COMPAT_API_KEYS` is set or any key is stored; a server with
 neither (as `make run` starts) serves everyone as the default project, as before.
@@ -93,6 +94,7 @@ class KeyRing:
         self._any_stored: tuple[bool, float] | None = None
         self._used_written: dict[str, float] = {}
         self._writes: set[asyncio.Task[None]] = set()
+        store.on_key_revoked(self.forget)
 
     def cached(self, key: str) -> str | Miss | None:
         """The project of `key` from memory alone: a project ID, None for a key known to be
@@ -157,11 +159,15 @@ class KeyRing:
     async def revoke(self, key_id: str) -> bool:
         """Delete a key and forget it on this core at once (others within `RECHECK_SECONDS`)."""
         deleted = await self._store.delete_api_key(key_id)
+        self.forget(key_id)
+        return deleted
+
+    def forget(self, key_id: str) -> None:
+        """Drop what this core knows of a key (revoked here or, by notice, on another core)."""
         for digest, verdict in list(self._verdicts.items()):
             if verdict.key_id == key_id:
                 del self._verdicts[digest]
         self._any_stored = None
-        return deleted
 
     async def close(self) -> None:
         """Let the pending `last_used_at` writes finish."""

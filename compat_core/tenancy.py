@@ -79,10 +79,12 @@ def enter(entered: Scope) -> Token[Scope | None]:
 
 
 def leave(token: Token[Scope | None]) -> None:
-    # A stream's generator closed from another context than the one it entered in (one the
-    # event loop finalises): that context ends here, nothing is left to restore.
-    with contextlib.suppress(ValueError):
+    try:
         _current.reset(token)
+    except ValueError:
+        # A stream's generator closed from another context than the one it entered in (one
+        # the event loop finalises): that context ends here, nothing is left to restore.
+        return
 
 
 @contextlib.contextmanager

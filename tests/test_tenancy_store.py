@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import time
 from collections.abc import Awaitable, Callable
 
 import pytest
 import sqlalchemy as sa
 from alembic import command
+from harness.server import postgres_admin_url
 from sqlalchemy import Connection
 
 from compat_core import keyring, tenancy
 from compat_core.keyring import MISS, KeyRing, project_named
-from compat_core.store import SqlStore, TransactionRunner
-from compat_core.store.base import CursorNotFound, NewChunk, PageQuery
+from compat_core.store import SqlStore, TransactionRunner, create_store
+from compat_core.store.base import CursorNotFound, NewChunk, PageQuery, Store
 from compat_core.store.migrate import ALEMBIC_LOCK, alembic_config
 from compat_core.v1 import (
     assistants_pb2,
@@ -297,7 +299,7 @@ class _Clock:
         return self.now
 
 
-async def _key_of(store: SqlStore, name: str, ring: KeyRing) -> tuple[str, str, str]:
+async def _key_of(store: Store, name: str, ring: KeyRing) -> tuple[str, str, str]:
     project = await project_named(store, name, create=True)
     assert project is not None
     record, key = await ring.create(project.id, "k")
@@ -340,6 +342,30 @@ async def test_a_revoked_key_is_refused_at_once_and_others_recheck(store: SqlSto
     assert await other_core.look_up(key) is None
     await ring.close()
     await other_core.close()
+
+
+@pytest.mark.skipif(
+    postgres_admin_url() is None, reason="cores share a database, and revocations, on PostgreSQL"
+)
+async def test_a_key_revoked_on_one_core_is_forgotten_on_another_at_once(db_url: str) -> None:
+    first, second = create_store(db_url), create_store(db_url)
+    await first.open()
+    await second.open()
+    try:
+        await second.listen(lambda _channel, _payload: None)
+        one, other = KeyRing(first, []), KeyRing(second, [])
+        project_id, key_id, key = await _key_of(first, "team", one)
+        assert await other.look_up(key) == project_id
+        assert await one.revoke(key_id)
+        # Well within RECHECK_SECONDS: the notice, not the re-check, made the other forget.
+        deadline = time.monotonic() + keyring.RECHECK_SECONDS / 2
+        while other.cached(key) is not MISS:
+            assert time.monotonic() < deadline, "the other core still trusts a revoked key"
+            await asyncio.sleep(0.01)
+        assert await other.look_up(key) is None
+    finally:
+        await first.close()
+        await second.close()
 
 
 async def test_last_used_is_written_at_most_once_a_minute(store: SqlStore) -> None:

@@ -8,7 +8,7 @@ that claimed an object in the all-projects scope and must enter its project to w
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 
@@ -66,6 +66,12 @@ class Projects(ABC):
     async def delete_api_key(self, key_id: str) -> bool:
         """Delete a key; False if there was none. Callers revoke through `KeyRing.revoke`,
         which also forgets the key in the cores' caches."""
+
+    @abstractmethod
+    def on_key_revoked(self, watcher: Callable[[str], None]) -> None:
+        """Call `watcher(key_id)` for every key deleted by any core sharing the database, once
+        `listen` (`Coordination`) runs; best effort (a dropped listener loses notices), and
+        nothing on a database no other core shares."""
 
     @abstractmethod
     async def mark_api_keys_used(self, used: Mapping[str, int]) -> None:

@@ -45,12 +45,15 @@ class _Sql:
     late: Mapping[str, Callable[[], Any]]
 
     def bind(self, params: Params) -> Sequence[Any] | Params:
-        fixed = self.fixed
-        if self.late:
-            fixed = {**fixed, **{name: read() for name, read in self.late.items()}}
+        fixed, late = self.fixed, self.late
         if self.order is None:
+            if late:
+                fixed = {**fixed, **{name: read() for name, read in late.items()}}
             return {**fixed, **params} if fixed else params
-        return tuple(params[name] if name in params else fixed[name] for name in self.order)
+        return tuple(
+            params[name] if name in params else late[name]() if name in late else fixed[name]
+            for name in self.order
+        )
 
 
 _COMPILED: dict[tuple[int, str, str, tuple[str, ...]], tuple[Statement, _Sql]] = {}

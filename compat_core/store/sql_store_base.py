@@ -37,6 +37,8 @@ class SqlStoreBase:
         self._vectors = VectorCache()
         # Vector lengths whose index this process has made sure of (see `_ensure_dimension`).
         self._dimensions: set[int] = set()
+        # Called with the ID of each API key another core revokes (`Projects.on_key_revoked`).
+        self._revocation_watchers: list[Callable[[str], None]] = []
 
     async def _lookup(self, fn: Callable[[Connection], T]) -> T:
         """A bounded read: rows by key, or one page of a list (see `TransactionRunner.read`)."""

@@ -64,7 +64,17 @@ class SqlCoordination(SqlStoreBase, Coordination):
         return await self._db.write_across(lambda conn: sql_events.purge(conn, created_before))
 
     async def listen(self, on_notice: Callable[[str, str], None]) -> None:
-        if self._listener is not None:
-            await self._listener.start(
-                (sql_events.EVENTS_CHANNEL, sql_events.CANCEL_CHANNEL), on_notice
-            )
+        if self._listener is None:
+            return
+        watchers = self._revocation_watchers
+
+        def deliver(channel: str, payload: str) -> None:
+            # Revoked keys go to the key rings (`on_key_revoked`), the rest to the caller.
+            if channel == sql_events.KEYS_CHANNEL:
+                for watcher in watchers:
+                    watcher(payload)
+            else:
+                on_notice(channel, payload)
+
+        channels = (sql_events.EVENTS_CHANNEL, sql_events.CANCEL_CHANNEL, sql_events.KEYS_CHANNEL)
+        await self._listener.start(channels, deliver)

@@ -4,12 +4,12 @@ across projects."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, select
 
-from compat_core.store import schema
+from compat_core.store import schema, sql_events
 from compat_core.store.base_projects import ApiKey, Project, Projects
 from compat_core.store.sql_store_base import SqlStoreBase
 
@@ -114,9 +114,15 @@ class SqlProjects(SqlStoreBase, Projects):
 
     async def delete_api_key(self, key_id: str) -> bool:
         def delete(conn: Connection) -> bool:
-            return conn.execute(_KEYS.delete().where(_KEYS.c.id == key_id)).rowcount > 0
+            deleted = conn.execute(_KEYS.delete().where(_KEYS.c.id == key_id)).rowcount > 0
+            if deleted:
+                sql_events.notify(conn, sql_events.KEYS_CHANNEL, [key_id])
+            return deleted
 
         return await self._db.inner.write(delete)
+
+    def on_key_revoked(self, watcher: Callable[[str], None]) -> None:
+        self._revocation_watchers.append(watcher)
 
     async def mark_api_keys_used(self, used: Mapping[str, int]) -> None:
         if used:
