@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import re
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from alembic import command
 from harness.server import postgres_admin_url
 from sqlalchemy import Connection
+from test_store import sqlite_only, sqlite_traced
 
 from compat_core import keyring, tenancy
 from compat_core.keyring import MISS, KeyRing, project_named
-from compat_core.store import SqlStore, TransactionRunner, create_store
+from compat_core.store import SqlStore, TransactionRunner, create_store, schema
 from compat_core.store.base import CursorNotFound, NewChunk, PageQuery, Store
 from compat_core.store.migrate import ALEMBIC_LOCK, alembic_config
 from compat_core.v1 import (
@@ -176,6 +179,41 @@ async def test_another_projects_objects_are_missing_to_every_store_method(
     found = await store.search_chunks_lexical([own["vector_store"]], "alpha", 5)
     assert [match.chunk_id for match in found] == [own_chunk]
     assert [m.id for m in await store.thread_messages(own["thread"])] == [own["message"]]
+
+
+# Every statement on a tenant's table names its project: in SQL as SQLite ran it, whatever path
+# built it (SQLAlchemy or the prepared fast path), for a workload touching every kind.
+_TENANT_TABLE = re.compile(
+    r"\b(?:FROM|JOIN|UPDATE|INTO)\s+(" + "|".join(sorted(schema.TENANT_TABLES)) + r")\b"
+)
+
+
+@sqlite_only
+async def test_every_statement_on_a_tenants_table_names_the_project(
+    store: SqlStore, db_url: str, db_path: Path
+) -> None:
+    async with sqlite_traced(db_url, db_path) as (traced, captured):
+        own = await _fill(traced, "a")
+        await traced.add_chunks(own["vector_store"], own["file"], [NewChunk(0, "alpha", 1)], T0)
+        await _reads(traced, own)
+        await traced.list_assistants(PageQuery(limit=2, after=own["assistant"]))
+        await traced.list_files(PageQuery(limit=2), "assistants")
+        await traced.list_vector_stores(PAGE)
+        await traced.list_vector_store_files(own["vector_store"], PAGE, 0)
+        await traced.search_chunks_lexical([own["vector_store"]], "alpha", 5)
+        await traced.touch_vector_stores([own["vector_store"]], T0 + 5)
+        await traced.update_assistant(own["assistant"], lambda a: None)
+        await traced.update_message(own["thread"], own["message"], lambda m: None)
+        await traced.delete_run_output([own["step"]], [own["message"]])
+        await traced.delete_vector_store_file(own["vector_store"], own["file"])
+        await traced.delete_file(own["file"])
+        await traced.delete_vector_store(own["vector_store"])
+        await traced.delete_thread(own["thread"])
+        await traced.delete_assistant(own["assistant"])
+    on_tenants = [sql for sql in captured if _TENANT_TABLE.search(sql)]
+    assert len(on_tenants) > 40
+    unscoped = [sql for sql in on_tenants if "project_id" not in sql]
+    assert unscoped == []
 
 
 async def test_maintenance_works_across_projects_and_names_each_objects_project(
