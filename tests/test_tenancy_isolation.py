@@ -6,7 +6,8 @@ create` makes them. Each project gets the same objects (a file, a vector store h
 batch, an assistant, a thread with a message, a completed run and its step). Then project B
 drives every route (the SDK over HTTP) and RPC of project A's objects, and each outcome is
 compared with the outcome of the same call on freshly minted IDs of the same shapes: same
-status, same body once the IDs are blanked out. A cursor of A's is an unknown cursor to B;
+status, same body once the IDs are blanked out, and A's objects read the same after each
+call as before it. A cursor of A's is an unknown cursor to B;
 references to A's objects inside B's requests are refused as missing ones.
 """
 
@@ -164,6 +165,24 @@ def _same_as_missing(
     return answered
 
 
+def _snapshot(tenant: Tenant) -> tuple[Any, ...]:
+    """Everything of a project's objects that the other project's calls could change."""
+    client, i = tenant.client, tenant.ids
+    store = client.vector_stores.retrieve(i["vector_store"])
+    return (
+        client.beta.assistants.retrieve(i["assistant"]).model_dump(),
+        client.beta.threads.retrieve(i["thread"]).model_dump(),
+        [m.model_dump() for m in client.beta.threads.messages.list(i["thread"]).data],
+        [r.model_dump() for r in client.beta.threads.runs.list(i["thread"]).data],
+        client.files.retrieve(i["file"]).model_dump(),
+        (store.name, store.file_counts.model_dump(), store.status),
+        [f.id for f in client.vector_stores.files.list(i["vector_store"]).data],
+        client.vector_stores.file_batches.retrieve(
+            i["batch"], vector_store_id=i["vector_store"]
+        ).model_dump(),
+    )
+
+
 # Every route of one project's object, by the other project (the SDK over HTTP). Each takes
 # the roles of the foreign IDs it uses; B's own objects come from the tenant.
 HttpCase = tuple[str, tuple[str, ...], Callable[[Tenant, Mapping[str, str]], Any]]
@@ -238,6 +257,29 @@ HTTP_CASES: list[HttpCase] = [
         "create thread and run with foreign assistant",
         ("assistant",),
         lambda b, i: b.client.beta.threads.create_and_run(assistant_id=i["assistant"]),
+    ),
+    (
+        "create run streamed on foreign thread",
+        ("thread",),
+        lambda b, i: [
+            event.event
+            for event in b.client.beta.threads.runs.create(
+                i["thread"], assistant_id=b.ids["assistant"], stream=True
+            )
+        ],
+    ),
+    (
+        "submit tool outputs streamed",
+        ("thread", "run"),
+        lambda b, i: [
+            event.event
+            for event in b.client.beta.threads.runs.submit_tool_outputs(
+                i["run"],
+                thread_id=i["thread"],
+                tool_outputs=[{"tool_call_id": "call_x", "output": ""}],
+                stream=True,
+            )
+        ],
     ),
     ("list runs", ("thread",), lambda b, i: b.client.beta.threads.runs.list(i["thread"])),
     (
@@ -442,7 +484,9 @@ def test_the_other_projects_ids_answer_as_missing_ones_over_http(
 ) -> None:
     _, roles, call = case
     foreign = {role: shared.a.ids[role] for role in roles}
+    before = _snapshot(shared.a)
     _same_as_missing(lambda named: call(shared.b, named), foreign)
+    assert _snapshot(shared.a) == before, "a call of project B changed project A's objects"
 
 
 def test_lists_show_only_the_projects_own_objects(shared: Shared) -> None:
@@ -456,18 +500,6 @@ def test_lists_show_only_the_projects_own_objects(shared: Shared) -> None:
         for role, found in listed.items():
             assert tenant.ids[role] in found
             assert other.ids[role] not in found
-
-
-def test_the_other_projects_objects_are_untouched(shared: Shared) -> None:
-    """After every write B tried on A's IDs, A's objects read as they did."""
-    a = shared.a.client
-    assert a.beta.assistants.retrieve(shared.a.ids["assistant"]).name != "taken"
-    assert a.beta.threads.retrieve(shared.a.ids["thread"]).metadata == {}
-    assert [m.id for m in a.beta.threads.messages.list(shared.a.ids["thread"]).data][-1] == (
-        shared.a.ids["message"]
-    )
-    assert a.vector_stores.retrieve(shared.a.ids["vector_store"]).name == "docs"
-    assert a.files.retrieve(shared.a.ids["file"]).id == shared.a.ids["file"]
 
 
 def test_openai_project_header_must_name_the_keys_project(shared: Shared) -> None:
@@ -575,6 +607,105 @@ GRPC_CASES: list[GrpcCase] = [
         lambda g, b, i: g.vector_stores.SearchVectorStore(
             vector_stores_pb2.SearchVectorStoreRequest(
                 vector_store_id=i["vector_store"], query=["alpha"]
+            ),
+            metadata=bearer(b.key),
+        ),
+    ),
+    (
+        "CreateRunStream",
+        ("thread",),
+        lambda g, b, i: list(
+            g.runs.CreateRunStream(
+                runs_pb2.CreateRunRequest(thread_id=i["thread"], assistant_id=b.ids["assistant"]),
+                metadata=bearer(b.key),
+            )
+        ),
+    ),
+    (
+        "CreateThreadAndRunStream",
+        ("assistant",),
+        lambda g, b, i: list(
+            g.runs.CreateThreadAndRunStream(
+                runs_pb2.CreateThreadAndRunRequest(assistant_id=i["assistant"]),
+                metadata=bearer(b.key),
+            )
+        ),
+    ),
+    (
+        "SubmitToolOutputsStream",
+        ("thread", "run"),
+        lambda g, b, i: list(
+            g.runs.SubmitToolOutputsStream(
+                runs_pb2.SubmitToolOutputsRequest(
+                    thread_id=i["thread"],
+                    run_id=i["run"],
+                    tool_outputs=[runs_pb2.ToolOutput(tool_call_id="call_x", output="")],
+                ),
+                metadata=bearer(b.key),
+            )
+        ),
+    ),
+    (
+        "CancelRun",
+        ("thread", "run"),
+        lambda g, b, i: g.runs.CancelRun(
+            runs_pb2.CancelRunRequest(thread_id=i["thread"], run_id=i["run"]),
+            metadata=bearer(b.key),
+        ),
+    ),
+    (
+        "GetRunStep",
+        ("thread", "run", "step"),
+        lambda g, b, i: g.runs.GetRunStep(
+            runs_pb2.GetRunStepRequest(thread_id=i["thread"], run_id=i["run"], step_id=i["step"]),
+            metadata=bearer(b.key),
+        ),
+    ),
+    (
+        "CreateMessage",
+        ("thread",),
+        lambda g, b, i: g.messages.CreateMessage(
+            messages_pb2.CreateMessageRequest(
+                thread_id=i["thread"],
+                message=messages_pb2.MessageInput(
+                    role=messages_pb2.MESSAGE_ROLE_USER,
+                    content=[messages_pb2.MessageContent(text=messages_pb2.TextContent(value="x"))],
+                ),
+            ),
+            metadata=bearer(b.key),
+        ),
+    ),
+    (
+        "DeleteFile",
+        ("file",),
+        lambda g, b, i: g.files.DeleteFile(
+            files_pb2.DeleteFileRequest(file_id=i["file"]), metadata=bearer(b.key)
+        ),
+    ),
+    (
+        "GetVectorStoreFileBatch",
+        ("vector_store", "batch"),
+        lambda g, b, i: g.vector_stores.GetVectorStoreFileBatch(
+            vector_stores_pb2.GetVectorStoreFileBatchRequest(
+                vector_store_id=i["vector_store"], batch_id=i["batch"]
+            ),
+            metadata=bearer(b.key),
+        ),
+    ),
+    (
+        "ListVectorStoreFiles",
+        ("vector_store",),
+        lambda g, b, i: g.vector_stores.ListVectorStoreFiles(
+            vector_stores_pb2.ListVectorStoreFilesRequest(vector_store_id=i["vector_store"]),
+            metadata=bearer(b.key),
+        ),
+    ),
+    (
+        "CreateVectorStoreFile with a foreign file",
+        ("file",),
+        lambda g, b, i: g.vector_stores.CreateVectorStoreFile(
+            vector_stores_pb2.CreateVectorStoreFileRequest(
+                vector_store_id=b.ids["vector_store"], file_id=i["file"]
             ),
             metadata=bearer(b.key),
         ),
