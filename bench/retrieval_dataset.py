@@ -52,6 +52,7 @@ from bench.datasets import (
 from bench.retrieval_corpus import Corpus
 from bench.retrieval_text import Babbler
 from bench.retrieval_vectors import add_vectors
+from compat_core import tenancy
 from compat_core.retrieval.chunking import ChunkingStrategy, chunk
 from compat_core.retrieval.embeddings import Embedder
 from compat_core.store import Store, create_store
@@ -164,9 +165,11 @@ async def _build(url: str, size: int, corpus: Corpus, embedder: Embedder | None)
     store = create_store(url)
     await store.open()
     try:
-        await _fill(store, size, corpus)
-        if embedder is not None:
-            await add_vectors(store, embedder)
+        # The objects of the clients the bench then searches as: the default project's.
+        with tenancy.project(tenancy.DEFAULT_PROJECT):
+            await _fill(store, size, corpus)
+            if embedder is not None:
+                await add_vectors(store, embedder)
     finally:
         await store.close()
     return time.perf_counter() - started

@@ -48,6 +48,7 @@ from bench.retrieval_latency import (
     point_queries,
     summary,
 )
+from compat_core import tenancy
 from compat_core.store import create_store, schema
 from compat_core.store.base import Store
 from compat_core.store.pg_vectors import EF_SEARCH
@@ -92,9 +93,10 @@ class StoreNearest:
         return cls(store, dataset.store_id, vectors)
 
     async def search(self, query: str) -> int:
-        found = await self._store.search_chunks_dense(
-            [self._store_id], embedding_model.EMBEDDING_MODEL, self._vectors[query], LIMIT
-        )
+        with tenancy.project(tenancy.DEFAULT_PROJECT):
+            found = await self._store.search_chunks_dense(
+                [self._store_id], embedding_model.EMBEDDING_MODEL, self._vectors[query], LIMIT
+            )
         return len(found)
 
     async def close(self) -> None:

@@ -42,6 +42,7 @@ from bench.procs import Children
 from bench.report import Row, ratio
 from bench.retrieval_corpus import Corpus, Item
 from bench.retrieval_latency import LEXICAL_ENV
+from compat_core import tenancy
 from compat_core.retrieval.chunking import ChunkingStrategy, chunk
 from compat_core.store import create_store
 
@@ -203,7 +204,9 @@ async def _dense_scores(
             )
             return _rank([match.file_id for match in nearest], file_ids[index])
 
-        ranks = await bounded_gather(len(items), rank, AT_ONCE)
+        # The store was filled through the API with no key: the default project's.
+        with tenancy.project(tenancy.DEFAULT_PROJECT):
+            ranks = await bounded_gather(len(items), rank, AT_ONCE)
     finally:
         await store.close()
     return _scores(ranks, time.perf_counter() - started)

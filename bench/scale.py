@@ -32,6 +32,7 @@ from bench.procs import Child
 from bench.report import Row, mib, ratio
 from compat_core.store import schema
 from compat_core.store.database import Database
+from compat_core.tenancy import DEFAULT_PROJECT
 from compat_core.v1 import messages_pb2, threads_pb2
 
 T = TypeVar("T")
@@ -69,7 +70,12 @@ class _Runner(Protocol):
 
 def _thread_row(thread_id: str) -> dict[str, Any]:
     thread = threads_pb2.Thread(id=thread_id, created_at=CREATED_AT)
-    return {"id": thread_id, "created_at": CREATED_AT, "body": thread.SerializeToString()}
+    return {
+        "id": thread_id,
+        "project_id": DEFAULT_PROJECT,
+        "created_at": CREATED_AT,
+        "body": thread.SerializeToString(),
+    }
 
 
 def _message_rows(thread_id: str, tag: str, start: int, stop: int) -> list[dict[str, Any]]:
@@ -89,6 +95,7 @@ def _message_rows(thread_id: str, tag: str, start: int, stop: int) -> list[dict[
         rows.append(
             {
                 "id": message.id,
+                "project_id": DEFAULT_PROJECT,
                 "thread_id": thread_id,
                 "run_id": None,
                 "created_at": message.created_at,

@@ -1,8 +1,9 @@
-"""`assistants-compat run | core | edge | migrate`: the server's command line.
+"""`assistants-compat run | core | edge | migrate | keys`: the server's command line.
 
 `run` is the embedded default (core and edge in one process); `core` and `edge` start one
 half alone for deployments with many edges and core replicas; `migrate` applies the store's
-migrations and exits, for operators who migrate before rolling out.
+migrations and exits, for operators who migrate before rolling out; `keys create` makes a
+project's API key (`cli_keys`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from compat_core import cli_keys
 from compat_core.config import ConfigError, Settings, load_settings, mask_password
 from compat_core.embedded import CompatServer
 from compat_core.heap import freeze_startup_heap
@@ -40,10 +42,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="assistants-compat", description=__doc__)
     parser.add_argument(
         "command",
-        choices=("run", "core", "edge", "migrate"),
-        help="run: core and edge in one process; core / edge: one half; migrate: and exit",
+        choices=("run", "core", "edge", "migrate", "keys"),
+        help="run: core and edge in one process; core / edge: one half; migrate: and exit; "
+        "keys create --project NAME_OR_ID [--name NAME]: a project's API key",
     )
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    keys_args = cli_keys.parser().parse_args(rest) if args.command == "keys" else None
+    if keys_args is None and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -58,6 +64,9 @@ def main(argv: list[str] | None = None) -> None:
             from http_edge.app import run_edge
 
             run_edge(settings, functools.partial(_announce_edge, settings))
+            return
+        if keys_args is not None:
+            asyncio.run(cli_keys.run(settings, keys_args))
             return
         commands: dict[str, Callable[[Settings], Coroutine[Any, Any, None]]] = {
             "run": _run_all,

@@ -126,9 +126,9 @@ def precondition(message: str, param: str | None = None, code: str | None = None
     return ApiError(grpc.StatusCode.FAILED_PRECONDITION, message, param=param, code=code)
 
 
-def unauthenticated(message: str) -> ApiError:
-    """A missing or wrong API key (HTTP 401)."""
-    return ApiError(grpc.StatusCode.UNAUTHENTICATED, message, code="invalid_api_key")
+def unauthenticated(message: str, code: str = "invalid_api_key") -> ApiError:
+    """A missing or wrong API key, or a project the key does not open (HTTP 401)."""
+    return ApiError(grpc.StatusCode.UNAUTHENTICATED, message, code=code)
 
 
 def unimplemented(message: str) -> ApiError:

@@ -1,5 +1,9 @@
 """Authentication and error rendering around every RPC method of the core.
 
+Every call runs in the project of its key (`compat_core.tenancy`): the guard finds it
+(`ApiKeyAuth`, through the `KeyRing`'s cache) and enters it around the handler, so the store
+applies it to everything the call reads and writes, and no handler names a project.
+
 Services raise `ApiError`; the guard turns it into a rich `google.rpc.Status`, so no handler
 repeats the abort recipe. Anything else is a fault of ours: it is logged with its traceback
 under a fresh error ID, and the caller gets INTERNAL with a message that reveals nothing of the
@@ -17,7 +21,6 @@ method the server reports through reflection refuses a call without a key.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -27,7 +30,8 @@ import grpc
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from grpc import aio
 
-from compat_core import errors, ids
+from compat_core import errors, ids, tenancy
+from compat_core.keyring import MISS, KeyRing
 from compat_core.metrics import CoreMetrics
 
 log = logging.getLogger(__name__)
@@ -48,43 +52,58 @@ Metadata = Sequence[tuple[str, str | bytes]]
 S = TypeVar("S")
 
 
+_MISSING_KEY = (
+    "You didn't provide an API key. You need to provide your API key in an "
+    "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+)
+_MISMATCHED_PROJECT = "OpenAI-Project header should match project for API key"
+
+
 class ApiKeyAuth:
-    """Constant-time check of `authorization: Bearer <key>` against the configured keys."""
+    """The project a call is for: its key's (`authorization: Bearer <key>`), which an
+    `openai-project` entry, when the call has one, must name.
 
-    def __init__(self, api_keys: Sequence[str]) -> None:
-        self._keys = [key.encode() for key in api_keys]
+    Keys are compared by their SHA-256 (`KeyRing`), so the time a lookup takes depends on the
+    digest of what was presented, which says nothing about any valid key.
+    """
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self._keys)
+    def __init__(self, keys: KeyRing) -> None:
+        self._keys = keys
 
-    def check(self, metadata: Metadata | None) -> None:
+    async def project(self, metadata: Metadata | None) -> str:
         header = ""
+        asked: str | None = None
         for key, value in metadata or ():
             if key == "authorization":
                 header = value.decode() if isinstance(value, bytes) else str(value)
-                break
-        if not header:
-            raise errors.unauthenticated(
-                "You didn't provide an API key. You need to provide your API key in an "
-                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
-            )
+            elif key == "openai-project":
+                asked = value.decode() if isinstance(value, bytes) else str(value)
         scheme, _, presented = header.partition(" ")
-        token = presented.strip().encode()
-        # Compare against every key so the time taken does not say which one matched.
-        matched = False
-        for expected in self._keys:
-            matched |= hmac.compare_digest(token, expected)
-        if scheme.lower() != "bearer" or not matched:
-            raise errors.unauthenticated("Incorrect API key provided.")
+        token = presented.strip() if scheme.lower() == "bearer" else ""
+        found: str | None = None
+        if token:
+            cached = self._keys.cached(token)
+            found = await self._keys.look_up(token) if cached is MISS else cached
+        if found is None:
+            required = self._keys.required_cached()
+            if required is None:
+                required = await self._keys.required()
+            if required:
+                raise errors.unauthenticated(
+                    "Incorrect API key provided." if header else _MISSING_KEY
+                )
+            found = tenancy.DEFAULT_PROJECT
+        if asked is not None and asked != found:
+            raise errors.unauthenticated(_MISMATCHED_PROJECT, code="mismatched_project")
+        return found
 
 
 class RpcGuard:
-    """Wraps the methods of servicers: the key checked first (when keys are configured), then
-    the handler, its errors rendered, each call counted in `metrics`."""
+    """Wraps the methods of servicers: the key checked first, then the handler in the key's
+    project, its errors rendered, each call counted in `metrics`."""
 
     def __init__(self, auth: ApiKeyAuth, metrics: CoreMetrics) -> None:
-        self._check = auth.check if auth.enabled else None
+        self._project = auth.project
         self._metrics = metrics
 
     def servicer(self, servicer: S, service: ServiceDescriptor) -> S:
@@ -96,7 +115,7 @@ class RpcGuard:
         return servicer
 
     def _guarded(self, handler: Callable[..., Any], method: MethodDescriptor) -> Any:
-        check = self._check
+        project_of = self._project
         name = f"/{method.containing_service.full_name}/{method.name}"
         meter = self._metrics.rpc(name)
         if method.server_streaming:
@@ -105,9 +124,10 @@ class RpcGuard:
             async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
                 started = time.perf_counter()
                 streams.inc()
+                scope = None
                 try:
-                    if check is not None:
-                        check(context.invocation_metadata())
+                    project = await project_of(context.invocation_metadata())
+                    scope = tenancy.enter(project)
                     async for item in handler(request, context):
                         yield item
                 except aio.AbortError:
@@ -122,15 +142,18 @@ class RpcGuard:
                 else:
                     meter.done(_OK, started)
                 finally:
+                    if scope is not None:
+                        tenancy.leave(scope)
                     streams.dec()
 
             return stream
 
         async def unary(request: Any, context: Context) -> Any:
             started = time.perf_counter()
+            scope = None
             try:
-                if check is not None:
-                    check(context.invocation_metadata())
+                project = await project_of(context.invocation_metadata())
+                scope = tenancy.enter(project)
                 response = await handler(request, context)
             except aio.AbortError:
                 meter.done(_aborted_code(context), started)
@@ -141,6 +164,9 @@ class RpcGuard:
             except Exception as exc:
                 meter.done(_code(exc), started)
                 await _fail(context, name, exc)
+            finally:
+                if scope is not None:
+                    tenancy.leave(scope)
             meter.done(_OK, started)
             return response
 

@@ -11,6 +11,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
+from compat_core import tenancy
 from compat_core.config import Settings
 from compat_core.engine.code_interpreter import CodeInterpreter
 from compat_core.engine.code_sessions import CodeSessions
@@ -21,6 +22,7 @@ from compat_core.engine.hosted import HostedTools
 from compat_core.engine.manager import RunEngine
 from compat_core.guard import ApiKeyAuth, RpcGuard
 from compat_core.health import BoundedHealth
+from compat_core.keyring import KeyRing
 from compat_core.methods import MethodTable
 from compat_core.metrics import CoreMetrics
 from compat_core.models import BUILTIN, ModelRegistry
@@ -112,6 +114,7 @@ class CoreServer:
         self._embedder: Embedder | None = None
         self._reindexer: Reindexer | None = None
         self._code_sessions: CodeSessions | None = None
+        self._keys: KeyRing | None = None
         self.metrics = CoreMetrics()
         self.port = 0
 
@@ -130,7 +133,7 @@ class CoreServer:
             try:
                 await store.open()
                 if self.models.embedding is not None:
-                    with vectors_errors(settings.embedding_model):
+                    with vectors_errors(settings.embedding_model), tenancy.all_projects():
                         await store.enable_vectors()
             except BaseException:
                 await store.close()  # and with it the claim on a SQLite file
@@ -159,7 +162,8 @@ class CoreServer:
         methods = MethodTable()
         # Every servicer but health's goes through the guard (see `compat_core.guard`).
         metrics = self.metrics
-        guard = RpcGuard(ApiKeyAuth(settings.api_keys), metrics)
+        keys = self._keys = KeyRing(store, settings.api_keys)
+        guard = RpcGuard(ApiKeyAuth(keys), metrics)
 
         def guarded(servicer: object, service: ServiceDescriptor) -> None:
             methods.add(guard.servicer(servicer, service), service)
@@ -249,6 +253,9 @@ class CoreServer:
         if self._sweeper is not None:
             await self._sweeper.stop()
             self._sweeper = None
+        if self._keys is not None:
+            await self._keys.close()
+            self._keys = None
         if self._store is not None:
             await self._store.close()
             self._store = None

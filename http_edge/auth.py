@@ -7,10 +7,11 @@ Before it reads a body, the edge asks the core's `AccessService.Authenticate` ab
 caller's credentials instead, and answers its refusal (401) with the body unread.
 
 Only positive verdicts are kept, for a few seconds, per credential (a hash of the
-`Authorization` header, so no key stays in memory): a client making many requests costs
-one `Authenticate` every few seconds, and its hot path stays one RPC per request. Nothing
-is lost by keeping them: the core still checks the request's own RPC, so a verdict kept a
-little too long decides only that the body is read before the core refuses the call.
+`Authorization` and `OpenAI-Project` headers as the core gets them, so no key stays in
+memory): a client making many requests costs one `Authenticate` every few seconds, and its
+hot path stays one RPC per request. Nothing is lost by keeping them: the core still checks
+the request's own RPC, so a verdict kept a little too long decides only that the body is read
+before the core refuses the call.
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ class Admission:
     async def admit(self, request: web.Request, metadata: tuple[tuple[str, str], ...]) -> None:
         """Return when the core accepts the request's credentials (`metadata`, as the
         request's own RPC will carry them); raise its `AioRpcError` when it does not."""
-        credential = hashlib.sha256(
-            request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
-        ).digest()
+        # The project asked for is part of the credential: a key is admitted for its own.
+        presented = "\n".join(value for _, value in metadata)
+        credential = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
         now = time.monotonic()
         expires = self._admitted.get(credential)
         if expires is not None and expires > now:

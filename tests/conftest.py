@@ -38,6 +38,8 @@ from harness.grpc_client import GrpcClient
 from harness.schema import SchemaHook
 from harness.server import ServerThread, database_url, drop_all_databases, drop_database
 
+from compat_core import tenancy
+
 CLIENT_TIMEOUT = 60.0
 
 pytest_plugins = ["store_fixtures"]
@@ -55,6 +57,15 @@ def _drop_test_databases() -> Iterator[None]:
     databases are left (those of servers that other conftests start) go with the session."""
     yield
     drop_all_databases()
+
+
+@pytest.fixture(autouse=True)
+def _default_project() -> Iterator[None]:
+    """Tests that call the store directly do so as a client of the default project would (the
+    store refuses work outside any project scope). Servers run on threads of their own, which
+    this does not reach: the guard and the background work set their scopes themselves."""
+    with tenancy.project(tenancy.DEFAULT_PROJECT):
+        yield
 
 
 def _serve(directory: Path, **kwargs: Any) -> ServerThread:

@@ -43,6 +43,7 @@ from compat_core.store import (
 from compat_core.store.base import Order
 from compat_core.store.migrate import ALEMBIC_LOCK, alembic_config
 from compat_core.store.sql_store import FEW_MESSAGES
+from compat_core.tenancy import DEFAULT_PROJECT
 from compat_core.v1 import assistants_pb2, files_pb2, messages_pb2, runs_pb2, threads_pb2
 
 ListFn = Callable[[PageQuery], Awaitable[Page[Any]]]
@@ -102,7 +103,7 @@ def ids(page: Page[Any]) -> list[str]:
 
 ON_POSTGRES = postgres_admin_url() is not None
 # The newest migration.
-HEAD = "0011"
+HEAD = "0012"
 sqlite_only = pytest.mark.skipif(
     ON_POSTGRES,
     reason="SQLite's own mechanics (WAL, its query plans); test_store_postgres.py has PostgreSQL's",
@@ -642,7 +643,12 @@ async def insert_run(db: TransactionRunner, thread_id: str, run_id: str, steps: 
         body = runs_pb2.Run(id=run_id, thread_id=thread_id, created_at=T0).SerializeToString()
         conn.execute(
             insert(schema.runs).values(
-                id=run_id, thread_id=thread_id, status=1, created_at=T0, body=body
+                id=run_id,
+                project_id=DEFAULT_PROJECT,
+                thread_id=thread_id,
+                status=1,
+                created_at=T0,
+                body=body,
             )
         )
         for n in range(steps):
@@ -650,6 +656,7 @@ async def insert_run(db: TransactionRunner, thread_id: str, run_id: str, steps: 
             conn.execute(
                 insert(schema.run_steps).values(
                     id=step.id,
+                    project_id=DEFAULT_PROJECT,
                     run_id=run_id,
                     thread_id=thread_id,
                     created_at=T0,
@@ -689,7 +696,11 @@ async def test_foreign_keys_are_enforced(store: SqlStore, db: TransactionRunner)
 
 async def test_readers_cannot_write(store: SqlStore, db: TransactionRunner) -> None:
     def write(conn: Connection) -> None:
-        conn.execute(insert(schema.threads).values(id="thread_x", created_at=0, body=b""))
+        conn.execute(
+            insert(schema.threads).values(
+                id="thread_x", project_id=DEFAULT_PROJECT, created_at=0, body=b""
+            )
+        )
 
     # SQLite's readers are query_only connections; PostgreSQL's run READ ONLY transactions.
     with pytest.raises(DBAPIError, match=r"readonly|read-only"):
@@ -760,9 +771,10 @@ async def test_list_queries_use_indexes_and_never_sort(
             if "FROM messages" in statement:
                 assert "USING INDEX ix_messages_thread_id_seq" in plan, plan
             elif "FROM files" in statement:
-                assert "USING INDEX ix_files_purpose_seq" in plan, plan
+                # Lists of a whole table range over one project's rows (migration 0012).
+                assert "USING INDEX ix_files_project_id_purpose_seq" in plan, plan
             else:
-                assert "USING INTEGER PRIMARY KEY" in plan, plan
+                assert "USING INDEX ix_assistants_project_id_seq" in plan, plan
     finally:
         conn.close()
 

@@ -328,6 +328,8 @@ async def test_replicas_migrating_at_once_wait_for_each_other(
         "vector_store_file_batches",
         "vector_store_file_attributes",
         "vector_store_embeddings",
+        "projects",
+        "api_keys",
         *TABLES,
     }
     # Exactly one of them ran the revisions; the others found nothing to do.
@@ -687,9 +689,10 @@ async def test_list_queries_use_indexes_and_never_sort(
     # The index an ordered query should walk: the first whose marker the statement contains.
     expected_index = [
         ("FROM messages", "ix_messages_thread_id_seq"),
-        ("files.purpose =", "ix_files_purpose_seq"),
-        ("FROM files", "pk_files"),
-        ("FROM assistants", "pk_assistants"),
+        # Lists of a whole table range over one project's rows (migration 0012).
+        ("files.purpose =", "ix_files_project_id_purpose_seq"),
+        ("FROM files", "ix_files_project_id_seq"),
+        ("FROM assistants", "ix_assistants_project_id_seq"),
         ("FROM run_steps", "ix_run_steps_run_id_seq"),
         ("runs.thread_id =", "ix_runs_thread_id_seq"),
         ("runs.status =", "ix_runs_status_seq"),

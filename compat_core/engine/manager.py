@@ -23,7 +23,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
-from compat_core import errors
+from compat_core import errors, tenancy
 from compat_core.engine.events import STATUS_EVENTS, STOPPING_EVENTS, RunEventHub, done_event
 from compat_core.engine.executor import (
     STEP_EVENTS,
@@ -100,10 +100,13 @@ class RunEngine:
     async def start(self) -> None:
         """Listen to the other cores, resume runs no core holds, start housekeeping."""
         await self.ctx.store.listen(self._on_notice)
-        # A database no other core shares: whatever it holds leases on was this core's before
-        # it crashed, and need not wait for those leases to run out.
-        await self._claim_expired(everything=not self.ctx.store.shared)
-        self._housekeeper = asyncio.create_task(self._keep_house(), name="run-housekeeping")
+        # Claims and housekeeping span every project; each run found is then worked on in its
+        # own project (`_in_project_of`).
+        with tenancy.all_projects():
+            # A database no other core shares: whatever it holds leases on was this core's
+            # before it crashed, and need not wait for those leases to run out.
+            await self._claim_expired(everything=not self.ctx.store.shared)
+            self._housekeeper = asyncio.create_task(self._keep_house(), name="run-housekeeping")
 
     async def stop(self) -> None:
         """Stop executing and release this core's runs, so another core resumes them at once."""
@@ -117,7 +120,8 @@ class RunEngine:
         if self._stored is not None:
             await self._stored.flush()
         try:
-            await self.ctx.store.release_leases(self.ctx.replica_id)
+            with tenancy.all_projects():
+                await self.ctx.store.release_leases(self.ctx.replica_id)
         except Exception:
             log.exception("releasing this core's runs failed; others resume them when leases end")
         for provider in self.ctx.providers.values():
@@ -460,8 +464,13 @@ class RunEngine:
         for run in claimed:
             if run.id in self._executions:
                 continue  # still executing here: this core's own lease had run out
+            project = await self.ctx.store.project_of_run(run.id)
+            if project is None:
+                continue  # deleted with its thread since the claim
             try:
-                await self._resume(run)
+                # The run's execution task is started in here, and so keeps its project.
+                with tenancy.project(project):
+                    await self._resume(run)
             except LeaseLost:
                 continue
 
@@ -499,7 +508,10 @@ class RunEngine:
                 if current.status != runs_pb2.RUN_STATUS_REQUIRES_ACTION:
                     raise _AlreadyMoved
 
-            with contextlib.suppress(_AlreadyMoved):
+            project = await self.ctx.store.project_of_run(run.id)
+            if project is None:
+                continue
+            with contextlib.suppress(_AlreadyMoved), tenancy.project(project):
                 await self._end_idle(
                     run,
                     runs_pb2.RUN_STATUS_EXPIRED,

@@ -16,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from itertools import groupby
 
+from compat_core import tenancy
 from compat_core.engine.events import STATUS_EVENTS, STOPPING_EVENTS, coalesce, done_event
 from compat_core.store.base import Store, StoredEvent
 from compat_core.v1 import runs_pb2
@@ -58,6 +59,11 @@ class StoredEventLog:
             waiter.set()
 
     async def _write_soon(self) -> None:
+        # Batches mix the events of runs of every project (events carry none of their own).
+        with tenancy.all_projects():
+            await self._write_batches()
+
+    async def _write_batches(self) -> None:
         await asyncio.sleep(FLUSH_SECONDS)
         # One writer at a time, so a run's events are committed in sequence order and a
         # reader that saw sequence N never misses a smaller one committed later.

@@ -16,6 +16,7 @@ import logging
 import time
 from typing import Final
 
+from compat_core import tenancy
 from compat_core.retrieval.chunking import ChunkingStrategy, chunk
 from compat_core.retrieval.embeddings import Embedder, EmbeddingError
 from compat_core.retrieval.extract import ExtractionError, extract_text
@@ -57,7 +58,9 @@ class Ingestion:
         self._wake.set()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="vector-store-ingestion")
+        # Claims span every project; each file is ingested in its store's (`_ingest`).
+        with tenancy.all_projects():
+            self._task = asyncio.create_task(self._run(), name="vector-store-ingestion")
 
     async def stop(self) -> None:
         """Stop at once; files left unfinished are released for the next claim."""
@@ -66,7 +69,8 @@ class Ingestion:
         await cancel_and_wait(self._task)
         self._task = None
         try:
-            await self._store.release_vector_store_files(self._owner)
+            with tenancy.all_projects():
+                await self._store.release_vector_store_files(self._owner)
         except Exception:
             log.exception("could not release the vector store files this core was ingesting")
 
@@ -110,6 +114,13 @@ class Ingestion:
             await self._store.renew_vector_store_files(self._owner, _now_ms() + self._lease_ms)
 
     async def _ingest(self, file: VectorStoreFile) -> None:
+        project = await self._store.project_of_vector_store(file.vector_store_id)
+        if project is None:
+            return  # the store is gone: its files went with it
+        with tenancy.project(project):
+            await self._ingest_in_project(file)
+
+    async def _ingest_in_project(self, file: VectorStoreFile) -> None:
         outcome = VectorStoreFile(id=file.id, vector_store_id=file.vector_store_id)
         chunks: list[NewChunk] = []
         vectors: ChunkVectors | None = None

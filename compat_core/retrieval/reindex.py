@@ -19,6 +19,7 @@ import logging
 import time
 from typing import Final
 
+from compat_core import tenancy
 from compat_core.retrieval.embeddings import Embedder, EmbeddingError
 from compat_core.store.base import ChunkVectors, Store
 from compat_core.tasks import cancel_and_wait
@@ -42,7 +43,9 @@ class Reindexer:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="vector-store-reindex")
+        # Claims span every project; each store is re-embedded in its own (`_round`).
+        with tenancy.all_projects():
+            self._task = asyncio.create_task(self._run(), name="vector-store-reindex")
 
     async def stop(self) -> None:
         """Stop at once; the store being re-embedded is released for the next claim."""
@@ -51,7 +54,8 @@ class Reindexer:
         await cancel_and_wait(self._task)
         self._task = None
         try:
-            await self._store.release_reindex(self._owner)
+            with tenancy.all_projects():
+                await self._store.release_reindex(self._owner)
         except Exception:
             log.exception("could not release the vector stores this core was re-embedding")
 
@@ -78,9 +82,12 @@ class Reindexer:
         )
         if store_id is None:
             return False
+        project = await self._store.project_of_vector_store(store_id)
         renewer = asyncio.create_task(self._renew())
         try:
-            await self._reindex(store_id)
+            if project is not None:
+                with tenancy.project(project):
+                    await self._reindex(store_id)
         except EmbeddingError as exc:
             log.warning(
                 "re-embedding vector store %s with %s failed, retrying after its lease: %s",

@@ -20,6 +20,7 @@ from compat_core.store.base_chunks import Chunks
 from compat_core.store.base_coordination import Coordination
 from compat_core.store.base_files import Files
 from compat_core.store.base_messages import Messages
+from compat_core.store.base_projects import ApiKey, Project, Projects
 from compat_core.store.base_runs import Runs
 from compat_core.store.base_threads import Threads
 from compat_core.store.base_types import (
@@ -51,6 +52,7 @@ from compat_core.store.base_vectors import DenseVectors
 __all__ = [
     "ACTIVE_RUN_STATUSES",
     "EXECUTING_RUN_STATUSES",
+    "ApiKey",
     "ChunkMatch",
     "ChunkVectors",
     "CursorNotFound",
@@ -62,6 +64,7 @@ __all__ = [
     "Order",
     "Page",
     "PageQuery",
+    "Project",
     "Store",
     "StoredChunk",
     "StoredEvent",
@@ -84,6 +87,7 @@ class Store(
     Files,
     Runs,
     Coordination,
+    Projects,
 ):
     """All persistent state of the core. Implementations: `SqlStore` on SQLite (the embedded
     default) or on PostgreSQL (the store a scaled-out deployment shares).

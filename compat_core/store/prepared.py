@@ -41,12 +41,19 @@ class _Sql:
     order: tuple[str, ...] | None
     # The values the statement carries itself (a `limit(1)`), by parameter name.
     fixed: Mapping[str, Any]
+    # Values read when the statement runs (the project of the scope, see `sql_scope`).
+    late: Mapping[str, Callable[[], Any]]
 
     def bind(self, params: Params) -> Sequence[Any] | Params:
-        fixed = self.fixed
+        fixed, late = self.fixed, self.late
         if self.order is None:
+            if late:
+                fixed = {**fixed, **{name: read() for name, read in late.items()}}
             return {**fixed, **params} if fixed else params
-        return tuple(params[name] if name in params else fixed[name] for name in self.order)
+        return tuple(
+            params[name] if name in params else late[name]() if name in late else fixed[name]
+            for name in self.order
+        )
 
 
 _COMPILED: dict[tuple[int, str, str, tuple[str, ...]], tuple[Statement, _Sql]] = {}
@@ -63,8 +70,13 @@ def _sql(stmt: Statement, dialect: Dialect, keys: tuple[str, ...] = ()) -> _Sql:
     if any(bind.expanding or bind.literal_execute for bind in compiled.binds.values()):
         raise ValueError("a statement whose SQL depends on its values has no fixed SQL")
     order = tuple(compiled.positiontup) if compiled.positiontup is not None else None
-    fixed = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
-    sql = _Sql(compiled.string, order, fixed)
+    fixed = {
+        name: bind.value
+        for name, bind in compiled.binds.items()
+        if not bind.required and bind.callable is None
+    }
+    late = {name: bind.callable for name, bind in compiled.binds.items() if bind.callable}
+    sql = _Sql(compiled.string, order, fixed, late)
     _COMPILED[key] = (stmt, sql)
     return sql
 

@@ -64,6 +64,13 @@ def _body() -> Column[bytes]:
     return Column("body", LargeBinary, nullable=False)
 
 
+def _project() -> Column[str]:
+    """The project the row belongs to (migration 0012), which the store filters every
+    statement on (`sql_scope`). No foreign key: projects are archived, never deleted, and
+    SQLite cannot add a column that references another table with a default but NULL."""
+    return Column("project_id", ID_TYPE, nullable=False)
+
+
 # `sqlite_autoincrement`: never hand out the seq of a deleted last row again, so that a cursor
 # taken before a delete can never end up pointing at a newer object.
 
@@ -72,9 +79,11 @@ assistants = Table(
     metadata,
     _seq(),
     _id(),
+    _project(),
     _created_at(),
     _body(),
     UniqueConstraint("id"),
+    Index(None, "project_id", "seq"),
     sqlite_autoincrement=True,
 )
 
@@ -83,6 +92,7 @@ threads = Table(
     metadata,
     _seq(),
     _id(),
+    _project(),
     _created_at(),
     _body(),
     UniqueConstraint("id"),
@@ -94,6 +104,7 @@ messages = Table(
     metadata,
     _seq(),
     _id(),
+    _project(),
     Column("thread_id", ID_TYPE, ForeignKey("threads.id"), nullable=False),
     # NULL for messages a client wrote; set for those a run wrote.
     Column("run_id", ID_TYPE, nullable=True),
@@ -109,6 +120,7 @@ runs = Table(
     metadata,
     _seq(),
     _id(),
+    _project(),
     Column("thread_id", ID_TYPE, ForeignKey("threads.id"), nullable=False),
     # The `RunStatus` enum number: the contract's own stable identifier for a state.
     Column("status", Integer, nullable=False),
@@ -126,6 +138,7 @@ run_steps = Table(
     metadata,
     _seq(),
     _id(),
+    _project(),
     Column("run_id", ID_TYPE, ForeignKey("runs.id"), nullable=False),
     # Not a foreign key: its thread is reached through the run, and an unindexed foreign key
     # would make every thread deletion scan this table.
@@ -142,10 +155,13 @@ files = Table(
     metadata,
     _seq(),
     _id(),
+    _project(),
     Column("purpose", String(64), nullable=False),
     _created_at(),
     _body(),
     UniqueConstraint("id"),
+    Index(None, "project_id", "seq"),
+    Index(None, "project_id", "purpose", "seq"),
     Index(None, "purpose", "seq"),
     sqlite_autoincrement=True,
 )
@@ -158,10 +174,12 @@ vector_stores = Table(
     metadata,
     _seq(),
     _id(),
+    _project(),
     _created_at(),
     _body(),
     Column("expires_at", BigInteger, nullable=True),
     UniqueConstraint("id"),
+    Index(None, "project_id", "seq"),
     Index(None, "expires_at"),
     sqlite_autoincrement=True,
 )
@@ -177,6 +195,7 @@ vector_store_files = Table(
     metadata,
     _seq(),
     _id(),
+    _project(),
     Column("vector_store_id", ID_TYPE, nullable=False),
     Column("status", Integer, nullable=False),
     Column("usage_bytes", BigInteger, nullable=False),
@@ -200,6 +219,7 @@ vector_store_file_batches = Table(
     "vector_store_file_batches",
     metadata,
     Column("id", ID_TYPE, primary_key=True),
+    _project(),
     Column("vector_store_id", ID_TYPE, nullable=False),
     _created_at(),
     _body(),
@@ -324,3 +344,37 @@ list_locks = Table(
     metadata,
     Column("name", String(64), primary_key=True),
 )
+
+# Projects (migration 0012): every tenant's object belongs to one, and so does every API key.
+# `proj_default` holds the objects stored before projects existed and those of the keys in
+# `COMPAT_API_KEYS` (see `compat_core.tenancy`). Archived, never deleted.
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", ID_TYPE, primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("archived_at", BigInteger, nullable=True),
+)
+
+# API keys of projects (migration 0012), stored as the SHA-256 of the key (hex): a key is 48
+# random characters, so no one can search the space a slow hash would protect, and a fast one
+# keeps the lookup a single index probe. `redacted_value` is what a listing may show.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", ID_TYPE, primary_key=True),
+    Column("project_id", ID_TYPE, ForeignKey("projects.id"), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("key_hash", String(64), nullable=False),
+    Column("redacted_value", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("last_used_at", BigInteger, nullable=True),
+    UniqueConstraint("key_hash"),
+    Index(None, "project_id"),
+)
+
+# The tables whose rows belong to a project, which `sql_scope` filters.
+TENANT_TABLES = frozenset(
+    table.name for table in metadata.tables.values() if "project_id" in table.c
+) - {"api_keys"}

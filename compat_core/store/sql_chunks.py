@@ -38,7 +38,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, REAL, TSQUERY, TSVECTOR
 
 from compat_core.retrieval import lexical, lexical_plan
 from compat_core.retrieval.filters import Filter
-from compat_core.store import prepared, schema, sql_filters, sql_term_counts
+from compat_core.store import prepared, schema, sql_filters, sql_scope, sql_term_counts
 from compat_core.store.base import ChunkMatch, NewChunk
 from compat_core.v1 import files_pb2, vector_stores_pb2
 
@@ -130,9 +130,21 @@ def _in_scope(stmt: Select[Any], filters: Filter | None) -> Select[Any]:
 
 
 def _in_its_store() -> ColumnElement[bool]:
-    """The join of a chunk with its file's row in the store."""
+    """The join of a chunk with its file's row in the store, a row of the scope's project
+    (chunks carry none of their own: the searched stores were found in the project first, and
+    this keeps the search itself to the project as well)."""
     files, c = _STORE_FILES.c, _CHUNKS.c
-    return and_(files.vector_store_id == c.vector_store_id, files.id == c.file_id)
+    return and_(
+        files.vector_store_id == c.vector_store_id,
+        files.id == c.file_id,
+        *sql_scope.where(_STORE_FILES),
+    )
+
+
+def _its_upload() -> ColumnElement[bool]:
+    """The join of a chunk with its file in the Files API, in the scope's project."""
+    files = schema.files
+    return and_(files.c.id == _CHUNKS.c.file_id, *sql_scope.where(files))
 
 
 def _answered(ranked: Subquery, best_first: ColumnElement[Any]) -> Select[Any]:
@@ -155,7 +167,7 @@ def _answered(ranked: Subquery, best_first: ColumnElement[Any]) -> Select[Any]:
         .select_from(
             ranked.join(_CHUNKS, c.id == ranked.c.id)
             .join(_STORE_FILES, _in_its_store())
-            .outerjoin(schema.files, schema.files.c.id == c.file_id)
+            .outerjoin(schema.files, _its_upload())
         )
         .order_by(best_first, c.id)
     )
@@ -223,9 +235,13 @@ def _step_stmt(dialect: str, filters: Filter | None) -> Select[Any]:
     return _sqlite_step(filters) if dialect == "sqlite" else _postgres_step(filters)
 
 
-@functools.cache
 def _unfiltered_stmt(dialect: str) -> Select[Any]:
-    """Unfiltered searches, the common case, reuse one statement per dialect."""
+    """Unfiltered searches, the common case, reuse one statement per dialect (and scope)."""
+    return _unfiltered_stmt_for(dialect, sql_scope.applies(_STORE_FILES))
+
+
+@functools.cache
+def _unfiltered_stmt_for(dialect: str, scoped: bool) -> Select[Any]:
     return _step_stmt(dialect, None)
 
 
@@ -389,7 +405,7 @@ def nearest_answered(
         )
         .select_from(_CHUNKS)
         .join(_STORE_FILES, _in_its_store())
-        .outerjoin(schema.files, schema.files.c.id == c.file_id)
+        .outerjoin(schema.files, _its_upload())
         .where(c.id.in_(bindparam("chunk_ids", expanding=True)))
     )
     if filters is not None:

@@ -19,6 +19,8 @@ from compat_core.v1 import runs_pb2
 EVENTS_CHANNEL = "compat_run_events"
 # The channel whose payload is the ID of a run a client asked to cancel.
 CANCEL_CHANNEL = "compat_run_cancel"
+# The channel whose payload is the ID of an API key just revoked (see `compat_core.keyring`).
+KEYS_CHANNEL = "compat_api_key_revoked"
 
 
 def notify(conn: Connection, channel: str, payloads: Sequence[str]) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Protocol, TypeVar, cast
 from google.protobuf.message import Message
 from sqlalchemy import Connection, Table
 
-from compat_core.store import prepared, schema, sql_statements
+from compat_core.store import prepared, schema, sql_scope, sql_statements
 from compat_core.store.base import CursorNotFound, Page, PageQuery
 from compat_core.store.sql_kinds import Kind
 
@@ -24,7 +24,7 @@ class _Stamped(Protocol):
 
 
 def _row(kind: Kind[M], obj: M) -> dict[str, Any]:
-    return {**kind.columns(obj), "body": obj.SerializeToString()}
+    return sql_scope.stamp({**kind.columns(obj), "body": obj.SerializeToString()})
 
 
 def append(conn: Connection, kind: Kind[M], objects: Sequence[M]) -> None:

@@ -45,6 +45,7 @@ from compat_core.store.sql_store_chunks import SqlChunks
 from compat_core.store.sql_store_coordination import SqlCoordination
 from compat_core.store.sql_store_files import SqlFiles
 from compat_core.store.sql_store_messages import SqlMessages
+from compat_core.store.sql_store_projects import SqlProjects
 from compat_core.store.sql_store_runs import FEW_MESSAGES, SqlRuns
 from compat_core.store.sql_store_threads import SqlThreads
 from compat_core.store.sql_store_vector_batches import SqlVectorStoreFileBatches
@@ -68,6 +69,7 @@ class SqlStore(
     SqlFiles,
     SqlRuns,
     SqlCoordination,
+    SqlProjects,
     Store,
 ):
     """The store on a SQL database; its `TransactionRunner` decides how transactions run."""

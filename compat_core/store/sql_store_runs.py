@@ -16,6 +16,7 @@ from compat_core.store import (
     sql_claims,
     sql_kinds,
     sql_rows,
+    sql_scope,
     sql_statements,
     sql_store_threads,
 )
@@ -127,8 +128,10 @@ def _save_progress(
     for object_id, object_thread_id in named:
         if object_thread_id != thread_id:
             raise ValueError(f"{object_id} names thread {object_thread_id!r}, not {thread_id!r}")
-    # Whether the thread exists or not: inserting into a missing one fails on its foreign key.
-    sql_rows.lock_thread(conn, thread_id)
+    # A thread of another project is as missing as one that is not there: its foreign key
+    # alone would let this write into it.
+    if not sql_rows.lock_thread(conn, thread_id):
+        raise LookupError(f"no thread {thread_id!r} to save progress in")
     held: set[str] = set()
     if holder is not None:
         run_ids = [run.id] if run is not None else [step.run_id for step in steps]
@@ -193,21 +196,22 @@ def _delete_run_output(
         return
     # The threads of what goes, locked first and in ID order (see `sql_store`).
     threads, steps, messages = schema.threads, schema.run_steps, schema.messages
+    where = sql_scope.where
     owners = (
         select(steps.c.thread_id)
-        .where(steps.c.id.in_(step_ids))
-        .union(select(messages.c.thread_id).where(messages.c.id.in_(message_ids)))
+        .where(steps.c.id.in_(step_ids), *where(steps))
+        .union(select(messages.c.thread_id).where(messages.c.id.in_(message_ids), *where(messages)))
     )
     conn.execute(
         select(threads.c.id)
-        .where(threads.c.id.in_(owners))
+        .where(threads.c.id.in_(owners), *where(threads))
         .order_by(threads.c.id)
         .with_for_update()
     ).all()
     if step_ids:
-        conn.execute(schema.run_steps.delete().where(schema.run_steps.c.id.in_(step_ids)))
+        conn.execute(steps.delete().where(steps.c.id.in_(step_ids), *where(steps)))
     if message_ids:
-        conn.execute(schema.messages.delete().where(schema.messages.c.id.in_(message_ids)))
+        conn.execute(messages.delete().where(messages.c.id.in_(message_ids), *where(messages)))
 
 
 def _runs_with_status(
@@ -297,7 +301,8 @@ class SqlRuns(SqlStoreBase, Runs):
     async def runs_with_status(
         self, statuses: Collection[int], limit: int = 1000
     ) -> list[runs_pb2.Run]:
-        return await self._db.read(lambda conn: _runs_with_status(conn, statuses, limit))
+        # Maintenance (expiry of runs left waiting): across projects.
+        return await self._db.read_across(lambda conn: _runs_with_status(conn, statuses, limit))
 
     async def list_steps(
         self, thread_id: str, run_id: str, query: PageQuery

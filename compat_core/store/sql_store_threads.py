@@ -17,6 +17,7 @@ from compat_core.store import (
     sql_claims,
     sql_kinds,
     sql_rows,
+    sql_scope,
     sql_statements,
     sql_store_vector_stores,
     sql_vector_stores,
@@ -79,16 +80,22 @@ def _delete_thread(conn: Connection, thread_id: str) -> bool:
     if not sql_rows.lock_thread(conn, thread_id):
         return False
     # Children first (foreign keys), each through its (parent, seq) index.
-    thread_runs = select(runs.c.id).where(runs.c.thread_id == thread_id)
+    where = sql_scope.where
+    thread_runs = select(runs.c.id).where(runs.c.thread_id == thread_id, *where(runs))
     sql_claims.delete_for_runs(conn, thread_runs)
-    conn.execute(steps.delete().where(steps.c.run_id.in_(thread_runs)))
-    conn.execute(messages.delete().where(messages.c.thread_id == thread_id))
-    conn.execute(runs.delete().where(runs.c.thread_id == thread_id))
-    return conn.execute(threads.delete().where(threads.c.id == thread_id)).rowcount > 0
+    conn.execute(steps.delete().where(steps.c.run_id.in_(thread_runs), *where(steps)))
+    conn.execute(messages.delete().where(messages.c.thread_id == thread_id, *where(messages)))
+    conn.execute(runs.delete().where(runs.c.thread_id == thread_id, *where(runs)))
+    deleted = threads.delete().where(threads.c.id == thread_id, *where(threads))
+    return conn.execute(deleted).rowcount > 0
+
+
+def _active_run_stmt(other_than: bool) -> Select[Any]:
+    return _active_run_stmt_for(other_than, sql_scope.applies(schema.runs))
 
 
 @functools.cache
-def _active_run_stmt(other_than: bool) -> Select[Any]:
+def _active_run_stmt_for(other_than: bool, scoped: bool) -> Select[Any]:
     runs = schema.runs
     # The statuses are written into the SQL: as parameters of an IN they would be "expanding"
     # ones, which SQLAlchemy renders into the SQL afresh at every execution.
@@ -101,6 +108,8 @@ def _active_run_stmt(other_than: bool) -> Select[Any]:
     ]
     if other_than:
         conditions.append(runs.c.id != bindparam(sql_statements.param("id")))
+    if scoped:
+        conditions.append(runs.c.project_id == sql_scope.project_param())
     return select(runs.c.id).where(*conditions).order_by(runs.c.seq.desc()).limit(1)
 
 

@@ -63,20 +63,20 @@ class SqlVectorStoreFiles(SqlStoreBase, VectorStoreFiles):
     async def claim_vector_store_files(
         self, owner: str, now_ms: int, expires_at_ms: int, limit: int
     ) -> list[vector_stores_pb2.VectorStoreFile]:
-        return await self._db.write(
+        return await self._db.write_across(
             lambda conn: sql_vector_files.claim(conn, owner, now_ms, expires_at_ms, limit)
         )
 
     async def vector_store_files_claimable(self, now_ms: int) -> bool:
-        return await self._db.read(
+        return await self._db.read_across(
             lambda conn: sql_vector_files.claimable(conn, now_ms), bounded=True
         )
 
     async def renew_vector_store_files(self, owner: str, expires_at_ms: int) -> None:
-        await self._db.write(lambda conn: sql_vector_files.renew(conn, owner, expires_at_ms))
+        await self._db.write_across(lambda conn: sql_vector_files.renew(conn, owner, expires_at_ms))
 
     async def release_vector_store_files(self, owner: str) -> None:
-        await self._db.write(lambda conn: sql_vector_files.release(conn, owner))
+        await self._db.write_across(lambda conn: sql_vector_files.release(conn, owner))
 
     async def finish_vector_store_file(
         self,

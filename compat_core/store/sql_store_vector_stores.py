@@ -49,6 +49,10 @@ class SqlVectorStores(SqlStoreBase, VectorStores):
 
     async def delete_vector_store(self, store_id: str) -> bool:
         def delete(conn: Connection) -> bool:
+            # Found in the scope first: its chunks and attributes carry no project, and must
+            # not go for a store of another project that is not deleted.
+            if sql_vector_files.lock_store(conn, store_id) is None:
+                return False
             sql_vector_files.delete_store(conn, store_id)
             sql_vector_batches.delete_store(conn, store_id)
             return sql_rows.delete(conn, sql_kinds.VECTOR_STORES, store_id)
@@ -59,4 +63,6 @@ class SqlVectorStores(SqlStoreBase, VectorStores):
         await self._db.write(lambda conn: sql_vector_stores.touch(conn, store_ids, moment))
 
     async def expire_vector_stores(self, moment: int, limit: int) -> list[str]:
-        return await self._db.write(lambda conn: sql_vector_stores.expire(conn, moment, limit))
+        return await self._db.write_across(
+            lambda conn: sql_vector_stores.expire(conn, moment, limit)
+        )

@@ -16,7 +16,7 @@ class SqlDenseVectors(SqlStoreBase, DenseVectors):
     """The dense vectors part of `SqlStore`."""
 
     async def enable_vectors(self) -> None:
-        await self._db.write(sql_vectors.enable)
+        await self._db.write_across(sql_vectors.enable)
 
     async def has_vectors(self, vector_store_ids: Collection[str], model: str) -> bool:
         return await self._lookup(
@@ -40,12 +40,12 @@ class SqlDenseVectors(SqlStoreBase, DenseVectors):
     async def claim_reindex(
         self, owner: str, model: str, now_ms: int, expires_at_ms: int
     ) -> str | None:
-        return await self._db.write(
+        return await self._db.write_across(
             lambda conn: sql_vectors.claim(conn, owner, model, now_ms, expires_at_ms)
         )
 
     async def reindex_claimable(self, model: str, now_ms: int) -> bool:
-        return await self._db.read(
+        return await self._db.read_across(
             lambda conn: sql_vectors.claimable(conn, model, now_ms), bounded=True
         )
 
@@ -64,7 +64,7 @@ class SqlDenseVectors(SqlStoreBase, DenseVectors):
         await self._db.write(lambda conn: sql_vectors.finish(conn, owner, vector_store_id, model))
 
     async def renew_reindex(self, owner: str, expires_at_ms: int) -> None:
-        await self._db.write(lambda conn: sql_vectors.renew(conn, owner, expires_at_ms))
+        await self._db.write_across(lambda conn: sql_vectors.renew(conn, owner, expires_at_ms))
 
     async def release_reindex(self, owner: str) -> None:
-        await self._db.write(lambda conn: sql_vectors.release(conn, owner))
+        await self._db.write_across(lambda conn: sql_vectors.release(conn, owner))

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, and_, bindparam, case, func, select
 
-from compat_core.store import schema, sql_chunks, sql_file_attributes, sql_vector_files
+from compat_core.store import schema, sql_chunks, sql_file_attributes, sql_scope, sql_vector_files
 from compat_core.v1 import vector_stores_pb2
 
 VectorStoreFile = vector_stores_pb2.VectorStoreFile
@@ -35,6 +35,7 @@ IN_PROGRESS = vector_stores_pb2.VECTOR_STORE_FILE_BATCH_STATUS_IN_PROGRESS
 COMPLETED = vector_stores_pb2.VECTOR_STORE_FILE_BATCH_STATUS_COMPLETED
 CANCELLED = vector_stores_pb2.VECTOR_STORE_FILE_BATCH_STATUS_CANCELLED
 FAILED = vector_stores_pb2.VECTOR_STORE_FILE_BATCH_STATUS_FAILED
+_where = sql_scope.where
 
 
 def create(
@@ -58,30 +59,36 @@ def create(
     stored.status = IN_PROGRESS
     conn.execute(
         _BATCHES.insert().values(
-            id=stored.id,
-            vector_store_id=stored.vector_store_id,
-            created_at=stored.created_at,
-            body=stored.SerializeToString(),
+            sql_scope.stamp(
+                {
+                    "id": stored.id,
+                    "vector_store_id": stored.vector_store_id,
+                    "created_at": stored.created_at,
+                    "body": stored.SerializeToString(),
+                }
+            )
         )
     )
     file_ids = [f.id for f in files]
     replaced = conn.execute(
         _FILES.delete()
-        .where(_FILES.c.vector_store_id == store.id, _FILES.c.id.in_(file_ids))
+        .where(_FILES.c.vector_store_id == store.id, _FILES.c.id.in_(file_ids), *_where(_FILES))
         .returning(_FILES.c.id)
     ).scalars()
     for file_id in list(replaced):
         sql_chunks.delete_file(conn, store.id, file_id)
         sql_file_attributes.delete_file(conn, store.id, file_id)
     newest = conn.execute(
-        select(func.max(_FILES.c.created_at)).where(_FILES.c.vector_store_id == store.id)
+        select(func.max(_FILES.c.created_at)).where(
+            _FILES.c.vector_store_id == store.id, *_where(_FILES)
+        )
     ).scalar()
     rows: list[dict[str, object]] = []
     for f in files:
         if newest is not None and f.created_at < newest:
             f.created_at = int(newest)
         newest = f.created_at
-        rows.append({**sql_vector_files.columns(f), "body": f.SerializeToString()})
+        rows.append(sql_scope.stamp({**sql_vector_files.columns(f), "body": f.SerializeToString()}))
     if rows:
         conn.execute(_FILES.insert(), rows)
         sql_file_attributes.add(conn, files)
@@ -117,7 +124,7 @@ def cancel(
     # row) must not be overwritten by the body written back here.
     pending = conn.execute(
         select(_FILES.c.seq, _FILES.c.body)
-        .where(_FILES.c.batch_id == batch_id, _FILES.c.status == _FILE_IN_PROGRESS)
+        .where(_FILES.c.batch_id == batch_id, _FILES.c.status == _FILE_IN_PROGRESS, *_where(_FILES))
         .with_for_update()
     ).all()
     if not pending:
@@ -129,10 +136,12 @@ def cancel(
         f = VectorStoreFile.FromString(body)
         f.status = _FILE_CANCELLED
         rows.append({"p_seq": seq, "status": int(f.status), "body": f.SerializeToString()})
-    conn.execute(_FILES.update().where(_FILES.c.seq == bindparam("p_seq")), rows)
+    conn.execute(_FILES.update().where(_FILES.c.seq == bindparam("p_seq"), *_where(_FILES)), rows)
     stored.status = CANCELLED
     conn.execute(
-        _BATCHES.update().where(_BATCHES.c.id == batch_id).values(body=stored.SerializeToString())
+        _BATCHES.update()
+        .where(_BATCHES.c.id == batch_id, *_where(_BATCHES))
+        .values(body=stored.SerializeToString())
     )
     sql_vector_files.recount(conn, store)
     return _as_read(conn, stored, now_ms)
@@ -140,13 +149,17 @@ def cancel(
 
 def delete_store(conn: Connection, vector_store_id: str) -> None:
     """Drop every batch of a store (as the store itself is deleted)."""
-    conn.execute(_BATCHES.delete().where(_BATCHES.c.vector_store_id == vector_store_id))
+    conn.execute(
+        _BATCHES.delete().where(_BATCHES.c.vector_store_id == vector_store_id, *_where(_BATCHES))
+    )
 
 
 def _stored(conn: Connection, vector_store_id: str, batch_id: str) -> VectorStoreFileBatch | None:
     body = conn.execute(
         select(_BATCHES.c.body).where(
-            _BATCHES.c.id == batch_id, _BATCHES.c.vector_store_id == vector_store_id
+            _BATCHES.c.id == batch_id,
+            _BATCHES.c.vector_store_id == vector_store_id,
+            *_where(_BATCHES),
         )
     ).scalar()
     return None if body is None else VectorStoreFileBatch.FromString(body)
@@ -161,7 +174,7 @@ def _as_read(conn: Connection, stored: VectorStoreFileBatch, now_ms: int) -> Vec
     )
     stmt = (
         select(_FILES.c.status, func.count(), func.coalesce(func.sum(held), 0))
-        .where(_FILES.c.batch_id == stored.id)
+        .where(_FILES.c.batch_id == stored.id, *_where(_FILES))
         .group_by(_FILES.c.status)
     )
     by_status: dict[int, int] = {}

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import ColumnElement, Connection, and_, func, select
 
-from compat_core.store import schema, sql_chunks, sql_file_attributes, sql_vectors
+from compat_core.store import schema, sql_chunks, sql_file_attributes, sql_scope, sql_vectors
 from compat_core.store.base import ChunkVectors, NewChunk
 from compat_core.v1 import vector_stores_pb2
 
@@ -22,11 +22,16 @@ VectorStoreFile = vector_stores_pb2.VectorStoreFile
 _FILES = schema.vector_store_files
 _STORES = schema.vector_stores
 _IN_PROGRESS = vector_stores_pb2.VECTOR_STORE_FILE_STATUS_IN_PROGRESS
+_where = sql_scope.where
 
 
 def lock_store(conn: Connection, vector_store_id: str) -> vector_stores_pb2.VectorStore | None:
     """The store, its row locked until the transaction ends; None if there is no such store."""
-    stmt = select(_STORES.c.body).where(_STORES.c.id == vector_store_id).with_for_update()
+    stmt = (
+        select(_STORES.c.body)
+        .where(_STORES.c.id == vector_store_id, *_where(_STORES))
+        .with_for_update()
+    )
     body = conn.execute(stmt).scalar()
     return None if body is None else vector_stores_pb2.VectorStore.FromString(body)
 
@@ -35,7 +40,7 @@ def recount(conn: Connection, store: vector_stores_pb2.VectorStore) -> None:
     """Set the (locked) store's counts and usage from its file rows, and write it."""
     stmt = (
         select(_FILES.c.status, func.count(), func.coalesce(func.sum(_FILES.c.usage_bytes), 0))
-        .where(_FILES.c.vector_store_id == store.id)
+        .where(_FILES.c.vector_store_id == store.id, *_where(_FILES))
         .group_by(_FILES.c.status)
     )
     by_status = {int(status): (int(n), int(used)) for status, n, used in conn.execute(stmt)}
@@ -57,7 +62,9 @@ def recount(conn: Connection, store: vector_stores_pb2.VectorStore) -> None:
             else vector_stores_pb2.VECTOR_STORE_STATUS_COMPLETED
         )
     conn.execute(
-        _STORES.update().where(_STORES.c.id == store.id).values(body=store.SerializeToString())
+        _STORES.update()
+        .where(_STORES.c.id == store.id, *_where(_STORES))
+        .values(body=store.SerializeToString())
     )
 
 
@@ -74,7 +81,9 @@ def columns(f: VectorStoreFile) -> dict[str, object]:
 
 def _existing(conn: Connection, vector_store_id: str, file_ids: Sequence[str]) -> dict[str, bytes]:
     stmt = select(_FILES.c.id, _FILES.c.body).where(
-        _FILES.c.vector_store_id == vector_store_id, _FILES.c.id.in_(list(file_ids))
+        _FILES.c.vector_store_id == vector_store_id,
+        _FILES.c.id.in_(list(file_ids)),
+        *_where(_FILES),
     )
     return {str(file_id): bytes(body) for file_id, body in conn.execute(stmt)}
 
@@ -91,7 +100,9 @@ def add(
     new_rows: list[dict[str, object]] = []
     added: list[VectorStoreFile] = []
     newest = conn.execute(
-        select(func.max(_FILES.c.created_at)).where(_FILES.c.vector_store_id == vector_store_id)
+        select(func.max(_FILES.c.created_at)).where(
+            _FILES.c.vector_store_id == vector_store_id, *_where(_FILES)
+        )
     ).scalar()
     for f in files:
         if f.id in existing:
@@ -101,7 +112,7 @@ def add(
             f.created_at = int(newest)
         newest = f.created_at
         existing[f.id] = f.SerializeToString()
-        new_rows.append({**columns(f), "body": existing[f.id]})
+        new_rows.append(sql_scope.stamp({**columns(f), "body": existing[f.id]}))
         added.append(f)
         result.append(f)
     if new_rows:
@@ -118,7 +129,9 @@ def delete(conn: Connection, vector_store_id: str, file_id: str) -> bool:
     if store is None:
         return False
     gone = conn.execute(
-        _FILES.delete().where(_FILES.c.vector_store_id == vector_store_id, _FILES.c.id == file_id)
+        _FILES.delete().where(
+            _FILES.c.vector_store_id == vector_store_id, _FILES.c.id == file_id, *_where(_FILES)
+        )
     ).rowcount
     if not gone:
         return False
@@ -131,14 +144,16 @@ def delete(conn: Connection, vector_store_id: str, file_id: str) -> bool:
 def remove_file(conn: Connection, file_id: str) -> None:
     """Take a file out of every store that holds it, as the file itself is deleted: its rows
     and chunks go and each store is recounted (the stores locked in ID order)."""
-    stmt = select(_FILES.c.vector_store_id).where(_FILES.c.id == file_id)
+    stmt = select(_FILES.c.vector_store_id).where(_FILES.c.id == file_id, *_where(_FILES))
     for vector_store_id in sorted({str(i) for i in conn.execute(stmt).scalars()}):
         delete(conn, vector_store_id, file_id)
 
 
 def delete_store(conn: Connection, vector_store_id: str) -> None:
     """Drop every file row, attribute and chunk of a store (as the store itself is deleted)."""
-    conn.execute(_FILES.delete().where(_FILES.c.vector_store_id == vector_store_id))
+    conn.execute(
+        _FILES.delete().where(_FILES.c.vector_store_id == vector_store_id, *_where(_FILES))
+    )
     sql_file_attributes.delete_store(conn, vector_store_id)
     sql_chunks.delete_store(conn, vector_store_id)
 
@@ -219,6 +234,7 @@ def finish(
         _FILES.c.vector_store_id == outcome.vector_store_id,
         _FILES.c.id == outcome.id,
         _FILES.c.claimed_by == owner,
+        *_where(_FILES),
     )
     row = conn.execute(
         select(_FILES.c.seq, _FILES.c.body)

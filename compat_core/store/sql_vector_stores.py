@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, Integer, Select, Update, bindparam, select
 
 from compat_core.retrieval import expiry
-from compat_core.store import prepared, schema, sql_chunks, sql_vector_files
+from compat_core.store import prepared, schema, sql_chunks, sql_scope, sql_vector_files
 from compat_core.store.base import NewVectorStore, ThreadFiles
 from compat_core.v1 import threads_pb2, vector_stores_pb2
 
@@ -31,16 +31,28 @@ Insert = Callable[[Connection, VectorStore], None]
 _STORES = schema.vector_stores
 
 
-@functools.cache
 def _locked_stmt() -> Select[Any]:
-    stmt = select(_STORES.c.seq, _STORES.c.body, _STORES.c.expires_at)
-    return stmt.where(_STORES.c.id == bindparam("id")).with_for_update()
+    return _locked_stmt_for(sql_scope.applies(_STORES))
 
 
 @functools.cache
+def _locked_stmt_for(scoped: bool) -> Select[Any]:
+    stmt = select(_STORES.c.seq, _STORES.c.body, _STORES.c.expires_at)
+    return stmt.where(_STORES.c.id == bindparam("id"), *_project(scoped)).with_for_update()
+
+
 def _rewrite_stmt() -> Update:
     """Sets the columns its parameters name (`body`, `expires_at`) on the row at `:p_seq`."""
-    return _STORES.update().where(_STORES.c.seq == bindparam("p_seq"))
+    return _rewrite_stmt_for(sql_scope.applies(_STORES))
+
+
+@functools.cache
+def _rewrite_stmt_for(scoped: bool) -> Update:
+    return _STORES.update().where(_STORES.c.seq == bindparam("p_seq"), *_project(scoped))
+
+
+def _project(scoped: bool) -> list[Any]:
+    return [_STORES.c.project_id == sql_scope.project_param()] if scoped else []
 
 
 @functools.cache

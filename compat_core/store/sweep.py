@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
+from compat_core import tenancy
 from compat_core.store.base import Store
 from compat_core.store.blobs import BlobStore
 from compat_core.tasks import cancel_and_wait
@@ -54,9 +55,11 @@ class Sweeper:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Sweep once now (before the core serves), then in the background."""
-        await self.sweep()
-        self._task = asyncio.create_task(self._sweep_periodically(), name="orphan-sweeper")
+        """Sweep once now (before the core serves), then in the background: across projects,
+        as the sweep is the server's own work, not any tenant's."""
+        with tenancy.all_projects():
+            await self.sweep()
+            self._task = asyncio.create_task(self._sweep_periodically(), name="orphan-sweeper")
 
     async def stop(self) -> None:
         if self._task is None:

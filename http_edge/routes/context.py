@@ -154,6 +154,11 @@ def assign_request_id(request: web.Request) -> str:
     return request_id
 
 
+# The headers the core authenticates a call by: its key, and the project the caller means
+# (OpenAI's `OpenAI-Project`, which the core checks against the key's).
+_CREDENTIALS = (("Authorization", "authorization"), ("OpenAI-Project", "openai-project"))
+
+
 def rpc_metadata(request: web.Request) -> Metadata:
     """The caller's credentials for the core, which authenticates; the edge never does.
 
@@ -163,10 +168,12 @@ def rpc_metadata(request: web.Request) -> Metadata:
     core names its faults by error IDs of its own, which the edge logs beside the request ID
     (see `compat_core.guard`).
     """
-    authorization = request.headers.get("Authorization")
-    if authorization and authorization.isascii() and authorization.isprintable():
-        return (("authorization", authorization),)
-    return ()
+    metadata: list[tuple[str, str]] = []
+    for header, key in _CREDENTIALS:
+        value = request.headers.get(header)
+        if value and value.isascii() and value.isprintable():
+            metadata.append((key, value))
+    return tuple(metadata)
 
 
 def add_response_headers(request: web.Request, response: web.StreamResponse) -> None:
