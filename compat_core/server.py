@@ -169,7 +169,7 @@ class CoreServer:
             methods.add(guard.servicer(servicer, service), service)
 
         guarded(AssistantsService(store, self.models, references, inline), ASSISTANTS)
-        threads = ThreadsService(store, references, inline)
+        threads = ThreadsService(store, references, inline, code_sessions.forget)
         guarded(threads, THREADS)
         guarded(MessagesService(store, references, inline), MESSAGES)
         hub = RunEventHub(settings.event_log_max_bytes)

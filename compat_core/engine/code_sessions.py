@@ -72,6 +72,11 @@ class CodeSessions:
         if self.pool is not None:
             await self.pool.close()
 
+    async def forget(self, thread_id: str) -> None:
+        """End a deleted thread's session, if it is in this core, and delete its files."""
+        if self.pool is not None:
+            await self.pool.drop(thread_id, remove_files=True)
+
     async def _sweep(self) -> None:
         assert self.pool is not None
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +27,21 @@ class NewThread:
 
 
 class ThreadsService(threads_pb2_grpc.ThreadsServiceServicer):
-    """Deleting a thread takes its messages, runs and run steps with it (in the store)."""
+    """Deleting a thread takes its messages, runs and run steps with it (in the store), and
+    then its code_interpreter session and scratch files in this core (`forget`): another
+    core's end when they idle out."""
 
-    def __init__(self, store: Store, references: References, inline: InlineStores) -> None:
+    def __init__(
+        self,
+        store: Store,
+        references: References,
+        inline: InlineStores,
+        forget: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         self._store = store
         self._references = references
         self._inline = inline
+        self._forget = forget
 
     @property
     def inline(self) -> InlineStores:
@@ -110,4 +120,6 @@ class ThreadsService(threads_pb2_grpc.ThreadsServiceServicer):
         validation.required_id(request.thread_id, "thread_id")
         if not await self._store.delete_thread(request.thread_id):
             raise missing_thread(request.thread_id)
+        if self._forget is not None:
+            await self._forget(request.thread_id)
         return common_pb2.DeletionStatus(id=request.thread_id, deleted=True)

@@ -339,3 +339,15 @@ def test_a_restart_keeps_the_threads_files_not_its_state(
     client = make_client(server)  # on the restarted server's new port
     call, _ = run_code(client, assistant, thread_id, count)
     assert logs(call).strip() == "4 False"
+
+
+def test_deleting_the_thread_ends_its_session_and_deletes_its_files(
+    client: openai.OpenAI, code_sessions_dir: Path, sandbox_ready: None
+) -> None:
+    assistant = coding_assistant(client)
+    thread_id = client.beta.threads.create().id
+    run_code(client, assistant, thread_id, "open('/mnt/data/scratch.txt', 'w').write('x')")
+    data_dir = code_sessions_dir / "runs-server" / thread_id
+    assert (data_dir / "scratch.txt").read_text() == "x"
+    assert client.beta.threads.delete(thread_id).deleted
+    assert not data_dir.exists()
