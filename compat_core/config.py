@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./data/compat.db"
     files_dir: str = ""
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Keys of the admin surface (`/v1/organization/…`, `AdminService`), which open nothing
+    # else; none: the admin surface refuses every call (docs/projects.md).
+    admin_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
     log_requests: bool = False
     tools: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -130,7 +133,9 @@ class Settings(BaseSettings):
     metrics_host: str = "0.0.0.0"
     metrics_port: int = Field(default=9464, ge=0, le=65535)
 
-    _split = field_validator("api_keys", "cors_origins", "tools", mode="before")(_split_commas)
+    _split = field_validator("api_keys", "admin_keys", "cors_origins", "tools", mode="before")(
+        _split_commas
+    )
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
@@ -307,7 +312,7 @@ def mask_password(url: str) -> str:
 
 
 # Fields whose values are never repeated in a message: they are credentials.
-_SECRET_FIELDS = frozenset({"api_keys"})
+_SECRET_FIELDS = frozenset({"api_keys", "admin_keys"})
 _URL_PASSWORD = re.compile(r"(://[^/@:]*:)[^@/]*@")
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # gRPC name-resolver schemes (`scheme:…`); those with addresses are checked further.

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -50,13 +50,34 @@ _UNKNOWN = grpc.StatusCode.UNKNOWN.name
 Context = Any
 Metadata = Sequence[tuple[str, str | bytes]]
 S = TypeVar("S")
+# What the guard asks for the scope of a call, given its metadata (refusing it by raising).
+ScopeOf = Callable[[Metadata | None], Awaitable[tenancy.Scope]]
 
 
-_MISSING_KEY = (
+MISSING_KEY = (
     "You didn't provide an API key. You need to provide your API key in an "
     "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
 )
 _MISMATCHED_PROJECT = "OpenAI-Project header should match project for API key"
+# OpenAI answers an admin key on the API of a project with a 401 for a missing scope.
+ADMIN_ON_PROJECT_API = (
+    "You have insufficient permissions for this operation. An admin key (COMPAT_ADMIN_KEYS) "
+    "opens only the admin API (/v1/organization/...): call this with a project's key."
+)
+
+
+def credentials(metadata: Metadata | None) -> tuple[str, str, str | None]:
+    """The call's `authorization` entry, the bearer token in it ("" if none), and its
+    `openai-project` entry."""
+    header = ""
+    asked: str | None = None
+    for key, value in metadata or ():
+        if key == "authorization":
+            header = value.decode() if isinstance(value, bytes) else str(value)
+        elif key == "openai-project":
+            asked = value.decode() if isinstance(value, bytes) else str(value)
+    scheme, _, presented = header.partition(" ")
+    return header, presented.strip() if scheme.lower() == "bearer" else "", asked
 
 
 class ApiKeyAuth:
@@ -64,33 +85,29 @@ class ApiKeyAuth:
     `openai-project` entry, when the call has one, must name.
 
     Keys are compared by their SHA-256 (`KeyRing`), so the time a lookup takes depends on the
-    digest of what was presented, which says nothing about any valid key.
+    digest of what was presented, which says nothing about any valid key. `is_admin` is asked
+    only about a key already refused, so the refusal of an admin key can say why.
     """
 
-    def __init__(self, keys: KeyRing) -> None:
+    def __init__(self, keys: KeyRing, is_admin: Callable[[str], bool] | None = None) -> None:
         self._keys = keys
+        self._is_admin = is_admin
 
     async def project(self, metadata: Metadata | None) -> str:
-        header = ""
-        asked: str | None = None
-        for key, value in metadata or ():
-            if key == "authorization":
-                header = value.decode() if isinstance(value, bytes) else str(value)
-            elif key == "openai-project":
-                asked = value.decode() if isinstance(value, bytes) else str(value)
-        scheme, _, presented = header.partition(" ")
-        token = presented.strip() if scheme.lower() == "bearer" else ""
+        header, token, asked = credentials(metadata)
         found: str | None = None
         if token:
             cached = self._keys.cached(token)
             found = await self._keys.look_up(token) if cached is MISS else cached
         if found is None:
+            if token and self._is_admin is not None and self._is_admin(token):
+                raise errors.unauthenticated(ADMIN_ON_PROJECT_API, code="")
             required = self._keys.required_cached()
             if required is None:
                 required = await self._keys.required()
             if required:
                 raise errors.unauthenticated(
-                    "Incorrect API key provided." if header else _MISSING_KEY
+                    "Incorrect API key provided." if header else MISSING_KEY
                 )
             found = tenancy.DEFAULT_PROJECT
         if asked is not None and asked != found:
@@ -106,16 +123,21 @@ class RpcGuard:
         self._project = auth.project
         self._metrics = metrics
 
-    def servicer(self, servicer: S, service: ServiceDescriptor) -> S:
+    def servicer(
+        self, servicer: S, service: ServiceDescriptor, scope_of: ScopeOf | None = None
+    ) -> S:
         """Replace each of `service`'s methods on `servicer` with its guarded form; register
-        the servicer that this returns."""
+        the servicer that this returns. `scope_of` checks the credentials of its calls in
+        place of the project key check (the admin service's, `compat_core.admin_auth`)."""
         for method in service.methods:
             handler = getattr(servicer, method.name)
-            setattr(servicer, method.name, self._guarded(handler, method))
+            setattr(servicer, method.name, self._guarded(handler, method, scope_of))
         return servicer
 
-    def _guarded(self, handler: Callable[..., Any], method: MethodDescriptor) -> Any:
-        project_of = self._project
+    def _guarded(
+        self, handler: Callable[..., Any], method: MethodDescriptor, scope_of: ScopeOf | None
+    ) -> Any:
+        project_of = self._project if scope_of is None else scope_of
         name = f"/{method.containing_service.full_name}/{method.name}"
         meter = self._metrics.rpc(name)
         if method.server_streaming:

@@ -12,6 +12,7 @@ from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from compat_core import tenancy
+from compat_core.admin_auth import AdminAuth, AdminKeys
 from compat_core.config import Settings
 from compat_core.engine.code_interpreter import CodeInterpreter
 from compat_core.engine.code_sessions import CodeSessions
@@ -36,6 +37,7 @@ from compat_core.sandbox.base import Limits
 from compat_core.sandbox.bubblewrap import BubblewrapSandbox
 from compat_core.sandbox.environment import DEFAULT_DIR
 from compat_core.services.access import AccessService
+from compat_core.services.admin import AdminService
 from compat_core.services.assistants import AssistantsService
 from compat_core.services.files import FilesService
 from compat_core.services.inline_stores import InlineStores
@@ -58,6 +60,7 @@ from compat_core.store.sweep import Sweeper
 from compat_core.tools import Tool, load_tools, registry
 from compat_core.v1 import (
     access_pb2,
+    admin_pb2,
     assistants_pb2,
     files_pb2,
     messages_pb2,
@@ -76,10 +79,21 @@ RUNS = runs_pb2.DESCRIPTOR.services_by_name["RunsService"]
 FILES = files_pb2.DESCRIPTOR.services_by_name["FilesService"]
 MODELS = models_pb2.DESCRIPTOR.services_by_name["ModelsService"]
 ACCESS = access_pb2.DESCRIPTOR.services_by_name["AccessService"]
+ADMIN = admin_pb2.DESCRIPTOR.services_by_name["AdminService"]
 VECTOR_STORES = vector_stores_pb2.DESCRIPTOR.services_by_name["VectorStoresService"]
 SERVICE_NAMES = tuple(
     service.full_name
-    for service in (ASSISTANTS, THREADS, MESSAGES, RUNS, FILES, MODELS, ACCESS, VECTOR_STORES)
+    for service in (
+        ASSISTANTS,
+        THREADS,
+        MESSAGES,
+        RUNS,
+        FILES,
+        MODELS,
+        ACCESS,
+        VECTOR_STORES,
+        ADMIN,
+    )
 )
 _HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"]
 _REFLECTION = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
@@ -163,7 +177,8 @@ class CoreServer:
         # Every servicer but health's goes through the guard (see `compat_core.guard`).
         metrics = self.metrics
         keys = self._keys = KeyRing(store, settings.api_keys)
-        guard = RpcGuard(ApiKeyAuth(keys), metrics)
+        admin_keys = AdminKeys(settings.admin_keys)
+        guard = RpcGuard(ApiKeyAuth(keys, admin_keys.holds), metrics)
 
         def guarded(servicer: object, service: ServiceDescriptor) -> None:
             methods.add(guard.servicer(servicer, service), service)
@@ -203,6 +218,11 @@ class CoreServer:
         guarded(VectorStoresService(store, store_files, embedder), VECTOR_STORES)
         guarded(ModelsService(self.models), MODELS)
         guarded(AccessService(), ACCESS)
+        # Admin keys alone reach the admin service (`compat_core.admin_auth`).
+        methods.add(
+            guard.servicer(AdminService(store, keys), ADMIN, AdminAuth(admin_keys, keys).scope),
+            ADMIN,
+        )
 
         self._health = BoundedHealth(settings.max_health_watches)
         methods.add(self._health, _HEALTH)

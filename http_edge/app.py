@@ -24,12 +24,13 @@ from compat_core.config import Settings
 from compat_core.heap import freeze_startup_heap
 from compat_core.signals import until_signalled
 from compat_core.startup import listen_errors
-from http_edge.auth import Admission
+from http_edge.auth import AdminAdmission, Admission
 from http_edge.connections import HttpListener
 from http_edge.core_health import CoreHealth
 from http_edge.metrics import METRICS, EdgeMetrics
 from http_edge.routes import setup_routes
 from http_edge.routes.context import (
+    ADMIN_ADMISSION,
     ADMISSION,
     CORE,
     CORE_HEALTH,
@@ -124,6 +125,7 @@ def _core_channel(target: str) -> Callable[[web.Application], AsyncIterator[None
         core = Core(channel)
         app[CORE] = core
         app[ADMISSION] = Admission(core.access)
+        app[ADMIN_ADMISSION] = AdminAdmission(core.access, core.admin)
         app[CORE_HEALTH] = CoreHealth(core.health)
         try:
             yield

@@ -22,15 +22,17 @@ from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 
-from compat_core.v1 import access_pb2
+from compat_core.v1 import access_pb2, admin_pb2
 
 if TYPE_CHECKING:
     from compat_core.v1.access_pb2_grpc import AccessServiceAsyncStub
+    from compat_core.v1.admin_pb2_grpc import AdminServiceAsyncStub
 
 # How long a positive verdict is kept, and for how many credentials at most.
 ADMITTED_SECONDS: Final = 5.0
 _MAX_ADMITTED: Final = 4096
 _REQUEST: Final = access_pb2.AuthenticateRequest()
+_ADMIN_REQUEST: Final = admin_pb2.AuthenticateAdminRequest()
 
 
 class Admission:
@@ -53,9 +55,26 @@ class Admission:
         expires = self._admitted.get(credential)
         if expires is not None and expires > now:
             return
-        await self._stub.Authenticate(_REQUEST, metadata=metadata)
+        await self._ask(metadata)
         admitted = self._admitted
         admitted.pop(credential, None)
         admitted[credential] = time.monotonic() + ADMITTED_SECONDS
         if len(admitted) > _MAX_ADMITTED:
             del admitted[next(iter(admitted))]
+
+    async def _ask(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        await self._stub.Authenticate(_REQUEST, metadata=metadata)
+
+
+class AdminAdmission(Admission):
+    """The same for the admin routes, whose callers the core's `AdminService` lets in (an
+    admin key, which `AccessService` refuses)."""
+
+    __slots__ = ("_admin",)
+
+    def __init__(self, stub: AccessServiceAsyncStub, admin: AdminServiceAsyncStub) -> None:
+        super().__init__(stub)
+        self._admin = admin
+
+    async def _ask(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        await self._admin.AuthenticateAdmin(_ADMIN_REQUEST, metadata=metadata)

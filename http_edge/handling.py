@@ -25,9 +25,11 @@ import grpc
 from aiohttp import HttpVersion11, hdrs, web
 from aiohttp.typedefs import Handler
 
+from http_edge.auth import Admission
 from http_edge.errors import SERVER_ERROR, HttpError, from_rpc_error
 from http_edge.metrics import RouteMeter
 from http_edge.routes.context import (
+    ADMIN_ADMISSION,
     ADMISSION,
     CORS,
     REQUEST_ID,
@@ -48,15 +50,26 @@ _CORS_MAX_AGE: Final = "86400"
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-def guarded(handler: Handler, meter: RouteMeter, *, reads_body: bool = False) -> Handler:
+# Which admission lets the callers of a route in: `ADMISSION` (project keys) for the API,
+# `ADMIN_ADMISSION` (admin keys) for the admin routes.
+AdmissionKey = web.AppKey[Admission]
+
+
+def guarded(
+    handler: Handler,
+    meter: RouteMeter,
+    *,
+    reads_body: bool = False,
+    admission: AdmissionKey = ADMISSION,
+) -> Handler:
     """`handler` with the request's ID assigned, its errors answered, our headers added and
     the request counted by `meter`; when it `reads_body`, a request that has one is let in
-    by the core first."""
+    by the core first (by `admission`)."""
 
     async def guard(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         assign_request_id(request)
-        response = await _answer(request, handler, reads_body)
+        response = await _answer(request, handler, reads_body, admission)
         if not response.prepared:
             add_response_headers(request, response)
         meter.done(request, response.status, started)
@@ -66,7 +79,19 @@ def guarded(handler: Handler, meter: RouteMeter, *, reads_body: bool = False) ->
 
 
 async def admit_before_continue(request: web.Request) -> web.StreamResponse | None:
-    """The `expect_handler` of the routes that read a body.
+    """The `expect_handler` of the API's routes that read a body (see `_admit_expecting`)."""
+    return await _admit_expecting(request, ADMISSION)
+
+
+async def admin_admit_before_continue(request: web.Request) -> web.StreamResponse | None:
+    """The `expect_handler` of the admin routes that read a body."""
+    return await _admit_expecting(request, ADMIN_ADMISSION)
+
+
+async def _admit_expecting(
+    request: web.Request, admission: AdmissionKey
+) -> web.StreamResponse | None:
+    """What an `expect_handler` does.
 
     A client that sends `Expect: 100-continue` (curl does for large uploads) waits for a word
     before it sends the body, so the core's verdict on its credentials comes first: a refusal
@@ -80,7 +105,7 @@ async def admit_before_continue(request: web.Request) -> web.StreamResponse | No
     if expect.lower() != "100-continue":
         raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect}")
     try:
-        await request.app[ADMISSION].admit(request, rpc_metadata(request))
+        await request.app[admission].admit(request, rpc_metadata(request))
     except grpc.aio.AioRpcError as err:
         assign_request_id(request)
         response = from_rpc_error(err).response()
@@ -111,11 +136,13 @@ async def unrouted(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _answer(request: web.Request, handler: Handler, reads_body: bool) -> web.StreamResponse:
+async def _answer(
+    request: web.Request, handler: Handler, reads_body: bool, admission: AdmissionKey
+) -> web.StreamResponse:
     """The handler's response, or the error response for what it raised."""
     try:
         if reads_body and request.body_exists:
-            await request.app[ADMISSION].admit(request, rpc_metadata(request))
+            await request.app[admission].admit(request, rpc_metadata(request))
         return await handler(request)
     except HttpError as err:
         return err.response()

@@ -47,6 +47,23 @@ class Projects(ABC):
         """The projects of that name, oldest first (names need not be unique)."""
 
     @abstractmethod
+    async def list_projects(
+        self, after: Project | None, limit: int, include_archived: bool
+    ) -> list[Project]:
+        """Up to `limit` projects, oldest first, those after `after` (in that order) only."""
+
+    @abstractmethod
+    async def rename_project(self, project_id: str, name: str) -> Project | None:
+        """Give a project a new name; None if there is no such project."""
+
+    @abstractmethod
+    async def archive_project(self, project_id: str, archived_at: int) -> list[str] | None:
+        """Archive a project (its keys stop opening it, its objects stay): the IDs of its
+        keys, which every core sharing the database is told to forget as revoked ones
+        (`on_key_revoked`); None if there is no such project. Archiving an archived project
+        changes nothing and answers the same."""
+
+    @abstractmethod
     async def create_api_key(self, key: ApiKey, key_hash: str) -> None:
         """Store a key of an existing project by the hash of its value."""
 
@@ -61,6 +78,9 @@ class Projects(ABC):
     @abstractmethod
     async def list_api_keys(self, project_id: str) -> list[ApiKey]:
         """The keys of a project, oldest first."""
+
+    @abstractmethod
+    async def get_api_key(self, key_id: str) -> ApiKey | None: ...
 
     @abstractmethod
     async def delete_api_key(self, key_id: str) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, select
+from sqlalchemy import Connection, Row, bindparam, literal, select, tuple_
 
 from compat_core.store import schema, sql_events
 from compat_core.store.base_projects import ApiKey, Project, Projects
@@ -80,6 +80,50 @@ class SqlProjects(SqlStoreBase, Projects):
 
         return await self._db.inner.read(named, bounded=True)
 
+    async def list_projects(
+        self, after: Project | None, limit: int, include_archived: bool
+    ) -> list[Project]:
+        def listed(conn: Connection) -> list[Project]:
+            stmt = select(_PROJECTS)
+            if after is not None:
+                stmt = stmt.where(
+                    tuple_(_PROJECTS.c.created_at, _PROJECTS.c.id)
+                    > tuple_(literal(after.created_at), literal(after.id))
+                )
+            if not include_archived:
+                stmt = stmt.where(_PROJECTS.c.archived_at.is_(None))
+            stmt = stmt.order_by(_PROJECTS.c.created_at, _PROJECTS.c.id).limit(limit)
+            return [_project(row) for row in conn.execute(stmt)]
+
+        return await self._db.inner.read(listed, bounded=True)
+
+    async def rename_project(self, project_id: str, name: str) -> Project | None:
+        def rename(conn: Connection) -> Project | None:
+            where = _PROJECTS.c.id == project_id
+            conn.execute(_PROJECTS.update().where(where).values(name=name))
+            row = conn.execute(select(_PROJECTS).where(where)).first()
+            return None if row is None else _project(row)
+
+        return await self._db.inner.write(rename)
+
+    async def archive_project(self, project_id: str, archived_at: int) -> list[str] | None:
+        def archive(conn: Connection) -> list[str] | None:
+            where = _PROJECTS.c.id == project_id
+            found = conn.execute(select(_PROJECTS.c.id).where(where)).first()
+            if found is None:
+                return None
+            conn.execute(
+                _PROJECTS.update()
+                .where(where, _PROJECTS.c.archived_at.is_(None))
+                .values(archived_at=archived_at)
+            )
+            keys = select(_KEYS.c.id).where(_KEYS.c.project_id == project_id)
+            key_ids = [str(key_id) for key_id in conn.execute(keys).scalars()]
+            sql_events.notify(conn, sql_events.KEYS_CHANNEL, key_ids)
+            return key_ids
+
+        return await self._db.inner.write(archive)
+
     async def create_api_key(self, key: ApiKey, key_hash: str) -> None:
         values = {
             "id": key.id,
@@ -111,6 +155,14 @@ class SqlProjects(SqlStoreBase, Projects):
             return [_key(row) for row in conn.execute(stmt)]
 
         return await self._db.inner.read(listed, bounded=True)
+
+    async def get_api_key(self, key_id: str) -> ApiKey | None:
+        def get(conn: Connection) -> ApiKey | None:
+            stmt = select(*(_KEYS.c[name] for name in _KEY_COLUMNS)).where(_KEYS.c.id == key_id)
+            row = conn.execute(stmt).first()
+            return None if row is None else _key(row)
+
+        return await self._db.inner.read(get, bounded=True)
 
     async def delete_api_key(self, key_id: str) -> bool:
         def delete(conn: Connection) -> bool:

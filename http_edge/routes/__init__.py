@@ -5,8 +5,15 @@ from __future__ import annotations
 from aiohttp import hdrs, web
 
 from http_edge import metrics
-from http_edge.handling import UNROUTED_PATH, admit_before_continue, guarded, unrouted
+from http_edge.handling import (
+    UNROUTED_PATH,
+    admin_admit_before_continue,
+    admit_before_continue,
+    guarded,
+    unrouted,
+)
 from http_edge.routes import (
+    admin,
     assistants,
     files,
     health,
@@ -17,6 +24,7 @@ from http_edge.routes import (
     vector_store_batches,
     vector_stores,
 )
+from http_edge.routes.context import ADMIN_ADMISSION, ADMISSION
 
 
 def setup_routes(app: web.Application) -> None:
@@ -36,16 +44,20 @@ def setup_routes(app: web.Application) -> None:
         vector_stores.routes,
         vector_store_batches.routes,
         models.routes,
+        admin.routes,
     ):
+        # The admin routes let in admin keys alone (`compat_core.admin_auth`).
+        admitting = ADMIN_ADMISSION if table is admin.routes else ADMISSION
+        expecting = admin_admit_before_continue if table is admin.routes else admit_before_continue
         for route in table:
             if not isinstance(route, web.RouteDef):
                 raise TypeError(f"not a handler's route: {route!r}")
             kwargs = dict(route.kwargs)
             reads_body = route.method == hdrs.METH_POST
             if reads_body:
-                kwargs["expect_handler"] = admit_before_continue
+                kwargs["expect_handler"] = expecting
             meter = meters.route(route.method, route.path)
-            guard = guarded(route.handler, meter, reads_body=reads_body)
+            guard = guarded(route.handler, meter, reads_body=reads_body, admission=admitting)
             app.router.add_routes([web.RouteDef(route.method, route.path, guard, kwargs)])
     catch_all = guarded(unrouted, meters.route(hdrs.METH_ANY, metrics.UNROUTED))
     app.router.add_route("*", UNROUTED_PATH, catch_all)

@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2_grpc
 from compat_core.config import Settings
 from compat_core.v1 import (
     access_pb2_grpc,
+    admin_pb2_grpc,
     assistants_pb2_grpc,
     files_pb2_grpc,
     messages_pb2_grpc,
@@ -33,6 +34,7 @@ from http_edge.streams import EventStreams
 
 if TYPE_CHECKING:
     from compat_core.v1.access_pb2_grpc import AccessServiceAsyncStub
+    from compat_core.v1.admin_pb2_grpc import AdminServiceAsyncStub
     from compat_core.v1.assistants_pb2_grpc import AssistantsServiceAsyncStub
     from compat_core.v1.files_pb2_grpc import FilesServiceAsyncStub
     from compat_core.v1.messages_pb2_grpc import MessagesServiceAsyncStub
@@ -54,6 +56,7 @@ class Core:
 
     __slots__ = (
         "access",
+        "admin",
         "assistants",
         "files",
         "health",
@@ -82,6 +85,7 @@ class Core:
             "VectorStoresServiceAsyncStub",
             vector_stores_pb2_grpc.VectorStoresServiceStub(channel),
         )
+        self.admin = cast("AdminServiceAsyncStub", admin_pb2_grpc.AdminServiceStub(channel))
         # grpc's health package ships no type hints: its stub is untyped.
         self.health = health_pb2_grpc.HealthStub(channel)
 
@@ -105,6 +109,8 @@ SETTINGS: Final = web.AppKey("settings", Settings)
 EVENT_STREAMS: Final = web.AppKey("event_streams", EventStreams)
 # Made with the channel (`create_app`'s cleanup context), as the stubs are.
 ADMISSION: Final = web.AppKey("admission", Admission)
+# Its subclass for the admin routes (`AdminAdmission`).
+ADMIN_ADMISSION: Final = web.AppKey("admin_admission", Admission)
 CORE_HEALTH: Final = web.AppKey("core_health", CoreHealth)
 REQUEST_ID: Final = web.RequestKey("request_id", str)
 
