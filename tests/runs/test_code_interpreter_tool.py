@@ -293,6 +293,7 @@ def test_node_sdk_create_and_poll_and_stream(
         upload.id,
         ask(PLOT),
         ask(streamed_code),
+        ask("print(int(df['amount'].sum()) * 2)"),
     ).ok()
 
     poll = seen["poll"]
@@ -306,6 +307,9 @@ def test_node_sdk_create_and_poll_and_stream(
     [link] = poll["links"]
     assert link["text"] == link["sliced"] == "sandbox:/mnt/data/summary.csv"
     assert link["file"]["text"].splitlines() == SALES.strip().splitlines()
+    # The second run of the thread found the first one's `df`.
+    assert poll["againStatus"] == "completed"
+    assert poll["againLogs"].strip() == "200"
 
     stream = seen["stream"]
     assert stream["status"] == "completed"
