@@ -9,10 +9,13 @@ and reach the database only to lease budget.
 Requests per minute count in fixed windows of `COMPAT_RATE_LIMIT_WINDOW_SECONDS` (60 unless a
 test shortens them), aligned on the clock so that every core agrees which window a moment is
 in. On SQLite the one process owns the whole window. On PostgreSQL each core leases budget from
-the window's shared counter (`Store.take_from_window`, one round trip) in batches of a tenth of
-the limit (at most `MAX_BATCH`), and spends it from memory: the cores together never admit
-more than the limit in a window, but a core may hold unspent budget that another core, having
-run out, cannot use, so up to (cores - 1) x batch requests of a window may be refused early.
+the window's shared counter (`Store.take_from_window`, one statement) in batches of a twentieth
+of the limit (1 to `MAX_BATCH`), and spends it from memory, leasing the next batch in the
+background once half of one is left. The cores together never admit more than the limit in a
+window, but a core may hold unspent budget that another core, having run out, cannot use: up
+to 1.5 batches each, so (cores - 1) x 7.5% of the limit may be refused early. A lease costs
+its core about 0.7 ms of CPU, so a call of a project at a high limit pays under 1 µs for it
+(a batch of 1,000), and at a low one the round trips are as rare as its calls.
 A window found spent is remembered, so refusals cost no round trip either. As with any fixed
 window, a client may make the limit's worth at the end of one window and again at the start
 of the next.
@@ -41,7 +44,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import grpc
 
@@ -55,8 +58,8 @@ log = logging.getLogger(__name__)
 REFRESH_SECONDS: Final = 5.0
 TOKENS_STALE_SECONDS: Final = 1.0
 # A core leases this share of a window's requests at a time (and at most MAX_BATCH).
-BATCH_SHARE: Final = 10
-MAX_BATCH: Final = 100
+BATCH_SHARE: Final = 20
+MAX_BATCH: Final = 1000
 # How long a client is asked to wait when a concurrency limit refuses it: a run or a stream
 # must end first, which no clock predicts.
 CONCURRENCY_RETRY_SECONDS: Final = 1
@@ -98,9 +101,14 @@ class _Requests:
     """A project's requests in one window, as this core knows them."""
 
     start: int
+    # Budget leased at a time, and how little may be left before the next lease starts (in
+    # the background; -1: never, the whole window is leased at once).
+    batch: int
+    low: int
     granted: int = 0
     used: int = 0
     spent: bool = False
+    leasing: asyncio.Task[bool] | None = None
 
 
 @dataclass
@@ -169,7 +177,7 @@ class RateLimiter:
         self._requests: dict[str, _Requests] = {}
         self._tokens: dict[str, _Tokens] = {}
         self._streams: dict[str, int] = {}
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
         self._refresher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -210,6 +218,9 @@ class RateLimiter:
         if window.start != self._window_start(self._clock()):
             return False
         window.used += 1
+        if window.granted - window.used <= window.low and not window.spent:
+            # Lease the next batch before this one runs out, off the request path.
+            self._start_lease(project, window, limit)
         return True
 
     async def admit(self, project: str) -> None:
@@ -219,24 +230,50 @@ class RateLimiter:
         start = self._window_start(now)
         window = self._requests.get(project)
         if window is None or window.start != start:
-            window = self._requests[project] = _Requests(start)
+            window = self._requests[project] = self._new_window(start, limit)
         while window.used >= window.granted:
             if window.spent:
                 raise self._requests_refused(project, limit, start + self._window - now)
-            await self._lease(project, window, limit)
+            leasing = self._start_lease(project, window, limit)
+            # Shielded: the lease is every waiting request's, not only this one's.
+            if not await asyncio.shield(leasing):
+                raise RuntimeError(f"could not lease requests of project {project}'s window")
         window.used += 1
 
-    async def _lease(self, project: str, window: _Requests, limit: int) -> None:
-        if self._store.shared:
-            batch = max(1, min(MAX_BATCH, limit // BATCH_SHARE))
-            granted, _ = await self._store.take_from_window(
-                project, REQUESTS, window.start, batch, limit
+    def _new_window(self, start: int, limit: int) -> _Requests:
+        if not self._store.shared:
+            return _Requests(start, limit, -1)
+        batch = max(1, min(MAX_BATCH, limit // BATCH_SHARE))
+        return _Requests(start, batch, batch // 2)
+
+    def _start_lease(self, project: str, window: _Requests, limit: int) -> asyncio.Task[bool]:
+        """The lease of `window`'s next batch under way, started if none is."""
+        if window.leasing is None:
+            window.leasing = asyncio.get_running_loop().create_task(
+                self._lease(project, window, limit)
             )
-        else:
-            granted = max(0, limit - window.granted)
+            self._background.add(window.leasing)
+            window.leasing.add_done_callback(self._background.discard)
+        return window.leasing
+
+    async def _lease(self, project: str, window: _Requests, limit: int) -> bool:
+        """Add the next batch to `window` (none left: it is spent); False if the store failed."""
+        try:
+            if self._store.shared:
+                granted, _ = await self._store.take_from_window(
+                    project, REQUESTS, window.start, window.batch, limit
+                )
+            else:
+                granted = max(0, limit - window.granted)
+        except Exception:
+            log.exception("could not lease requests of project %s's window", project)
+            return False
+        finally:
+            window.leasing = None
         window.granted += granted
         if not granted:
             window.spent = True
+        return True
 
     def _requests_refused(self, project: str, limit: int, wait: float) -> errors.ApiError:
         self._refused(project, REQUESTS)

@@ -388,7 +388,8 @@ project_limits = Table(
 
 # What the cores sharing a database have spent of a project's rate window (migration 0013):
 # `kind` is `requests` (budget the cores leased, in batches) or `tokens` (of runs that
-# finished), `window_start` the window's first second (unix). Old windows are purged.
+# finished), `window_start` the window's first second (unix); `last_grant` what the latest
+# take added (what the upsert that takes returns). Old windows are purged.
 rate_windows = Table(
     "rate_windows",
     metadata,
@@ -396,6 +397,7 @@ rate_windows = Table(
     Column("kind", String(16), primary_key=True),
     Column("window_start", BigInteger, primary_key=True),
     Column("used", BigInteger, nullable=False),
+    Column("last_grant", BigInteger, nullable=False),
     Index(None, "window_start"),
 )
 

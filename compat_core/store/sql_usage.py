@@ -1,19 +1,32 @@
 """Transaction functions of the accounting tables: rate windows and daily usage.
 
-Both are counters that several cores add to at once on PostgreSQL, so each addition makes
-sure its row exists (an insert that yields to a concurrent one), then locks it and adds: no
-lost update, and no transaction fails on a row another one created first. SQLite's single
-writer needs none of this, and `with_for_update` renders nothing there.
+Both are counters that several cores add to at once on PostgreSQL: each addition is an
+upsert, or an insert that yields to a concurrent one followed by an UPDATE that adds, so no
+update is lost and no transaction fails on a row another one created first. A window's take is
+on the path of requests (once a batch), so it is a single statement, built once.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 
-from sqlalchemy import Connection, Table, and_, select
+from sqlalchemy import (
+    BigInteger,
+    BindParameter,
+    ColumnElement,
+    Connection,
+    Insert,
+    Table,
+    and_,
+    bindparam,
+    case,
+    literal,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
-from compat_core.store import schema
+from compat_core.store import prepared, schema
 from compat_core.v1 import runs_pb2
 
 _WINDOWS = schema.rate_windows
@@ -25,21 +38,52 @@ def _ensure_row(conn: Connection, table: Table, values: dict[str, object]) -> No
     conn.execute(dialect.insert(table).values(values).on_conflict_do_nothing())
 
 
+# What a take may add: all of `amount` while the cap leaves room for it, what room is left
+# otherwise. `used` in the conflict's SET is the stored row's, before the update (every SET
+# expression reads the row as it was), so `last_grant` says what this take added.
+_NO_CAP = 1 << 62
+
+
+def _grant(used: ColumnElement[int] | BindParameter[int]) -> ColumnElement[int]:
+    room: ColumnElement[int] = bindparam("cap", type_=BigInteger) - used
+    amount = bindparam("amount", type_=BigInteger)
+    return case((room <= 0, 0), (room < amount, room), else_=amount)
+
+
+@functools.cache
+def _take_stmt(dialect_name: str) -> Insert:
+    """One statement a take, prepared once: the window's row made with the first grant, or
+    added to under the row's lock (an upsert locks the row it updates on both databases)."""
+    dialect_insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    first = _grant(literal(0, BigInteger))
+    stmt = dialect_insert(_WINDOWS).values(
+        project_id=bindparam("project_id"),
+        kind=bindparam("kind"),
+        window_start=bindparam("window_start"),
+        used=first,
+        last_grant=first,
+    )
+    grant = _grant(_WINDOWS.c.used)
+    upsert = stmt.on_conflict_do_update(
+        index_elements=[_WINDOWS.c.project_id, _WINDOWS.c.kind, _WINDOWS.c.window_start],
+        set_={"last_grant": grant, "used": _WINDOWS.c.used + grant},
+    )
+    return upsert.returning(_WINDOWS.c.last_grant, _WINDOWS.c.used)
+
+
 def take_from_window(
     conn: Connection, project_id: str, kind: str, window_start: int, amount: int, cap: int | None
 ) -> tuple[int, int]:
-    key = and_(
-        _WINDOWS.c.project_id == project_id,
-        _WINDOWS.c.kind == kind,
-        _WINDOWS.c.window_start == window_start,
-    )
-    values = {"project_id": project_id, "kind": kind, "window_start": window_start, "used": 0}
-    _ensure_row(conn, _WINDOWS, values)
-    used = int(conn.execute(select(_WINDOWS.c.used).where(key).with_for_update()).scalar_one())
-    granted = amount if cap is None else max(0, min(amount, cap - used))
-    if granted:
-        conn.execute(_WINDOWS.update().where(key).values(used=used + granted))
-    return granted, used + granted
+    params = {
+        "project_id": project_id,
+        "kind": kind,
+        "window_start": window_start,
+        "amount": amount,
+        "cap": _NO_CAP if cap is None else cap,
+    }
+    row = prepared.first(conn, _take_stmt(conn.dialect.name), params)
+    assert row is not None
+    return int(row[0]), int(row[1])
 
 
 def window_used(conn: Connection, project_id: str, kind: str, window_start: int) -> int:

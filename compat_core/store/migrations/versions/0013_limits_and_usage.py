@@ -41,6 +41,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("window_start", sa.BigInteger(), nullable=False),
         sa.Column("used", sa.BigInteger(), nullable=False),
+        sa.Column("last_grant", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("project_id", "kind", "window_start", name="pk_rate_windows"),
     )
     op.create_index("ix_rate_windows_window_start", "rate_windows", ["window_start"])
