@@ -10,16 +10,19 @@ import asyncio
 import re
 import time
 
+import grpc
 import httpx2
 import openai
 import pytest
-from harness import MakeHttp, MakeServer
+from harness import MakeGrpc, MakeHttp, MakeServer
+from harness.grpc_client import rich_error
 
 from compat_core import errors, tenancy
 from compat_core.keyring import KeyRing, project_named
 from compat_core.ratelimit import Limits, RateLimiter, format_reset
 from compat_core.store import SqlStore, create_store
 from compat_core.store.base import ProjectLimits
+from compat_core.v1 import assistants_pb2
 
 RESET = re.compile(r"^(\d+ms|(\d+h)?(\d+m)?\d+(\.\d+)?s)$")
 # Long enough that a window does not end in the middle of a test.
@@ -196,3 +199,23 @@ async def test_a_limiter_counts_windows_by_its_clock(store: SqlStore) -> None:
     now[0] = 1020.0  # the next window
     assert not limiter.admit_now("proj_x")
     await limiter.admit("proj_x")
+
+
+def test_grpc_callers_get_resource_exhausted_with_the_same_details(
+    make_server: MakeServer, make_grpc: MakeGrpc
+) -> None:
+    server = make_server(rate_limit_requests_per_minute=1, rate_limit_window_seconds=LONG_WINDOW)
+    stub = make_grpc(server).assistants
+    stub.ListAssistants(assistants_pb2.ListAssistantsRequest())
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.ListAssistants(assistants_pb2.ListAssistantsRequest())
+    error = rich_error(raised.value)
+    assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error.reason == "rate_limit_exceeded"
+    assert error.error_info is not None
+    metadata = dict(error.error_info.metadata)
+    assert metadata["type"] == "requests"
+    assert metadata["x-ratelimit-limit-requests"] == "1"
+    assert metadata["x-ratelimit-remaining-requests"] == "0"
+    assert RESET.match(metadata["x-ratelimit-reset-requests"])
+    assert 1 <= int(metadata["retry-after"]) <= LONG_WINDOW
