@@ -226,14 +226,16 @@ class RateLimiter:
     async def admit(self, project: str) -> None:
         """Count a request that `admit_now` could not: lease budget, or refuse."""
         limit = self.limits_of(project).requests_per_minute
-        now = self._clock()
-        start = self._window_start(now)
+        if not limit:
+            return  # lifted since `admit_now` looked
+        start = self._window_start(self._clock())
         window = self._requests.get(project)
         if window is None or window.start != start:
             window = self._requests[project] = self._new_window(start, limit)
         while window.used >= window.granted:
             if window.spent:
-                raise self._requests_refused(project, limit, start + self._window - now)
+                wait = start + self._window - self._clock()
+                raise self._requests_refused(project, limit, wait)
             leasing = self._start_lease(project, window, limit)
             # Shielded: the lease is every waiting request's, not only this one's.
             if not await asyncio.shield(leasing):
