@@ -2,7 +2,9 @@
 
 Every call runs in the project of its key (`compat_core.tenancy`): the guard finds it
 (`ApiKeyAuth`, through the `KeyRing`'s cache) and enters it around the handler, so the store
-applies it to everything the call reads and writes, and no handler names a project.
+applies it to everything the call reads and writes, and no handler names a project. It is
+also where a project's request rate and open streams are limited, for both transports
+(`compat_core.ratelimit`; the limits of runs are checked where runs are created).
 
 Services raise `ApiError`; the guard turns it into a rich `google.rpc.Status`, so no handler
 repeats the abort recipe. Anything else is a fault of ours: it is logged with its traceback
@@ -33,6 +35,8 @@ from grpc import aio
 from compat_core import errors, ids, tenancy
 from compat_core.keyring import MISS, KeyRing
 from compat_core.metrics import CoreMetrics
+from compat_core.ratelimit import RateLimiter
+from compat_core.v1 import access_pb2
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +106,10 @@ class RpcGuard:
     """Wraps the methods of servicers: the key checked first, then the handler in the key's
     project, its errors rendered, each call counted in `metrics`."""
 
-    def __init__(self, auth: ApiKeyAuth, metrics: CoreMetrics) -> None:
+    def __init__(self, auth: ApiKeyAuth, metrics: CoreMetrics, limiter: RateLimiter) -> None:
         self._project = auth.project
         self._metrics = metrics
+        self._limiter = limiter
 
     def servicer(self, servicer: S, service: ServiceDescriptor) -> S:
         """Replace each of `service`'s methods on `servicer` with its guarded form; register
@@ -116,6 +121,11 @@ class RpcGuard:
 
     def _guarded(self, handler: Callable[..., Any], method: MethodDescriptor) -> Any:
         project_of = self._project
+        limiter = self._limiter
+        # The edge's check of a key before it reads a body is not a request of its own.
+        admit_now = (
+            _admitted if method.containing_service.full_name == _ACCESS else limiter.admit_now
+        )
         name = f"/{method.containing_service.full_name}/{method.name}"
         meter = self._metrics.rpc(name)
         if method.server_streaming:
@@ -125,8 +135,13 @@ class RpcGuard:
                 started = time.perf_counter()
                 streams.inc()
                 scope = None
+                counted: str | None = None
                 try:
                     project = await project_of(context.invocation_metadata())
+                    if not admit_now(project):
+                        await limiter.admit(project)
+                    if limiter.open_stream(project):
+                        counted = project
                     scope = tenancy.enter(project)
                     async for item in handler(request, context):
                         yield item
@@ -144,6 +159,8 @@ class RpcGuard:
                 finally:
                     if scope is not None:
                         tenancy.leave(scope)
+                    if counted is not None:
+                        limiter.close_stream(counted)
                     streams.dec()
 
             return stream
@@ -153,6 +170,8 @@ class RpcGuard:
             scope = None
             try:
                 project = await project_of(context.invocation_metadata())
+                if not admit_now(project):
+                    await limiter.admit(project)
                 scope = tenancy.enter(project)
                 response = await handler(request, context)
             except aio.AbortError:
@@ -171,6 +190,13 @@ class RpcGuard:
             return response
 
         return unary
+
+
+_ACCESS = access_pb2.DESCRIPTOR.services_by_name["AccessService"].full_name
+
+
+def _admitted(project: str) -> bool:
+    return True
 
 
 def _code(exc: Exception) -> str:
