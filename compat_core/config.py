@@ -114,6 +114,13 @@ class Settings(BaseSettings):
     http_keepalive_seconds: float = Field(default=75.0, gt=0, le=86400)
     max_connections: int = Field(default=4096, ge=1)
     max_streams: int = Field(default=2048, ge=1)
+    # Every project's rate limits unless it has its own (`compat_core.ratelimit`); 0 is
+    # unlimited. The per-minute limits count in windows of `rate_limit_window_seconds`.
+    rate_limit_requests_per_minute: int = Field(default=0, ge=0)
+    rate_limit_tokens_per_minute: int = Field(default=0, ge=0)
+    rate_limit_concurrent_runs: int = Field(default=0, ge=0)
+    rate_limit_concurrent_streams: int = Field(default=0, ge=0)
+    rate_limit_window_seconds: int = Field(default=60, ge=1, le=3600)
     # How long a stopping server lets open event streams and in-flight requests finish.
     shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=3600)
     # Concurrent `grpc.health.v1` Watch streams a core serves (they need no key).

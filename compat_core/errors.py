@@ -8,6 +8,8 @@ the field), so the HTTP edge and any gRPC client read them without parsing messa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
@@ -17,6 +19,11 @@ ERROR_DOMAIN = "assistants-compat"
 
 # The `code` of a request body over the size limit; the edge answers it with HTTP 413.
 REQUEST_TOO_LARGE = "request_too_large"
+# The `code` of a request over one of its project's rate limits (HTTP 429). Its `ErrorInfo`
+# also carries OpenAI's error `type` (`requests` or `tokens`) under ERROR_TYPE, and the HTTP
+# headers to answer with (`retry-after`, `x-ratelimit-*`) under their own names.
+RATE_LIMIT_EXCEEDED = "rate_limit_exceeded"
+ERROR_TYPE = "type"
 
 # gRPC carries a status in trailing metadata: the message once in `grpc-message` (percent-
 # encoded, up to 3 bytes a byte) and again inside `grpc-status-details-bin` (base64, with the
@@ -74,6 +81,7 @@ class ApiError(Exception):
         *,
         param: str | None = None,
         code: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> None:
         message = _clip(message, MAX_MESSAGE_BYTES)
         super().__init__(message)
@@ -81,11 +89,16 @@ class ApiError(Exception):
         self.message = message
         self.param = None if param is None else _clip(param, MAX_PARAM_BYTES)
         self.code = code
+        # More for the edge to answer with (a rate limit's error type and headers), in the
+        # `ErrorInfo`'s metadata; a handful of short entries at most.
+        self.metadata = metadata
 
     def to_status(self) -> grpc.Status:
         """Render as the rich status that `abort_with_status` sends."""
         details: list[any_pb2.Any] = []
         info = error_details_pb2.ErrorInfo(reason=self.code or "", domain=ERROR_DOMAIN)
+        if self.metadata:
+            info.metadata.update(self.metadata)
         if self.param is not None:
             info.metadata["param"] = self.param
         packed = any_pb2.Any()

@@ -2,7 +2,9 @@
 
 Every call runs in the project of its key (`compat_core.tenancy`): the guard finds it
 (`ApiKeyAuth`, through the `KeyRing`'s cache) and enters it around the handler, so the store
-applies it to everything the call reads and writes, and no handler names a project.
+applies it to everything the call reads and writes, and no handler names a project. It is
+also where a project's request rate and open streams are limited, for both transports
+(`compat_core.ratelimit`; the limits of runs are checked where runs are created).
 
 Services raise `ApiError`; the guard turns it into a rich `google.rpc.Status`, so no handler
 repeats the abort recipe. Anything else is a fault of ours: it is logged with its traceback
@@ -33,6 +35,8 @@ from grpc import aio
 from compat_core import errors, ids, tenancy
 from compat_core.keyring import MISS, KeyRing
 from compat_core.metrics import CoreMetrics
+from compat_core.ratelimit import RateLimiter
+from compat_core.v1 import access_pb2
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +123,10 @@ class RpcGuard:
     """Wraps the methods of servicers: the key checked first, then the handler in the key's
     project, its errors rendered, each call counted in `metrics`."""
 
-    def __init__(self, auth: ApiKeyAuth, metrics: CoreMetrics) -> None:
+    def __init__(self, auth: ApiKeyAuth, metrics: CoreMetrics, limiter: RateLimiter) -> None:
         self._project = auth.project
         self._metrics = metrics
+        self._limiter = limiter
 
     def servicer(
         self, servicer: S, service: ServiceDescriptor, scope_of: ScopeOf | None = None
@@ -137,7 +142,14 @@ class RpcGuard:
     def _guarded(
         self, handler: Callable[..., Any], method: MethodDescriptor, scope_of: ScopeOf | None
     ) -> Any:
-        project_of = self._project if scope_of is None else scope_of
+        if scope_of is not None:
+            return self._guarded_by(handler, method, scope_of)
+        project_of = self._project
+        limiter = self._limiter
+        # The edge's check of a key before it reads a body is not a request of its own.
+        admit_now = (
+            _admitted if method.containing_service.full_name == _ACCESS else limiter.admit_now
+        )
         name = f"/{method.containing_service.full_name}/{method.name}"
         meter = self._metrics.rpc(name)
         if method.server_streaming:
@@ -147,8 +159,13 @@ class RpcGuard:
                 started = time.perf_counter()
                 streams.inc()
                 scope = None
+                counted: str | None = None
                 try:
                     project = await project_of(context.invocation_metadata())
+                    if not admit_now(project):
+                        await limiter.admit(project)
+                    if limiter.open_stream(project):
+                        counted = project
                     scope = tenancy.enter(project)
                     async for item in handler(request, context):
                         yield item
@@ -166,6 +183,8 @@ class RpcGuard:
                 finally:
                     if scope is not None:
                         tenancy.leave(scope)
+                    if counted is not None:
+                        limiter.close_stream(counted)
                     streams.dec()
 
             return stream
@@ -175,6 +194,8 @@ class RpcGuard:
             scope = None
             try:
                 project = await project_of(context.invocation_metadata())
+                if not admit_now(project):
+                    await limiter.admit(project)
                 scope = tenancy.enter(project)
                 response = await handler(request, context)
             except aio.AbortError:
@@ -193,6 +214,46 @@ class RpcGuard:
             return response
 
         return unary
+
+    def _guarded_by(
+        self, handler: Callable[..., Any], method: MethodDescriptor, scope_of: ScopeOf
+    ) -> Any:
+        """A unary method whose credentials `scope_of` checks (the admin service's): no
+        project's rate limits apply, as its calls are no project's."""
+        if method.server_streaming or method.client_streaming:
+            raise TypeError(f"{method.full_name}: only unary methods take their own check")
+        name = f"/{method.containing_service.full_name}/{method.name}"
+        meter = self._metrics.rpc(name)
+
+        async def unary(request: Any, context: Context) -> Any:
+            started = time.perf_counter()
+            scope = None
+            try:
+                scope = tenancy.enter(await scope_of(context.invocation_metadata()))
+                response = await handler(request, context)
+            except aio.AbortError:
+                meter.done(_aborted_code(context), started)
+                raise
+            except asyncio.CancelledError:
+                meter.done(_CANCELLED, started)
+                raise
+            except Exception as exc:
+                meter.done(_code(exc), started)
+                await _fail(context, name, exc)
+            finally:
+                if scope is not None:
+                    tenancy.leave(scope)
+            meter.done(_OK, started)
+            return response
+
+        return unary
+
+
+_ACCESS = access_pb2.DESCRIPTOR.services_by_name["AccessService"].full_name
+
+
+def _admitted(project: str) -> bool:
+    return True
 
 
 def _code(exc: Exception) -> str:

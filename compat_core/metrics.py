@@ -20,6 +20,7 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from compat_core import tenancy
 from compat_core.providers.base import ChatDelta, ChatProvider, ChatRequest, ProviderError
 from compat_core.v1 import runs_pb2
 
@@ -45,6 +46,10 @@ LATENCY_BUCKETS: Final = (
 )
 # Time to a model's first token: a local model's cold start can take a minute.
 FIRST_TOKEN_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
+# Distinct projects the per-project metrics keep apart; more count as `other`. Each project
+# has at most 2 token series, 5 run series (by final status) and 4 refusal series.
+MAX_PROJECT_LABELS: Final = 1000
+OTHER_PROJECT: Final = "other"
 # Distinct models the token counters keep apart; more (a client inventing names) count as
 # `other`, so a stranger cannot grow the scrape without bound.
 MAX_MODEL_LABELS: Final = 100
@@ -155,6 +160,27 @@ class CoreMetrics:
             buckets=FIRST_TOKEN_BUCKETS,
             registry=registry,
         )
+        self._project_tokens = Counter(
+            "compat_project_tokens",
+            "Tokens of runs that finished on this core, by project and kind (prompt: in, "
+            f"completion: out); past {MAX_PROJECT_LABELS} projects, the rest count as `other`.",
+            ("project", "kind"),
+            registry=registry,
+        )
+        self._project_runs = Counter(
+            "compat_project_runs_finished",
+            "Runs this core brought to a final status, by project and that status.",
+            ("project", "status"),
+            registry=registry,
+        )
+        self._project_refused = Counter(
+            "compat_project_rate_limited",
+            "Calls this core refused for a project's rate limit, by project and limit "
+            "(requests, tokens, runs, streams).",
+            ("project", "limit"),
+            registry=registry,
+        )
+        self._projects_labelled: set[str] = set()
         self._server: tuple[WSGIServer, threading.Thread] | None = None
 
     def rpc(self, method: str) -> RpcMeter:
@@ -162,7 +188,8 @@ class CoreMetrics:
         return RpcMeter(self._rpc_calls, self._rpc_latency, method)
 
     def run_finished(self, run: runs_pb2.Run) -> None:
-        """Count a run that reached a final status on this core, and its tokens."""
+        """Count a run that reached a final status on this core, and its tokens (in its
+        project's too: the hub announces a run's end in the run's project scope)."""
         counter = self._runs_finished_by_status.get(run.status)
         if counter is not None:
             counter.inc()
@@ -171,6 +198,27 @@ class CoreMetrics:
             prompt, completion = self._token_counters(run.model)
             prompt.inc(usage.prompt_tokens)
             completion.inc(usage.completion_tokens)
+        scope = tenancy.current_or_none()
+        status = _RUN_STATUSES.get(run.status)
+        if isinstance(scope, str) and status is not None:
+            project = self._project_label(scope)
+            self._project_runs.labels(project, status).inc()
+            if usage.prompt_tokens or usage.completion_tokens:
+                self._project_tokens.labels(project, "prompt").inc(usage.prompt_tokens)
+                self._project_tokens.labels(project, "completion").inc(usage.completion_tokens)
+
+    def rate_limited(self, project: str, limit: str) -> None:
+        """Count a call refused for one of its project's rate limits."""
+        self._project_refused.labels(self._project_label(project), limit).inc()
+
+    def _project_label(self, project: str) -> str:
+        labelled = self._projects_labelled
+        if project in labelled:
+            return project
+        if len(labelled) >= MAX_PROJECT_LABELS:
+            return OTHER_PROJECT
+        labelled.add(project)
+        return project
 
     def _token_counters(self, model: str) -> tuple[Counter, Counter]:
         children = self._token_children.get(model)

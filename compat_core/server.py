@@ -30,6 +30,8 @@ from compat_core.models import BUILTIN, ModelRegistry
 from compat_core.providers.base import ChatProvider
 from compat_core.providers.builtin import EchoProvider
 from compat_core.providers.upstream import UpstreamProvider
+from compat_core.ratelimit import Limits as RateLimits
+from compat_core.ratelimit import RateLimiter
 from compat_core.retrieval.embeddings import Embedder, UpstreamEmbedder
 from compat_core.retrieval.ingestion import Ingestion
 from compat_core.retrieval.reindex import Reindexer
@@ -129,6 +131,7 @@ class CoreServer:
         self._reindexer: Reindexer | None = None
         self._code_sessions: CodeSessions | None = None
         self._keys: KeyRing | None = None
+        self._limiter: RateLimiter | None = None
         self.metrics = CoreMetrics()
         self.port = 0
 
@@ -177,8 +180,20 @@ class CoreServer:
         # Every servicer but health's goes through the guard (see `compat_core.guard`).
         metrics = self.metrics
         keys = self._keys = KeyRing(store, settings.api_keys)
+        limiter = self._limiter = RateLimiter(
+            store,
+            RateLimits(
+                settings.rate_limit_requests_per_minute,
+                settings.rate_limit_tokens_per_minute,
+                settings.rate_limit_concurrent_runs,
+                settings.rate_limit_concurrent_streams,
+            ),
+            settings.rate_limit_window_seconds,
+            on_refused=metrics.rate_limited,
+        )
+        await limiter.start()
         admin_keys = AdminKeys(settings.admin_keys)
-        guard = RpcGuard(ApiKeyAuth(keys, admin_keys.holds), metrics)
+        guard = RpcGuard(ApiKeyAuth(keys, admin_keys.holds), metrics, limiter)
 
         def guarded(servicer: object, service: ServiceDescriptor) -> None:
             methods.add(guard.servicer(servicer, service), service)
@@ -188,7 +203,12 @@ class CoreServer:
         guarded(threads, THREADS)
         guarded(MessagesService(store, references, inline), MESSAGES)
         hub = RunEventHub(settings.event_log_max_bytes)
-        hub.on_finished = metrics.run_finished
+
+        def run_finished(run: runs_pb2.Run) -> None:
+            metrics.run_finished(run)
+            limiter.run_finished(run)
+
+        hub.on_finished = run_finished
         engine = self._engine = RunEngine(
             EngineContext(
                 store=store,
@@ -210,7 +230,7 @@ class CoreServer:
                 lease_seconds=settings.run_lease_seconds,
             )
         )
-        guarded(RunsService(store, self.models, references, threads, engine), RUNS)
+        guarded(RunsService(store, self.models, references, threads, engine, limiter), RUNS)
         metrics.runs_active.set_function(lambda: engine.executing)
         metrics.event_log_bytes.set_function(lambda: hub.bytes)
         metrics.store_pending.set_function(store.pending_transactions)
@@ -276,6 +296,9 @@ class CoreServer:
         if self._keys is not None:
             await self._keys.close()
             self._keys = None
+        if self._limiter is not None:
+            await self._limiter.close()
+            self._limiter = None
         if self._store is not None:
             await self._store.close()
             self._store = None

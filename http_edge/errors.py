@@ -20,7 +20,7 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from compat_core.errors import ERROR_DOMAIN, REQUEST_TOO_LARGE
+from compat_core.errors import ERROR_DOMAIN, ERROR_TYPE, RATE_LIMIT_EXCEEDED, REQUEST_TOO_LARGE
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,8 @@ _RPC_STATUS_TABLE: Final[dict[grpc.StatusCode, tuple[int, str]]] = {
     _S.UNIMPLEMENTED: (501, INVALID_REQUEST),
 }
 _FALLBACK: Final = (500, SERVER_ERROR)
+# The headers a rate limit's refusal carries (its `ErrorInfo` names them, `compat_core.ratelimit`).
+_RATE_HEADERS: Final = ("retry-after", "x-ratelimit-")
 
 # Without rich details a status came from the transport, not from the core's logic: its text
 # describes sockets and addresses, which callers should not see.
@@ -208,6 +210,7 @@ def from_rpc_error(err: grpc.aio.AioRpcError) -> HttpError:
         )
     rich = _rich_status(err)
     ours = False
+    extra: dict[str, str] = {}
     if rich is None:
         if status == _S.RESOURCE_EXHAUSTED and _TRANSPORT_TOO_LARGE in message:
             return HttpError(
@@ -218,10 +221,17 @@ def from_rpc_error(err: grpc.aio.AioRpcError) -> HttpError:
         if status in _TRANSPORT_MESSAGES or http_status == 500:
             message = _TRANSPORT_MESSAGES.get(status, _GENERIC_SERVER_MESSAGE)
     else:
-        param, code, ours = _param_and_code(rich.details)
+        param, code, ours = _param_and_code(rich.details, extra)
+    headers: dict[str, str] | None = None
     if status == _S.RESOURCE_EXHAUSTED:
         if code == REQUEST_TOO_LARGE:
             http_status, error_type = 413, INVALID_REQUEST
+        elif code == RATE_LIMIT_EXCEEDED and ours:
+            # A project's rate limit: the core says the type and the headers, copied as they are.
+            error_type = extra.pop(ERROR_TYPE, error_type)
+            headers = {
+                name: value for name, value in extra.items() if name.startswith(_RATE_HEADERS)
+            }
         elif not ours:
             logger.warning(
                 "request %s: core call failed in transport: %s %s",
@@ -232,7 +242,9 @@ def from_rpc_error(err: grpc.aio.AioRpcError) -> HttpError:
             return HttpError(
                 500, _TRANSPORT_EXHAUSTED, error_type=SERVER_ERROR, headers=_NO_RETRY_HEADERS
             )
-    return HttpError(http_status, message, error_type=error_type, param=param, code=code)
+    return HttpError(
+        http_status, message, error_type=error_type, param=param, code=code, headers=headers
+    )
 
 
 def _rich_status(err: grpc.aio.AioRpcError) -> Any:
@@ -246,9 +258,10 @@ def _rich_status(err: grpc.aio.AioRpcError) -> Any:
 
 
 def _param_and_code(
-    details: Iterable[any_pb2.Any],
+    details: Iterable[any_pb2.Any], extra: dict[str, str]
 ) -> tuple[str | None, str | None, bool]:
-    """`param` and `code`, and whether an `ErrorInfo` says the core's logic raised it."""
+    """`param` and `code`, and whether an `ErrorInfo` says the core's logic raised it; the
+    `ErrorInfo`'s other metadata goes into `extra`."""
     param: str | None = None
     code: str | None = None
     ours = False
@@ -258,6 +271,7 @@ def _param_and_code(
             any_detail.Unpack(info)
             code = info.reason or None
             param = info.metadata.get("param") or param
+            extra.update(info.metadata)
             ours = ours or info.domain == ERROR_DOMAIN
         elif param is None and any_detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()

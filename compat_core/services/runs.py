@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, Literal, Protocol
 
-from compat_core import errors, ids, validation
+from compat_core import errors, ids, tenancy, validation
 from compat_core.engine.manager import RunEngine
 from compat_core.models import ModelRegistry
+from compat_core.ratelimit import RateLimiter
 from compat_core.services.messages import missing_thread, new_message
 from compat_core.services.references import References
 from compat_core.services.step_include import (
@@ -43,12 +44,14 @@ class RunsService(runs_pb2_grpc.RunsServiceServicer):
         references: References,
         threads: ThreadsService,
         engine: RunEngine,
+        limiter: RateLimiter,
     ) -> None:
         self._store = store
         self._models = models
         self._references = references
         self._threads = threads
         self._engine = engine
+        self._limiter = limiter
 
     # Creating.
 
@@ -94,6 +97,7 @@ class RunsService(runs_pb2_grpc.RunsServiceServicer):
             run.instructions = "\n\n".join(
                 part for part in (run.instructions, request.additional_instructions) if part
             )
+        await self._limiter.admit_run(tenancy.project_id())
         created_at = run.created_at
         messages = [new_message(run.thread_id, m, created_at) for m in request.additional_messages]
         # Files the messages attach for file_search join the thread's store with the run, as a
@@ -122,6 +126,7 @@ class RunsService(runs_pb2_grpc.RunsServiceServicer):
         run = self._build_run(request, assistant, new.thread.id)
         if request.HasField("tool_resources"):
             run.tool_resources.CopyFrom(request.tool_resources)
+        await self._limiter.admit_run(tenancy.project_id())
         await self._engine.start_run(run, new.messages, new.thread, new.vector_stores)
         self._threads.inline.stored(new.vector_stores)
         return run

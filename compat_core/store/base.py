@@ -19,6 +19,7 @@ from compat_core.store.base_assistants import Assistants
 from compat_core.store.base_chunks import Chunks
 from compat_core.store.base_coordination import Coordination
 from compat_core.store.base_files import Files
+from compat_core.store.base_limits import DailyUsage, LimitsAndUsage, ProjectLimits
 from compat_core.store.base_messages import Messages
 from compat_core.store.base_projects import ApiKey, Project, Projects
 from compat_core.store.base_runs import Runs
@@ -56,6 +57,7 @@ __all__ = [
     "ChunkMatch",
     "ChunkVectors",
     "CursorNotFound",
+    "DailyUsage",
     "Lease",
     "LeaseLost",
     "LeaseRenewal",
@@ -65,6 +67,7 @@ __all__ = [
     "Page",
     "PageQuery",
     "Project",
+    "ProjectLimits",
     "Store",
     "StoredChunk",
     "StoredEvent",
@@ -88,6 +91,7 @@ class Store(
     Runs,
     Coordination,
     Projects,
+    LimitsAndUsage,
 ):
     """All persistent state of the core. Implementations: `SqlStore` on SQLite (the embedded
     default) or on PostgreSQL (the store a scaled-out deployment shares).

@@ -374,7 +374,49 @@ api_keys = Table(
     Index(None, "project_id"),
 )
 
-# The tables whose rows belong to a project, which `sql_scope` filters.
+# A project's own rate limits (migration 0013); a NULL column takes the server's default
+# (`COMPAT_RATE_LIMIT_*`), 0 is unlimited. See `compat_core.ratelimit`.
+project_limits = Table(
+    "project_limits",
+    metadata,
+    Column("project_id", ID_TYPE, ForeignKey("projects.id"), primary_key=True),
+    Column("requests_per_minute", BigInteger, nullable=True),
+    Column("tokens_per_minute", BigInteger, nullable=True),
+    Column("concurrent_runs", BigInteger, nullable=True),
+    Column("concurrent_streams", BigInteger, nullable=True),
+)
+
+# What the cores sharing a database have spent of a project's rate window (migration 0013):
+# `kind` is `requests` (budget the cores leased, in batches) or `tokens` (of runs that
+# finished), `window_start` the window's first second (unix); `last_grant` what the latest
+# take added (what the upsert that takes returns). Old windows are purged.
+rate_windows = Table(
+    "rate_windows",
+    metadata,
+    Column("project_id", ID_TYPE, primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("window_start", BigInteger, primary_key=True),
+    Column("used", BigInteger, nullable=False),
+    Column("last_grant", BigInteger, nullable=False),
+    Index(None, "window_start"),
+)
+
+# A project's usage by UTC day and model (migration 0013), added to in the transaction that
+# ends each run: its tokens in and out and one run.
+usage_daily = Table(
+    "usage_daily",
+    metadata,
+    Column("project_id", ID_TYPE, primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("model", String(256), primary_key=True),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("runs", BigInteger, nullable=False),
+)
+
+# The tables whose rows belong to a project, which `sql_scope` filters. The accounting tables
+# name their project in every statement themselves: they are read across projects (a core's
+# limits) or for a project named by the admin surface, never in a client's scope.
 TENANT_TABLES = frozenset(
     table.name for table in metadata.tables.values() if "project_id" in table.c
-) - {"api_keys"}
+) - {"api_keys", "project_limits", "rate_windows", "usage_daily"}

@@ -44,6 +44,7 @@ from compat_core.store.sql_store_assistants import SqlAssistants
 from compat_core.store.sql_store_chunks import SqlChunks
 from compat_core.store.sql_store_coordination import SqlCoordination
 from compat_core.store.sql_store_files import SqlFiles
+from compat_core.store.sql_store_limits import SqlLimitsAndUsage
 from compat_core.store.sql_store_messages import SqlMessages
 from compat_core.store.sql_store_projects import SqlProjects
 from compat_core.store.sql_store_runs import FEW_MESSAGES, SqlRuns
@@ -70,6 +71,7 @@ class SqlStore(
     SqlRuns,
     SqlCoordination,
     SqlProjects,
+    SqlLimitsAndUsage,
     Store,
 ):
     """The store on a SQL database; its `TransactionRunner` decides how transactions run."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 
 from sqlalchemy import Connection, Integer, bindparam, select
@@ -19,6 +20,7 @@ from compat_core.store import (
     sql_scope,
     sql_statements,
     sql_store_threads,
+    sql_usage,
 )
 from compat_core.store.base import (
     ACTIVE_RUN_STATUSES,
@@ -168,20 +170,23 @@ def _save_run(
     and a lease its holder just checked is there.
     """
     stmt = sql_statements.select_where(
-        schema.runs, ("seq", "thread_id", "status", "body"), ("id",), lock=True
+        schema.runs, ("seq", "thread_id", "status", "body", "project_id"), ("id",), lock=True
     )
     row = prepared.first(conn, stmt, sql_statements.params({"id": run.id}))
     was_active = False
     if row is None:
         sql_rows.append(conn, sql_kinds.RUNS, [run])
     else:
-        seq, stored_thread_id, stored_status, body = row
+        seq, stored_thread_id, stored_status, body, project_id = row
         if stored_thread_id != run.thread_id:
             raise ValueError(f"{run.id} is stored with other thread_id")
         if guard is not None:
             guard(sql_kinds.RUNS.parse(body))
         sql_rows.rewrite(conn, sql_kinds.RUNS, seq, run)
         was_active = stored_status in ACTIVE_RUN_STATUSES
+        if was_active and run.status not in ACTIVE_RUN_STATUSES:
+            # The run ends here, once: its usage is counted with its end or not at all.
+            sql_usage.record_run_end(conn, str(project_id), run, int(time.time()))
     if run.status in ACTIVE_RUN_STATUSES and not was_active:
         # Inserting or re-activating a run must not give its thread a second active one.
         sql_store_threads.check_idle(conn, run.thread_id, other_than=run.id)

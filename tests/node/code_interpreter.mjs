@@ -1,12 +1,13 @@
 // Runs an assistant with the code_interpreter tool through the official openai Node SDK's helpers
 // and prints one JSON object with what the SDK saw, for tests/runs/test_code_interpreter_node.py.
 //
-//   node code_interpreter.mjs BASE_URL ASSISTANT_ID FILE_ID POLL_ASK STREAM_ASK
+//   node code_interpreter.mjs BASE_URL ASSISTANT_ID FILE_ID POLL_ASK STREAM_ASK AGAIN_ASK
 //
 // - poll: a thread whose message attaches FILE_ID for code_interpreter and says POLL_ASK;
 //   `runs.createAndPoll(...)`, then the tool step, the reply, and the bytes of every file the
 //   run made (the image output and each `file_path` annotation), downloaded with
-//   `files.content(...)`;
+//   `files.content(...)`; then AGAIN_ASK in the same thread, another `createAndPoll`, and the
+//   logs of its call (the session's state is kept between runs of a thread);
 // - stream: another thread saying STREAM_ASK, `runs.stream(...)`, recording `toolCallCreated`,
 //   the `code_interpreter` pieces of each `toolCallDelta`, `imageFileDone` and `textDelta`,
 //   then the stored step.
@@ -14,9 +15,9 @@
 
 import OpenAI from 'openai';
 
-const [baseURL, assistantId, fileId, pollAsk, streamAsk] = process.argv.slice(2);
-if (!baseURL || !assistantId || !fileId || !pollAsk || !streamAsk) {
-  console.error('usage: node code_interpreter.mjs BASE_URL ASSISTANT_ID FILE_ID POLL_ASK STREAM_ASK');
+const [baseURL, assistantId, fileId, pollAsk, streamAsk, againAsk] = process.argv.slice(2);
+if (!baseURL || !assistantId || !fileId || !pollAsk || !streamAsk || !againAsk) {
+  console.error('usage: node code_interpreter.mjs BASE_URL ASSISTANT_ID FILE_ID POLL_ASK STREAM_ASK AGAIN_ASK');
   process.exit(2);
 }
 
@@ -49,7 +50,13 @@ async function poll() {
   const images = call.code_interpreter.outputs.filter((o) => o.type === 'image').map((o) => o.image.file_id);
   const text = reply.content.find((part) => part.type === 'text').text;
   const links = text.annotations.filter((a) => a.type === 'file_path');
+  await client.beta.threads.messages.create(thread.id, { role: 'user', content: againAsk });
+  const again = await runs.createAndPoll(thread.id, { assistant_id: assistantId }, { pollIntervalMs: 50 });
+  const againSteps = await runs.steps.list(again.id, { thread_id: thread.id, order: 'asc' });
+  const againOutputs = againSteps.data[0].step_details.tool_calls[0].code_interpreter.outputs;
   return {
+    againStatus: again.status,
+    againLogs: againOutputs.filter((o) => o.type === 'logs').map((o) => o.logs).join(''),
     status: run.status,
     lastError: run.last_error,
     call,

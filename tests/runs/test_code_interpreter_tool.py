@@ -293,6 +293,7 @@ def test_node_sdk_create_and_poll_and_stream(
         upload.id,
         ask(PLOT),
         ask(streamed_code),
+        ask("print(int(df['amount'].sum()) * 2)"),
     ).ok()
 
     poll = seen["poll"]
@@ -306,6 +307,9 @@ def test_node_sdk_create_and_poll_and_stream(
     [link] = poll["links"]
     assert link["text"] == link["sliced"] == "sandbox:/mnt/data/summary.csv"
     assert link["file"]["text"].splitlines() == SALES.strip().splitlines()
+    # The second run of the thread found the first one's `df`.
+    assert poll["againStatus"] == "completed"
+    assert poll["againLogs"].strip() == "200"
 
     stream = seen["stream"]
     assert stream["status"] == "completed"
@@ -351,3 +355,29 @@ def test_deleting_the_thread_ends_its_session_and_deletes_its_files(
     assert (data_dir / "scratch.txt").read_text() == "x"
     assert client.beta.threads.delete(thread_id).deleted
     assert not data_dir.exists()
+
+
+def test_the_threads_files_and_later_attachments_are_under_mnt_data(
+    client: openai.OpenAI, sandbox_ready: None
+) -> None:
+    first = client.files.create(file=("notes.txt", b"first"), purpose="assistants")
+    same_name = client.files.create(file=("notes.txt", b"second"), purpose="assistants")
+    assistant = coding_assistant(client)
+    thread_id = client.beta.threads.create(
+        tool_resources={"code_interpreter": {"file_ids": [first.id]}}
+    ).id
+    listing = "import os\nprint(sorted(os.listdir('/mnt/data')))"
+    call, _ = run_code(client, assistant, thread_id, listing)
+    assert logs(call).strip() == "['notes.txt']"
+    client.beta.threads.messages.create(
+        thread_id,
+        role="user",
+        content="here is another",
+        attachments=[{"file_id": same_name.id, "tools": [{"type": "code_interpreter"}]}],
+    )
+    show = (
+        f"print(open('/mnt/data/{same_name.id}-notes.txt').read(), "
+        "open('/mnt/data/notes.txt').read())"
+    )
+    call, _ = run_code(client, assistant, thread_id, show)
+    assert logs(call).strip() == "second first"

@@ -1,0 +1,122 @@
+"""`SqlStore`'s project limits, rate windows and usage (`base_limits`): tables of no tenant,
+so their transactions bypass the scope (`ScopedRunner.inner`) and name their project."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, RowMapping, func, select
+
+from compat_core.store import schema, sql_kinds, sql_scope, sql_usage
+from compat_core.store.base_limits import DailyUsage, LimitsAndUsage, ProjectLimits
+from compat_core.store.base_types import ACTIVE_RUN_STATUSES
+from compat_core.store.sql_store_base import SqlStoreBase
+
+_LIMITS = schema.project_limits
+_USAGE = schema.usage_daily
+_LIMIT_COLUMNS = (
+    "requests_per_minute",
+    "tokens_per_minute",
+    "concurrent_runs",
+    "concurrent_streams",
+)
+
+
+def _limits(row: RowMapping) -> ProjectLimits:
+    return ProjectLimits(
+        *(None if row[name] is None else int(row[name]) for name in _LIMIT_COLUMNS)
+    )
+
+
+def _set_limits(conn: Connection, project_id: str, limits: ProjectLimits) -> None:
+    values = {name: getattr(limits, name) for name in _LIMIT_COLUMNS}
+    updated = conn.execute(
+        _LIMITS.update().where(_LIMITS.c.project_id == project_id).values(values)
+    )
+    if updated.rowcount == 0:
+        conn.execute(_LIMITS.insert().values(project_id=project_id, **values))
+
+
+def _count_active_runs(conn: Connection) -> int:
+    runs = schema.runs
+    stmt = select(func.count()).where(
+        runs.c.status.in_(sorted(ACTIVE_RUN_STATUSES)), *sql_scope.where(runs)
+    )
+    return int(conn.execute(stmt).scalar_one())
+
+
+def _storage_bytes(conn: Connection, project_id: str) -> tuple[int, int]:
+    files = schema.files
+    stored_files = sum(
+        sql_kinds.FILES.parse(body).bytes
+        for body in conn.execute(
+            select(files.c.body).where(files.c.project_id == project_id)
+        ).scalars()
+    )
+    store_files = schema.vector_store_files
+    vectors = conn.execute(
+        select(func.coalesce(func.sum(store_files.c.usage_bytes), 0)).where(
+            store_files.c.project_id == project_id
+        )
+    ).scalar_one()
+    return stored_files, int(vectors)
+
+
+def _usage_by_day(conn: Connection, project_id: str, first: str, last: str) -> list[DailyUsage]:
+    stmt = (
+        select(_USAGE)
+        .where(_USAGE.c.project_id == project_id, _USAGE.c.day >= first, _USAGE.c.day <= last)
+        .order_by(_USAGE.c.day, _USAGE.c.model)
+    )
+    return [
+        DailyUsage(row.day, row.model, int(row.input_tokens), int(row.output_tokens), int(row.runs))
+        for row in conn.execute(stmt)
+    ]
+
+
+class SqlLimitsAndUsage(SqlStoreBase, LimitsAndUsage):
+    """The limits and usage part of `SqlStore`."""
+
+    async def set_project_limits(self, project_id: str, limits: ProjectLimits) -> None:
+        await self._db.inner.write(lambda conn: _set_limits(conn, project_id, limits))
+
+    async def get_project_limits(self, project_id: str) -> ProjectLimits | None:
+        def get(conn: Connection) -> ProjectLimits | None:
+            row = conn.execute(select(_LIMITS).where(_LIMITS.c.project_id == project_id)).first()
+            return None if row is None else _limits(row._mapping)
+
+        return await self._db.inner.read(get, bounded=True)
+
+    async def all_project_limits(self) -> dict[str, ProjectLimits]:
+        def every(conn: Connection) -> dict[str, ProjectLimits]:
+            return {row.project_id: _limits(row._mapping) for row in conn.execute(select(_LIMITS))}
+
+        return await self._db.inner.read(every)
+
+    async def take_from_window(
+        self, project_id: str, kind: str, window_start: int, amount: int, cap: int | None
+    ) -> tuple[int, int]:
+        return await self._db.inner.write(
+            lambda conn: sql_usage.take_from_window(
+                conn, project_id, kind, window_start, amount, cap
+            )
+        )
+
+    async def window_used(self, project_id: str, kind: str, window_start: int) -> int:
+        return await self._db.inner.read(
+            lambda conn: sql_usage.window_used(conn, project_id, kind, window_start), bounded=True
+        )
+
+    async def purge_windows(self, before: int) -> None:
+        await self._db.inner.write(lambda conn: sql_usage.purge_windows(conn, before))
+
+    async def count_active_runs(self) -> int:
+        return await self._db.read(_count_active_runs, bounded=True)
+
+    async def usage_by_day(
+        self, project_id: str, first_day: str, last_day: str
+    ) -> list[DailyUsage]:
+        return await self._db.inner.read(
+            lambda conn: _usage_by_day(conn, project_id, first_day, last_day)
+        )
+
+    async def storage_bytes(self, project_id: str) -> tuple[int, int]:
+        return await self._db.inner.read(lambda conn: _storage_bytes(conn, project_id))

@@ -1,0 +1,268 @@
+"""The limits of a project's runs (tokens per minute, concurrent runs, concurrent streams) and
+its usage (issue 18); both stores, and two cores on one PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import openai
+import pytest
+from harness import MakeClient, MakeHttp, MakeServer
+from harness.server import ServerThread, database_url, drop_database, postgres_admin_url
+
+from compat_core import tenancy
+from compat_core.keyring import KeyRing, project_named
+from compat_core.store import create_store
+from compat_core.usage import ProjectUsage, completions_page, project_usage
+from runs.support import POLL_MS, wait_run
+from runs.tools import GET_WEATHER
+from runs.upstream import Call, ScriptedModel, ScriptedUpstream, Usage, text, tool_calls
+
+WAIT = 10.0
+LONG_WINDOW = 3600
+CONFIG_KEY = "k-default"
+
+
+def _thread_and_run(client: openai.OpenAI, model: str, **assistant: Any) -> Any:
+    created = client.beta.assistants.create(model=model, **assistant)
+    return client.beta.threads.create_and_run(
+        assistant_id=created.id, thread={"messages": [{"role": "user", "content": "hi"}]}
+    )
+
+
+def test_a_spent_tokens_window_refuses_new_runs(
+    make_server: MakeServer,
+    make_client: MakeClient,
+    provider_overrides: dict[str, Any],
+    scripted: ScriptedModel,
+) -> None:
+    server = make_server(
+        rate_limit_tokens_per_minute=10,
+        rate_limit_window_seconds=LONG_WINDOW,
+        **provider_overrides,
+    )
+    client = make_client(server)
+    scripted.push(text("Fine.", usage=Usage(8, 4)))
+    first = _thread_and_run(client, scripted.model)
+    assert wait_run(client, first.thread_id, first.id).status == "completed"
+    assistant = client.beta.assistants.create(model=scripted.model)
+    with pytest.raises(openai.RateLimitError) as raised:
+        client.beta.threads.create_and_run(assistant_id=assistant.id)
+    error = raised.value
+    assert error.type == "tokens"
+    assert error.code == "rate_limit_exceeded"
+    assert "on tokens per min (TPM): Limit 10, Used 12." in error.message
+    headers = error.response.headers
+    assert headers["x-ratelimit-limit-tokens"] == "10"
+    assert headers["x-ratelimit-remaining-tokens"] == "0"
+    assert re.match(r"^(\d+m)?\d+(\.\d+)?s$", headers["x-ratelimit-reset-tokens"])
+    assert 1 <= int(headers["retry-after"]) <= LONG_WINDOW
+    # A run on an existing thread is refused alike; other calls are not limited by tokens.
+    thread = client.beta.threads.create()
+    with pytest.raises(openai.RateLimitError):
+        client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    assert client.beta.threads.runs.list(thread_id=thread.id).data == []
+
+
+def test_concurrent_runs_count_those_waiting_for_tool_outputs(
+    make_server: MakeServer,
+    make_client: MakeClient,
+    provider_overrides: dict[str, Any],
+    scripted: ScriptedModel,
+) -> None:
+    server = make_server(rate_limit_concurrent_runs=1, **provider_overrides)
+    client = make_client(server)
+    scripted.push(tool_calls(Call("get_weather", '{"city": "Oslo"}')))
+    waiting = _thread_and_run(client, scripted.model, tools=[GET_WEATHER])
+    assert wait_run(client, waiting.thread_id, waiting.id, ["requires_action"])
+    with pytest.raises(openai.RateLimitError) as raised:
+        _thread_and_run(client, scripted.model)
+    assert raised.value.type == "requests"
+    assert raised.value.code == "rate_limit_exceeded"
+    assert "on concurrent runs: Limit 1, Active 1." in raised.value.message
+    assert raised.value.response.headers["retry-after"] == "1"
+
+    client.beta.threads.runs.cancel(waiting.id, thread_id=waiting.thread_id)
+    assert wait_run(client, waiting.thread_id, waiting.id).status == "cancelled"
+    scripted.push(text("Now."))
+    second = _thread_and_run(client, scripted.model)
+    assert wait_run(client, second.thread_id, second.id).status == "completed"
+
+
+def test_concurrent_streams_are_limited(
+    make_server: MakeServer,
+    make_http: MakeHttp,
+    provider_overrides: dict[str, Any],
+    scripted: ScriptedModel,
+) -> None:
+    server = make_server(rate_limit_concurrent_streams=1, **provider_overrides)
+    http = make_http(server)
+    assistant = http.post("/v1/assistants", json={"model": scripted.model}).json()
+    body = {"assistant_id": assistant["id"], "stream": True}
+    reply = scripted.push(text("One ", "two.", hold_after=1))
+    with http.stream("POST", "/v1/threads/runs", json=body) as first:
+        assert first.status_code == 200
+        assert reply.held.wait(WAIT)
+        refused = http.post("/v1/threads/runs", json=body)
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+        reply.release()
+        assert "event: done" in first.read().decode()
+    # The first stream ended: its slot is free again (on this core, which counts it).
+    scripted.push(text("Three."))
+    deadline = time.monotonic() + WAIT
+    while True:
+        with http.stream("POST", "/v1/threads/runs", json=body) as again:
+            if again.status_code == 200:
+                assert "event: done" in again.read().decode()
+                break
+            # The core counts a stream until its RPC has wound down, a moment after the
+            # client read its end.
+            assert again.status_code == 429
+        assert time.monotonic() < deadline, "the stream's slot was never given back"
+        time.sleep(POLL_MS / 1000)
+
+
+async def _project_key(url: str, name: str) -> tuple[str, str]:
+    store = create_store(url)
+    await store.open()
+    try:
+        project = await project_named(store, name, create=True)
+        assert project is not None
+        keys = KeyRing(store, ())
+        _, key = await keys.create(project.id, name)
+        await keys.close()
+        return project.id, key
+    finally:
+        await store.close()
+
+
+async def _usage(url: str, project_id: str) -> ProjectUsage:
+    store = create_store(url)
+    await store.open()
+    try:
+        now = int(time.time())
+        return await project_usage(store, project_id, now - 86_400, now + 86_400)
+    finally:
+        await store.close()
+
+
+def test_usage_is_recorded_per_project_and_model(
+    make_server: MakeServer,
+    make_client: MakeClient,
+    make_http: MakeHttp,
+    provider_overrides: dict[str, Any],
+    upstream: ScriptedUpstream,
+) -> None:
+    server = make_server(api_keys=[CONFIG_KEY], **provider_overrides)
+    project_id, key = asyncio.run(_project_key(server.database_url, "usage"))
+    team = make_client(server, api_key=key)
+    default = make_client(server, api_key=CONFIG_KEY)
+    first_model, second_model = upstream.model(), upstream.model()
+    first_model.push(text("a", usage=Usage(7, 3)), text("b", usage=Usage(1, 1)))
+    second_model.push(text("c", usage=Usage(20, 9)), text("d", usage=Usage(5, 2)))
+    for client, model in (
+        (team, first_model),
+        (team, first_model),
+        (team, second_model),
+        (default, second_model),
+    ):
+        run = _thread_and_run(client, model.model)
+        assert wait_run(client, run.thread_id, run.id).status == "completed"
+    team.files.create(file=("notes.txt", b"x" * 1234), purpose="assistants")
+
+    usage = asyncio.run(_usage(server.database_url, project_id))
+    by_model = {(d.model, d.input_tokens, d.output_tokens, d.runs) for d in usage.days}
+    assert by_model == {(first_model.model, 8, 4, 2), (second_model.model, 20, 9, 1)}
+    assert usage.files_bytes == 1234
+    assert usage.vector_stores_bytes == 0
+    [bucket] = completions_page(usage)["data"]
+    assert {r["model"]: r["input_tokens"] for r in bucket["results"]} == {
+        first_model.model: 8,
+        second_model.model: 20,
+    }
+    others = asyncio.run(_usage(server.database_url, tenancy.DEFAULT_PROJECT))
+    assert [(d.model, d.input_tokens, d.output_tokens) for d in others.days] == [
+        (second_model.model, 5, 2)
+    ]
+    assert others.files_bytes == 0
+
+    metrics = make_http(server).get("/metrics").text
+    assert re.search(
+        rf'^compat_project_tokens_total\{{kind="prompt",project="{project_id}"\}} 28\.0$',
+        metrics,
+        re.MULTILINE,
+    ), metrics
+
+
+# Two cores on one PostgreSQL database.
+
+
+TwoCores = Callable[..., tuple[ServerThread, ServerThread]]
+
+
+@pytest.fixture
+def two_cores(
+    tmp_path_factory: pytest.TempPathFactory, provider_overrides: dict[str, Any]
+) -> Iterator[TwoCores]:
+    """Starts two cores on one fresh PostgreSQL database, with the limits given."""
+    if postgres_admin_url() is None:
+        pytest.skip("several cores share a database only on PostgreSQL")
+    url = database_url(tmp_path_factory.mktemp("shared"))
+    servers: list[ServerThread] = []
+
+    def start(**limits: Any) -> tuple[ServerThread, ServerThread]:
+        for name in ("core-a", "core-b"):
+            server = ServerThread(
+                database_url=url,
+                replica_id=name,
+                rate_limit_window_seconds=LONG_WINDOW,
+                **limits,
+                **provider_overrides,
+            )
+            servers.append(server.start())
+        return servers[0], servers[1]
+
+    try:
+        yield start
+    finally:
+        for server in reversed(servers):
+            server.stop()
+        drop_database(url)
+
+
+def test_requests_limit_holds_across_two_cores(two_cores: TwoCores, make_http: MakeHttp) -> None:
+    one, other = (make_http(server) for server in two_cores(rate_limit_requests_per_minute=50))
+    answers = [(one if i % 2 else other).get("/v1/assistants").status_code for i in range(120)]
+    assert answers.count(200) == 50, "the cores together admit exactly the window's limit"
+    assert set(answers[-20:]) == {429}
+
+
+def test_tokens_spent_through_one_core_refuse_runs_through_the_other(
+    two_cores: TwoCores, make_client: MakeClient, scripted: ScriptedModel
+) -> None:
+    first, second = (make_client(server) for server in two_cores(rate_limit_tokens_per_minute=10))
+    scripted.push(text("Costly.", usage=Usage(9, 9)))
+    run = _thread_and_run(first, scripted.model)
+    assert wait_run(first, run.thread_id, run.id).status == "completed"
+    assistant = second.beta.assistants.create(model=scripted.model)
+    deadline = time.monotonic() + WAIT
+    refusal: openai.RateLimitError | None = None
+    while refusal is None:
+        try:
+            admitted = second.beta.threads.create_and_run(assistant_id=assistant.id)
+        except openai.RateLimitError as exc:
+            refusal = exc
+            continue
+        # The other core reads the shared count at most a second late: let this run end
+        # (its tokens count too) and try again.
+        scripted.push(text("More."))
+        wait_run(second, admitted.thread_id, admitted.id)
+        assert time.monotonic() < deadline, "the other core never saw the tokens"
+        time.sleep(POLL_MS / 1000)
+    assert refusal.type == "tokens"
