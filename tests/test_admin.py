@@ -452,3 +452,15 @@ def test_revocation_and_archiving_reach_another_core_at_once(
     finally:
         first.stop()
         drop_database(url)
+
+
+def test_admin_calls_count_against_no_project_limit(make_server: MakeServer) -> None:
+    server = make_server(
+        api_keys=[CONFIG_KEY], admin_keys=[ADMIN_KEY], rate_limit_requests_per_minute=2
+    )
+    with _http(server, ADMIN_KEY) as admin:
+        for _ in range(5):
+            _ok(admin.get(PROJECTS))
+    with _http(server, CONFIG_KEY) as http:
+        statuses = [http.get("/v1/assistants").status_code for _ in range(3)]
+    assert statuses == [200, 200, 429], "the project's limit is not the one counted"
