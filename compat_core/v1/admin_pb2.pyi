@@ -713,3 +713,403 @@ class DeleteApiKeyResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteApiKeyResponse: _TypeAlias = DeleteApiKeyResponse  # noqa: Y015
+
+@_typing.final
+class RateLimitValue(_message.Message):
+    """One limit of a project as it applies now: its value and where it comes from."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALUE_FIELD_NUMBER: _builtins.int
+    IS_DEFAULT_FIELD_NUMBER: _builtins.int
+    value: _builtins.int
+    """The limit; 0 is unlimited."""
+    is_default: _builtins.bool
+    """True when the project has no value of its own and takes the server's setting
+    (`COMPAT_RATE_LIMIT_*`); false when the value is the project's own.
+    """
+    def __init__(
+        self,
+        *,
+        value: _builtins.int = ...,
+        is_default: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["is_default", b"is_default", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RateLimitValue: _TypeAlias = RateLimitValue  # noqa: Y015
+
+@_typing.final
+class ProjectRateLimit(_message.Message):
+    """A project's rate limits. OpenAI's are per model; this server's are per project, so a
+    project has exactly one, `rl-project`, whose `model` is `*`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    MAX_REQUESTS_PER_1_MINUTE_FIELD_NUMBER: _builtins.int
+    MAX_TOKENS_PER_1_MINUTE_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENT_RUNS_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENT_STREAMS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Always `rl-project`."""
+    model: _builtins.str
+    """Always `*`: the limits count the calls and tokens of every model together."""
+    @_builtins.property
+    def max_requests_per_1_minute(self) -> Global___RateLimitValue:
+        """Requests per window of `COMPAT_RATE_LIMIT_WINDOW_SECONDS` (a minute unless set)."""
+
+    @_builtins.property
+    def max_tokens_per_1_minute(self) -> Global___RateLimitValue:
+        """Tokens of finished runs per window."""
+
+    @_builtins.property
+    def max_concurrent_runs(self) -> Global___RateLimitValue:
+        """Runs not yet ended (queued, in progress, waiting for tool outputs, cancelling)."""
+
+    @_builtins.property
+    def max_concurrent_streams(self) -> Global___RateLimitValue:
+        """Event streams open at once, counted by each core."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        model: _builtins.str = ...,
+        max_requests_per_1_minute: Global___RateLimitValue | None = ...,
+        max_tokens_per_1_minute: Global___RateLimitValue | None = ...,
+        max_concurrent_runs: Global___RateLimitValue | None = ...,
+        max_concurrent_streams: Global___RateLimitValue | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["max_concurrent_runs", b"max_concurrent_runs", "max_concurrent_streams", b"max_concurrent_streams", "max_requests_per_1_minute", b"max_requests_per_1_minute", "max_tokens_per_1_minute", b"max_tokens_per_1_minute"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "max_concurrent_runs", b"max_concurrent_runs", "max_concurrent_streams", b"max_concurrent_streams", "max_requests_per_1_minute", b"max_requests_per_1_minute", "max_tokens_per_1_minute", b"max_tokens_per_1_minute", "model", b"model"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProjectRateLimit: _TypeAlias = ProjectRateLimit  # noqa: Y015
+
+@_typing.final
+class ListProjectRateLimitsRequest(_message.Message):
+    """Request of `ListProjectRateLimits`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    project_id: _builtins.str
+    """The project's ID."""
+    limit: _builtins.int
+    """How many to return, 1 to 100. Unset means 100."""
+    after: _builtins.str
+    """Return the limits that come after this rate limit ID. Empty for the first page."""
+    def __init__(
+        self,
+        *,
+        project_id: _builtins.str = ...,
+        limit: _builtins.int | None = ...,
+        after: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "limit", b"limit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "after", b"after", "limit", b"limit", "project_id", b"project_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
+    _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__limit) -> _WhichOneofReturnType__limit | None: ...
+
+Global___ListProjectRateLimitsRequest: _TypeAlias = ListProjectRateLimitsRequest  # noqa: Y015
+
+@_typing.final
+class ListProjectRateLimitsResponse(_message.Message):
+    """Response of `ListProjectRateLimits`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    FIRST_ID_FIELD_NUMBER: _builtins.int
+    LAST_ID_FIELD_NUMBER: _builtins.int
+    HAS_MORE_FIELD_NUMBER: _builtins.int
+    first_id: _builtins.str
+    """ID of the first rate limit of the page; empty when the page is empty."""
+    last_id: _builtins.str
+    """ID of the last rate limit of the page; empty when the page is empty."""
+    has_more: _builtins.bool
+    """Always false: there is one rate limit."""
+    @_builtins.property
+    def data(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProjectRateLimit]:
+        """The page: the project's one rate limit, unless `after` named it."""
+
+    def __init__(
+        self,
+        *,
+        data: _abc.Iterable[Global___ProjectRateLimit] | None = ...,
+        first_id: _builtins.str = ...,
+        last_id: _builtins.str = ...,
+        has_more: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "first_id", b"first_id", "has_more", b"has_more", "last_id", b"last_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListProjectRateLimitsResponse: _TypeAlias = ListProjectRateLimitsResponse  # noqa: Y015
+
+@_typing.final
+class RateLimitChange(_message.Message):
+    """A change to one limit."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALUE_FIELD_NUMBER: _builtins.int
+    value: _builtins.int
+    """The project's own value, 0 (unlimited) to 2^31 - 1; unset goes back to the server's
+    setting.
+    """
+    def __init__(
+        self,
+        *,
+        value: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_value", b"_value", "value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_value", b"_value", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__value: _TypeAlias = _typing.Literal["value"]  # noqa: Y015
+    _WhichOneofArgType__value: _TypeAlias = _typing.Literal["_value", b"_value"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__value) -> _WhichOneofReturnType__value | None: ...
+
+Global___RateLimitChange: _TypeAlias = RateLimitChange  # noqa: Y015
+
+@_typing.final
+class ModifyProjectRateLimitRequest(_message.Message):
+    """Request of `ModifyProjectRateLimit`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
+    RATE_LIMIT_ID_FIELD_NUMBER: _builtins.int
+    MAX_REQUESTS_PER_1_MINUTE_FIELD_NUMBER: _builtins.int
+    MAX_TOKENS_PER_1_MINUTE_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENT_RUNS_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENT_STREAMS_FIELD_NUMBER: _builtins.int
+    project_id: _builtins.str
+    """The project's ID."""
+    rate_limit_id: _builtins.str
+    """The rate limit's ID: `rl-project`."""
+    @_builtins.property
+    def max_requests_per_1_minute(self) -> Global___RateLimitChange:
+        """The new requests limit; unset leaves it as it is."""
+
+    @_builtins.property
+    def max_tokens_per_1_minute(self) -> Global___RateLimitChange:
+        """The new tokens limit; unset leaves it as it is."""
+
+    @_builtins.property
+    def max_concurrent_runs(self) -> Global___RateLimitChange:
+        """The new concurrent runs limit; unset leaves it as it is."""
+
+    @_builtins.property
+    def max_concurrent_streams(self) -> Global___RateLimitChange:
+        """The new concurrent streams limit; unset leaves it as it is."""
+
+    def __init__(
+        self,
+        *,
+        project_id: _builtins.str = ...,
+        rate_limit_id: _builtins.str = ...,
+        max_requests_per_1_minute: Global___RateLimitChange | None = ...,
+        max_tokens_per_1_minute: Global___RateLimitChange | None = ...,
+        max_concurrent_runs: Global___RateLimitChange | None = ...,
+        max_concurrent_streams: Global___RateLimitChange | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["max_concurrent_runs", b"max_concurrent_runs", "max_concurrent_streams", b"max_concurrent_streams", "max_requests_per_1_minute", b"max_requests_per_1_minute", "max_tokens_per_1_minute", b"max_tokens_per_1_minute"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_concurrent_runs", b"max_concurrent_runs", "max_concurrent_streams", b"max_concurrent_streams", "max_requests_per_1_minute", b"max_requests_per_1_minute", "max_tokens_per_1_minute", b"max_tokens_per_1_minute", "project_id", b"project_id", "rate_limit_id", b"rate_limit_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModifyProjectRateLimitRequest: _TypeAlias = ModifyProjectRateLimitRequest  # noqa: Y015
+
+@_typing.final
+class GetCompletionsUsageRequest(_message.Message):
+    """Request of `GetCompletionsUsage`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    BUCKET_WIDTH_FIELD_NUMBER: _builtins.int
+    PROJECT_IDS_FIELD_NUMBER: _builtins.int
+    MODELS_FIELD_NUMBER: _builtins.int
+    GROUP_BY_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    start_time: _builtins.int
+    """Start of the range, in unix seconds (required): the first bucket is its UTC day."""
+    end_time: _builtins.int
+    """End of the range (exclusive), in unix seconds; unset means now."""
+    bucket_width: _builtins.str
+    """The buckets' width: `1d` (the only one: usage is stored by day); empty means `1d`."""
+    limit: _builtins.int
+    """How many buckets to return, 1 to 31. Unset means 7."""
+    page: _builtins.str
+    """The `next_page` of the previous page; empty for the first page."""
+    @_builtins.property
+    def project_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these projects' usage; empty means every project."""
+
+    @_builtins.property
+    def models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these models' usage; empty means every model."""
+
+    @_builtins.property
+    def group_by(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Split each bucket's results by `project_id` and/or `model`; empty sums them."""
+
+    def __init__(
+        self,
+        *,
+        start_time: _builtins.int | None = ...,
+        end_time: _builtins.int | None = ...,
+        bucket_width: _builtins.str = ...,
+        project_ids: _abc.Iterable[_builtins.str] | None = ...,
+        models: _abc.Iterable[_builtins.str] | None = ...,
+        group_by: _abc.Iterable[_builtins.str] | None = ...,
+        limit: _builtins.int | None = ...,
+        page: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_end_time", b"_end_time", "_limit", b"_limit", "_start_time", b"_start_time", "end_time", b"end_time", "limit", b"limit", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_end_time", b"_end_time", "_limit", b"_limit", "_start_time", b"_start_time", "bucket_width", b"bucket_width", "end_time", b"end_time", "group_by", b"group_by", "limit", b"limit", "models", b"models", "page", b"page", "project_ids", b"project_ids", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__end_time: _TypeAlias = _typing.Literal["end_time"]  # noqa: Y015
+    _WhichOneofArgType__end_time: _TypeAlias = _typing.Literal["_end_time", b"_end_time"]  # noqa: Y015
+    _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
+    _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
+    _WhichOneofReturnType__start_time: _TypeAlias = _typing.Literal["start_time"]  # noqa: Y015
+    _WhichOneofArgType__start_time: _TypeAlias = _typing.Literal["_start_time", b"_start_time"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__end_time) -> _WhichOneofReturnType__end_time | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__limit) -> _WhichOneofReturnType__limit | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__start_time) -> _WhichOneofReturnType__start_time | None: ...
+
+Global___GetCompletionsUsageRequest: _TypeAlias = GetCompletionsUsageRequest  # noqa: Y015
+
+@_typing.final
+class CompletionsUsageResult(_message.Message):
+    """What the runs of one bucket (and group) used."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    NUM_MODEL_REQUESTS_FIELD_NUMBER: _builtins.int
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    input_tokens: _builtins.int
+    """Prompt tokens."""
+    output_tokens: _builtins.int
+    """Completion tokens."""
+    num_model_requests: _builtins.int
+    """Runs that ended."""
+    project_id: _builtins.str
+    """The project, when grouped by `project_id`."""
+    model: _builtins.str
+    """The model, when grouped by `model`."""
+    def __init__(
+        self,
+        *,
+        input_tokens: _builtins.int = ...,
+        output_tokens: _builtins.int = ...,
+        num_model_requests: _builtins.int = ...,
+        project_id: _builtins.str | None = ...,
+        model: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_model", b"_model", "_project_id", b"_project_id", "model", b"model", "project_id", b"project_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_model", b"_model", "_project_id", b"_project_id", "input_tokens", b"input_tokens", "model", b"model", "num_model_requests", b"num_model_requests", "output_tokens", b"output_tokens", "project_id", b"project_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__model: _TypeAlias = _typing.Literal["model"]  # noqa: Y015
+    _WhichOneofArgType__model: _TypeAlias = _typing.Literal["_model", b"_model"]  # noqa: Y015
+    _WhichOneofReturnType__project_id: _TypeAlias = _typing.Literal["project_id"]  # noqa: Y015
+    _WhichOneofArgType__project_id: _TypeAlias = _typing.Literal["_project_id", b"_project_id"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__model) -> _WhichOneofReturnType__model | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__project_id) -> _WhichOneofReturnType__project_id | None: ...
+
+Global___CompletionsUsageResult: _TypeAlias = CompletionsUsageResult  # noqa: Y015
+
+@_typing.final
+class CompletionsUsageBucket(_message.Message):
+    """One UTC day of usage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_NUMBER: _builtins.int
+    start_time: _builtins.int
+    """The day's start, in unix seconds."""
+    end_time: _builtins.int
+    """The next day's start, in unix seconds."""
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___CompletionsUsageResult]:
+        """The day's results; empty when nothing was used."""
+
+    def __init__(
+        self,
+        *,
+        start_time: _builtins.int = ...,
+        end_time: _builtins.int = ...,
+        results: _abc.Iterable[Global___CompletionsUsageResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "results", b"results", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompletionsUsageBucket: _TypeAlias = CompletionsUsageBucket  # noqa: Y015
+
+@_typing.final
+class GetCompletionsUsageResponse(_message.Message):
+    """Response of `GetCompletionsUsage`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    HAS_MORE_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_FIELD_NUMBER: _builtins.int
+    has_more: _builtins.bool
+    """True when more buckets lie before the range's end."""
+    next_page: _builtins.str
+    """The `page` that asks for the next buckets; empty when there are none."""
+    @_builtins.property
+    def data(self) -> _containers.RepeatedCompositeFieldContainer[Global___CompletionsUsageBucket]:
+        """The buckets, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        data: _abc.Iterable[Global___CompletionsUsageBucket] | None = ...,
+        has_more: _builtins.bool = ...,
+        next_page: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "has_more", b"has_more", "next_page", b"next_page"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCompletionsUsageResponse: _TypeAlias = GetCompletionsUsageResponse  # noqa: Y015

@@ -110,6 +110,21 @@ class AdminServiceStub:
                 request_serializer=compat__core_dot_v1_dot_admin__pb2.DeleteApiKeyRequest.SerializeToString,
                 response_deserializer=compat__core_dot_v1_dot_admin__pb2.DeleteApiKeyResponse.FromString,
                 _registered_method=True)
+        self.ListProjectRateLimits = channel.unary_unary(
+                '/compat_core.v1.AdminService/ListProjectRateLimits',
+                request_serializer=compat__core_dot_v1_dot_admin__pb2.ListProjectRateLimitsRequest.SerializeToString,
+                response_deserializer=compat__core_dot_v1_dot_admin__pb2.ListProjectRateLimitsResponse.FromString,
+                _registered_method=True)
+        self.ModifyProjectRateLimit = channel.unary_unary(
+                '/compat_core.v1.AdminService/ModifyProjectRateLimit',
+                request_serializer=compat__core_dot_v1_dot_admin__pb2.ModifyProjectRateLimitRequest.SerializeToString,
+                response_deserializer=compat__core_dot_v1_dot_admin__pb2.ProjectRateLimit.FromString,
+                _registered_method=True)
+        self.GetCompletionsUsage = channel.unary_unary(
+                '/compat_core.v1.AdminService/GetCompletionsUsage',
+                request_serializer=compat__core_dot_v1_dot_admin__pb2.GetCompletionsUsageRequest.SerializeToString,
+                response_deserializer=compat__core_dot_v1_dot_admin__pb2.GetCompletionsUsageResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -222,6 +237,30 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListProjectRateLimits(self, request, context):
+        """Lists a project's rate limits: always the one `rl-project`, for every model (`*`), as
+        this server limits projects, not models; NOT_FOUND if there is no such project.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ModifyProjectRateLimit(self, request, context):
+        """Changes a project's own limits (`Store.set_project_limits`). This core applies them at
+        once, the others within `ratelimit.REFRESH_SECONDS` (5 s).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCompletionsUsage(self, request, context):
+        """The tokens and runs of the projects' completed runs, in one-day UTC buckets, as OpenAI's
+        `/v1/organization/usage/completions` answers them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -289,6 +328,21 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.DeleteApiKey,
                     request_deserializer=compat__core_dot_v1_dot_admin__pb2.DeleteApiKeyRequest.FromString,
                     response_serializer=compat__core_dot_v1_dot_admin__pb2.DeleteApiKeyResponse.SerializeToString,
+            ),
+            'ListProjectRateLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProjectRateLimits,
+                    request_deserializer=compat__core_dot_v1_dot_admin__pb2.ListProjectRateLimitsRequest.FromString,
+                    response_serializer=compat__core_dot_v1_dot_admin__pb2.ListProjectRateLimitsResponse.SerializeToString,
+            ),
+            'ModifyProjectRateLimit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ModifyProjectRateLimit,
+                    request_deserializer=compat__core_dot_v1_dot_admin__pb2.ModifyProjectRateLimitRequest.FromString,
+                    response_serializer=compat__core_dot_v1_dot_admin__pb2.ProjectRateLimit.SerializeToString,
+            ),
+            'GetCompletionsUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCompletionsUsage,
+                    request_deserializer=compat__core_dot_v1_dot_admin__pb2.GetCompletionsUsageRequest.FromString,
+                    response_serializer=compat__core_dot_v1_dot_admin__pb2.GetCompletionsUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -653,6 +707,87 @@ class AdminService:
             '/compat_core.v1.AdminService/DeleteApiKey',
             compat__core_dot_v1_dot_admin__pb2.DeleteApiKeyRequest.SerializeToString,
             compat__core_dot_v1_dot_admin__pb2.DeleteApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProjectRateLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/compat_core.v1.AdminService/ListProjectRateLimits',
+            compat__core_dot_v1_dot_admin__pb2.ListProjectRateLimitsRequest.SerializeToString,
+            compat__core_dot_v1_dot_admin__pb2.ListProjectRateLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ModifyProjectRateLimit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/compat_core.v1.AdminService/ModifyProjectRateLimit',
+            compat__core_dot_v1_dot_admin__pb2.ModifyProjectRateLimitRequest.SerializeToString,
+            compat__core_dot_v1_dot_admin__pb2.ProjectRateLimit.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCompletionsUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/compat_core.v1.AdminService/GetCompletionsUsage',
+            compat__core_dot_v1_dot_admin__pb2.GetCompletionsUsageRequest.SerializeToString,
+            compat__core_dot_v1_dot_admin__pb2.GetCompletionsUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -79,6 +79,18 @@ class AdminServiceStub:
     """
     DeleteApiKey: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DeleteApiKeyRequest, _admin_pb2.DeleteApiKeyResponse]
     """Deletes an API key (and its service account); it stops working at once on every core."""
+    ListProjectRateLimits: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListProjectRateLimitsRequest, _admin_pb2.ListProjectRateLimitsResponse]
+    """Lists a project's rate limits: always the one `rl-project`, for every model (`*`), as
+    this server limits projects, not models; NOT_FOUND if there is no such project.
+    """
+    ModifyProjectRateLimit: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ModifyProjectRateLimitRequest, _admin_pb2.ProjectRateLimit]
+    """Changes a project's own limits (`Store.set_project_limits`). This core applies them at
+    once, the others within `ratelimit.REFRESH_SECONDS` (5 s).
+    """
+    GetCompletionsUsage: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetCompletionsUsageRequest, _admin_pb2.GetCompletionsUsageResponse]
+    """The tokens and runs of the projects' completed runs, in one-day UTC buckets, as OpenAI's
+    `/v1/organization/usage/completions` answers them.
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -131,6 +143,18 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """
     DeleteApiKey: _aio.UnaryUnaryMultiCallable[_admin_pb2.DeleteApiKeyRequest, _admin_pb2.DeleteApiKeyResponse]  # type: ignore[assignment]
     """Deletes an API key (and its service account); it stops working at once on every core."""
+    ListProjectRateLimits: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListProjectRateLimitsRequest, _admin_pb2.ListProjectRateLimitsResponse]  # type: ignore[assignment]
+    """Lists a project's rate limits: always the one `rl-project`, for every model (`*`), as
+    this server limits projects, not models; NOT_FOUND if there is no such project.
+    """
+    ModifyProjectRateLimit: _aio.UnaryUnaryMultiCallable[_admin_pb2.ModifyProjectRateLimitRequest, _admin_pb2.ProjectRateLimit]  # type: ignore[assignment]
+    """Changes a project's own limits (`Store.set_project_limits`). This core applies them at
+    once, the others within `ratelimit.REFRESH_SECONDS` (5 s).
+    """
+    GetCompletionsUsage: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetCompletionsUsageRequest, _admin_pb2.GetCompletionsUsageResponse]  # type: ignore[assignment]
+    """The tokens and runs of the projects' completed runs, in one-day UTC buckets, as OpenAI's
+    `/v1/organization/usage/completions` answers them.
+    """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """Admin: the projects of this server, their service accounts and their API keys, mirroring
@@ -258,5 +282,35 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.DeleteApiKeyResponse, _abc.Awaitable[_admin_pb2.DeleteApiKeyResponse]]:
         """Deletes an API key (and its service account); it stops working at once on every core."""
+
+    @_abc_1.abstractmethod
+    def ListProjectRateLimits(
+        self,
+        request: _admin_pb2.ListProjectRateLimitsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListProjectRateLimitsResponse, _abc.Awaitable[_admin_pb2.ListProjectRateLimitsResponse]]:
+        """Lists a project's rate limits: always the one `rl-project`, for every model (`*`), as
+        this server limits projects, not models; NOT_FOUND if there is no such project.
+        """
+
+    @_abc_1.abstractmethod
+    def ModifyProjectRateLimit(
+        self,
+        request: _admin_pb2.ModifyProjectRateLimitRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ProjectRateLimit, _abc.Awaitable[_admin_pb2.ProjectRateLimit]]:
+        """Changes a project's own limits (`Store.set_project_limits`). This core applies them at
+        once, the others within `ratelimit.REFRESH_SECONDS` (5 s).
+        """
+
+    @_abc_1.abstractmethod
+    def GetCompletionsUsage(
+        self,
+        request: _admin_pb2.GetCompletionsUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.GetCompletionsUsageResponse, _abc.Awaitable[_admin_pb2.GetCompletionsUsageResponse]]:
+        """The tokens and runs of the projects' completed runs, in one-day UTC buckets, as OpenAI's
+        `/v1/organization/usage/completions` answers them.
+        """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
