@@ -197,6 +197,11 @@ class RateLimiter:
         self._own = {project: self._defaults.over(limits) for project, limits in own.items()}
         self.active = self._defaults.any() or any(limits.any() for limits in self._own.values())
 
+    @property
+    def defaults(self) -> Limits:
+        """The settings' limits, which apply to a project without its own."""
+        return self._defaults
+
     def limits_of(self, project: str) -> Limits:
         return self._own.get(project, self._defaults)
 

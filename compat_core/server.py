@@ -240,7 +240,9 @@ class CoreServer:
         guarded(AccessService(), ACCESS)
         # Admin keys alone reach the admin service (`compat_core.admin_auth`).
         methods.add(
-            guard.servicer(AdminService(store, keys), ADMIN, AdminAuth(admin_keys, keys).scope),
+            guard.servicer(
+                AdminService(store, keys, limiter), ADMIN, AdminAuth(admin_keys, keys).scope
+            ),
             ADMIN,
         )
 

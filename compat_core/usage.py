@@ -1,18 +1,21 @@
 """A project's usage, as the admin surface reads it: tokens in and out and runs by UTC day and
 model (stored as each run ends, `Store.usage_by_day`), and what it stores now.
 
-`completions_page` shapes the days like OpenAI's usage API (`/v1/organization/usage/
-completions` grouped by project and model, one-day buckets), so the admin routes can answer
-with it as it is.
+`completions_usage` answers `AdminService.GetCompletionsUsage` (OpenAI's `/v1/organization/
+usage/completions`): the days of the projects asked for, in one-day buckets, summed or grouped
+by project and model.
 """
 
 from __future__ import annotations
 
 import datetime
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from compat_core import errors
 from compat_core.store.base import DailyUsage, Store
+from compat_core.v1 import admin_pb2
 
 DAY_SECONDS = 86_400
 
@@ -45,31 +48,110 @@ async def project_usage(
     return ProjectUsage(project_id, days, files_bytes, vector_bytes)
 
 
-def completions_page(usage: ProjectUsage) -> dict[str, Any]:
-    """The days as OpenAI's completions usage answers them (one bucket a day with usage)."""
-    buckets: dict[str, list[dict[str, Any]]] = {}
-    for day in usage.days:
-        buckets.setdefault(day.day, []).append(
-            {
-                "object": "organization.usage.completions.result",
-                "input_tokens": day.input_tokens,
-                "output_tokens": day.output_tokens,
-                "num_model_requests": day.runs,
-                "project_id": usage.project_id,
-                "model": day.model,
-            }
+BUCKET_WIDTH = "1d"
+DEFAULT_BUCKETS = 7
+MAX_BUCKETS = 31
+GROUPS = ("project_id", "model")
+# The projects read at a time when usage of every project is asked for.
+_PROJECTS_BATCH = 100
+
+
+def _usage_query(request: admin_pb2.GetCompletionsUsageRequest) -> tuple[int, int, int]:
+    """The first bucket's start, the range's end and the number of buckets of the page."""
+    if not request.HasField("start_time"):
+        raise errors.invalid(
+            "Missing required parameter: 'start_time'.", "start_time", "missing_required_parameter"
         )
-    return {
-        "object": "page",
-        "data": [
-            {
-                "object": "bucket",
-                "start_time": _day_start(day),
-                "end_time": _day_start(day) + DAY_SECONDS,
-                "results": results,
-            }
-            for day, results in buckets.items()
-        ],
-        "has_more": False,
-        "next_page": None,
-    }
+    if request.bucket_width not in ("", BUCKET_WIDTH):
+        raise errors.invalid(
+            f"Invalid 'bucket_width': this server keeps usage by day, so only '{BUCKET_WIDTH}' "
+            f"is supported, but got '{errors.shown(request.bucket_width)}'.",
+            "bucket_width",
+            "invalid_value",
+        )
+    for group in request.group_by:
+        if group not in GROUPS:
+            raise errors.invalid(
+                f"Invalid 'group_by': expected 'project_id' or 'model', but got "
+                f"'{errors.shown(group)}'.",
+                "group_by",
+                "invalid_value",
+            )
+    buckets = request.limit if request.HasField("limit") else DEFAULT_BUCKETS
+    if not 1 <= buckets <= MAX_BUCKETS:
+        raise errors.invalid(
+            f"Invalid 'limit': expected a value between 1 and {MAX_BUCKETS}, but got {buckets}.",
+            "limit",
+            "invalid_value",
+        )
+    # Unset, the range runs to now, the current second included.
+    end = request.end_time if request.HasField("end_time") else int(time.time()) + 1
+    if not 0 <= request.start_time < end:
+        raise errors.invalid(
+            "Invalid 'start_time': expected unix seconds before 'end_time'.", "start_time"
+        )
+    first = request.start_time - request.start_time % DAY_SECONDS
+    if request.page:
+        try:
+            first = _day_start(request.page)
+        except ValueError:
+            first = -1
+        if not request.start_time - DAY_SECONDS < first < end:
+            raise errors.invalid(
+                f"Invalid 'page': '{errors.shown(request.page)}' is no page of this range.", "page"
+            )
+    return first, end, buckets
+
+
+async def _projects(store: Store, wanted: Sequence[str]) -> list[str]:
+    if wanted:
+        return list(dict.fromkeys(wanted))
+    found: list[str] = []
+    after = None
+    while True:
+        batch = await store.list_projects(after, _PROJECTS_BATCH, include_archived=True)
+        found.extend(project.id for project in batch)
+        if len(batch) < _PROJECTS_BATCH:
+            return found
+        after = batch[-1]
+
+
+async def completions_usage(
+    store: Store, request: admin_pb2.GetCompletionsUsageRequest
+) -> admin_pb2.GetCompletionsUsageResponse:
+    """OpenAI's completions usage in one-day buckets: every day of the page has its bucket,
+    with one result per group that used anything (one result in all without `group_by`)."""
+    first, end, buckets = _usage_query(request)
+    starts = list(range(first, end, DAY_SECONDS))
+    page, rest = starts[:buckets], starts[buckets:]
+    by_project = "project_id" in request.group_by
+    by_model = "model" in request.group_by
+    models = set(request.models)
+    totals: dict[tuple[str, str, str], list[int]] = {}
+    for project_id in await _projects(store, request.project_ids):
+        days = await store.usage_by_day(project_id, _day(page[0]), _day(page[-1]))
+        for day in days:
+            if models and day.model not in models:
+                continue
+            key = (day.day, project_id if by_project else "", day.model if by_model else "")
+            total = totals.setdefault(key, [0, 0, 0])
+            total[0] += day.input_tokens
+            total[1] += day.output_tokens
+            total[2] += day.runs
+    out = admin_pb2.GetCompletionsUsageResponse(has_more=bool(rest))
+    if rest:
+        out.next_page = _day(rest[0])
+    for start in page:
+        bucket = out.data.add(start_time=start, end_time=start + DAY_SECONDS)
+        name = _day(start)
+        for (when, project_id, model), (inputs, outputs, runs) in sorted(totals.items()):
+            if when != name:
+                continue
+            result = bucket.results.add(
+                input_tokens=inputs, output_tokens=outputs, num_model_requests=runs
+            )
+            if by_project:
+                result.project_id = project_id
+            if by_model:
+                result.model = model
+    return out

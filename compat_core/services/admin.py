@@ -18,7 +18,10 @@ from typing import Any, Final, TypeVar
 
 from compat_core import errors, ids, tenancy, validation
 from compat_core.keyring import API_KEY_PREFIX, PROJECT_PREFIX, KeyRing
+from compat_core.ratelimit import RateLimiter
+from compat_core.services import admin_limits
 from compat_core.store.base import ApiKey, Project, Store
+from compat_core.usage import completions_usage
 from compat_core.v1 import admin_pb2, admin_pb2_grpc, common_pb2
 
 SERVICE_ACCOUNT_PREFIX: Final = "svc_acct_"
@@ -97,9 +100,10 @@ def _no_project(project_id: str) -> errors.ApiError:
 
 
 class AdminService(admin_pb2_grpc.AdminServiceServicer):
-    def __init__(self, store: Store, keys: KeyRing) -> None:
+    def __init__(self, store: Store, keys: KeyRing, limiter: RateLimiter) -> None:
         self._store = store
         self._keys = keys
+        self._limiter = limiter
 
     async def _project(self, project_id: str) -> Project:
         validation.required_id(project_id, "project_id")
@@ -266,3 +270,31 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         key = await self._key(request.project_id, request.key_id, "key_id", request.key_id)
         await self._keys.revoke(key.id)
         return admin_pb2.DeleteApiKeyResponse(id=key.id, deleted=True)
+
+    async def ListProjectRateLimits(
+        self, request: admin_pb2.ListProjectRateLimitsRequest, context: Any
+    ) -> admin_pb2.ListProjectRateLimitsResponse:
+        limit = request.limit if request.HasField("limit") else validation.MAX_LIMIT
+        validation.page_query(limit, common_pb2.SORT_ORDER_UNSPECIFIED, "", "")
+        await self._project(request.project_id)
+        own = await self._store.get_project_limits(request.project_id)
+        only = admin_limits.rate_limit_out(self._limiter.defaults, own)
+        page, _ = _page([only], [only.id], request.after, limit)
+        return admin_pb2.ListProjectRateLimitsResponse(
+            data=page,
+            first_id=page[0].id if page else "",
+            last_id=page[-1].id if page else "",
+            has_more=False,
+        )
+
+    async def ModifyProjectRateLimit(
+        self, request: admin_pb2.ModifyProjectRateLimitRequest, context: Any
+    ) -> admin_pb2.ProjectRateLimit:
+        await self._project(request.project_id)
+        admin_limits.check_rate_limit_id(request.rate_limit_id)
+        return await admin_limits.modify_limits(self._store, self._limiter, request)
+
+    async def GetCompletionsUsage(
+        self, request: admin_pb2.GetCompletionsUsageRequest, context: Any
+    ) -> admin_pb2.GetCompletionsUsageResponse:
+        return await completions_usage(self._store, request)
