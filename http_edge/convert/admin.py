@@ -7,8 +7,15 @@ from typing import Any, Final
 from multidict import MultiMapping
 
 from compat_core.v1 import admin_pb2
-from http_edge.convert.common import Json, check_keys, expect_str, list_out, require
-from http_edge.errors import invalid_value
+from http_edge.convert.common import (
+    Json,
+    check_keys,
+    expect_int32,
+    expect_str,
+    list_out,
+    require,
+)
+from http_edge.errors import HttpError, invalid_value
 from http_edge.json_io import page_params
 
 _NAME_ONLY: Final = frozenset({"name"})
@@ -111,3 +118,114 @@ def api_keys_out(page: admin_pb2.ListApiKeysResponse) -> Json:
 
 def deleted_out(object_name: str, object_id: str) -> Json:
     return {"object": object_name, "id": object_id, "deleted": True}
+
+
+_RATE_LIMIT_FIELDS: Final = (
+    "max_requests_per_1_minute",
+    "max_tokens_per_1_minute",
+    "max_concurrent_runs",
+    "max_concurrent_streams",
+)
+_USAGE_LISTS: Final = ("project_ids", "models", "group_by")
+
+
+def rate_limit_out(limit: admin_pb2.ProjectRateLimit) -> Json:
+    """OpenAI's `project.rate_limit`, with our two concurrency limits, and which fields take
+    the server's setting rather than the project's own value (`uses_default`)."""
+    values = {field: getattr(limit, field) for field in _RATE_LIMIT_FIELDS}
+    return {
+        "object": "project.rate_limit",
+        "id": limit.id,
+        "model": limit.model,
+        **{field: value.value for field, value in values.items()},
+        "uses_default": [field for field, value in values.items() if value.is_default],
+    }
+
+
+def rate_limits_out(page: admin_pb2.ListProjectRateLimitsResponse) -> Json:
+    return list_out(
+        [rate_limit_out(limit) for limit in page.data], page.first_id, page.last_id, page.has_more
+    )
+
+
+def modify_rate_limit_in(
+    body: dict[str, Any], request: admin_pb2.ModifyProjectRateLimitRequest
+) -> None:
+    """The fields of a modify body: an integer is the project's own value, null goes back to
+    the server's setting, and a field left out stays as it is."""
+    check_keys(body, frozenset(_RATE_LIMIT_FIELDS))
+    for field in _RATE_LIMIT_FIELDS:
+        if field not in body:
+            continue
+        change: admin_pb2.RateLimitChange = getattr(request, field)
+        change.SetInParent()
+        if body[field] is not None:
+            change.value = expect_int32(body[field], field)
+
+
+def _query_int64(query: MultiMapping[str], param: str) -> int | None:
+    raw = query.get(param, "")
+    if raw == "":
+        return None
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
+        raise HttpError(
+            400,
+            f"Invalid '{param}': expected unix seconds, but got '{raw}' instead.",
+            param=param,
+            code="invalid_type",
+        )
+    return int(raw)
+
+
+def completions_usage_request(query: MultiMapping[str]) -> admin_pb2.GetCompletionsUsageRequest:
+    """The query of `/v1/organization/usage/completions`; lists as the SDKs send them
+    (`project_ids[]=…`) or as repeated keys."""
+    request = admin_pb2.GetCompletionsUsageRequest(
+        bucket_width=query.get("bucket_width", ""), page=query.get("page", "")
+    )
+    start, end = _query_int64(query, "start_time"), _query_int64(query, "end_time")
+    if start is not None:
+        request.start_time = start
+    if end is not None:
+        request.end_time = end
+    limit = page_params(query).limit
+    if limit is not None:
+        request.limit = limit
+    for name in _USAGE_LISTS:
+        values = [*query.getall(name + "[]", ()), *query.getall(name, ())]
+        getattr(request, name).extend(values)
+    return request
+
+
+def completions_usage_out(page: admin_pb2.GetCompletionsUsageResponse) -> Json:
+    """OpenAI's page of buckets; the fields a group does not split on are null."""
+    return {
+        "object": "page",
+        "data": [
+            {
+                "object": "bucket",
+                "start_time": bucket.start_time,
+                "end_time": bucket.end_time,
+                "results": [
+                    {
+                        "object": "organization.usage.completions.result",
+                        "input_tokens": result.input_tokens,
+                        "output_tokens": result.output_tokens,
+                        "input_cached_tokens": 0,
+                        "input_audio_tokens": 0,
+                        "output_audio_tokens": 0,
+                        "num_model_requests": result.num_model_requests,
+                        "project_id": result.project_id if result.HasField("project_id") else None,
+                        "user_id": None,
+                        "api_key_id": None,
+                        "model": result.model if result.HasField("model") else None,
+                        "batch": None,
+                    }
+                    for result in bucket.results
+                ],
+            }
+            for bucket in page.data
+        ],
+        "has_more": page.has_more,
+        "next_page": page.next_page or None,
+    }

@@ -1,4 +1,5 @@
-"""`/v1/organization/projects…`: the admin API, one `AdminService` RPC per request.
+"""`/v1/organization/projects…` and `/v1/organization/usage/completions`: the admin API, one
+`AdminService` RPC per request.
 
 Its callers are let in by their admin key (`ADMIN_ADMISSION`, see `setup_routes`), never by a
 project's key; conversion in `convert.admin`.
@@ -125,3 +126,31 @@ async def delete_api_key(request: web.Request) -> web.Response:
     )
     deleted = await core(request).admin.DeleteApiKey(rpc, metadata=rpc_metadata(request))
     return json_response(convert.deleted_out("organization.project.api_key.deleted", deleted.id))
+
+
+@routes.get(_PROJECT + "/rate_limits")
+async def list_rate_limits(request: web.Request) -> web.Response:
+    limit, after = convert.page_of(request.query)
+    rpc = admin_pb2.ListProjectRateLimitsRequest(
+        project_id=request.match_info["project_id"], after=after, limit=limit
+    )
+    page = await core(request).admin.ListProjectRateLimits(rpc, metadata=rpc_metadata(request))
+    return json_response(convert.rate_limits_out(page))
+
+
+@routes.post(_PROJECT + "/rate_limits/{rate_limit_id}")
+async def modify_rate_limit(request: web.Request) -> web.Response:
+    rpc = admin_pb2.ModifyProjectRateLimitRequest(
+        project_id=request.match_info["project_id"],
+        rate_limit_id=request.match_info["rate_limit_id"],
+    )
+    convert.modify_rate_limit_in(await read_json_object(request), rpc)
+    limit = await core(request).admin.ModifyProjectRateLimit(rpc, metadata=rpc_metadata(request))
+    return json_response(convert.rate_limit_out(limit))
+
+
+@routes.get("/v1/organization/usage/completions")
+async def completions_usage(request: web.Request) -> web.Response:
+    rpc = convert.completions_usage_request(request.query)
+    page = await core(request).admin.GetCompletionsUsage(rpc, metadata=rpc_metadata(request))
+    return json_response(convert.completions_usage_out(page))
