@@ -34,7 +34,7 @@ from grpc import aio
 
 from compat_core import errors, ids, tenancy
 from compat_core.keyring import MISS, KeyRing
-from compat_core.metrics import CoreMetrics
+from compat_core.metrics import CoreMetrics, RpcMeter
 from compat_core.ratelimit import RateLimiter
 from compat_core.v1 import access_pb2
 
@@ -142,16 +142,27 @@ class RpcGuard:
     def _guarded(
         self, handler: Callable[..., Any], method: MethodDescriptor, scope_of: ScopeOf | None
     ) -> Any:
+        name = f"/{method.containing_service.full_name}/{method.name}"
+        meter = self._metrics.rpc(name)
         if scope_of is not None:
-            return self._guarded_by(handler, method, scope_of)
+            # The admin service's calls are no project's: no project's rate limits apply.
+            if method.server_streaming or method.client_streaming:
+                raise TypeError(f"{method.full_name}: only unary methods take their own check")
+            return _unary(handler, name, meter, scope_of)
         project_of = self._project
         limiter = self._limiter
         # The edge's check of a key before it reads a body is not a request of its own.
         admit_now = (
             _admitted if method.containing_service.full_name == _ACCESS else limiter.admit_now
         )
-        name = f"/{method.containing_service.full_name}/{method.name}"
-        meter = self._metrics.rpc(name)
+
+        async def admitted(metadata: Metadata | None) -> str:
+            """The key's project, once the call is within its request rate."""
+            project = await project_of(metadata)
+            if not admit_now(project):
+                await limiter.admit(project)
+            return project
+
         if method.server_streaming:
             streams = self._metrics.streams_active
 
@@ -161,9 +172,7 @@ class RpcGuard:
                 scope = None
                 counted: str | None = None
                 try:
-                    project = await project_of(context.invocation_metadata())
-                    if not admit_now(project):
-                        await limiter.admit(project)
+                    project = await admitted(context.invocation_metadata())
                     if limiter.open_stream(project):
                         counted = project
                     scope = tenancy.enter(project)
@@ -188,65 +197,35 @@ class RpcGuard:
                     streams.dec()
 
             return stream
+        return _unary(handler, name, meter, admitted)
 
-        async def unary(request: Any, context: Context) -> Any:
-            started = time.perf_counter()
-            scope = None
-            try:
-                project = await project_of(context.invocation_metadata())
-                if not admit_now(project):
-                    await limiter.admit(project)
-                scope = tenancy.enter(project)
-                response = await handler(request, context)
-            except aio.AbortError:
-                meter.done(_aborted_code(context), started)
-                raise
-            except asyncio.CancelledError:
-                meter.done(_CANCELLED, started)
-                raise
-            except Exception as exc:
-                meter.done(_code(exc), started)
-                await _fail(context, name, exc)
-            finally:
-                if scope is not None:
-                    tenancy.leave(scope)
-            meter.done(_OK, started)
-            return response
 
-        return unary
+def _unary(handler: Callable[..., Any], name: str, meter: RpcMeter, enter: ScopeOf) -> Any:
+    """`handler` in the scope `enter` finds for the call's metadata (refusing it by raising),
+    its errors rendered and its end counted by `meter`."""
 
-    def _guarded_by(
-        self, handler: Callable[..., Any], method: MethodDescriptor, scope_of: ScopeOf
-    ) -> Any:
-        """A unary method whose credentials `scope_of` checks (the admin service's): no
-        project's rate limits apply, as its calls are no project's."""
-        if method.server_streaming or method.client_streaming:
-            raise TypeError(f"{method.full_name}: only unary methods take their own check")
-        name = f"/{method.containing_service.full_name}/{method.name}"
-        meter = self._metrics.rpc(name)
+    async def unary(request: Any, context: Context) -> Any:
+        started = time.perf_counter()
+        scope = None
+        try:
+            scope = tenancy.enter(await enter(context.invocation_metadata()))
+            response = await handler(request, context)
+        except aio.AbortError:
+            meter.done(_aborted_code(context), started)
+            raise
+        except asyncio.CancelledError:
+            meter.done(_CANCELLED, started)
+            raise
+        except Exception as exc:
+            meter.done(_code(exc), started)
+            await _fail(context, name, exc)
+        finally:
+            if scope is not None:
+                tenancy.leave(scope)
+        meter.done(_OK, started)
+        return response
 
-        async def unary(request: Any, context: Context) -> Any:
-            started = time.perf_counter()
-            scope = None
-            try:
-                scope = tenancy.enter(await scope_of(context.invocation_metadata()))
-                response = await handler(request, context)
-            except aio.AbortError:
-                meter.done(_aborted_code(context), started)
-                raise
-            except asyncio.CancelledError:
-                meter.done(_CANCELLED, started)
-                raise
-            except Exception as exc:
-                meter.done(_code(exc), started)
-                await _fail(context, name, exc)
-            finally:
-                if scope is not None:
-                    tenancy.leave(scope)
-            meter.done(_OK, started)
-            return response
-
-        return unary
+    return unary
 
 
 _ACCESS = access_pb2.DESCRIPTOR.services_by_name["AccessService"].full_name
