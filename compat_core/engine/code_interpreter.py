@@ -35,7 +35,7 @@ import orjson
 
 from compat_core import ids
 from compat_core.engine.code_sessions import CodeSessions
-from compat_core.engine.hosted import HostedCall, HostedTool, ToolFailure
+from compat_core.engine.hosted import HostedCall, HostedTool, ToolFailure, tool_resources
 from compat_core.engine.sandbox_links import PREFIX, SandboxLinkAnnotator
 from compat_core.sandbox import files as session_files
 from compat_core.sandbox.base import MNT_DATA, SandboxUnavailable, Session
@@ -232,14 +232,11 @@ def code_so_far(arguments: str) -> str:
 async def _input_file_ids(store: Store, run: runs_pb2.Run) -> list[str]:
     """The thread's files for code_interpreter, in order, once each: the run's own tool
     resources or else the assistant's, the thread's, then its messages' attachments."""
-    if run.HasField("tool_resources"):
-        found = list(run.tool_resources.code_interpreter.file_ids)
-    else:
-        assistant = await store.get_assistant(run.assistant_id)
-        found = list(assistant.tool_resources.code_interpreter.file_ids) if assistant else []
-    thread = await store.get_thread(run.thread_id)
-    if thread is not None:
-        found.extend(thread.tool_resources.code_interpreter.file_ids)
+    found = [
+        file_id
+        for resources in await tool_resources(store, run)
+        for file_id in resources.code_interpreter.file_ids
+    ]
     for message in await store.thread_messages(run.thread_id):
         found.extend(
             attachment.file_id

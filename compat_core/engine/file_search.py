@@ -28,7 +28,13 @@ from typing import Any, Final
 
 import orjson
 
-from compat_core.engine.hosted import Annotated, HostedCall, HostedTool, ToolFailure
+from compat_core.engine.hosted import (
+    Annotated,
+    HostedCall,
+    HostedTool,
+    ToolFailure,
+    tool_resources,
+)
 from compat_core.retrieval import ranking
 from compat_core.retrieval.citations import (
     CitationScanner,
@@ -107,7 +113,8 @@ class FileSearch(HostedTool):
             )
         )
         details = call.file_search
-        own, thread = await _store_ids(store, run)
+        resources = await tool_resources(store, run)
+        own, thread = (list(r.file_search.vector_store_ids) for r in resources)
         live = await _live(store, [*own, *(i for i in thread if i not in own)])
         if not live:
             details.no_vector_stores = True
@@ -217,18 +224,6 @@ def _settings(tools: Sequence[common_pb2.Tool]) -> common_pb2.FileSearchTool:
         if tool.WhichOneof("kind") == "file_search":
             return tool.file_search
     return common_pb2.FileSearchTool()
-
-
-async def _store_ids(store: Store, run: runs_pb2.Run) -> tuple[list[str], list[str]]:
-    """The vector stores to search: the run's own tool resources or else the assistant's, and
-    the thread's (each as they are now, so a store attached since the run began counts)."""
-    if run.HasField("tool_resources"):
-        own = list(run.tool_resources.file_search.vector_store_ids)
-    else:
-        assistant = await store.get_assistant(run.assistant_id)
-        own = list(assistant.tool_resources.file_search.vector_store_ids) if assistant else []
-    thread = await store.get_thread(run.thread_id)
-    return own, list(thread.tool_resources.file_search.vector_store_ids) if thread else []
 
 
 async def _live(store: Store, store_ids: Sequence[str]) -> list[str]:

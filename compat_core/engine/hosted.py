@@ -74,6 +74,21 @@ class ReplyAnnotator(Protocol):
     def flush(self) -> Annotated: ...
 
 
+async def tool_resources(
+    store: Store, run: runs_pb2.Run
+) -> tuple[common_pb2.ToolResources, common_pb2.ToolResources]:
+    """What a hosted call may use, as it is now (so a resource attached since the run began
+    counts): the run's own tool resources (a create-thread-and-run request's) or else its
+    assistant's, and its thread's. Empty ones where there is none (deleted meanwhile)."""
+    if run.HasField("tool_resources"):
+        own = run.tool_resources
+    else:
+        assistant = await store.get_assistant(run.assistant_id)
+        own = assistant.tool_resources if assistant else common_pb2.ToolResources()
+    thread = await store.get_thread(run.thread_id)
+    return own, thread.tool_resources if thread else common_pb2.ToolResources()
+
+
 class HostedTool(ABC):
     """One hosted tool; see the module's docstring for what each method is for."""
 
