@@ -533,11 +533,7 @@ class RunExecution:
     ) -> None:
         """Publish one `thread.run.step.delta` of the open tool step, built in place (once
         per piece of arguments: `publish` would copy it)."""
-        assert self._tool_step is not None
-        event = runs_pb2.RunEvent()
-        delta = event.thread_run_step_delta
-        delta.id = self._tool_step.id
-        piece = delta.step_details.tool_calls.tool_calls.add(index=index)
+        event, piece = self._tool_delta(index)
         if call_id is not None:
             piece.id = call_id
         hosted = self._hosted.get(name) if name is not None else None
@@ -555,28 +551,29 @@ class RunExecution:
         self, index: int, hosted: HostedTool, before: str, after: str
     ) -> None:
         """Publish what a hosted call's tool shows of its growing arguments, if anything."""
-        assert self._tool_step is not None
-        event = runs_pb2.RunEvent()
-        delta = event.thread_run_step_delta
-        delta.id = self._tool_step.id
-        piece = delta.step_details.tool_calls.tool_calls.add(index=index)
+        event, piece = self._tool_delta(index)
         if hosted.stream(before, after, piece):
             self.ctx.hub.publish(self.run.id, event)
 
     def _announce_outputs(self, calls: Sequence[runs_pb2.ToolCall]) -> None:
         """Publish, for each executed hosted call whose tool streams one, the delta of what
         it produced."""
-        assert self._tool_step is not None
         for call in calls:
             hosted = self.ctx.hosted.get(call.WhichOneof("kind"))
             if hosted is None:
                 continue
-            event = runs_pb2.RunEvent()
-            delta = event.thread_run_step_delta
-            delta.id = self._tool_step.id
-            piece = delta.step_details.tool_calls.tool_calls.add(index=call.index)
+            event, piece = self._tool_delta(call.index)
             if hosted.conclude(call, piece):
                 self.ctx.hub.publish(self.run.id, event)
+
+    def _tool_delta(self, index: int) -> tuple[runs_pb2.RunEvent, runs_pb2.ToolCall]:
+        """A `thread.run.step.delta` of the open tool step, and its one call piece (of the call
+        at `index`) to fill."""
+        assert self._tool_step is not None
+        event = runs_pb2.RunEvent()
+        delta = event.thread_run_step_delta
+        delta.id = self._tool_step.id
+        return event, delta.step_details.tool_calls.tool_calls.add(index=index)
 
     async def _let_watchers_read(self) -> None:
         moment = time.monotonic()
