@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from compat_core import errors, ids, tenancy, validation
 from compat_core.keyring import API_KEY_PREFIX, PROJECT_PREFIX, KeyRing
@@ -95,6 +95,27 @@ def _page(
     return list(items[start : start + limit]), start + limit < len(items)
 
 
+class _ListResponse(Protocol):
+    first_id: str
+    last_id: str
+    has_more: bool
+
+    @property
+    def data(self) -> Sequence[Any]: ...
+
+
+L = TypeVar("L", bound=_ListResponse)
+
+
+def _listed(response: L, has_more: bool) -> L:
+    """A list response with its cursor IDs (empty for an empty page) and `has_more` set."""
+    if response.data:
+        response.first_id = response.data[0].id
+        response.last_id = response.data[-1].id
+    response.has_more = has_more
+    return response
+
+
 def _no_project(project_id: str) -> errors.ApiError:
     return errors.not_found(f"No project found with id '{errors.shown(project_id)}'.", "project_id")
 
@@ -122,6 +143,12 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             raise errors.not_found(f"No {what} found with id '{errors.shown(shown)}'.", param)
         return key
 
+    async def _account(self, project_id: str, account_id: str) -> ApiKey:
+        """The key that is the project's service account `account_id`; 404 otherwise."""
+        return await self._key(
+            project_id, key_of_service_account(account_id), "service_account_id", account_id
+        )
+
     async def AuthenticateAdmin(
         self, request: admin_pb2.AuthenticateAdminRequest, context: Any
     ) -> admin_pb2.AuthenticateAdminResponse:
@@ -138,11 +165,9 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                 raise validation.unknown_cursor("after", request.after)
         found = await self._store.list_projects(after, limit + 1, request.include_archived)
         page = found[:limit]
-        return admin_pb2.ListProjectsResponse(
-            data=[_project_out(project) for project in page],
-            first_id=page[0].id if page else "",
-            last_id=page[-1].id if page else "",
-            has_more=len(found) > limit,
+        return _listed(
+            admin_pb2.ListProjectsResponse(data=[_project_out(project) for project in page]),
+            len(found) > limit,
         )
 
     async def CreateProject(
@@ -212,37 +237,19 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         keys = await self._store.list_api_keys(request.project_id)
         accounts = [_account_out(key) for key in keys]
         page, more = _page(accounts, [a.id for a in accounts], request.after, limit)
-        return admin_pb2.ListServiceAccountsResponse(
-            data=page,
-            first_id=page[0].id if page else "",
-            last_id=page[-1].id if page else "",
-            has_more=more,
-        )
+        return _listed(admin_pb2.ListServiceAccountsResponse(data=page), more)
 
     async def GetServiceAccount(
         self, request: admin_pb2.GetServiceAccountRequest, context: Any
     ) -> admin_pb2.ServiceAccount:
-        account_id = request.service_account_id
-        key = await self._key(
-            request.project_id,
-            key_of_service_account(account_id),
-            "service_account_id",
-            account_id,
-        )
-        return _account_out(key)
+        return _account_out(await self._account(request.project_id, request.service_account_id))
 
     async def DeleteServiceAccount(
         self, request: admin_pb2.DeleteServiceAccountRequest, context: Any
     ) -> admin_pb2.DeleteServiceAccountResponse:
-        account_id = request.service_account_id
-        key = await self._key(
-            request.project_id,
-            key_of_service_account(account_id),
-            "service_account_id",
-            account_id,
-        )
+        key = await self._account(request.project_id, request.service_account_id)
         await self._keys.revoke(key.id)
-        return admin_pb2.DeleteServiceAccountResponse(id=account_id, deleted=True)
+        return admin_pb2.DeleteServiceAccountResponse(id=request.service_account_id, deleted=True)
 
     async def ListApiKeys(
         self, request: admin_pb2.ListApiKeysRequest, context: Any
@@ -251,12 +258,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         await self._project(request.project_id)
         keys = await self._store.list_api_keys(request.project_id)
         page, more = _page(keys, [key.id for key in keys], request.after, limit)
-        return admin_pb2.ListApiKeysResponse(
-            data=[_key_out(key) for key in page],
-            first_id=page[0].id if page else "",
-            last_id=page[-1].id if page else "",
-            has_more=more,
-        )
+        return _listed(admin_pb2.ListApiKeysResponse(data=[_key_out(key) for key in page]), more)
 
     async def GetApiKey(
         self, request: admin_pb2.GetApiKeyRequest, context: Any
@@ -280,12 +282,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         own = await self._store.get_project_limits(request.project_id)
         only = admin_limits.rate_limit_out(self._limiter.defaults, own)
         page, _ = _page([only], [only.id], request.after, limit)
-        return admin_pb2.ListProjectRateLimitsResponse(
-            data=page,
-            first_id=page[0].id if page else "",
-            last_id=page[-1].id if page else "",
-            has_more=False,
-        )
+        return _listed(admin_pb2.ListProjectRateLimitsResponse(data=page), False)
 
     async def ModifyProjectRateLimit(
         self, request: admin_pb2.ModifyProjectRateLimitRequest, context: Any
