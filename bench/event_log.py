@@ -113,7 +113,7 @@ def _resident_bytes() -> int:
 
 async def _publish(mode: str, runs: int, tokens: int) -> dict[str, float]:
     from compat_core.engine.events import RunEventHub
-    from compat_core.engine.executor import publish
+    from compat_core.engine.step_events import publish
     from compat_core.v1 import messages_pb2, runs_pb2
 
     kept: list[runs_pb2.RunEvent] = []

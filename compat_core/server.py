@@ -16,8 +16,8 @@ from compat_core.admin_auth import AdminAuth, AdminKeys
 from compat_core.config import Settings
 from compat_core.engine.code_interpreter import CodeInterpreter
 from compat_core.engine.code_sessions import CodeSessions
+from compat_core.engine.context import EngineContext, new_replica_id
 from compat_core.engine.events import RunEventHub
-from compat_core.engine.executor import EngineContext, new_replica_id
 from compat_core.engine.file_search import FileSearch
 from compat_core.engine.hosted import HostedTools
 from compat_core.engine.manager import RunEngine

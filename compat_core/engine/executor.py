@@ -16,17 +16,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import secrets
-import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from compat_core import ids
-from compat_core.engine.events import RunEventHub
-from compat_core.engine.hosted import HostedTool, HostedTools, ReplyAnnotator, ToolFailure
+from compat_core.engine.context import EngineContext
+from compat_core.engine.hosted import ReplyAnnotator, ToolFailure
+from compat_core.engine.open_reply import OpenReply, Reply
+from compat_core.engine.open_tool_step import OpenToolStep
 from compat_core.engine.prompt import (
     PromptTooLong,
     build_prompt,
@@ -34,11 +32,10 @@ from compat_core.engine.prompt import (
     chat_tool_choice,
     chat_tools,
 )
+from compat_core.engine.step_events import STEP_ERROR_CODES, STEP_EVENTS, end_step, publish
 from compat_core.engine.tool_calls import answer_calls, required_action
-from compat_core.models import ModelRegistry
-from compat_core.providers.base import ChatProvider, ChatRequest, ProviderError, TokenUsage
-from compat_core.store.base import LeaseLost, Store
-from compat_core.tools import Tool
+from compat_core.providers.base import ChatRequest, ProviderError, TokenUsage
+from compat_core.store.base import LeaseLost
 from compat_core.v1 import common_pb2, messages_pb2, runs_pb2
 
 log = logging.getLogger(__name__)
@@ -57,39 +54,6 @@ FIRST_PIECE_PAUSE_SECONDS = 0.005
 MAX_MODEL_TURNS = 50
 
 
-def new_replica_id() -> str:
-    """A name no other live core has: host, process and a random part (PIDs repeat)."""
-    return f"{socket.gethostname()[:64]}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-@dataclass
-class EngineContext:
-    """What every execution needs; one per core process."""
-
-    store: Store
-    hub: RunEventHub
-    models: ModelRegistry
-    providers: dict[str, ChatProvider]
-    tools: dict[str, Tool]
-    hosted: HostedTools
-    requires_action_timeout: int = 600
-    # This core's name on the leases of the runs it executes; unique among live cores.
-    replica_id: str = field(default_factory=new_replica_id)
-    # How long a lease lasts unless renewed: how soon another core resumes the runs of one
-    # that died.
-    lease_seconds: float = 10.0
-
-    def now(self) -> int:
-        return int(time.time())
-
-
-class Reply(NamedTuple):
-    """An assistant message the model writes, and the run step that creates it."""
-
-    message: messages_pb2.Message
-    step: runs_pb2.RunStep
-
-
 class CancelStored(Exception):
     """The stored run was set to `cancelling` (by a core that does not execute it)."""
 
@@ -106,9 +70,9 @@ class RunExecution:
         # A task cancelled before its first step never enters `execute`'s handlers, so a cancel
         # that arrives that early is left to `execute` itself (see RunEngine.cancel).
         self.started = False
-        self._message: messages_pb2.Message | None = None
-        # Text of the open reply not yet in `_message` (joined once, not copied per piece).
-        self._written: list[str] = []
+        # The reply and the tool step of the current model call, once announced.
+        self._reply: OpenReply | None = None
+        self._tool_step: OpenToolStep | None = None
         # A reply stored ahead of the model's first piece and not announced yet.
         self._unannounced: asyncio.Future[Reply | None] | None = None
         # The tools the model is offered, in Chat Completions' shape; none: a text-only run.
@@ -118,8 +82,6 @@ class RunExecution:
         # The run's steps before the current model call, and what they make of its reply.
         self._steps: list[runs_pb2.RunStep] = []
         self._annotator: ReplyAnnotator | None = None
-        self._message_step: runs_pb2.RunStep | None = None
-        self._tool_step: runs_pb2.RunStep | None = None
         self._relayed_at = 0.0
         # The first model call reads no steps: a run never started has none, nor one begun as
         # it was created (its reply is not announced yet).
@@ -261,10 +223,9 @@ class RunExecution:
             max_completion_tokens=remaining,
             reasoning_effort=run.reasoning_effort if run.HasField("reasoning_effort") else None,
         )
-        calls: dict[int, runs_pb2.ToolCall] = {}
         finish: str | None = None
         usage: TokenUsage | None = None
-        self._message = self._message_step = self._tool_step = None
+        self._reply = self._tool_step = None
         if not request.tools and self._unannounced is None:
             # Without tools the model can only answer in text (or fail): the reply's message
             # and step are stored while it is asked, and announced with its first piece.
@@ -280,9 +241,7 @@ class RunExecution:
                     # the SDKs refuse; models do not interleave them in practice.
                     await self._append_text(delta.text)
                 for piece in delta.tool_calls:
-                    await self._append_tool_call(
-                        calls, piece.index, piece.id, piece.name, piece.arguments
-                    )
+                    await self._append_tool_call(piece.index, piece.id, piece.name, piece.arguments)
                 if delta.finish_reason:
                     finish = delta.finish_reason
                 if delta.usage is not None:
@@ -290,39 +249,38 @@ class RunExecution:
         if starting is not None:
             await starting
 
+        reply, tool_step = self._reply, self._tool_step
         if usage is None:
-            text = self._reply_so_far().content[-1].text.value if self._message else ""
-            arguments = "".join(c.function.arguments for c in calls.values())
+            text = reply.so_far().content[-1].text.value if reply else ""
+            calls: list[runs_pb2.ToolCall] = list(tool_step.calls.values()) if tool_step else []
+            arguments = "".join(c.function.arguments for c in calls)
             usage = TokenUsage(prompt.estimated_tokens, max(1, (len(text) + len(arguments)) // 4))
         _add_usage(run.usage, usage)
         truncated = finish == "length"
         step_usage = _usage(usage)
         if truncated:
-            if self._message is None:
+            if reply is None:
                 await self._drop_unannounced_reply()
-            elif self._message_open():
-                await self._close_message(True, step_usage if self._tool_step is None else None)
+            elif reply.is_open:
+                await self._close_message(True, step_usage if tool_step is None else None)
             await self._finish_incomplete("max_completion_tokens")
             return False
-        if self._tool_step is None:
-            if self._message is None:
+        if tool_step is None:
+            if reply is None:
                 # An empty reply still leaves the thread an (empty) assistant message.
                 await self._open_message()
             await self._finish_completed(step_usage)
             return False
-        self._tool_step.usage.CopyFrom(step_usage)
-        return await self._tool_round(list(calls.values()))
+        tool_step.step.usage.CopyFrom(step_usage)
+        return await self._tool_round(tool_step)
 
     async def _append_text(self, text: str) -> None:
-        first = self._message is None
-        if first:
-            await self._open_message()
-        annotations: Sequence[messages_pb2.Annotation] = ()
-        if self._annotator is not None:
-            text, annotations = self._annotator.feed(text)
-        if not text and not annotations:
+        reply = self._reply
+        first = reply is None
+        if reply is None:
+            reply = await self._open_message()
+        if not reply.feed(text):
             return
-        self._write(text, annotations)
         if first:
             await asyncio.sleep(FIRST_PIECE_PAUSE_SECONDS)
             # The watchers just had the loop: the next piece need not hand it over again.
@@ -330,50 +288,7 @@ class RunExecution:
         else:
             await self._let_watchers_read()
 
-    def _write(self, text: str, annotations: Sequence[messages_pb2.Annotation] = ()) -> None:
-        """Add a piece to the open reply and announce it, with the annotations that lie in it
-        (kept in the reply without their delta `index`)."""
-        assert self._message is not None
-        self._written.append(text)
-        # Built in place rather than copied into an event, as `publish` does: once per piece.
-        event = runs_pb2.RunEvent()
-        delta = event.thread_message_delta
-        delta.id = self._message.id
-        # The text is the reply's last part: the images of the round before come first.
-        last = len(self._message.content) - 1
-        part = delta.content.add(index=last).part.text
-        part.value = text
-        if annotations:
-            part.annotations.extend(annotations)
-            kept = self._message.content[last].text.annotations
-            for annotation in annotations:
-                kept.append(annotation)
-                kept[-1].ClearField("index")
-        self.ctx.hub.publish(self.run.id, event)
-
-    def _release_held_text(self) -> None:
-        """The reply ends: write what the annotator still holds back (an unfinished marker)."""
-        if self._annotator is None or not self._message_open():
-            return
-        text, annotations = self._annotator.flush()
-        if text or annotations:
-            self._write(text, annotations)
-
-    def _reply_so_far(self) -> messages_pb2.Message:
-        """The open reply with all its text."""
-        assert self._message is not None
-        if self._written:
-            self._message.content[-1].text.value += "".join(self._written)
-            self._written.clear()
-        return self._message
-
-    def _message_open(self) -> bool:
-        return (
-            self._message is not None
-            and self._message.status == messages_pb2.MESSAGE_STATUS_IN_PROGRESS
-        )
-
-    async def _open_message(self) -> None:
+    async def _open_message(self) -> OpenReply:
         reply = None
         if self._unannounced is not None:
             stored, self._unannounced = self._unannounced, None
@@ -381,19 +296,9 @@ class RunExecution:
         if reply is None:
             reply = self._new_reply()
             await self._save(steps=[reply.step], messages=[reply.message])
-        message, step = reply.message, reply.step
-        self._message, self._message_step = message, step
-        self._publish("thread_run_step_created", step)
-        self._publish("thread_run_step_in_progress", step)
-        announced = _without_content(message)
-        self._publish("thread_message_created", announced)
-        self._publish("thread_message_in_progress", announced)
-        if len(message.content) > 1:
-            parts = runs_pb2.RunEvent()
-            parts.thread_message_delta.id = message.id
-            for index, part in enumerate(message.content[:-1]):
-                parts.thread_message_delta.content.add(index=index, part=part)
-            self.ctx.hub.publish(self.run.id, parts)
+        self._reply = OpenReply(self.ctx.hub, self.run.id, reply, self._annotator)
+        self._reply.announce()
+        return self._reply
 
     def _new_reply(self) -> Reply:
         run = self.run
@@ -439,141 +344,29 @@ class RunExecution:
             log.debug("run %s: no unannounced reply to delete", self.run.id, exc_info=True)
 
     async def _close_message(self, truncated: bool, usage: common_pb2.Usage | None) -> None:
-        ended = self._ended_reply(truncated, usage)
+        assert self._reply is not None
+        ended = self._reply.ended(self.ctx.now(), truncated, usage)
         await self._save(steps=[ended.step], messages=[ended.message])
-        self._publish_ended(ended, truncated)
-
-    def _ended_reply(self, truncated: bool, usage: common_pb2.Usage | None) -> Reply:
-        """The open reply as it ends: copies, so that it stays open here until that is stored
-        (a store that refuses leaves it to be ended otherwise, as incomplete)."""
-        assert self._message is not None
-        assert self._message_step is not None
-        self._release_held_text()
-        message, step = messages_pb2.Message(), runs_pb2.RunStep()
-        message.CopyFrom(self._reply_so_far())
-        step.CopyFrom(self._message_step)
-        now = self.ctx.now()
-        if truncated:
-            message.status = messages_pb2.MESSAGE_STATUS_INCOMPLETE
-            message.incomplete_at = now
-            message.incomplete_details.reason = messages_pb2.MESSAGE_INCOMPLETE_REASON_MAX_TOKENS
-        else:
-            message.status = messages_pb2.MESSAGE_STATUS_COMPLETED
-            message.completed_at = now
-        step.status = runs_pb2.RUN_STEP_STATUS_COMPLETED
-        step.completed_at = now
-        if usage is not None:
-            step.usage.CopyFrom(usage)
-        return Reply(message, step)
-
-    def _publish_ended(self, ended: Reply, truncated: bool) -> None:
-        """Take the stored end of the reply as the reply's state, and announce it."""
-        assert self._message is not None
-        assert self._message_step is not None
-        self._message.CopyFrom(ended.message)
-        self._message_step.CopyFrom(ended.step)
-        self._publish(
-            "thread_message_incomplete" if truncated else "thread_message_completed",
-            self._message,
-        )
-        self._publish("thread_run_step_completed", self._message_step)
+        self._reply.take_ended(ended, truncated)
 
     async def _append_tool_call(
-        self,
-        calls: dict[int, runs_pb2.ToolCall],
-        index: int,
-        call_id: str | None,
-        name: str | None,
-        arguments: str,
+        self, index: int, call_id: str | None, name: str | None, arguments: str
     ) -> None:
         if self._tool_step is None:
             await self._drop_unannounced_reply()
-            if self._message_open():
+            if self._reply is not None and self._reply.is_open:
                 # One open step at a time: the reply so far is done once the model turns to
                 # tools.
                 await self._close_message(False, None)
             step = self._new_step(runs_pb2.StepDetails(tool_calls=runs_pb2.ToolCalls()))
-            self._tool_step = step
             await self._save(steps=[step])
+            self._tool_step = OpenToolStep(
+                self.ctx.hub, self.run.id, step, self.ctx.hosted, self._hosted
+            )
             self._publish("thread_run_step_created", step)
             self._publish("thread_run_step_in_progress", step)
-        call = calls.get(index)
-        late_name: str | None = None
-        if call is None:
-            call = runs_pb2.ToolCall(
-                index=index,
-                id=call_id or ids.new_id(ids.CALL),
-                function=runs_pb2.FunctionCall(name=name or ""),
-            )
-            calls[index] = call
-            # As OpenAI streams a call: a first delta that names it, with no arguments yet,
-            # then the arguments piece by piece. The SDKs' helpers report the first delta of
-            # an index as the call's creation and only the later ones as its deltas, so
-            # arguments in the first would never reach a tool-call-delta callback.
-            self._announce_call_piece(index, call_id=call.id, name=call.function.name)
-        elif name and not call.function.name:
-            call.function.name = late_name = name
-        if arguments or late_name:
-            before = call.function.arguments
-            call.function.arguments += arguments
-            hosted = self._hosted.get(call.function.name)
-            if hosted is None:
-                self._announce_call_piece(index, name=late_name, arguments=arguments)
-            else:
-                self._announce_hosted_piece(index, hosted, before, call.function.arguments)
+        self._tool_step.add_piece(index, call_id, name, arguments)
         await self._let_watchers_read()
-
-    def _announce_call_piece(
-        self,
-        index: int,
-        *,
-        call_id: str | None = None,
-        name: str | None = None,
-        arguments: str = "",
-    ) -> None:
-        """Publish one `thread.run.step.delta` of the open tool step, built in place (once
-        per piece of arguments: `publish` would copy it)."""
-        event, piece = self._tool_delta(index)
-        if call_id is not None:
-            piece.id = call_id
-        hosted = self._hosted.get(name) if name is not None else None
-        if hosted is not None:
-            hosted.announce(piece)
-            self.ctx.hub.publish(self.run.id, event)
-            return
-        piece.function.SetInParent()
-        if name is not None:
-            piece.function.name = name
-        piece.function.arguments = arguments
-        self.ctx.hub.publish(self.run.id, event)
-
-    def _announce_hosted_piece(
-        self, index: int, hosted: HostedTool, before: str, after: str
-    ) -> None:
-        """Publish what a hosted call's tool shows of its growing arguments, if anything."""
-        event, piece = self._tool_delta(index)
-        if hosted.stream(before, after, piece):
-            self.ctx.hub.publish(self.run.id, event)
-
-    def _announce_outputs(self, calls: Sequence[runs_pb2.ToolCall]) -> None:
-        """Publish, for each executed hosted call whose tool streams one, the delta of what
-        it produced."""
-        for call in calls:
-            hosted = self.ctx.hosted.get(call.WhichOneof("kind"))
-            if hosted is None:
-                continue
-            event, piece = self._tool_delta(call.index)
-            if hosted.conclude(call, piece):
-                self.ctx.hub.publish(self.run.id, event)
-
-    def _tool_delta(self, index: int) -> tuple[runs_pb2.RunEvent, runs_pb2.ToolCall]:
-        """A `thread.run.step.delta` of the open tool step, and its one call piece (of the call
-        at `index`) to fill."""
-        assert self._tool_step is not None
-        event = runs_pb2.RunEvent()
-        delta = event.thread_run_step_delta
-        delta.id = self._tool_step.id
-        return event, delta.step_details.tool_calls.tool_calls.add(index=index)
 
     async def _let_watchers_read(self) -> None:
         moment = time.monotonic()
@@ -581,13 +374,12 @@ class RunExecution:
             self._relayed_at = moment
             await asyncio.sleep(0)
 
-    async def _tool_round(self, calls: list[runs_pb2.ToolCall]) -> bool:
+    async def _tool_round(self, tool_step: OpenToolStep) -> bool:
         """Run the hosted and the server's tools; hand the rest to the client. True to call the
         model again."""
-        step = self._tool_step
-        assert step is not None
+        step = tool_step.step
         step.step_details.tool_calls.ClearField("tool_calls")
-        step.step_details.tool_calls.tool_calls.extend(calls)
+        step.step_details.tool_calls.tool_calls.extend(tool_step.calls.values())
         ctx = self.ctx
         pending = await answer_calls(
             ctx.store,
@@ -598,7 +390,7 @@ class RunExecution:
             ctx.hosted,
             self._hosted,
         )
-        self._announce_outputs(step.step_details.tool_calls.tool_calls)
+        tool_step.announce_outputs(step.step_details.tool_calls.tool_calls)
         if pending:
             run = self.run
             run.status = runs_pb2.RUN_STATUS_REQUIRES_ACTION
@@ -616,7 +408,8 @@ class RunExecution:
     async def _finish_completed(self, reply_usage: common_pb2.Usage) -> None:
         """Complete the run, and end a reply still open (with `reply_usage`) along with it."""
         run = self.run
-        ended = self._ended_reply(False, reply_usage) if self._message_open() else None
+        reply = self._reply
+        ended = reply.ended(self.ctx.now(), False, reply_usage) if reply and reply.is_open else None
         before = runs_pb2.Run()
         before.CopyFrom(run)
         run.status = runs_pb2.RUN_STATUS_COMPLETED
@@ -632,7 +425,8 @@ class RunExecution:
             # told, and end otherwise (cancelled, failed).
             run.CopyFrom(before)
             raise
-        self._publish_ended(ended, False)
+        assert reply is not None
+        reply.take_ended(ended, False)
         self._publish("thread_run_completed", run)
 
     async def _finish_incomplete(self, reason: str) -> None:
@@ -690,13 +484,9 @@ class RunExecution:
     ) -> None:
         """Keep a partly written reply as `incomplete`; end open steps as `step_end` says."""
         now = self.ctx.now()
-        message, message_step = self._message, self._message_step
-        if message is not None and message.status == messages_pb2.MESSAGE_STATUS_IN_PROGRESS:
-            self._release_held_text()
-            message = self._reply_so_far()
-            message.status = messages_pb2.MESSAGE_STATUS_INCOMPLETE
-            message.incomplete_at = now
-            message.incomplete_details.reason = reason
+        reply, tool_step = self._reply, self._tool_step
+        if reply is not None and reply.is_open:
+            message = reply.interrupt(now, reason)
             await self._save(messages=[message])
             self._publish("thread_message_incomplete", message)
         if step_end is None:
@@ -704,7 +494,7 @@ class RunExecution:
         status, error = step_end
         open_steps = [
             s
-            for s in (message_step, self._tool_step)
+            for s in (reply.step if reply else None, tool_step.step if tool_step else None)
             if s is not None and s.status == runs_pb2.RUN_STEP_STATUS_IN_PROGRESS
         ]
         for step in open_steps:
@@ -764,58 +554,6 @@ class RunExecution:
 def _not_cancelling(stored: runs_pb2.Run) -> None:
     if stored.status == runs_pb2.RUN_STATUS_CANCELLING:
         raise CancelStored
-
-
-STEP_ERROR_CODES = frozenset({"server_error", "rate_limit_exceeded"})
-"""The codes OpenAI's run step `last_error` has."""
-
-STEP_EVENTS = {
-    runs_pb2.RUN_STEP_STATUS_COMPLETED: "thread_run_step_completed",
-    runs_pb2.RUN_STEP_STATUS_FAILED: "thread_run_step_failed",
-    runs_pb2.RUN_STEP_STATUS_CANCELLED: "thread_run_step_cancelled",
-    runs_pb2.RUN_STEP_STATUS_EXPIRED: "thread_run_step_expired",
-}
-
-
-def _without_content(message: messages_pb2.Message) -> messages_pb2.Message:
-    """A reply as OpenAI announces it: no content yet, whatever is stored.
-
-    The stored reply holds its (empty) text part from the start: the pieces are appended to
-    it, and a read mid-stream finds it. The stream announces none, and its first delta adds
-    the part: both SDKs' helpers report a text part as created when a delta adds one, never
-    for a part the message came with.
-    """
-    announced = messages_pb2.Message()
-    announced.CopyFrom(message)
-    announced.ClearField("content")
-    return announced
-
-
-def publish(hub: RunEventHub, run_id: str, name: str, payload: Any) -> None:
-    """Announce `payload` as event `name` (a copy: the engine keeps mutating its objects)."""
-    event = runs_pb2.RunEvent()
-    getattr(event, name).CopyFrom(payload)
-    hub.publish(run_id, event)
-
-
-def end_step(
-    step: runs_pb2.RunStep,
-    status: runs_pb2.RunStepStatus.ValueType,
-    now: int,
-    error: runs_pb2.RunError | None = None,
-) -> None:
-    """Set a step's final status and the matching timestamp."""
-    step.status = status
-    if status == runs_pb2.RUN_STEP_STATUS_COMPLETED:
-        step.completed_at = now
-    elif status == runs_pb2.RUN_STEP_STATUS_FAILED:
-        step.failed_at = now
-        if error is not None:
-            step.last_error.CopyFrom(error)
-    elif status == runs_pb2.RUN_STEP_STATUS_CANCELLED:
-        step.cancelled_at = now
-    elif status == runs_pb2.RUN_STEP_STATUS_EXPIRED:
-        step.expired_at = now
 
 
 def _usage(usage: TokenUsage) -> common_pb2.Usage:

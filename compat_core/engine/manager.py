@@ -24,14 +24,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from compat_core import errors, tenancy
+from compat_core.engine.context import EngineContext
 from compat_core.engine.events import STATUS_EVENTS, STOPPING_EVENTS, RunEventHub, done_event
-from compat_core.engine.executor import (
-    STEP_EVENTS,
-    EngineContext,
-    RunExecution,
-    end_step,
-    publish,
-)
+from compat_core.engine.executor import RunExecution
+from compat_core.engine.step_events import STEP_EVENTS, end_step, publish
 from compat_core.engine.stored_events import RETAIN_SECONDS, StoredEventLog
 from compat_core.store.base import ACTIVE_RUN_STATUSES, Lease, LeaseLost, VectorStoreWrites
 from compat_core.store.sql_events import CANCEL_CHANNEL, EVENTS_CHANNEL
