@@ -36,9 +36,7 @@ def server(tmp_path: Path) -> Iterator[ServerThread]:
 
 
 def _project_client(server: ServerThread, admin: openai.OpenAI, name: str) -> openai.OpenAI:
-    project = admin.post(
-        "/organization/projects", body={"name": name}, cast_to=dict[str, object]
-    )
+    project = admin.post("/organization/projects", body={"name": name}, cast_to=dict[str, object])
     account = admin.post(
         f"/organization/projects/{project['id']}/service_accounts",
         body={"name": "search"},
@@ -77,6 +75,7 @@ def test_another_projects_documents_do_not_move_a_projects_scores(server: Server
         return [(hit.filename, round(hit.score, 6)) for hit in found.data]
 
     before = scores()
-    assert before and before[0][0] == "doc0.txt"
+    assert before
+    assert before[0][0] == "doc0.txt"
     _store_of(b, [f"nightingale project note {i}" for i in range(30)])
     assert scores() == before
