@@ -11,7 +11,6 @@ files left over or added elsewhere.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Final
@@ -20,21 +19,23 @@ from compat_core import tenancy
 from compat_core.retrieval.chunking import ChunkingStrategy, chunk
 from compat_core.retrieval.embeddings import Embedder, EmbeddingError
 from compat_core.retrieval.extract import ExtractionError, extract_text
+from compat_core.retrieval.leased_worker import LeasedWorker, now_ms
 from compat_core.store import BlobStore
 from compat_core.store.base import ChunkVectors, NewChunk, Store
-from compat_core.tasks import cancel_and_wait
 from compat_core.v1 import common_pb2, vector_stores_pb2
 
 log = logging.getLogger(__name__)
 
 VectorStoreFile = vector_stores_pb2.VectorStoreFile
-POLL_SECONDS: Final = 1.0
 # Files ingested side by side by one core; parsing runs on threads.
 BATCH: Final = 4
 
 
-class Ingestion:
+class Ingestion(LeasedWorker):
     """Owned by a core: `start` with it, `stop` before its store closes."""
+
+    task_name = "vector-store-ingestion"
+    work = "vector store ingestion"
 
     def __init__(
         self,
@@ -44,47 +45,11 @@ class Ingestion:
         lease_seconds: float,
         embedder: Embedder | None = None,
     ) -> None:
+        super().__init__(owner, lease_seconds)
         self._store = store
         self._blobs = blobs
         # With an embedding model, a file's chunks are stored with their vectors, or not at all.
         self._embedder = embedder
-        self._owner = owner
-        self._lease_ms = int(lease_seconds * 1000)
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def wake(self) -> None:
-        """Look for work now (a file was just added)."""
-        self._wake.set()
-
-    async def start(self) -> None:
-        # Claims span every project; each file is ingested in its store's (`_ingest`).
-        with tenancy.all_projects():
-            self._task = asyncio.create_task(self._run(), name="vector-store-ingestion")
-
-    async def stop(self) -> None:
-        """Stop at once; files left unfinished are released for the next claim."""
-        if self._task is None:
-            return
-        await cancel_and_wait(self._task)
-        self._task = None
-        try:
-            with tenancy.all_projects():
-                await self._store.release_vector_store_files(self._owner)
-        except Exception:
-            log.exception("could not release the vector store files this core was ingesting")
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                busy = await self._round()
-            except Exception:
-                log.exception("vector store ingestion round failed; retrying")
-                busy = False
-            if not busy:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
-                self._wake.clear()
 
     async def _round(self) -> bool:
         """Claim and ingest one batch; whether there was any.
@@ -93,7 +58,7 @@ class Ingestion:
         idle poll, every second for good, must not queue on SQLite's one writer (nor take a
         PostgreSQL write transaction) to find nothing.
         """
-        moment = _now_ms()
+        moment = now_ms()
         if not await self._store.vector_store_files_claimable(moment):
             return False
         files = await self._store.claim_vector_store_files(
@@ -101,17 +66,15 @@ class Ingestion:
         )
         if not files:
             return False
-        renewer = asyncio.create_task(self._renew())
-        try:
+        async with self._renewing():
             await asyncio.gather(*(self._ingest(f) for f in files))
-        finally:
-            await cancel_and_wait(renewer)
         return True
 
-    async def _renew(self) -> None:
-        while True:
-            await asyncio.sleep(self._lease_ms / 3000)
-            await self._store.renew_vector_store_files(self._owner, _now_ms() + self._lease_ms)
+    async def _renew(self, until_ms: int) -> None:
+        await self._store.renew_vector_store_files(self._owner, until_ms)
+
+    async def _release(self) -> None:
+        await self._store.release_vector_store_files(self._owner)
 
     async def _ingest(self, file: VectorStoreFile) -> None:
         project = await self._store.project_of_vector_store(file.vector_store_id)
@@ -177,7 +140,3 @@ def _fail(outcome: VectorStoreFile, code: str, message: str) -> None:
     outcome.status = vector_stores_pb2.VECTOR_STORE_FILE_STATUS_FAILED
     outcome.last_error.code = code
     outcome.last_error.message = message
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

@@ -14,64 +14,35 @@ out, so an outage costs one request per store per lease, not a loop of failing r
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from typing import Final
 
 from compat_core import tenancy
 from compat_core.retrieval.embeddings import Embedder, EmbeddingError
+from compat_core.retrieval.leased_worker import LeasedWorker, now_ms
 from compat_core.store.base import ChunkVectors, Store
-from compat_core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
-POLL_SECONDS: Final = 1.0
 # Chunks embedded and stored per step: one embeddings request's worth (`embeddings.batches`
 # cuts it further if the chunks are long), and what a dying core can lose.
 BATCH: Final = 256
 
 
-class Reindexer:
+class Reindexer(LeasedWorker):
     """Owned by a core with an embedding model: `start` with it, `stop` before its store."""
 
+    task_name = "vector-store-reindex"
+    work = "re-embedding vector stores"
+
     def __init__(self, store: Store, embedder: Embedder, owner: str, lease_seconds: float) -> None:
+        super().__init__(owner, lease_seconds)
         self._store = store
         self._embedder = embedder
-        self._owner = owner
-        self._lease_ms = int(lease_seconds * 1000)
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        # Claims span every project; each store is re-embedded in its own (`_round`).
-        with tenancy.all_projects():
-            self._task = asyncio.create_task(self._run(), name="vector-store-reindex")
-
-    async def stop(self) -> None:
-        """Stop at once; the store being re-embedded is released for the next claim."""
-        if self._task is None:
-            return
-        await cancel_and_wait(self._task)
-        self._task = None
-        try:
-            with tenancy.all_projects():
-                await self._store.release_reindex(self._owner)
-        except Exception:
-            log.exception("could not release the vector stores this core was re-embedding")
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                busy = await self._round()
-            except Exception:
-                log.exception("re-embedding vector stores failed; retrying")
-                busy = False
-            if not busy:
-                await asyncio.sleep(POLL_SECONDS)
 
     async def _round(self) -> bool:
         """Re-embed one store; whether there was one."""
-        moment = _now_ms()
+        moment = now_ms()
         name = self._embedder.name
         # Looked for with a read first: an idle core polls every second for good, and on
         # SQLite every write queues on the one writer.
@@ -83,11 +54,11 @@ class Reindexer:
         if store_id is None:
             return False
         project = await self._store.project_of_vector_store(store_id)
-        renewer = asyncio.create_task(self._renew())
         try:
             if project is not None:
-                with tenancy.project(project):
-                    await self._reindex(store_id)
+                async with self._renewing():
+                    with tenancy.project(project):
+                        await self._reindex(store_id)
         except EmbeddingError as exc:
             log.warning(
                 "re-embedding vector store %s with %s failed, retrying after its lease: %s",
@@ -96,8 +67,6 @@ class Reindexer:
                 exc,
             )
             return False
-        finally:
-            await cancel_and_wait(renewer)
         return True
 
     async def _reindex(self, store_id: str) -> None:
@@ -115,15 +84,8 @@ class Reindexer:
             if not held:
                 return
 
-    async def _renew(self) -> None:
-        while True:
-            await asyncio.sleep(self._lease_ms / 3000)
-            try:
-                await self._store.renew_reindex(self._owner, _now_ms() + self._lease_ms)
-            except Exception:
-                # Renewed again at the next tick; the lease outlasts two missed ones.
-                log.exception("could not renew this core's re-embedding lease")
+    async def _renew(self, until_ms: int) -> None:
+        await self._store.renew_reindex(self._owner, until_ms)
 
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+    async def _release(self) -> None:
+        await self._store.release_reindex(self._owner)
