@@ -127,6 +127,8 @@ _RATE_LIMIT_FIELDS: Final = (
     "max_concurrent_streams",
 )
 _USAGE_LISTS: Final = ("project_ids", "models", "group_by")
+_STORAGE_LISTS: Final = ("project_ids", "group_by")
+UsageRequest = admin_pb2.GetCompletionsUsageRequest | admin_pb2.GetStorageUsageRequest
 
 
 def rate_limit_out(limit: admin_pb2.ProjectRateLimit) -> Json:
@@ -177,12 +179,11 @@ def _query_int64(query: MultiMapping[str], param: str) -> int | None:
     return int(raw)
 
 
-def completions_usage_request(query: MultiMapping[str]) -> admin_pb2.GetCompletionsUsageRequest:
-    """The query of `/v1/organization/usage/completions`; lists as the SDKs send them
+def _usage_query(query: MultiMapping[str], request: UsageRequest, lists: tuple[str, ...]) -> None:
+    """The parameters every usage route shares; lists as the SDKs send them
     (`project_ids[]=…`) or as repeated keys."""
-    request = admin_pb2.GetCompletionsUsageRequest(
-        bucket_width=query.get("bucket_width", ""), page=query.get("page", "")
-    )
+    request.bucket_width = query.get("bucket_width", "")
+    request.page = query.get("page", "")
     start, end = _query_int64(query, "start_time"), _query_int64(query, "end_time")
     if start is not None:
         request.start_time = start
@@ -191,9 +192,22 @@ def completions_usage_request(query: MultiMapping[str]) -> admin_pb2.GetCompleti
     limit = page_params(query).limit
     if limit is not None:
         request.limit = limit
-    for name in _USAGE_LISTS:
+    for name in lists:
         values = [*query.getall(name + "[]", ()), *query.getall(name, ())]
         getattr(request, name).extend(values)
+
+
+def completions_usage_request(query: MultiMapping[str]) -> admin_pb2.GetCompletionsUsageRequest:
+    """The query of `/v1/organization/usage/completions`."""
+    request = admin_pb2.GetCompletionsUsageRequest()
+    _usage_query(query, request, _USAGE_LISTS)
+    return request
+
+
+def storage_usage_request(query: MultiMapping[str]) -> admin_pb2.GetStorageUsageRequest:
+    """The query of `/v1/organization/usage/vector_stores` and `…/usage/files`."""
+    request = admin_pb2.GetStorageUsageRequest()
+    _usage_query(query, request, _STORAGE_LISTS)
     return request
 
 
@@ -220,6 +234,32 @@ def completions_usage_out(page: admin_pb2.GetCompletionsUsageResponse) -> Json:
                         "api_key_id": None,
                         "model": result.model if result.HasField("model") else None,
                         "batch": None,
+                    }
+                    for result in bucket.results
+                ],
+            }
+            for bucket in page.data
+        ],
+        "has_more": page.has_more,
+        "next_page": page.next_page or None,
+    }
+
+
+def storage_usage_out(page: admin_pb2.GetStorageUsageResponse, kind: str) -> Json:
+    """OpenAI's page of buckets of `organization.usage.<kind>.result`s; `project_id` is null
+    unless grouped by it."""
+    return {
+        "object": "page",
+        "data": [
+            {
+                "object": "bucket",
+                "start_time": bucket.start_time,
+                "end_time": bucket.end_time,
+                "results": [
+                    {
+                        "object": f"organization.usage.{kind}.result",
+                        "usage_bytes": result.usage_bytes,
+                        "project_id": result.project_id if result.HasField("project_id") else None,
                     }
                     for result in bucket.results
                 ],

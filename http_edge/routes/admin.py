@@ -1,4 +1,4 @@
-"""`/v1/organization/projects…` and `/v1/organization/usage/completions`: the admin API, one
+"""`/v1/organization/projects…` and `/v1/organization/usage/…`: the admin API, one
 `AdminService` RPC per request.
 
 Its callers are let in by their admin key (`ADMIN_ADMISSION`, see `setup_routes`), never by a
@@ -154,3 +154,17 @@ async def completions_usage(request: web.Request) -> web.Response:
     rpc = convert.completions_usage_request(request.query)
     page = await core(request).admin.GetCompletionsUsage(rpc, metadata=rpc_metadata(request))
     return json_response(convert.completions_usage_out(page))
+
+
+@routes.get("/v1/organization/usage/vector_stores")
+async def vector_stores_usage(request: web.Request) -> web.Response:
+    rpc = convert.storage_usage_request(request.query)
+    page = await core(request).admin.GetVectorStoresUsage(rpc, metadata=rpc_metadata(request))
+    return json_response(convert.storage_usage_out(page, "vector_stores"))
+
+
+@routes.get("/v1/organization/usage/files")
+async def files_usage(request: web.Request) -> web.Response:
+    rpc = convert.storage_usage_request(request.query)
+    page = await core(request).admin.GetFilesUsage(rpc, metadata=rpc_metadata(request))
+    return json_response(convert.storage_usage_out(page, "files"))
