@@ -340,3 +340,60 @@ async def test_the_migration_fills_in_stored_files_sizes(
         assert await store.storage_bytes(tenancy.DEFAULT_PROJECT) == (4321, 0)
     finally:
         await store.close()
+
+
+def test_openai_fields_nothing_here_honours(admin: httpx2.Client, sdk_admin: openai.OpenAI) -> None:
+    """OpenAI's create bodies define fields beside `name`: their defaults are taken, any
+    other value is refused as unsupported (not "unrecognized", which is for fields OpenAI
+    does not define)."""
+    project = _ok(admin.post(PROJECTS, json={"name": "defaults", "geography": None}))
+    accounts = f"{PROJECTS}/{project['id']}/service_accounts"
+    defaults = {"create_service_account_only": False, "expires_in_seconds": None}
+    made = _ok(admin.post(accounts, json={"name": "ci", **defaults, "spend_limit": None}))
+    assert made["api_key"]["value"]
+    sdk_made = sdk_admin.admin.organization.projects.service_accounts.create(
+        project["id"], name="sdk", create_service_account_only=False
+    )
+    assert sdk_made.api_key is not None
+    assert sdk_made.role == "member"
+    refused = {
+        "create_service_account_only": True,
+        "expires_in_seconds": 3600,
+        "spend_limit": {"currency": "USD", "interval": "month", "threshold_amount": 100},
+    }
+    for field, value in refused.items():
+        error = _error(admin.post(accounts, json={"name": "x", field: value}), 400, field)
+        assert error["code"] == "unsupported_parameter"
+        assert error["type"] == "invalid_request_error"
+    error = _error(
+        admin.post(accounts, json={"name": "x", "create_service_account_only": "yes"}),
+        400,
+        "create_service_account_only",
+    )
+    assert error["code"] == "invalid_type"
+    error = _error(admin.post(accounts, json={"name": "x", "role": "owner"}), 400, "role")
+    assert "Unrecognized request argument" in error["message"]
+    for field in ("geography", "residency", "external_key_id"):
+        error = _error(admin.post(PROJECTS, json={"name": "x", field: "eu"}), 400, field)
+        assert error["code"] == "unsupported_parameter"
+    error = _error(
+        admin.post(f"{PROJECTS}/{project['id']}", json={"name": "y", "geography": "eu"}),
+        400,
+        "geography",
+    )
+    assert error["code"] == "unsupported_parameter"
+    names = {a["name"] for a in _ok(admin.get(accounts))["data"]}
+    assert names == {"ci", "sdk"}
+
+
+def test_a_project_keys_refusal_has_no_code(server: ServerThread, admin: httpx2.Client) -> None:
+    """OpenAI's 403 for a key without the management scope carries no code; neither does
+    this one."""
+    _, client = _project_client(server, admin, "coded")
+    client.close()
+    with httpx2.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {client.api_key}"}
+    ) as http:
+        error = _error(http.get(FILES, params={"start_time": 1}), 403, None)
+    assert (error["type"], error["code"]) == ("permission_error", None)
+    assert "Missing scopes: api.management.read" in error["message"]

@@ -15,17 +15,58 @@ from http_edge.convert.common import (
     list_out,
     require,
 )
-from http_edge.errors import HttpError, invalid_value
+from http_edge.errors import HttpError, invalid_type, invalid_value, unsupported
 from http_edge.json_io import page_params
 
-_NAME_ONLY: Final = frozenset({"name"})
 _BOOLEANS: Final = {"true": True, "false": False}
+# The fields of OpenAI's bodies beside `name` that nothing here can honour, and why: each
+# is accepted as null (OpenAI's default) and refused with the reason otherwise, where a field
+# OpenAI does not define at all is "unrecognized".
+_NO_RESIDENCY: Final = "it has no data residency regions"
+_PROJECT_CREATE: Final = {
+    "external_key_id": "it encrypts nothing with a key of yours",
+    "geography": _NO_RESIDENCY,
+    "residency": _NO_RESIDENCY,
+}
+_PROJECT_MODIFY: Final = {
+    "external_key_id": _PROJECT_CREATE["external_key_id"],
+    "geography": _NO_RESIDENCY,
+}
+_SERVICE_ACCOUNT_CREATE: Final = {
+    "create_service_account_only": "each of its service accounts holds exactly one API key",
+    "expires_in_seconds": "its API keys do not expire",
+    "spend_limit": "it bills nothing, so there is no spend to limit",
+}
+# Where false is OpenAI's default as much as null is.
+_FLAGS: Final = frozenset({"create_service_account_only"})
 
 
-def name_in(body: dict[str, Any]) -> str:
-    """The `name` of a create or modify body, the only field these take."""
-    check_keys(body, _NAME_ONLY)
+def _name_in(body: dict[str, Any], unsupported_fields: dict[str, str]) -> str:
+    check_keys(body, frozenset({"name", *unsupported_fields}))
+    for field, why in unsupported_fields.items():
+        value = body.get(field)
+        if field in _FLAGS:
+            if not isinstance(value, bool | None):
+                raise invalid_type(field, "a boolean", value)
+            value = value or None
+        if value is not None:
+            raise unsupported(field, why)
     return expect_str(require(body, "name"), "name")
+
+
+def project_create_in(body: dict[str, Any]) -> str:
+    """The `name` of a project create body."""
+    return _name_in(body, _PROJECT_CREATE)
+
+
+def project_modify_in(body: dict[str, Any]) -> str:
+    """The `name` of a project modify body (required here: it is all that can change)."""
+    return _name_in(body, _PROJECT_MODIFY)
+
+
+def service_account_in(body: dict[str, Any]) -> str:
+    """The `name` of a service account create body."""
+    return _name_in(body, _SERVICE_ACCOUNT_CREATE)
 
 
 def list_projects_request(query: MultiMapping[str]) -> admin_pb2.ListProjectsRequest:
