@@ -121,16 +121,17 @@ async def storage_usage(
         start = page.first + index * page.width
         bucket = out.data.add(start_time=start, end_time=start + page.width)
         if current and start <= now < start + page.width:
-            await _now(store, request, kind, bucket)
+            await _fill_current(store, request, kind, bucket)
     return out
 
 
-async def _now(
+async def _fill_current(
     store: Store,
     request: admin_pb2.GetStorageUsageRequest,
     kind: Kind,
     bucket: admin_pb2.StorageUsageBucket,
 ) -> None:
+    """The results of the bucket holding now: the sum, or one per project storing any."""
     wanted = list(request.project_ids) or None
     stored = {
         project: kind(found) for project, found in (await store.storage_by_project(wanted)).items()

@@ -28,10 +28,12 @@ from openai.types.admin.organization.usage_vector_stores_response import (
 from openai.types.admin.organization.usage_vector_stores_response import (
     UsageVectorStoresResponse,
 )
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection, insert
 
 from compat_core import tenancy
-from compat_core.store import TransactionRunner, create_store, schema
+from compat_core.storage_metrics import StorageGauge
+from compat_core.store import SqlStore, TransactionRunner, create_store, schema
 from compat_core.store.migrate import ALEMBIC_LOCK, alembic_config
 from compat_core.v1 import admin_pb2, admin_pb2_grpc, files_pb2
 
@@ -397,3 +399,26 @@ def test_a_project_keys_refusal_has_no_code(server: ServerThread, admin: httpx2.
         error = _error(http.get(FILES, params={"start_time": 1}), 403, None)
     assert (error["type"], error["code"]) == ("permission_error", None)
     assert "Missing scopes: api.management.read" in error["message"]
+
+
+async def test_the_gauge_keeps_its_projects_bounded(store: SqlStore) -> None:
+    """Past its bound, the gauge sums the projects last in ID order into `other`."""
+    for project, size in (("proj_a", 1), ("proj_b", 20), ("proj_c", 300), ("proj_d", 4000)):
+        with tenancy.project(project):
+            await store.create_file(
+                files_pb2.File(id=f"file-{project}", bytes=size, purpose="assistants")
+            )
+    registry = CollectorRegistry()
+    gauge = StorageGauge(store, 3600, registry, 2, "other")
+    await gauge.refresh()
+    samples = {
+        sample.labels["project"]: sample.value
+        for metric in registry.collect()
+        if metric.name == "compat_project_storage_bytes"
+        for sample in metric.samples
+        if sample.labels["kind"] == "files"
+    }
+    assert samples == {"proj_a": 1, "proj_b": 20, "other": 4300}
+    assert registry.get_sample_value("compat_project_storage_refresh_seconds") is not None
+    await gauge.close()
+    assert list(registry.collect()) == []
