@@ -30,6 +30,7 @@ from bench import (
     sandbox,
     scale,
     startup,
+    storage,
     streaming,
 )
 from bench.config import Config, Context
@@ -47,6 +48,7 @@ SECTIONS: Final[dict[str, Section]] = {
     "event_log": event_log.run,
     "retrieval": retrieval.run,
     "sandbox": sandbox.run,
+    "storage": storage.run,
 }
 
 

@@ -50,6 +50,9 @@ class Config:
     retrieval_duration: float
     retrieval_rounds: int
     retrieval_queries: int
+    # Storage refresh: files, spread over this many projects.
+    storage_files: int
+    storage_projects: int
 
     @classmethod
     def full(cls) -> Config:
@@ -76,6 +79,8 @@ class Config:
             retrieval_duration=16.0,
             retrieval_rounds=4,
             retrieval_queries=2000,
+            storage_files=1_000_000,
+            storage_projects=1000,
         )
 
     @classmethod
@@ -103,6 +108,8 @@ class Config:
             retrieval_duration=1.0,
             retrieval_rounds=1,
             retrieval_queries=200,
+            storage_files=20_000,
+            storage_projects=100,
         )
 
 

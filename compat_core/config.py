@@ -134,6 +134,9 @@ class Settings(BaseSettings):
     event_log_max_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
     # How long a provider's model list is reused before `/v1/models` asks it again.
     models_cache_seconds: float = Field(default=60.0, ge=0, le=86400)
+    # How often a core reads what each project stores for its metrics
+    # (`compat_core.storage_metrics`): a scrape reads the last figures, never the database.
+    storage_metrics_seconds: float = Field(default=60.0, gt=0, le=86400)
     # Where a stand-alone core (`assistants-compat core`) serves its Prometheus metrics (0: a
     # free port, as for the other ports). The all-in-one server shows them on the edge's
     # `/metrics` instead.

@@ -25,7 +25,7 @@ from compat_core.guard import ApiKeyAuth, RpcGuard
 from compat_core.health import BoundedHealth
 from compat_core.keyring import KeyRing
 from compat_core.methods import MethodTable
-from compat_core.metrics import CoreMetrics
+from compat_core.metrics import MAX_PROJECT_LABELS, OTHER_PROJECT, CoreMetrics
 from compat_core.models import BUILTIN, ModelRegistry
 from compat_core.providers.base import ChatProvider
 from compat_core.providers.builtin import EchoProvider
@@ -56,6 +56,7 @@ from compat_core.startup import (
     database_errors,
     vectors_errors,
 )
+from compat_core.storage_metrics import StorageGauge
 from compat_core.store import BlobStore, create_store
 from compat_core.store.base import Store
 from compat_core.store.sweep import Sweeper
@@ -132,6 +133,7 @@ class CoreServer:
         self._code_sessions: CodeSessions | None = None
         self._keys: KeyRing | None = None
         self._limiter: RateLimiter | None = None
+        self._storage_gauge: StorageGauge | None = None
         self.metrics = CoreMetrics()
         self.port = 0
 
@@ -234,6 +236,14 @@ class CoreServer:
         metrics.runs_active.set_function(lambda: engine.executing)
         metrics.event_log_bytes.set_function(lambda: hub.bytes)
         metrics.store_pending.set_function(store.pending_transactions)
+        self._storage_gauge = StorageGauge(
+            store,
+            settings.storage_metrics_seconds,
+            metrics.registry,
+            MAX_PROJECT_LABELS,
+            OTHER_PROJECT,
+        )
+        await self._storage_gauge.start()
         guarded(FilesService(store, blobs, settings.max_upload_bytes), FILES)
         guarded(VectorStoresService(store, store_files, embedder), VECTOR_STORES)
         guarded(ModelsService(self.models), MODELS)
@@ -295,6 +305,9 @@ class CoreServer:
         if self._sweeper is not None:
             await self._sweeper.stop()
             self._sweeper = None
+        if self._storage_gauge is not None:
+            await self._storage_gauge.close()
+            self._storage_gauge = None
         if self._keys is not None:
             await self._keys.close()
             self._keys = None

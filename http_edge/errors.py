@@ -190,6 +190,17 @@ def missing(param: str) -> HttpError:
     )
 
 
+def unsupported(param: str, why: str) -> HttpError:
+    """A field OpenAI's API defines that this server cannot honour (OpenAI's code for a
+    parameter a model does not take)."""
+    return HttpError(
+        400,
+        f"Unsupported parameter: '{param}' is not supported by this server: {why}.",
+        param=param,
+        code="unsupported_parameter",
+    )
+
+
 def unknown_argument(param: str) -> HttpError:
     """A field the API does not define; OpenAI refuses these instead of ignoring them."""
     return HttpError(400, f"Unrecognized request argument supplied: {param}", param=param)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Final, Protocol, TypeVar
 
-from compat_core import errors, ids, tenancy, validation
+from compat_core import errors, ids, storage_usage, tenancy, validation
 from compat_core.keyring import API_KEY_PREFIX, PROJECT_PREFIX, KeyRing
 from compat_core.ratelimit import RateLimiter
 from compat_core.services import admin_limits
@@ -295,3 +295,13 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.GetCompletionsUsageRequest, context: Any
     ) -> admin_pb2.GetCompletionsUsageResponse:
         return await completions_usage(self._store, request)
+
+    async def GetVectorStoresUsage(
+        self, request: admin_pb2.GetStorageUsageRequest, context: Any
+    ) -> admin_pb2.GetStorageUsageResponse:
+        return await storage_usage.storage_usage(self._store, request, storage_usage.vector_stores)
+
+    async def GetFilesUsage(
+        self, request: admin_pb2.GetStorageUsageRequest, context: Any
+    ) -> admin_pb2.GetStorageUsageResponse:
+        return await storage_usage.storage_usage(self._store, request, storage_usage.files)

@@ -19,7 +19,7 @@ from compat_core.store.base_assistants import Assistants
 from compat_core.store.base_chunks import Chunks
 from compat_core.store.base_coordination import Coordination
 from compat_core.store.base_files import Files
-from compat_core.store.base_limits import DailyUsage, LimitsAndUsage, ProjectLimits
+from compat_core.store.base_limits import DailyUsage, LimitsAndUsage, ProjectLimits, StoredBytes
 from compat_core.store.base_messages import Messages
 from compat_core.store.base_projects import ApiKey, Project, Projects
 from compat_core.store.base_runs import Runs
@@ -69,6 +69,7 @@ __all__ = [
     "Project",
     "ProjectLimits",
     "Store",
+    "StoredBytes",
     "StoredChunk",
     "StoredEvent",
     "ThreadBusy",

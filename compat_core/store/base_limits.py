@@ -10,6 +10,7 @@ project, as every read of runs does.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -21,6 +22,15 @@ class ProjectLimits:
     tokens_per_minute: int | None = None
     concurrent_runs: int | None = None
     concurrent_streams: int | None = None
+
+
+@dataclass(frozen=True)
+class StoredBytes:
+    """What a project stores now: the bytes of its files, and of its vector stores' files
+    (their `usage_bytes`)."""
+
+    files: int
+    vector_stores: int
 
 
 @dataclass(frozen=True)
@@ -81,3 +91,11 @@ class LimitsAndUsage(ABC):
     @abstractmethod
     async def storage_bytes(self, project_id: str) -> tuple[int, int]:
         """What a project stores now: the bytes of its files, and of its vector stores."""
+
+    @abstractmethod
+    async def storage_by_project(
+        self, project_ids: Sequence[str] | None = None
+    ) -> dict[str, StoredBytes]:
+        """What each project stores now (only those of `project_ids`, unless None), in two
+        aggregates over indexes whatever the number of projects; a project that stores
+        nothing is left out."""

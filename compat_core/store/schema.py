@@ -150,6 +150,8 @@ run_steps = Table(
     sqlite_autoincrement=True,
 )
 
+# `bytes` (migration 0014) copies the body's, so that what a project stores is one aggregate
+# over the (project_id, bytes) index.
 files = Table(
     "files",
     metadata,
@@ -159,10 +161,12 @@ files = Table(
     Column("purpose", String(64), nullable=False),
     _created_at(),
     _body(),
+    Column("bytes", BigInteger, server_default="0", nullable=False),
     UniqueConstraint("id"),
     Index(None, "project_id", "seq"),
     Index(None, "project_id", "purpose", "seq"),
     Index(None, "purpose", "seq"),
+    Index(None, "project_id", "bytes"),
     sqlite_autoincrement=True,
 )
 
@@ -189,7 +193,8 @@ vector_stores = Table(
 # `status` and `usage_bytes` copy the body's so that a store's counts are one aggregate; the
 # lease columns say which core is ingesting an `in_progress` file and until when (unix ms).
 # `batch_id` (migration 0008) copies the body's too: the batch the file joined with, "" for
-# none, so that a batch's files are one index range.
+# none, so that a batch's files are one index range. (project_id, usage_bytes) (migration
+# 0014) holds what a project's storage sum reads.
 vector_store_files = Table(
     "vector_store_files",
     metadata,
@@ -209,6 +214,7 @@ vector_store_files = Table(
     Index(None, "status", "lease_expires_at_ms"),
     Index(None, "batch_id", "seq"),
     Index(None, "id"),
+    Index(None, "project_id", "usage_bytes"),
     sqlite_autoincrement=True,
 )
 

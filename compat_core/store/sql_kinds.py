@@ -61,7 +61,7 @@ def _message_columns(m: messages_pb2.Message) -> dict[str, Any]:
 
 
 def _file_columns(f: files_pb2.File) -> dict[str, Any]:
-    return {"id": f.id, "purpose": f.purpose, "created_at": f.created_at}
+    return {"id": f.id, "purpose": f.purpose, "created_at": f.created_at, "bytes": f.bytes}
 
 
 def _run_columns(r: runs_pb2.Run) -> dict[str, Any]:

@@ -3,10 +3,12 @@ so their transactions bypass the scope (`ScopedRunner.inner`) and name their pro
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, RowMapping, func, select
+from collections.abc import Sequence
 
-from compat_core.store import schema, sql_kinds, sql_scope, sql_usage
-from compat_core.store.base_limits import DailyUsage, LimitsAndUsage, ProjectLimits
+from sqlalchemy import Connection, RowMapping, Table, func, select
+
+from compat_core.store import schema, sql_scope, sql_usage
+from compat_core.store.base_limits import DailyUsage, LimitsAndUsage, ProjectLimits, StoredBytes
 from compat_core.store.base_types import ACTIVE_RUN_STATUSES
 from compat_core.store.sql_store_base import SqlStoreBase
 
@@ -43,21 +45,25 @@ def _count_active_runs(conn: Connection) -> int:
     return int(conn.execute(stmt).scalar_one())
 
 
-def _storage_bytes(conn: Connection, project_id: str) -> tuple[int, int]:
-    files = schema.files
-    stored_files = sum(
-        sql_kinds.FILES.parse(body).bytes
-        for body in conn.execute(
-            select(files.c.body).where(files.c.project_id == project_id)
-        ).scalars()
-    )
-    store_files = schema.vector_store_files
-    vectors = conn.execute(
-        select(func.coalesce(func.sum(store_files.c.usage_bytes), 0)).where(
-            store_files.c.project_id == project_id
-        )
-    ).scalar_one()
-    return stored_files, int(vectors)
+def _sums(
+    conn: Connection, table: Table, column: str, project_ids: Sequence[str] | None
+) -> dict[str, int]:
+    """The sum of `column` by project: one pass over the (project_id, column) index."""
+    stmt = select(table.c.project_id, func.sum(table.c[column])).group_by(table.c.project_id)
+    if project_ids is not None:
+        stmt = stmt.where(table.c.project_id.in_(sorted(set(project_ids))))
+    return {project: int(total) for project, total in conn.execute(stmt) if total}
+
+
+def _storage_by_project(
+    conn: Connection, project_ids: Sequence[str] | None
+) -> dict[str, StoredBytes]:
+    files = _sums(conn, schema.files, "bytes", project_ids)
+    vectors = _sums(conn, schema.vector_store_files, "usage_bytes", project_ids)
+    return {
+        project: StoredBytes(files.get(project, 0), vectors.get(project, 0))
+        for project in sorted(files.keys() | vectors.keys())
+    }
 
 
 def _usage_by_day(conn: Connection, project_id: str, first: str, last: str) -> list[DailyUsage]:
@@ -119,4 +125,13 @@ class SqlLimitsAndUsage(SqlStoreBase, LimitsAndUsage):
         )
 
     async def storage_bytes(self, project_id: str) -> tuple[int, int]:
-        return await self._db.inner.read(lambda conn: _storage_bytes(conn, project_id))
+        found = await self.storage_by_project([project_id])
+        stored = found.get(project_id, StoredBytes(0, 0))
+        return stored.files, stored.vector_stores
+
+    async def storage_by_project(
+        self, project_ids: Sequence[str] | None = None
+    ) -> dict[str, StoredBytes]:
+        if project_ids is not None and not project_ids:
+            return {}
+        return await self._db.inner.read(lambda conn: _storage_by_project(conn, project_ids))

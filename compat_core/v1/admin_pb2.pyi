@@ -1113,3 +1113,161 @@ class GetCompletionsUsageResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetCompletionsUsageResponse: _TypeAlias = GetCompletionsUsageResponse  # noqa: Y015
+
+@_typing.final
+class GetStorageUsageRequest(_message.Message):
+    """Request of `GetVectorStoresUsage` and `GetFilesUsage`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    BUCKET_WIDTH_FIELD_NUMBER: _builtins.int
+    PROJECT_IDS_FIELD_NUMBER: _builtins.int
+    GROUP_BY_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    start_time: _builtins.int
+    """Start of the range, in unix seconds (required): the first bucket is the one holding it."""
+    end_time: _builtins.int
+    """End of the range (exclusive), in unix seconds; unset means now."""
+    bucket_width: _builtins.str
+    """The buckets' width: `1m`, `1h` or `1d` (UTC minutes, hours, days); empty means `1d`."""
+    limit: _builtins.int
+    """How many buckets to return: 1 to 31 for `1d` (unset: 7), to 168 for `1h` (unset: 24),
+    to 1440 for `1m` (unset: 60).
+    """
+    page: _builtins.str
+    """The `next_page` of the previous page; empty for the first page."""
+    @_builtins.property
+    def project_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these projects' bytes; empty means every project (archived ones too)."""
+
+    @_builtins.property
+    def group_by(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """`project_id` splits the results by project; empty sums them."""
+
+    def __init__(
+        self,
+        *,
+        start_time: _builtins.int | None = ...,
+        end_time: _builtins.int | None = ...,
+        bucket_width: _builtins.str = ...,
+        project_ids: _abc.Iterable[_builtins.str] | None = ...,
+        group_by: _abc.Iterable[_builtins.str] | None = ...,
+        limit: _builtins.int | None = ...,
+        page: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_end_time", b"_end_time", "_limit", b"_limit", "_start_time", b"_start_time", "end_time", b"end_time", "limit", b"limit", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_end_time", b"_end_time", "_limit", b"_limit", "_start_time", b"_start_time", "bucket_width", b"bucket_width", "end_time", b"end_time", "group_by", b"group_by", "limit", b"limit", "page", b"page", "project_ids", b"project_ids", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__end_time: _TypeAlias = _typing.Literal["end_time"]  # noqa: Y015
+    _WhichOneofArgType__end_time: _TypeAlias = _typing.Literal["_end_time", b"_end_time"]  # noqa: Y015
+    _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
+    _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
+    _WhichOneofReturnType__start_time: _TypeAlias = _typing.Literal["start_time"]  # noqa: Y015
+    _WhichOneofArgType__start_time: _TypeAlias = _typing.Literal["_start_time", b"_start_time"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__end_time) -> _WhichOneofReturnType__end_time | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__limit) -> _WhichOneofReturnType__limit | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__start_time) -> _WhichOneofReturnType__start_time | None: ...
+
+Global___GetStorageUsageRequest: _TypeAlias = GetStorageUsageRequest  # noqa: Y015
+
+@_typing.final
+class StorageUsageResult(_message.Message):
+    """The bytes stored by the projects of one group."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USAGE_BYTES_FIELD_NUMBER: _builtins.int
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
+    usage_bytes: _builtins.int
+    """The bytes."""
+    project_id: _builtins.str
+    """The project, when grouped by `project_id`."""
+    def __init__(
+        self,
+        *,
+        usage_bytes: _builtins.int = ...,
+        project_id: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_project_id", b"_project_id", "project_id", b"project_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_project_id", b"_project_id", "project_id", b"project_id", "usage_bytes", b"usage_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__project_id: _TypeAlias = _typing.Literal["project_id"]  # noqa: Y015
+    _WhichOneofArgType__project_id: _TypeAlias = _typing.Literal["_project_id", b"_project_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__project_id) -> _WhichOneofReturnType__project_id | None: ...
+
+Global___StorageUsageResult: _TypeAlias = StorageUsageResult  # noqa: Y015
+
+@_typing.final
+class StorageUsageBucket(_message.Message):
+    """One bucket of storage usage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_NUMBER: _builtins.int
+    start_time: _builtins.int
+    """The bucket's start, in unix seconds."""
+    end_time: _builtins.int
+    """The next bucket's start, in unix seconds."""
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___StorageUsageResult]:
+        """Empty but in the bucket that holds the moment of the call. There, without `group_by`,
+        one result, the sum (0 if nothing is stored); with it, one per project that stores
+        anything.
+        """
+
+    def __init__(
+        self,
+        *,
+        start_time: _builtins.int = ...,
+        end_time: _builtins.int = ...,
+        results: _abc.Iterable[Global___StorageUsageResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "results", b"results", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StorageUsageBucket: _TypeAlias = StorageUsageBucket  # noqa: Y015
+
+@_typing.final
+class GetStorageUsageResponse(_message.Message):
+    """Response of `GetVectorStoresUsage` and `GetFilesUsage`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    HAS_MORE_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_FIELD_NUMBER: _builtins.int
+    has_more: _builtins.bool
+    """True when more buckets lie before the range's end."""
+    next_page: _builtins.str
+    """The `page` that asks for the next buckets; empty when there are none."""
+    @_builtins.property
+    def data(self) -> _containers.RepeatedCompositeFieldContainer[Global___StorageUsageBucket]:
+        """The buckets, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        data: _abc.Iterable[Global___StorageUsageBucket] | None = ...,
+        has_more: _builtins.bool = ...,
+        next_page: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "has_more", b"has_more", "next_page", b"next_page"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStorageUsageResponse: _TypeAlias = GetStorageUsageResponse  # noqa: Y015

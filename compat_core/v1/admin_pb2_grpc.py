@@ -125,6 +125,16 @@ class AdminServiceStub:
                 request_serializer=compat__core_dot_v1_dot_admin__pb2.GetCompletionsUsageRequest.SerializeToString,
                 response_deserializer=compat__core_dot_v1_dot_admin__pb2.GetCompletionsUsageResponse.FromString,
                 _registered_method=True)
+        self.GetVectorStoresUsage = channel.unary_unary(
+                '/compat_core.v1.AdminService/GetVectorStoresUsage',
+                request_serializer=compat__core_dot_v1_dot_admin__pb2.GetStorageUsageRequest.SerializeToString,
+                response_deserializer=compat__core_dot_v1_dot_admin__pb2.GetStorageUsageResponse.FromString,
+                _registered_method=True)
+        self.GetFilesUsage = channel.unary_unary(
+                '/compat_core.v1.AdminService/GetFilesUsage',
+                request_serializer=compat__core_dot_v1_dot_admin__pb2.GetStorageUsageRequest.SerializeToString,
+                response_deserializer=compat__core_dot_v1_dot_admin__pb2.GetStorageUsageResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -261,6 +271,25 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetVectorStoresUsage(self, request, context):
+        """The bytes the projects' vector stores hold (the `usage_bytes` of their files), in the
+        buckets of OpenAI's `/v1/organization/usage/vector_stores`. No history of storage is
+        kept: the bucket holding the moment of the call reports what is stored then, and the
+        other buckets have no results (unknown, not zero).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFilesUsage(self, request, context):
+        """The bytes of the projects' uploaded files, in the same buckets as
+        `GetVectorStoresUsage`: this server's own `/v1/organization/usage/files`, as OpenAI
+        reports no usage of files.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -343,6 +372,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.GetCompletionsUsage,
                     request_deserializer=compat__core_dot_v1_dot_admin__pb2.GetCompletionsUsageRequest.FromString,
                     response_serializer=compat__core_dot_v1_dot_admin__pb2.GetCompletionsUsageResponse.SerializeToString,
+            ),
+            'GetVectorStoresUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVectorStoresUsage,
+                    request_deserializer=compat__core_dot_v1_dot_admin__pb2.GetStorageUsageRequest.FromString,
+                    response_serializer=compat__core_dot_v1_dot_admin__pb2.GetStorageUsageResponse.SerializeToString,
+            ),
+            'GetFilesUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFilesUsage,
+                    request_deserializer=compat__core_dot_v1_dot_admin__pb2.GetStorageUsageRequest.FromString,
+                    response_serializer=compat__core_dot_v1_dot_admin__pb2.GetStorageUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -788,6 +827,60 @@ class AdminService:
             '/compat_core.v1.AdminService/GetCompletionsUsage',
             compat__core_dot_v1_dot_admin__pb2.GetCompletionsUsageRequest.SerializeToString,
             compat__core_dot_v1_dot_admin__pb2.GetCompletionsUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVectorStoresUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/compat_core.v1.AdminService/GetVectorStoresUsage',
+            compat__core_dot_v1_dot_admin__pb2.GetStorageUsageRequest.SerializeToString,
+            compat__core_dot_v1_dot_admin__pb2.GetStorageUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFilesUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/compat_core.v1.AdminService/GetFilesUsage',
+            compat__core_dot_v1_dot_admin__pb2.GetStorageUsageRequest.SerializeToString,
+            compat__core_dot_v1_dot_admin__pb2.GetStorageUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

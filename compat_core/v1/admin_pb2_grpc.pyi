@@ -91,6 +91,17 @@ class AdminServiceStub:
     """The tokens and runs of the projects' completed runs, in one-day UTC buckets, as OpenAI's
     `/v1/organization/usage/completions` answers them.
     """
+    GetVectorStoresUsage: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetStorageUsageRequest, _admin_pb2.GetStorageUsageResponse]
+    """The bytes the projects' vector stores hold (the `usage_bytes` of their files), in the
+    buckets of OpenAI's `/v1/organization/usage/vector_stores`. No history of storage is
+    kept: the bucket holding the moment of the call reports what is stored then, and the
+    other buckets have no results (unknown, not zero).
+    """
+    GetFilesUsage: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetStorageUsageRequest, _admin_pb2.GetStorageUsageResponse]
+    """The bytes of the projects' uploaded files, in the same buckets as
+    `GetVectorStoresUsage`: this server's own `/v1/organization/usage/files`, as OpenAI
+    reports no usage of files.
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -154,6 +165,17 @@ class AdminServiceAsyncStub(AdminServiceStub):
     GetCompletionsUsage: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetCompletionsUsageRequest, _admin_pb2.GetCompletionsUsageResponse]  # type: ignore[assignment]
     """The tokens and runs of the projects' completed runs, in one-day UTC buckets, as OpenAI's
     `/v1/organization/usage/completions` answers them.
+    """
+    GetVectorStoresUsage: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetStorageUsageRequest, _admin_pb2.GetStorageUsageResponse]  # type: ignore[assignment]
+    """The bytes the projects' vector stores hold (the `usage_bytes` of their files), in the
+    buckets of OpenAI's `/v1/organization/usage/vector_stores`. No history of storage is
+    kept: the bucket holding the moment of the call reports what is stored then, and the
+    other buckets have no results (unknown, not zero).
+    """
+    GetFilesUsage: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetStorageUsageRequest, _admin_pb2.GetStorageUsageResponse]  # type: ignore[assignment]
+    """The bytes of the projects' uploaded files, in the same buckets as
+    `GetVectorStoresUsage`: this server's own `/v1/organization/usage/files`, as OpenAI
+    reports no usage of files.
     """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -311,6 +333,29 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_admin_pb2.GetCompletionsUsageResponse, _abc.Awaitable[_admin_pb2.GetCompletionsUsageResponse]]:
         """The tokens and runs of the projects' completed runs, in one-day UTC buckets, as OpenAI's
         `/v1/organization/usage/completions` answers them.
+        """
+
+    @_abc_1.abstractmethod
+    def GetVectorStoresUsage(
+        self,
+        request: _admin_pb2.GetStorageUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.GetStorageUsageResponse, _abc.Awaitable[_admin_pb2.GetStorageUsageResponse]]:
+        """The bytes the projects' vector stores hold (the `usage_bytes` of their files), in the
+        buckets of OpenAI's `/v1/organization/usage/vector_stores`. No history of storage is
+        kept: the bucket holding the moment of the call reports what is stored then, and the
+        other buckets have no results (unknown, not zero).
+        """
+
+    @_abc_1.abstractmethod
+    def GetFilesUsage(
+        self,
+        request: _admin_pb2.GetStorageUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.GetStorageUsageResponse, _abc.Awaitable[_admin_pb2.GetStorageUsageResponse]]:
+        """The bytes of the projects' uploaded files, in the same buckets as
+        `GetVectorStoresUsage`: this server's own `/v1/organization/usage/files`, as OpenAI
+        reports no usage of files.
         """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

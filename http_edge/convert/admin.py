@@ -15,17 +15,58 @@ from http_edge.convert.common import (
     list_out,
     require,
 )
-from http_edge.errors import HttpError, invalid_value
+from http_edge.errors import HttpError, invalid_type, invalid_value, unsupported
 from http_edge.json_io import page_params
 
-_NAME_ONLY: Final = frozenset({"name"})
 _BOOLEANS: Final = {"true": True, "false": False}
+# The fields of OpenAI's bodies beside `name` that nothing here can honour, and why: each
+# is accepted as null (OpenAI's default) and refused with the reason otherwise, where a field
+# OpenAI does not define at all is "unrecognized".
+_NO_RESIDENCY: Final = "it has no data residency regions"
+_PROJECT_CREATE: Final = {
+    "external_key_id": "it encrypts nothing with a key of yours",
+    "geography": _NO_RESIDENCY,
+    "residency": _NO_RESIDENCY,
+}
+_PROJECT_MODIFY: Final = {
+    "external_key_id": _PROJECT_CREATE["external_key_id"],
+    "geography": _NO_RESIDENCY,
+}
+_SERVICE_ACCOUNT_CREATE: Final = {
+    "create_service_account_only": "each of its service accounts holds exactly one API key",
+    "expires_in_seconds": "its API keys do not expire",
+    "spend_limit": "it bills nothing, so there is no spend to limit",
+}
+# Where false is OpenAI's default as much as null is.
+_FLAGS: Final = frozenset({"create_service_account_only"})
 
 
-def name_in(body: dict[str, Any]) -> str:
-    """The `name` of a create or modify body, the only field these take."""
-    check_keys(body, _NAME_ONLY)
+def _name_in(body: dict[str, Any], unsupported_fields: dict[str, str]) -> str:
+    check_keys(body, frozenset({"name", *unsupported_fields}))
+    for field, why in unsupported_fields.items():
+        value = body.get(field)
+        if field in _FLAGS:
+            if not isinstance(value, bool | None):
+                raise invalid_type(field, "a boolean", value)
+            value = value or None
+        if value is not None:
+            raise unsupported(field, why)
     return expect_str(require(body, "name"), "name")
+
+
+def project_create_in(body: dict[str, Any]) -> str:
+    """The `name` of a project create body."""
+    return _name_in(body, _PROJECT_CREATE)
+
+
+def project_modify_in(body: dict[str, Any]) -> str:
+    """The `name` of a project modify body (required here: it is all that can change)."""
+    return _name_in(body, _PROJECT_MODIFY)
+
+
+def service_account_in(body: dict[str, Any]) -> str:
+    """The `name` of a service account create body."""
+    return _name_in(body, _SERVICE_ACCOUNT_CREATE)
 
 
 def list_projects_request(query: MultiMapping[str]) -> admin_pb2.ListProjectsRequest:
@@ -127,6 +168,8 @@ _RATE_LIMIT_FIELDS: Final = (
     "max_concurrent_streams",
 )
 _USAGE_LISTS: Final = ("project_ids", "models", "group_by")
+_STORAGE_LISTS: Final = ("project_ids", "group_by")
+UsageRequest = admin_pb2.GetCompletionsUsageRequest | admin_pb2.GetStorageUsageRequest
 
 
 def rate_limit_out(limit: admin_pb2.ProjectRateLimit) -> Json:
@@ -177,12 +220,11 @@ def _query_int64(query: MultiMapping[str], param: str) -> int | None:
     return int(raw)
 
 
-def completions_usage_request(query: MultiMapping[str]) -> admin_pb2.GetCompletionsUsageRequest:
-    """The query of `/v1/organization/usage/completions`; lists as the SDKs send them
+def _usage_query(query: MultiMapping[str], request: UsageRequest, lists: tuple[str, ...]) -> None:
+    """The parameters every usage route shares; lists as the SDKs send them
     (`project_ids[]=…`) or as repeated keys."""
-    request = admin_pb2.GetCompletionsUsageRequest(
-        bucket_width=query.get("bucket_width", ""), page=query.get("page", "")
-    )
+    request.bucket_width = query.get("bucket_width", "")
+    request.page = query.get("page", "")
     start, end = _query_int64(query, "start_time"), _query_int64(query, "end_time")
     if start is not None:
         request.start_time = start
@@ -191,9 +233,22 @@ def completions_usage_request(query: MultiMapping[str]) -> admin_pb2.GetCompleti
     limit = page_params(query).limit
     if limit is not None:
         request.limit = limit
-    for name in _USAGE_LISTS:
+    for name in lists:
         values = [*query.getall(name + "[]", ()), *query.getall(name, ())]
         getattr(request, name).extend(values)
+
+
+def completions_usage_request(query: MultiMapping[str]) -> admin_pb2.GetCompletionsUsageRequest:
+    """The query of `/v1/organization/usage/completions`."""
+    request = admin_pb2.GetCompletionsUsageRequest()
+    _usage_query(query, request, _USAGE_LISTS)
+    return request
+
+
+def storage_usage_request(query: MultiMapping[str]) -> admin_pb2.GetStorageUsageRequest:
+    """The query of `/v1/organization/usage/vector_stores` and `…/usage/files`."""
+    request = admin_pb2.GetStorageUsageRequest()
+    _usage_query(query, request, _STORAGE_LISTS)
     return request
 
 
@@ -220,6 +275,32 @@ def completions_usage_out(page: admin_pb2.GetCompletionsUsageResponse) -> Json:
                         "api_key_id": None,
                         "model": result.model if result.HasField("model") else None,
                         "batch": None,
+                    }
+                    for result in bucket.results
+                ],
+            }
+            for bucket in page.data
+        ],
+        "has_more": page.has_more,
+        "next_page": page.next_page or None,
+    }
+
+
+def storage_usage_out(page: admin_pb2.GetStorageUsageResponse, kind: str) -> Json:
+    """OpenAI's page of buckets of `organization.usage.<kind>.result`s; `project_id` is null
+    unless grouped by it."""
+    return {
+        "object": "page",
+        "data": [
+            {
+                "object": "bucket",
+                "start_time": bucket.start_time,
+                "end_time": bucket.end_time,
+                "results": [
+                    {
+                        "object": f"organization.usage.{kind}.result",
+                        "usage_bytes": result.usage_bytes,
+                        "project_id": result.project_id if result.HasField("project_id") else None,
                     }
                     for result in bucket.results
                 ],

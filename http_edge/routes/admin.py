@@ -1,4 +1,4 @@
-"""`/v1/organization/projects…` and `/v1/organization/usage/completions`: the admin API, one
+"""`/v1/organization/projects…` and `/v1/organization/usage/…`: the admin API, one
 `AdminService` RPC per request.
 
 Its callers are let in by their admin key (`ADMIN_ADMISSION`, see `setup_routes`), never by a
@@ -29,7 +29,8 @@ async def list_projects(request: web.Request) -> web.Response:
 
 @routes.post(_PROJECTS)
 async def create_project(request: web.Request) -> web.Response:
-    rpc = admin_pb2.CreateProjectRequest(name=convert.name_in(await read_json_object(request)))
+    body = await read_json_object(request)
+    rpc = admin_pb2.CreateProjectRequest(name=convert.project_create_in(body))
     project = await core(request).admin.CreateProject(rpc, metadata=rpc_metadata(request))
     return json_response(convert.project_out(project))
 
@@ -45,7 +46,7 @@ async def get_project(request: web.Request) -> web.Response:
 async def modify_project(request: web.Request) -> web.Response:
     rpc = admin_pb2.ModifyProjectRequest(
         project_id=request.match_info["project_id"],
-        name=convert.name_in(await read_json_object(request)),
+        name=convert.project_modify_in(await read_json_object(request)),
     )
     project = await core(request).admin.ModifyProject(rpc, metadata=rpc_metadata(request))
     return json_response(convert.project_out(project))
@@ -62,7 +63,7 @@ async def archive_project(request: web.Request) -> web.Response:
 async def create_service_account(request: web.Request) -> web.Response:
     rpc = admin_pb2.CreateServiceAccountRequest(
         project_id=request.match_info["project_id"],
-        name=convert.name_in(await read_json_object(request)),
+        name=convert.service_account_in(await read_json_object(request)),
     )
     created = await core(request).admin.CreateServiceAccount(rpc, metadata=rpc_metadata(request))
     return json_response(convert.created_service_account_out(created))
@@ -154,3 +155,17 @@ async def completions_usage(request: web.Request) -> web.Response:
     rpc = convert.completions_usage_request(request.query)
     page = await core(request).admin.GetCompletionsUsage(rpc, metadata=rpc_metadata(request))
     return json_response(convert.completions_usage_out(page))
+
+
+@routes.get("/v1/organization/usage/vector_stores")
+async def vector_stores_usage(request: web.Request) -> web.Response:
+    rpc = convert.storage_usage_request(request.query)
+    page = await core(request).admin.GetVectorStoresUsage(rpc, metadata=rpc_metadata(request))
+    return json_response(convert.storage_usage_out(page, "vector_stores"))
+
+
+@routes.get("/v1/organization/usage/files")
+async def files_usage(request: web.Request) -> web.Response:
+    rpc = convert.storage_usage_request(request.query)
+    page = await core(request).admin.GetFilesUsage(rpc, metadata=rpc_metadata(request))
+    return json_response(convert.storage_usage_out(page, "files"))
