@@ -201,10 +201,10 @@ def hybrid(lexical: Sequence[Hit], dense: Sequence[Hit], k: int = RRF_K) -> list
 
     The score is in [0, 1] and says how high, and in how confident a list, the chunk was
     placed: 1.0 is a chunk first in both lists, a chunk first in one list only scores that
-    list's weight, and ranks further down earn less (with k = 5, half at rank 7). The weights
-    are the query's own, from the lists' own evidence, never the best score of the fused set,
-    so a chunk's score does not depend on what else happened to be ranked beside it. A list
-    that found nothing leaves the other to decide alone.
+    list's weight, and ranks further down earn less (with k = 5 a list's vote has halved by
+    rank 7). The scale is fixed, never the fused set's best score (min-max), which would give
+    any query's first result 1.0 however weakly the lists placed it. A list that found nothing
+    leaves the other to decide alone, so its first then scores 1.0 as well.
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 0:
         raise ValueError(f"k must be a non-negative integer, got {k!r}")
