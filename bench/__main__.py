@@ -51,6 +51,11 @@ SECTIONS: Final[dict[str, Section]] = {
     "storage": storage.run,
 }
 
+PARTS: Final[dict[str, Section]] = {
+    "retrieval_quality": retrieval.quality,
+}
+"""Parts of a section that `--only` can run alone (the default run has them in their section)."""
+
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -62,9 +67,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         action="append",
-        choices=tuple(SECTIONS),
+        choices=(*SECTIONS, *PARTS),
         metavar="NAME",
-        help=f"run only this section (repeatable): {', '.join(SECTIONS)}",
+        help=f"run only this section (repeatable): {', '.join(SECTIONS)}; "
+        f"or only this part of one: {', '.join(PARTS)}",
     )
     parser.add_argument(
         "--database-url",
@@ -115,7 +121,7 @@ async def _run(args: argparse.Namespace, work_dir: Path) -> list[Row]:
         started = time.perf_counter()
         print(f"bench: {name} …", file=sys.stderr, flush=True)
         try:
-            rows += await SECTIONS[name](ctx)
+            rows += await (SECTIONS | PARTS)[name](ctx)
         except Exception as exc:
             traceback.print_exc()
             rows.append(Row(name, "section failed", f"{type(exc).__name__}: {exc}"[:300], "—"))

@@ -60,6 +60,11 @@ _SKIPPED_PARTS: Final = frozenset(
 _WORD: Final = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 
 
+HALVES: Final = ("dev", "test")
+"""The quality set's two halves: parameters of the search (fusion weights, constants) are
+chosen on `dev`; `test` is held out, to report them on."""
+
+
 @dataclass(frozen=True)
 class Item:
     """One query and its one relevant document."""
@@ -67,6 +72,13 @@ class Item:
     name: str
     query: str
     document: str
+
+    @property
+    def half(self) -> str:
+        """Which of `HALVES` the item is in: fixed by a hash of its name (its qualified name in
+        the library, the query's ID), so it never depends on the set's order or size and a
+        parameter tuned on `dev` never saw a `test` query."""
+        return HALVES[hashlib.sha256(self.name.encode()).digest()[0] & 1]
 
 
 @dataclass(frozen=True)

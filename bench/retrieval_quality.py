@@ -8,6 +8,11 @@ asking for 10 results. A query scores by the rank of the first result from its d
 file: recall@5 counts the queries whose file is among the first five, MRR@10 averages 1/rank
 (0 past ten).
 
+The set is split in two halves by a hash of each query's ID (`Item.half`): the search's
+parameters (hybrid fusion's constants, `compat_core/retrieval/ranking.py`) were chosen on the
+`dev` half only, and the `test` half is held out; each mode has a row for each half and one
+for the whole set, and the issue's target is judged on the test half and the whole set.
+
 Baseline, in the same run: Okapi BM25 (`bench.bm25`) over the very chunks the server stores
 (the same chunker on the same text), a file ranked by its best chunk.
 
@@ -40,7 +45,7 @@ from bench.bm25 import Bm25
 from bench.config import Context
 from bench.procs import Children
 from bench.report import Row, ratio
-from bench.retrieval_corpus import Corpus, Item
+from bench.retrieval_corpus import HALVES, Corpus, Item
 from bench.retrieval_latency import LEXICAL_ENV
 from compat_core import tenancy
 from compat_core.retrieval.chunking import ChunkingStrategy, chunk
@@ -99,6 +104,10 @@ MODES: Final = (
 )
 
 
+WHOLE: Final = "all"
+"""The row of a mode over the whole set, beside its `HALVES` rows."""
+
+
 @dataclass(frozen=True)
 class Scores:
     recall: float
@@ -109,12 +118,23 @@ class Scores:
         return f"recall@{RECALL_AT} {self.recall:.3f} · MRR@{RESULTS} {self.mrr:.3f}"
 
 
-def _scores(ranks: Sequence[int | None], seconds: float = 0.0) -> Scores:
-    """From the 1-based rank of each query's document (None: not in the results)."""
-    count = len(ranks) or 1
-    recall = sum(1 for rank in ranks if rank is not None and rank <= RECALL_AT) / count
-    mrr = sum(1.0 / rank for rank in ranks if rank is not None and rank <= RESULTS) / count
-    return Scores(recall, mrr, seconds)
+@dataclass(frozen=True)
+class Ranks:
+    """One mode's answer to every query: the 1-based rank of the query's document (None: not
+    in the results), in the set's order, and the seconds all the searches took."""
+
+    ranks: Sequence[int | None]
+    seconds: float
+
+    def scores(self, items: Sequence[Item], half: str) -> Scores:
+        """Over the queries of one half (`HALVES`), or of the whole set (`WHOLE`)."""
+        chosen = [
+            rank for rank, item in zip(self.ranks, items, strict=True) if half in (WHOLE, item.half)
+        ]
+        count = len(chosen) or 1
+        recall = sum(1 for rank in chosen if rank is not None and rank <= RECALL_AT) / count
+        mrr = sum(1.0 / rank for rank in chosen if rank is not None and rank <= RESULTS) / count
+        return Scores(recall, mrr, self.seconds)
 
 
 def _rank(ranked_files: Sequence[str], wanted: str) -> int | None:
@@ -123,7 +143,7 @@ def _rank(ranked_files: Sequence[str], wanted: str) -> int | None:
     return distinct.index(wanted) + 1 if wanted in distinct else None
 
 
-def bm25_scores(items: Sequence[Item]) -> Scores:
+def bm25_ranks(items: Sequence[Item]) -> Ranks:
     """BM25 over the chunks the server stores for these documents, in this process."""
     started = time.perf_counter()
     owners: list[int] = []
@@ -139,7 +159,7 @@ def bm25_scores(items: Sequence[Item]) -> Scores:
         hits = bm25.search(item.query, len(texts))
         ranked = [str(owners[chunk_index]) for chunk_index, _ in hits]
         ranks.append(_rank(ranked, str(wanted)))
-    return _scores(ranks, time.perf_counter() - started)
+    return Ranks(ranks, time.perf_counter() - started)
 
 
 async def _ingest(base_url: str, items: Sequence[Item]) -> tuple[str, list[str]]:
@@ -169,9 +189,9 @@ async def _ingest(base_url: str, items: Sequence[Item]) -> tuple[str, list[str]]
         await client.close()
 
 
-async def _search_scores(
+async def _search_ranks(
     base_url: str, store_id: str, file_ids: Sequence[str], items: Sequence[Item], request: Json
-) -> Scores:
+) -> Ranks:
     """Through the endpoint, the mode `request` asks for."""
     url = f"{base_url}/vector_stores/{store_id}/search"
     started = time.perf_counter()
@@ -184,12 +204,12 @@ async def _search_scores(
             return _rank(found, file_ids[index])
 
         ranks = await bounded_gather(len(items), rank, AT_ONCE)
-    return _scores(ranks, time.perf_counter() - started)
+    return Ranks(ranks, time.perf_counter() - started)
 
 
-async def _dense_scores(
+async def _dense_ranks(
     database_url: str, store_id: str, file_ids: Sequence[str], items: Sequence[Item]
-) -> Scores:
+) -> Ranks:
     """Through the store: its dense search on the server's database, queries embedded here."""
     started = time.perf_counter()
     embedder = embedding_model.WordLlamaEmbedder()
@@ -209,13 +229,13 @@ async def _dense_scores(
             ranks = await bounded_gather(len(items), rank, AT_ONCE)
     finally:
         await store.close()
-    return _scores(ranks, time.perf_counter() - started)
+    return Ranks(ranks, time.perf_counter() - started)
 
 
 async def _measure(
     ctx: Context, children: Children, modes: Sequence[Mode], items: Sequence[Item]
-) -> tuple[float, dict[str, Scores]]:
-    """Seconds the ingest of the set took, and each mode's scores, on one server (with the
+) -> tuple[float, dict[str, Ranks]]:
+    """Seconds the ingest of the set took, and each mode's ranks, on one server (with the
     bench's embedding model when a mode needs one, else without any)."""
     database_url = ctx.database_for("retrieval")
     args = ["-m", "bench.ours", "--database-url", database_url]
@@ -228,19 +248,19 @@ async def _measure(
     started = time.perf_counter()
     store_id, file_ids = await _ingest(base_url, items)
     ingest_seconds = time.perf_counter() - started
-    scores: dict[str, Scores] = {}
+    ranks: dict[str, Ranks] = {}
     for mode in modes:
-        scores[mode.name] = await (
-            _dense_scores(database_url, store_id, file_ids, items)
+        ranks[mode.name] = await (
+            _dense_ranks(database_url, store_id, file_ids, items)
             if mode.request is None
-            else _search_scores(base_url, store_id, file_ids, items, mode.request)
+            else _search_ranks(base_url, store_id, file_ids, items, mode.request)
         )
     client = AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0)
     try:
         await client.vector_stores.delete(store_id)
     finally:
         await client.close()
-    return ingest_seconds, scores
+    return ingest_seconds, ranks
 
 
 def _met(mode: Mode, measured: dict[str, Scores]) -> bool | None:
@@ -249,39 +269,52 @@ def _met(mode: Mode, measured: dict[str, Scores]) -> bool | None:
     return all(measured[mode.name].recall > measured[name].recall for name in mode.beats)
 
 
+def _half_label(half: str, items: Sequence[Item]) -> str:
+    count = sum(1 for item in items if half in (WHOLE, item.half))
+    if half == WHOLE:
+        return f"whole set, {count:,} queries"
+    role = "parameters chosen here" if half == "dev" else "held out"
+    return f"{half} half, {count:,} queries ({role})"
+
+
 async def run(ctx: Context, corpus: Corpus) -> list[Row]:
     items = corpus.retrieval_set(ctx.config.retrieval_queries)
-    baseline = await asyncio.to_thread(bm25_scores, items)
+    baseline = await asyncio.to_thread(bm25_ranks, items)
     runnable = [mode for mode in MODES if mode.unavailable() is None]
     async with ctx.children("retrieval-quality") as children:
         ingested, measured = await _measure(ctx, children, runnable, items)
-    bm25 = baseline.summary() + " (BM25)"
     rows: list[Row] = []
-    for mode in MODES:
-        label = f"quality · {mode.name} ({mode.how}) · {len(items):,} queries, 1 relevant each"
-        reason = mode.unavailable()
-        if reason is not None:
-            rows.append(Row(SECTION, label, reason, bm25, target=mode.target))
-            continue
-        found = measured[mode.name]
-        timing = f" (set ingested in {ingested:.0f} s, searched in {found.seconds:.0f} s)"
-        rows.append(
-            Row(
-                SECTION,
-                label + timing,
-                found.summary(),
-                bm25,
-                ratio(found.recall, baseline.recall) + " recall",
-                mode.target,
-                _met(mode, measured),
+    for half in (*HALVES, WHOLE):
+        bm25 = baseline.scores(items, half)
+        scores = {name: ranks.scores(items, half) for name, ranks in measured.items()}
+        judged = half != "dev"
+        for mode in MODES:
+            label = f"quality · {mode.name} ({mode.how}) · {_half_label(half, items)}"
+            target = mode.target if judged else "—"
+            reason = mode.unavailable()
+            if reason is not None:
+                rows.append(Row(SECTION, label, reason, bm25.summary() + " (BM25)", target=target))
+                continue
+            found = scores[mode.name]
+            timing = f" (set ingested in {ingested:.0f} s, searched in {found.seconds:.0f} s)"
+            rows.append(
+                Row(
+                    SECTION,
+                    label + (timing if half == WHOLE else ""),
+                    found.summary(),
+                    bm25.summary() + " (BM25)",
+                    ratio(found.recall, bm25.recall) + " recall",
+                    target,
+                    _met(mode, scores) if judged else None,
+                )
             )
-        )
     rows.append(
         Row(
             SECTION,
             "quality set",
             f"{len(items):,} of {len(corpus.items):,} items from the {corpus.source}: "
-            "query = a summary line, document = the rest of its docstring",
+            "query = a summary line, document = the rest of its docstring; "
+            "halves by a hash of the query's ID",
             "—",
         )
     )

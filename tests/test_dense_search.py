@@ -114,8 +114,9 @@ def test_a_chunk_is_found_by_meaning_where_lexical_search_finds_nothing(
     assert _names(dense, store_id, "automobile", ranking_options={"ranker": "none"}) == []
     results = list(dense.vector_stores.search(store_id, query="automobile"))
     assert [r.filename for r in results][:1] == ["cars.md"]
-    # Found by one of the two searches only: half of what both searches' first place earns.
-    assert 0.0 < results[0].score <= 0.5
+    # The lexical search found nothing, so the dense one decides alone: its first scores as
+    # both searches' first place would.
+    assert results[0].score == 1.0
 
 
 def test_hybrid_ranks_what_both_searches_find_above_what_one_finds(

@@ -10,14 +10,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from compat_core.retrieval.ranking import (
+    CONFIDENCE_RANK,
     MAX_RESULTS,
     RANKER_PARAM,
     RANKERS,
+    RRF_K,
     SCORE_THRESHOLD_PARAM,
     Hit,
     Ranked,
     RankingOptionsError,
     by_score,
+    confidence,
     hybrid,
     ranker,
     select,
@@ -25,8 +28,15 @@ from compat_core.retrieval.ranking import (
 
 
 def hits(*chunk_ids: str) -> list[Hit]:
-    """A best-first list; its scores are irrelevant to fusion, which uses ranks only."""
+    """A short best-first list of equal scores: fewer than `CONFIDENCE_RANK` candidates, so
+    fully confident, and two such lists weigh the same."""
     return [Hit(chunk_id, 0.5) for chunk_id in chunk_ids]
+
+
+def spread(name: str, best: float, rest: float, size: int = CONFIDENCE_RANK + 5) -> list[Hit]:
+    """A dense-style list (scores are cosines) `size` long: `{name}0` scores `best`, the others
+    `rest`, so its confidence is `1 - rest / best`."""
+    return [Hit(f"{name}{i}", best if i == 0 else rest) for i in range(size)]
 
 
 def test_a_chunk_in_both_lists_beats_one_high_in_only_one() -> None:
@@ -39,14 +49,73 @@ def test_a_chunk_in_both_lists_beats_one_high_in_only_one() -> None:
     assert {r.chunk_id for r in ranked[1:3]} == {"only-lexical", "only-dense"}
 
 
-def test_first_in_both_scores_one_and_first_in_one_scores_half() -> None:
+def test_first_in_both_scores_one_and_first_in_one_of_two_equal_lists_scores_half() -> None:
     ranked = hybrid(hits("a", "b"), hits("a"))
 
     assert ranked[0] == Ranked("a", 1.0)
     assert ranked[1].chunk_id == "b"
-    # 1/(60+2) over 2/(60+1): second in one list only.
-    assert ranked[1].score == pytest.approx(61 / 124)
-    assert hybrid(hits("a"), [])[0].score == pytest.approx(0.5)
+    # Half the vote, at rank 2: (k + 1) / (k + 2).
+    assert ranked[1].score == pytest.approx(0.5 * (RRF_K + 1) / (RRF_K + 2))
+
+
+def test_a_list_that_found_nothing_leaves_the_other_to_decide_alone() -> None:
+    for ranked in (hybrid(hits("a", "b", "c"), []), hybrid([], hits("a", "b", "c"))):
+        assert [r.chunk_id for r in ranked] == ["a", "b", "c"]
+        assert ranked[0].score == 1.0
+        assert ranked[2].score == pytest.approx((RRF_K + 1) / (RRF_K + 3))
+    assert hybrid([], []) == []
+
+
+def test_a_confident_list_outvotes_one_that_cannot_tell_its_candidates_apart() -> None:
+    sharp = spread("s", best=0.9, rest=0.3)
+    flat = spread("f", best=0.61, rest=0.6)
+
+    # Which list is lexical does not matter: confidence is each list's own.
+    lexical_sharp = hybrid([Hit.from_cosine(h.chunk_id, h.score) for h in sharp], flat)
+    dense_sharp = hybrid(flat, sharp)
+
+    for ranked in (lexical_sharp, dense_sharp):
+        # The flat list's first is beaten by every candidate of the sharp one.
+        order = [r.chunk_id for r in ranked]
+        assert order[: len(sharp)] == [h.chunk_id for h in sharp]
+        assert order[len(sharp)] == "f0"
+    # Equally confident lists (plain rank fusion) tie their firsts instead.
+    equal = hybrid(hits("s0", "s1"), hits("f0", "f1"))
+    assert equal[0] == Ranked("f0", 0.5)
+    assert equal[1] == Ranked("s0", 0.5)
+
+
+def test_confidence_compares_the_best_with_the_candidate_at_confidence_rank() -> None:
+    evidence = [10.0, *([7.0] * (CONFIDENCE_RANK - 2)), 4.0, 1.0]
+
+    assert confidence(evidence) == pytest.approx(0.6)
+    assert confidence([3 * e for e in evidence]) == pytest.approx(0.6)
+    assert confidence(evidence[: CONFIDENCE_RANK - 1]) == 1.0
+    assert confidence([5.0] * CONFIDENCE_RANK) == 0.0
+    assert confidence([]) == 0.0
+    assert confidence([0.0, 0.0]) == 0.0
+    assert confidence([math.inf, *([1.0] * CONFIDENCE_RANK)]) == 1.0
+    assert confidence([math.inf] * CONFIDENCE_RANK) == 0.0
+
+
+def test_a_lexical_lists_confidence_is_its_stores_own_whatever_the_stores_scale() -> None:
+    """bm25 and ts_rank lists with the same raw magnitudes up to a factor weigh the same:
+    the odds of the 0-1 score undo the per-store squash, whose half then cancels."""
+    magnitudes = [9.0, 8.0, 5.0, *([4.0] * CONFIDENCE_RANK)]
+    bm25 = [Hit.from_bm25(f"c{i}", -m) for i, m in enumerate(magnitudes)]
+    ts_rank = [Hit.from_ts_rank(f"c{i}", m * 0.37) for i, m in enumerate(magnitudes)]
+    dense = spread("d", best=0.8, rest=0.5)
+
+    assert [r.chunk_id for r in hybrid(bm25, dense)] == [r.chunk_id for r in hybrid(ts_rank, dense)]
+    assert [r.score for r in hybrid(bm25, dense)] == pytest.approx(
+        [r.score for r in hybrid(ts_rank, dense)]
+    )
+
+
+def test_the_order_within_a_list_is_the_lists_whatever_its_scores() -> None:
+    unordered = [Hit("a", 0.01), Hit("b", 0.9)]
+
+    assert [r.chunk_id for r in hybrid(unordered, [])] == ["a", "b"]
 
 
 def test_only_the_best_place_of_a_chunk_listed_twice_counts() -> None:
@@ -56,10 +125,12 @@ def test_only_the_best_place_of_a_chunk_listed_twice_counts() -> None:
     assert twice == once
 
 
-def test_fusion_ignores_the_lists_own_scores() -> None:
-    low_scores = [Hit("a", 0.01), Hit("b", 0.9)]
+def test_a_threshold_on_fused_scores_keeps_what_both_lists_agree_on() -> None:
+    ranked = hybrid(hits("both", "lex"), hits("both", "dense"))
 
-    assert [r.chunk_id for r in hybrid(low_scores, [])] == ["a", "b"]
+    assert [r.chunk_id for r in select(ranked, 10, 1.0)] == ["both"]
+    assert [r.chunk_id for r in select(ranked, 10, 0.4)] == ["both", "dense", "lex"]
+    assert select(ranked, 10, 0.45) == [Ranked("both", 1.0)]
 
 
 def test_fusion_refuses_a_negative_k() -> None:
@@ -178,7 +249,7 @@ def test_a_ranker_fuses_when_dense_search_ran_and_ranks_lexically_when_not() -> 
 
     assert ranker("auto").rank(lexical, None) == by_score(lexical)
     assert ranker("auto").rank(lexical, dense) == hybrid(lexical, dense)
-    assert ranker("auto").rank(lexical, [])[0] == Ranked("lex-best", 0.5)
+    assert ranker("auto").rank(lexical, [])[0] == Ranked("lex-best", 1.0)
 
 
 raw_scores = st.floats(allow_nan=False)
@@ -215,3 +286,43 @@ def test_selection_keeps_the_best_above_the_threshold(
     assert all(r.score >= threshold for r in chosen)
     left_out = [r for r in above if r not in chosen]
     assert all(r.score <= min(c.score for c in chosen) for r in left_out)
+
+
+@st.composite
+def ranked_lists(draw: st.DrawFn) -> tuple[list[Hit], list[Hit]]:
+    """Two best-first lists over a few chunks, with best-first scores of any spread (so any
+    pair of confidences), as the stores return them."""
+    ids = ["a", "b", "c", "d", "e", "f"]
+    lists: list[list[Hit]] = []
+    for make in (Hit.from_bm25, Hit.from_cosine):
+        chosen = draw(st.permutations(ids))[: draw(st.integers(0, len(ids)))]
+        size = len(chosen)
+        raw = sorted(draw(st.lists(st.floats(0.0, 50.0), min_size=size, max_size=size)))
+        if make is Hit.from_bm25:
+            lists.append([make(c, -r) for c, r in zip(chosen, reversed(raw), strict=True)])
+        else:
+            scores = [min(r / 50.0, 1.0) for r in reversed(raw)]
+            lists.append([make(c, s) for c, s in zip(chosen, scores, strict=True)])
+    return lists[0], lists[1]
+
+
+@given(ranked_lists(), st.integers(min_value=0, max_value=100))
+def test_a_chunk_placed_at_least_as_high_everywhere_scores_at_least_as_high(
+    lists: tuple[list[Hit], list[Hit]], k: int
+) -> None:
+    lexical, dense = lists
+    score = {r.chunk_id: r.score for r in hybrid(lexical, dense, k)}
+    place = [{h.chunk_id: i for i, h in enumerate(hits)} for hits in lists]
+    for x in score:
+        for y in score:
+            if all(y not in p or (x in p and p[x] <= p[y]) for p in place):
+                assert score[x] >= score[y]
+
+
+@given(ranked_lists(), st.integers(min_value=0, max_value=100))
+def test_first_in_both_lists_scores_one(lists: tuple[list[Hit], list[Hit]], k: int) -> None:
+    lexical, dense = lists
+    ranked = hybrid(lexical, dense, k)
+    if lexical and dense and lexical[0].chunk_id == dense[0].chunk_id:
+        assert ranked[0] == Ranked(lexical[0].chunk_id, 1.0)
+    assert all(r.score < 1.0 for r in ranked if r.chunk_id != ranked[0].chunk_id)

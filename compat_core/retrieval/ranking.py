@@ -28,7 +28,8 @@ the same score whatever else the query found, so a threshold cuts by how good a 
   would put every unrelated (orthogonal) chunk at 0.5 and squeeze all of a text embedding
   model's real matches (cosines mostly between 0.1 and 0.9) into the top half. A negative
   cosine is no evidence of relevance, so 0 is all it is worth.
-- Hybrid: reciprocal rank fusion (see `hybrid`), divided by its largest possible value.
+- Hybrid: reciprocal rank fusion, each list weighted by how confident it is for this query
+  (see `hybrid`), on a scale whose largest value, 1, is a chunk first in both lists.
 
 A score that is not a number (a zero-length embedding gives a 0/0 cosine) is no evidence and
 maps to 0, so one bad row cannot disorder a sort or raise in the middle of a search.
@@ -48,10 +49,16 @@ TS_RANK_HALF: Final = 1.2
 """The PostgreSQL lexical score (IDF-weighted `ts_rank`, scaled) that maps to 0.5 (see the
 module doc)."""
 
-RRF_K: Final = 60
-"""Reciprocal rank fusion's constant, the value of Cormack et al.'s paper that introduced it: it
-damps the difference between neighbouring ranks, so agreement between the two lists outweighs
-a single list's exact order."""
+RRF_K: Final = 5
+"""Reciprocal rank fusion's constant: a list's vote for its chunk at rank r is (k + 1) / (k + r)
+of the list's weight. Cormack et al.'s 60 flattens a list's order so far that a chunk the
+stronger list ranks first (and the other misses) falls below one both lists place tenth; 5
+keeps the top of each list decisive. Chosen on the dev half of the benchmark's quality set
+(`bench/retrieval_quality.py`), never its test half; 2 to 10 did about as well there."""
+
+CONFIDENCE_RANK: Final = 20
+"""A list's confidence compares its best candidate with the one at this rank (see
+`confidence`). Chosen on the dev half with `RRF_K`; 10 and 50 did about as well there."""
 
 MIN_RESULTS: Final = 1
 MAX_RESULTS: Final = 50
@@ -137,32 +144,83 @@ def by_score(hits: Sequence[Hit]) -> list[Ranked]:
     return _ordered(Ranked(chunk_id, score) for chunk_id, score in best.items())
 
 
-def hybrid(lexical: Sequence[Hit], dense: Sequence[Hit], k: int = RRF_K) -> list[Ranked]:
-    """Reciprocal rank fusion of the two lists (each best first): a chunk earns 1 / (k + rank)
-    from each list it is in, rank counting from 1, and only its first (best) place in a list
-    counts. Only ranks are fused, because bm25 and cosine are not comparable numbers; the
-    lists' own scores are not used.
+def _evidence(hit: Hit, lexical: bool) -> float:
+    """A hit's score back on its store's own evidence scale, up to a constant factor: for a
+    lexical hit the odds `s / (1 - s)` of its 0-1 score, which undoes `_squash` (the raw
+    magnitude divided by the store's `half`); for a dense hit the cosine it already is."""
+    if not lexical:
+        return hit.score
+    return math.inf if hit.score >= 1.0 else hit.score / (1.0 - hit.score)
 
-    The sum is divided by its largest possible value, 2 / (k + 1), a chunk ranked first by
-    both searches: that chunk scores 1.0, a chunk first in one list and absent from the other
-    0.5, and a chunk both searches place 50th about 0.55. A fixed divisor, rather than the best
-    sum in this result set, keeps a hybrid score absolute like the single-mode ones: it says
-    how high and how unanimously the two searches placed the chunk, whatever else was found.
+
+def confidence(evidence: Sequence[float]) -> float:
+    """How sure one list (best first, on its store's evidence scale) is of its best candidate
+    for this query, in [0, 1]: `1 - e_m / e_1`, how far below its best the candidate at rank
+    `CONFIDENCE_RANK` falls. A list whose best stands well above the crowd has found something
+    that matches the query better than the rest of the store; one whose twentieth scores
+    almost as well as its first has not told the candidates apart.
+
+    A ratio, so the factor of the evidence scale cancels: lexical odds (bm25 or `ts_rank` over
+    a per-store constant) and cosines are never compared with each other, only with their own
+    list. A list shorter than `CONFIDENCE_RANK` ran out of candidates: everything past its end
+    has no evidence at all (0), so it is fully confident. An empty list, or one whose best has
+    no evidence, has nothing to say (0)."""
+    if not evidence or not evidence[0] > 0.0:
+        return 0.0
+    if len(evidence) < CONFIDENCE_RANK:
+        return 1.0
+    best, floor = evidence[0], evidence[CONFIDENCE_RANK - 1]
+    if math.isinf(best):
+        return 0.0 if math.isinf(floor) else 1.0
+    return min(max(1.0 - floor / best, 0.0), 1.0)
+
+
+def _distinct(hits: Sequence[Hit]) -> list[Hit]:
+    """Each chunk at its first (best) place only."""
+    seen: set[str] = set()
+    kept: list[Hit] = []
+    for hit in hits:
+        if hit.chunk_id not in seen:
+            seen.add(hit.chunk_id)
+            kept.append(hit)
+    return kept
+
+
+def hybrid(lexical: Sequence[Hit], dense: Sequence[Hit], k: int = RRF_K) -> list[Ranked]:
+    """Reciprocal rank fusion of the two lists (each best first), each weighted by its
+    `confidence` for this query: a chunk at rank r of a list (counting from 1, only a chunk's
+    first place counting) earns `w * (k + 1) / (k + r)` from it, where `w` is that list's
+    confidence over the two lists' sum (a half each when neither has any).
+
+    Fusion is by rank because bm25 and cosine are not comparable numbers; the lists' scores
+    only set how much each list's ranks count. Equal weights let a list that cannot tell its
+    candidates apart (a weak embedding model's near-equal cosines, a query of common words)
+    outvote one whose first candidate stands out; weighting each list by how sharply its best
+    stands above its twentieth lets whichever search has found something decide, query by
+    query, and both count when both have.
+
+    The score is in [0, 1] and says how high, and in how confident a list, the chunk was
+    placed: 1.0 is a chunk first in both lists, a chunk first in one list only scores that
+    list's weight, and ranks further down earn less (with k = 5 a list's vote has halved by
+    rank 7). The scale is fixed, never the fused set's best score (min-max), which would give
+    any query's first result 1.0 however weakly the lists placed it. A list that found nothing
+    leaves the other to decide alone, so its first then scores 1.0 as well.
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 0:
         raise ValueError(f"k must be a non-negative integer, got {k!r}")
+    lists = (_distinct(lexical), _distinct(dense))
+    sure = [
+        confidence([_evidence(hit, is_lexical) for hit in hits])
+        for hits, is_lexical in zip(lists, (True, False), strict=True)
+    ]
+    total = sum(sure)
+    weights = [s / total for s in sure] if total > 0.0 else [0.5, 0.5]
     fused: dict[str, float] = {}
-    for hits in (lexical, dense):
-        seen: set[str] = set()
+    for weight, hits in zip(weights, lists, strict=True):
         for rank, hit in enumerate(hits, start=1):
-            if hit.chunk_id in seen:
-                continue
-            seen.add(hit.chunk_id)
-            fused[hit.chunk_id] = fused.get(hit.chunk_id, 0.0) + 1.0 / (k + rank)
-    ceiling = 2.0 / (k + 1)
-    return _ordered(
-        Ranked(chunk_id, min(total / ceiling, 1.0)) for chunk_id, total in fused.items()
-    )
+            vote = weight * (k + 1) / (k + rank)
+            fused[hit.chunk_id] = fused.get(hit.chunk_id, 0.0) + vote
+    return _ordered(Ranked(chunk_id, min(score, 1.0)) for chunk_id, score in fused.items())
 
 
 def select(
@@ -187,9 +245,9 @@ class Ranker:
     k: int = RRF_K
 
     def rank(self, lexical: Sequence[Hit], dense: Sequence[Hit] | None) -> list[Ranked]:
-        """Hybrid when dense search ran (`dense` is a list, even an empty one: chunks found
-        only lexically then score at most 0.5, as they would beside any dense hits), lexical
-        alone when it did not (`None`: no embedding model is configured)."""
+        """Hybrid when dense search ran (`dense` is a list, even an empty one, which leaves
+        the lexical ranks to decide alone), lexical alone by its own scores when it did not
+        (`None`: no embedding model is configured)."""
         if dense is None:
             return by_score(lexical)
         return hybrid(lexical, dense, self.k)

@@ -9,10 +9,12 @@ name and attributes, in the same query, and applies attribute `filters` in the d
 Given an embedder (an embedding model is configured, and the caller's ranker uses it), a
 search of stores that have vectors of its model is hybrid: the query is embedded (one upstream
 call, while the lexical search runs), the nearest chunks by cosine join the lexical matches,
-and `ranking.hybrid` fuses the two lists by rank. Both lists go `CANDIDATES` deep, whatever the
-number of results asked for, so that a chunk placed well by both searches can climb above one
-only one of them found. A store still being re-embedded contributes the chunks that have
-vectors to the dense list; the others are found lexically, as before.
+and `ranking.hybrid` fuses the two lists by rank, each weighted by how confident it is for this
+query. Both lists go `CANDIDATES` deep, whatever the number of results asked for, so that a
+chunk placed well by both searches can climb above one only one of them found, and so that
+each list's confidence is judged on as many candidates whatever the request. A store still
+being re-embedded contributes the chunks that have vectors to the dense list; the others are
+found lexically, as before.
 
 A query that cannot be embedded (the upstream is down, say) is searched lexically, with a
 warning in the log: a search answered from half the evidence is better than no answer, and
