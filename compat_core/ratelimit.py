@@ -29,9 +29,11 @@ that starts before a window is spent may: the limit refuses the next run, not th
 in flight).
 
 Concurrent runs count the project's runs that are queued, in progress, waiting for tool outputs
-or cancelling (every status in which its thread accepts no other run), read from the store at
-each run creation (of a project with this limit), so they hold across cores; two creations at
-the same moment can both pass at the limit's edge. Concurrent event streams are counted by
+or cancelling (every status in which its thread accepts no other run). The store counts them in
+the transaction that creates a run of a project with this limit (`Store.create_run`, given the
+limit by `admit_run`), under a lock of the project (PostgreSQL: an advisory lock; SQLite: its
+one writer), so the limit holds exactly, across cores and for creations at the same moment.
+Projects without it take no lock and count nothing. Concurrent event streams are counted by
 each core in memory: the limit is per core.
 """
 
@@ -299,11 +301,12 @@ class RateLimiter:
 
     # Runs and their tokens.
 
-    async def admit_run(self, project: str) -> None:
-        """Refuse a new run of `project` while its tokens window is spent or it has as many
-        active runs as it may."""
+    async def admit_run(self, project: str) -> int:
+        """Refuse a new run of `project` while its tokens window is spent. Returns its limit
+        of concurrent runs (0: none), for the store to check as it creates the run
+        (`Store.create_run`; `runs_refused` is the refusal)."""
         if not self.active:
-            return
+            return 0
         limits = self.limits_of(project)
         if limits.tokens_per_minute:
             now = self._clock()
@@ -315,18 +318,18 @@ class RateLimiter:
                     used,
                     self._window_start(now) + self._window - now,
                 )
-        if limits.concurrent_runs:
-            active = await self._store.count_active_runs()
-            if active >= limits.concurrent_runs:
-                self._refused(project, "runs")
-                raise rate_limited(
-                    f"Rate limit reached in project {project} on concurrent runs: "
-                    f"Limit {limits.concurrent_runs}, Active {active}. "
-                    "Please try again once a run ends.",
-                    REQUESTS,
-                    CONCURRENCY_RETRY_SECONDS,
-                    {},
-                )
+        return limits.concurrent_runs
+
+    def runs_refused(self, project: str, limit: int, active: int) -> errors.ApiError:
+        """The 429 of a run refused by the limit of its project's concurrent runs."""
+        self._refused(project, "runs")
+        return rate_limited(
+            f"Rate limit reached in project {project} on concurrent runs: "
+            f"Limit {limit}, Active {active}. Please try again once a run ends.",
+            REQUESTS,
+            CONCURRENCY_RETRY_SECONDS,
+            {},
+        )
 
     async def _tokens_used(self, project: str, now: float) -> int:
         window = self._tokens_window(project, now)

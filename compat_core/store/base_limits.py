@@ -3,8 +3,7 @@
 Like projects and keys these are not a tenant's objects: the rate limiter reads every
 project's limits at once, and the admin surface reads a project it names, so each method
 names its project and needs no scope (`project_limits`, `rate_windows` and `usage_daily` are
-not tenant tables). `count_active_runs` is the exception: it counts the runs of the caller's
-project, as every read of runs does.
+not tenant tables). The limit of a project's concurrent runs is checked by `create_run`.
 """
 
 from __future__ import annotations
@@ -65,11 +64,6 @@ class LimitsAndUsage(ABC):
     @abstractmethod
     async def purge_windows(self, before: int) -> None:
         """Forget the windows that started before `before` (unix seconds)."""
-
-    @abstractmethod
-    async def count_active_runs(self) -> int:
-        """The runs of the current project that are queued, in progress, waiting for tool
-        outputs or cancelling."""
 
     @abstractmethod
     async def usage_by_day(

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, RowMapping, func, select
 
-from compat_core.store import schema, sql_kinds, sql_scope, sql_usage
+from compat_core.store import schema, sql_kinds, sql_usage
 from compat_core.store.base_limits import DailyUsage, LimitsAndUsage, ProjectLimits
-from compat_core.store.base_types import ACTIVE_RUN_STATUSES
 from compat_core.store.sql_store_base import SqlStoreBase
 
 _LIMITS = schema.project_limits
@@ -33,14 +32,6 @@ def _set_limits(conn: Connection, project_id: str, limits: ProjectLimits) -> Non
     )
     if updated.rowcount == 0:
         conn.execute(_LIMITS.insert().values(project_id=project_id, **values))
-
-
-def _count_active_runs(conn: Connection) -> int:
-    runs = schema.runs
-    stmt = select(func.count()).where(
-        runs.c.status.in_(sorted(ACTIVE_RUN_STATUSES)), *sql_scope.where(runs)
-    )
-    return int(conn.execute(stmt).scalar_one())
 
 
 def _storage_bytes(conn: Connection, project_id: str) -> tuple[int, int]:
@@ -107,9 +98,6 @@ class SqlLimitsAndUsage(SqlStoreBase, LimitsAndUsage):
 
     async def purge_windows(self, before: int) -> None:
         await self._db.inner.write(lambda conn: sql_usage.purge_windows(conn, before))
-
-    async def count_active_runs(self) -> int:
-        return await self._db.read(_count_active_runs, bounded=True)
 
     async def usage_by_day(
         self, project_id: str, first_day: str, last_day: str

@@ -7,18 +7,21 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import grpc
 import openai
 import pytest
 from harness import MakeClient, MakeHttp, MakeServer
+from harness.grpc_client import rich_error
 from harness.server import ServerThread, database_url, drop_database, postgres_admin_url
 
 from compat_core import tenancy
 from compat_core.keyring import KeyRing, project_named
 from compat_core.store import create_store
 from compat_core.usage import ProjectUsage, project_usage
+from compat_core.v1 import runs_pb2, runs_pb2_grpc
 from runs.support import POLL_MS, wait_run
 from runs.tools import GET_WEATHER
 from runs.upstream import Call, ScriptedModel, ScriptedUpstream, Usage, text, tool_calls
@@ -92,6 +95,76 @@ def test_concurrent_runs_count_those_waiting_for_tool_outputs(
     scripted.push(text("Now."))
     second = _thread_and_run(client, scripted.model)
     assert wait_run(client, second.thread_id, second.id).status == "completed"
+
+
+# Creations sent at once, and the concurrent runs limit they meet.
+SIMULTANEOUS = 8
+RUNS_LIMIT = 3
+
+
+async def _create_at_once(
+    targets: list[str], assistant_id: str, thread_ids: list[str]
+) -> list[runs_pb2.Run | BaseException]:
+    """SIMULTANEOUS run creations sent at once over gRPC (round robin over the cores), on
+    `thread_ids` and then with threads of their own."""
+    channels = [grpc.aio.insecure_channel(target) for target in targets]
+    try:
+        for channel in channels:
+            await asyncio.wait_for(channel.channel_ready(), WAIT)
+        creations: list[Any] = []
+        for n in range(SIMULTANEOUS):
+            stub = runs_pb2_grpc.RunsServiceStub(channels[n % len(channels)])
+            if n < len(thread_ids):
+                request = runs_pb2.CreateRunRequest(
+                    thread_id=thread_ids[n], assistant_id=assistant_id
+                )
+                creations.append(stub.CreateRun(request, timeout=WAIT))
+            else:
+                request_new = runs_pb2.CreateThreadAndRunRequest(assistant_id=assistant_id)
+                creations.append(stub.CreateThreadAndRun(request_new, timeout=WAIT))
+        outcomes: list[runs_pb2.Run | BaseException] = await asyncio.gather(
+            *creations, return_exceptions=True
+        )
+        return outcomes
+    finally:
+        for channel in channels:
+            await channel.close()
+
+
+def _check_exactly_the_limit_admitted(
+    client: openai.OpenAI, scripted: ScriptedModel, servers: Sequence[ServerThread]
+) -> None:
+    # Runs wait for tool outputs once started, so every admitted one stays active.
+    scripted.push(
+        *(tool_calls(Call("get_weather", '{"city": "Oslo"}')) for _ in range(SIMULTANEOUS))
+    )
+    assistant = client.beta.assistants.create(model=scripted.model, tools=[GET_WEATHER])
+    thread_ids = [client.beta.threads.create().id for _ in range(SIMULTANEOUS // 2)]
+    targets = [server.grpc_target for server in servers]
+    outcomes = asyncio.run(_create_at_once(targets, assistant.id, thread_ids))
+    admitted = [o for o in outcomes if isinstance(o, runs_pb2.Run)]
+    refused = [rich_error(o) for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+    assert len(admitted) == RUNS_LIMIT, outcomes
+    assert len(refused) == SIMULTANEOUS - RUNS_LIMIT, outcomes
+    for error in refused:
+        assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert error.reason == "rate_limit_exceeded"
+        assert f"on concurrent runs: Limit {RUNS_LIMIT}, Active {RUNS_LIMIT}." in error.message
+    for run in admitted:
+        assert wait_run(client, run.thread_id, run.id, ["requires_action"])
+    # A refused creation stored nothing.
+    stored = [r.id for t in thread_ids for r in client.beta.threads.runs.list(thread_id=t).data]
+    assert sorted(stored) == sorted(r.id for r in admitted if r.thread_id in thread_ids)
+
+
+def test_simultaneous_run_creations_admit_exactly_the_limit(
+    make_server: MakeServer,
+    make_client: MakeClient,
+    provider_overrides: dict[str, Any],
+    scripted: ScriptedModel,
+) -> None:
+    server = make_server(rate_limit_concurrent_runs=RUNS_LIMIT, **provider_overrides)
+    _check_exactly_the_limit_admitted(make_client(server), scripted, [server])
 
 
 def test_concurrent_streams_are_limited(
@@ -261,3 +334,10 @@ def test_tokens_spent_through_one_core_refuse_runs_through_the_other(
         assert time.monotonic() < deadline, "the other core never saw the tokens"
         time.sleep(POLL_MS / 1000)
     assert refusal.type == "tokens"
+
+
+def test_simultaneous_run_creations_on_two_cores_admit_exactly_the_limit(
+    two_cores: TwoCores, make_client: MakeClient, scripted: ScriptedModel
+) -> None:
+    cores = two_cores(rate_limit_concurrent_runs=RUNS_LIMIT)
+    _check_exactly_the_limit_admitted(make_client(cores[0]), scripted, cores)
