@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, RowMapping, func, select
 
-from compat_core.store import schema, sql_kinds, sql_usage
+from compat_core.store import schema, sql_kinds, sql_stream_slots, sql_usage
 from compat_core.store.base_limits import DailyUsage, LimitsAndUsage, ProjectLimits
 from compat_core.store.sql_store_base import SqlStoreBase
 
@@ -98,6 +98,36 @@ class SqlLimitsAndUsage(SqlStoreBase, LimitsAndUsage):
 
     async def purge_windows(self, before: int) -> None:
         await self._db.inner.write(lambda conn: sql_usage.purge_windows(conn, before))
+
+    async def take_stream_slot(
+        self,
+        project_id: str,
+        core_id: str,
+        own: int,
+        limit: int,
+        now_ms: int,
+        expires_at_ms: int,
+    ) -> tuple[bool, int]:
+        return await self._db.inner.write(
+            lambda conn: sql_stream_slots.take(
+                conn, project_id, core_id, own, limit, now_ms, expires_at_ms
+            )
+        )
+
+    async def set_stream_slot(
+        self, project_id: str, core_id: str, open_streams: int, expires_at_ms: int
+    ) -> None:
+        await self._db.inner.write(
+            lambda conn: sql_stream_slots.write(
+                conn, project_id, core_id, open_streams, expires_at_ms
+            )
+        )
+
+    async def release_stream_slots(self, core_id: str) -> None:
+        await self._db.inner.write(lambda conn: sql_stream_slots.release(conn, core_id))
+
+    async def purge_stream_slots(self, before_ms: int) -> None:
+        await self._db.inner.write(lambda conn: sql_stream_slots.purge(conn, before_ms))
 
     async def usage_by_day(
         self, project_id: str, first_day: str, last_day: str

@@ -5,12 +5,14 @@ its usage (issue 18); both stores, and two cores on one PostgreSQL database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import grpc
+import httpx2
 import openai
 import pytest
 from harness import MakeClient, MakeHttp, MakeServer
@@ -341,3 +343,93 @@ def test_simultaneous_run_creations_on_two_cores_admit_exactly_the_limit(
 ) -> None:
     cores = two_cores(rate_limit_concurrent_runs=RUNS_LIMIT)
     _check_exactly_the_limit_admitted(make_client(cores[0]), scripted, cores)
+
+
+STREAMS_LIMIT = 2
+# How long a core's open streams count unrenewed (`run_lease_seconds`): short, so that a
+# core's own rows are seen to outlive it only through renewal.
+SLOT_SECONDS = 1.0
+
+
+async def _leave_streams_of_a_dead_core(url: str, open_streams: int, expires_at_ms: int) -> None:
+    """The row a core that died with streams open leaves behind."""
+    store = create_store(url)
+    await store.open()
+    try:
+        await store.set_stream_slot(
+            tenancy.DEFAULT_PROJECT, "dead-core", open_streams, expires_at_ms
+        )
+    finally:
+        await store.close()
+
+
+def _refused_stream(http: httpx2.Client, body: dict[str, Any]) -> None:
+    refused = http.post("/v1/threads/runs", json=body)
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert f"on concurrent streams: Limit {STREAMS_LIMIT}," in refused.json()["error"]["message"]
+    assert refused.headers["retry-after"] == "1"
+
+
+def _stream_once_admitted(http: httpx2.Client, body: dict[str, Any], what: str) -> httpx2.Response:
+    """A stream opened as soon as the cores admit it (polling: slots free a moment after
+    the stream that held them ends, or once a dead core's row expires). Close it."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        response = http.send(http.build_request("POST", "/v1/threads/runs", json=body), stream=True)
+        if response.status_code == 200:
+            return response
+        assert response.status_code == 429, response.read()
+        response.close()
+        assert time.monotonic() < deadline, what
+        time.sleep(POLL_MS / 1000)
+
+
+def test_concurrent_streams_are_limited_across_two_cores(
+    two_cores: TwoCores, make_http: MakeHttp, scripted: ScriptedModel
+) -> None:
+    cores = two_cores(rate_limit_concurrent_streams=STREAMS_LIMIT, run_lease_seconds=SLOT_SECONDS)
+    one, other = (make_http(server) for server in cores)
+    assistant = one.post("/v1/assistants", json={"model": scripted.model}).json()
+    body = {"assistant_id": assistant["id"], "stream": True}
+    first = scripted.push(text("One ", "two.", hold_after=1))
+    second = scripted.push(text("Three ", "four.", hold_after=1))
+    with contextlib.ExitStack() as streams:
+        # One after the other, so that each core's run takes the reply meant for it.
+        on_one = streams.enter_context(one.stream("POST", "/v1/threads/runs", json=body))
+        assert on_one.status_code == 200
+        assert first.held.wait(WAIT)
+        on_other = streams.enter_context(other.stream("POST", "/v1/threads/runs", json=body))
+        assert on_other.status_code == 200
+        assert second.held.wait(WAIT)
+        # Both slots are taken, one on each core: neither core admits another stream.
+        _refused_stream(one, body)
+        _refused_stream(other, body)
+
+        # The stream on one core ends: its slot is free on the other.
+        first.release()
+        assert "event: done" in on_one.read().decode()
+        scripted.push(text("Freed."))
+        freed = _stream_once_admitted(
+            other, body, "the slot freed on one core never reached the other"
+        )
+        assert "event: done" in freed.read().decode()
+        freed.close()
+
+        # A core that died with a stream open holds its slot until its row expires, unlike
+        # the live core's stream, whose row outlives its first expiry through renewal.
+        expires_at_ms = int((time.time() + 2 * SLOT_SECONDS) * 1000)
+        url = cores[0].database_url
+        asyncio.run(_leave_streams_of_a_dead_core(url, 1, expires_at_ms))
+        third = scripted.push(text("Five ", "six.", hold_after=1))
+        _refused_stream(one, body)
+        late = _stream_once_admitted(one, body, "the dead core's stream never stopped counting")
+        assert time.time() * 1000 >= expires_at_ms
+        assert third.held.wait(WAIT)
+        _refused_stream(one, body)
+        _refused_stream(other, body)
+        second.release()
+        third.release()
+        assert "event: done" in on_other.read().decode()
+        assert "event: done" in late.read().decode()
+        late.close()
