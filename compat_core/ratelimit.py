@@ -33,8 +33,13 @@ or cancelling (every status in which its thread accepts no other run). The store
 the transaction that creates a run of a project with this limit (`Store.create_run`, given the
 limit by `admit_run`), under a lock of the project (PostgreSQL: an advisory lock; SQLite: its
 one writer), so the limit holds exactly, across cores and for creations at the same moment.
-Projects without it take no lock and count nothing. Concurrent event streams are counted by
-each core in memory: the limit is per core.
+Projects without it take no lock and count nothing.
+
+Concurrent event streams (`limits_streams`, then `open_stream` and `close_stream`) are
+counted in memory on SQLite, where one process serves every stream, and across the cores on
+PostgreSQL (`compat_core.stream_slots`: a row per project and core, one transaction a stream
+opens; the rows of a core that died stop counting after `slot_seconds`, the run lease's time).
+A stream of an unlimited project costs no await and no round trip.
 """
 
 from __future__ import annotations
@@ -45,13 +50,14 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 import grpc
 
 from compat_core import errors, tenancy
 from compat_core.store.base import ProjectLimits, Store
+from compat_core.stream_slots import StreamSlots
 from compat_core.tasks import cancel_and_wait
 from compat_core.v1 import runs_pb2
 
@@ -65,8 +71,6 @@ MAX_BATCH: Final = 1000
 # How long a client is asked to wait when a concurrency limit refuses it: a run or a stream
 # must end first, which no clock predicts.
 CONCURRENCY_RETRY_SECONDS: Final = 1
-# A core rewrites its rows of open streams this many times in the time they count unrenewed.
-SLOT_RENEWALS: Final = 4
 REQUESTS: Final = "requests"
 TOKENS: Final = "tokens"
 
@@ -126,18 +130,6 @@ class _Tokens:
     read_at: float = -math.inf
 
 
-@dataclass
-class _Slot:
-    """A limited project's streams open on this core, and its row in `stream_slots`."""
-
-    open: int = 0
-    # Serialises this core's writes of the row, so that each writes the count as it is
-    # then and none overwrites a later one.
-    writing: asyncio.Lock = field(default_factory=asyncio.Lock)
-    # The write that will say the closes since the last one.
-    syncing: asyncio.Task[None] | None = None
-
-
 def format_reset(seconds: float) -> str:
     """A wait as OpenAI's `x-ratelimit-reset-*` headers write it: `120ms`, `1s`, `8.64s`,
     `6m0s`, `1h2m3s`."""
@@ -194,37 +186,29 @@ class RateLimiter:
         self.active = defaults.any()
         self._requests: dict[str, _Requests] = {}
         self._tokens: dict[str, _Tokens] = {}
-        # Open streams of limited projects on this core: counts alone on SQLite, and with the
-        # core's row in `stream_slots` on a shared database.
+        # Open streams of limited projects: on SQLite in memory, else shared by the cores.
         self._streams: dict[str, int] = {}
-        self._slots: dict[str, _Slot] = {}
-        self._core_id = core_id
-        self._slot_ms = int(slot_seconds * 1000)
-        self._slot_renewal = slot_seconds / SLOT_RENEWALS
+        self._slots: StreamSlots | None = None
+        if store.shared:
+            self._slots = StreamSlots(store, core_id, slot_seconds, clock)
         self._background: set[asyncio.Task[Any]] = set()
         self._refresher: asyncio.Task[None] | None = None
-        self._renewer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Read the projects' own limits, and again every `REFRESH_SECONDS` from now on."""
         await self.refresh()
         self._refresher = asyncio.create_task(self._refresh_forever(), name="rate-limits")
-        if self._store.shared:
-            self._renewer = asyncio.create_task(self._renew_forever(), name="stream-slots")
+        if self._slots is not None:
+            self._slots.start()
 
     async def close(self) -> None:
-        for task in (self._refresher, self._renewer):
-            if task is not None:
-                await cancel_and_wait(task)
-        self._refresher = self._renewer = None
+        if self._refresher is not None:
+            await cancel_and_wait(self._refresher)
+            self._refresher = None
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-        if self._slots:
-            # This core's streams are over: its slots are free at once, not after they expire.
-            try:
-                await self._store.release_stream_slots(self._core_id)
-            except Exception:
-                log.exception("could not free this core's stream slots; they expire anyway")
+        if self._slots is not None:
+            await self._slots.close()
 
     async def refresh(self) -> None:
         own = await self._store.all_project_limits()
@@ -430,59 +414,29 @@ class RateLimiter:
         return self.active and bool(self.limits_of(project).concurrent_streams)
 
     async def open_stream(self, project: str) -> None:
-        """Count a stream of `project` opening on this core, or refuse it. On SQLite the
-        count in memory is the whole count; on a shared database the core's row in
-        `stream_slots` is written before the stream opens."""
+        """Count a stream of `project` opening, or refuse it (on a shared database, once the
+        core's row says so)."""
         limit = self.limits_of(project).concurrent_streams
-        if not self._store.shared:
-            open_now = self._streams.get(project, 0)
-            if open_now >= limit:
-                raise self._streams_refused(project, limit, open_now)
-            self._streams[project] = open_now + 1
-            return
-        slot = self._slots.get(project)
-        if slot is None:
-            slot = self._slots[project] = _Slot()
-        async with slot.writing:
-            now_ms = int(self._clock() * 1000)
-            taken, others = await self._store.take_stream_slot(
-                project, self._core_id, slot.open, limit, now_ms, now_ms + self._slot_ms
-            )
+        if self._slots is not None:
+            taken, open_now = await self._slots.take(project, limit)
             if not taken:
-                raise self._streams_refused(project, limit, others + slot.open)
-            slot.open += 1
+                raise self._streams_refused(project, limit, open_now)
+            return
+        open_now = self._streams.get(project, 0)
+        if open_now >= limit:
+            raise self._streams_refused(project, limit, open_now)
+        self._streams[project] = open_now + 1
 
     def close_stream(self, project: str) -> None:
-        """A stream `open_stream` counted ended; on a shared database the core's row says so
-        soon after, in the background."""
-        if not self._store.shared:
-            left = self._streams.get(project, 1) - 1
-            if left > 0:
-                self._streams[project] = left
-            else:
-                self._streams.pop(project, None)
+        """A stream `open_stream` counted ended."""
+        if self._slots is not None:
+            self._slots.give_back(project)
             return
-        slot = self._slots[project]
-        slot.open -= 1
-        if slot.syncing is None:
-            slot.syncing = asyncio.get_running_loop().create_task(self._sync_slot(project, slot))
-            self._background.add(slot.syncing)
-            slot.syncing.add_done_callback(self._background.discard)
-
-    async def _sync_slot(self, project: str, slot: _Slot) -> None:
-        """Write the core's row of `project` as its count is now (closes since the last write
-        go in one)."""
-        async with slot.writing:
-            slot.syncing = None
-            await self._write_slot(project, slot)
-
-    async def _write_slot(self, project: str, slot: _Slot) -> None:
-        expires_at_ms = int(self._clock() * 1000) + self._slot_ms
-        try:
-            await self._store.set_stream_slot(project, self._core_id, slot.open, expires_at_ms)
-        except Exception:
-            # The row says more streams than are open until the next renewal rewrites it.
-            log.exception("could not write this core's open streams of project %s", project)
+        left = self._streams.get(project, 1) - 1
+        if left > 0:
+            self._streams[project] = left
+        else:
+            self._streams.pop(project, None)
 
     def _streams_refused(self, project: str, limit: int, open_now: int) -> errors.ApiError:
         self._refused(project, "streams")
@@ -510,9 +464,8 @@ class RateLimiter:
                     await self._store.purge_windows(
                         self._window_start(self._clock()) - self._window
                     )
-                if self._store.shared and self._limits_any_streams():
-                    # Rows of cores that died with streams open: they count no more.
-                    await self._store.purge_stream_slots(int(self._clock() * 1000))
+                if self._slots is not None and self._limits_any_streams():
+                    await self._slots.purge()
             except Exception:
                 log.exception("reading the projects' rate limits failed")
             now = self._window_start(self._clock())
@@ -524,14 +477,3 @@ class RateLimiter:
         return bool(self._defaults.concurrent_streams) or any(
             limits.concurrent_streams for limits in self._own.values()
         )
-
-    async def _renew_forever(self) -> None:
-        """Rewrite this core's rows in `stream_slots` several times per `slot_seconds`, so
-        that they keep counting while it lives (and say its count, should a write have
-        failed)."""
-        while True:
-            await asyncio.sleep(self._slot_renewal)
-            for project, slot in list(self._slots.items()):
-                if slot.open:
-                    async with slot.writing:
-                        await self._write_slot(project, slot)

@@ -59,7 +59,9 @@ def take(
     now_ms: int,
     expires_at_ms: int,
 ) -> tuple[bool, int]:
-    sql_locks.lock_project(conn, sql_locks.OPEN_STREAMS, project_id)
+    # Rows the cores rewrite from memory every few seconds: their commit need not wait for
+    # the disk, which takes most of the time a stream waits for its slot.
+    sql_locks.lock_project(conn, sql_locks.OPEN_STREAMS, project_id, durable=False)
     others = others_open(conn, project_id, core_id, now_ms)
     if others + own >= limit:
         return False, others

@@ -188,7 +188,7 @@ def test_concurrent_streams_are_limited(
         assert refused.json()["error"]["code"] == "rate_limit_exceeded"
         reply.release()
         assert "event: done" in first.read().decode()
-    # The first stream ended: its slot is free again (on this core, which counts it).
+    # The first stream ended: its slot is free again.
     scripted.push(text("Three."))
     deadline = time.monotonic() + WAIT
     while True:
@@ -348,7 +348,7 @@ def test_simultaneous_run_creations_on_two_cores_admit_exactly_the_limit(
 STREAMS_LIMIT = 2
 # How long a core's open streams count unrenewed (`run_lease_seconds`): short, so that a
 # core's own rows are seen to outlive it only through renewal.
-SLOT_SECONDS = 1.0
+SLOT_SECONDS = 2.0
 
 
 async def _leave_streams_of_a_dead_core(url: str, open_streams: int, expires_at_ms: int) -> None:
@@ -417,8 +417,9 @@ def test_concurrent_streams_are_limited_across_two_cores(
         freed.close()
 
         # A core that died with a stream open holds its slot until its row expires, unlike
-        # the live core's stream, whose row outlives its first expiry through renewal.
-        expires_at_ms = int((time.time() + 2 * SLOT_SECONDS) * 1000)
+        # the live core's stream, whose row (written before this one) outlives its first
+        # expiry through renewal.
+        expires_at_ms = int((time.time() + SLOT_SECONDS) * 1000)
         url = cores[0].database_url
         asyncio.run(_leave_streams_of_a_dead_core(url, 1, expires_at_ms))
         third = scripted.push(text("Five ", "six.", hold_after=1))
