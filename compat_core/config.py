@@ -100,7 +100,9 @@ class Settings(BaseSettings):
     # This core's name on the runs it executes; empty: host, process and a random part.
     replica_id: str = Field(default="", max_length=100)
     # How long a core's claim on a run lasts unless renewed: how soon other cores resume the
-    # runs of a core that died. Renewed several times per lease (at most every second).
+    # runs of a core that died. Renewed several times per lease (at most every second). Also
+    # how long the event streams a core counted against a project's limit keep counting
+    # after it died (`compat_core.ratelimit`).
     run_lease_seconds: float = Field(default=10.0, ge=0.5, le=3600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     # `json`: one JSON object per line, for log shippers (see `compat_core.logs`).

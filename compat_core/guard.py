@@ -173,7 +173,8 @@ class RpcGuard:
                 counted: str | None = None
                 try:
                     project = await admitted(context.invocation_metadata())
-                    if limiter.open_stream(project):
+                    if limiter.limits_streams(project):
+                        await limiter.open_stream(project)
                         counted = project
                     scope = tenancy.enter(project)
                     async for item in handler(request, context):

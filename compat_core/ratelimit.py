@@ -29,10 +29,17 @@ that starts before a window is spent may: the limit refuses the next run, not th
 in flight).
 
 Concurrent runs count the project's runs that are queued, in progress, waiting for tool outputs
-or cancelling (every status in which its thread accepts no other run), read from the store at
-each run creation (of a project with this limit), so they hold across cores; two creations at
-the same moment can both pass at the limit's edge. Concurrent event streams are counted by
-each core in memory: the limit is per core.
+or cancelling (every status in which its thread accepts no other run). The store counts them in
+the transaction that creates a run of a project with this limit (`Store.create_run`, given the
+limit by `admit_run`), under a lock of the project (PostgreSQL: an advisory lock; SQLite: its
+one writer), so the limit holds exactly, across cores and for creations at the same moment.
+Projects without it take no lock and count nothing.
+
+Concurrent event streams (`limits_streams`, then `open_stream` and `close_stream`) are
+counted in memory on SQLite, where one process serves every stream, and across the cores on
+PostgreSQL (`compat_core.stream_slots`: a row per project and core, one transaction a stream
+opens; the rows of a core that died stop counting after `slot_seconds`, the run lease's time).
+A stream of an unlimited project costs no await and no round trip.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ import grpc
 
 from compat_core import errors, tenancy
 from compat_core.store.base import ProjectLimits, Store
+from compat_core.stream_slots import StreamSlots
 from compat_core.tasks import cancel_and_wait
 from compat_core.v1 import runs_pb2
 
@@ -165,6 +173,8 @@ class RateLimiter:
         window_seconds: int = 60,
         clock: Callable[[], float] = time.time,
         on_refused: Callable[[str, str], None] | None = None,
+        core_id: str = "",
+        slot_seconds: float = 10.0,
     ) -> None:
         self._store = store
         self._defaults = defaults
@@ -176,7 +186,11 @@ class RateLimiter:
         self.active = defaults.any()
         self._requests: dict[str, _Requests] = {}
         self._tokens: dict[str, _Tokens] = {}
+        # Open streams of limited projects: on SQLite in memory, else shared by the cores.
         self._streams: dict[str, int] = {}
+        self._slots: StreamSlots | None = None
+        if store.shared:
+            self._slots = StreamSlots(store, core_id, slot_seconds, clock)
         self._background: set[asyncio.Task[Any]] = set()
         self._refresher: asyncio.Task[None] | None = None
 
@@ -184,6 +198,8 @@ class RateLimiter:
         """Read the projects' own limits, and again every `REFRESH_SECONDS` from now on."""
         await self.refresh()
         self._refresher = asyncio.create_task(self._refresh_forever(), name="rate-limits")
+        if self._slots is not None:
+            self._slots.start()
 
     async def close(self) -> None:
         if self._refresher is not None:
@@ -191,6 +207,8 @@ class RateLimiter:
             self._refresher = None
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        if self._slots is not None:
+            await self._slots.close()
 
     async def refresh(self) -> None:
         own = await self._store.all_project_limits()
@@ -299,11 +317,12 @@ class RateLimiter:
 
     # Runs and their tokens.
 
-    async def admit_run(self, project: str) -> None:
-        """Refuse a new run of `project` while its tokens window is spent or it has as many
-        active runs as it may."""
+    async def admit_run(self, project: str) -> int:
+        """Refuse a new run of `project` while its tokens window is spent. Returns its limit
+        of concurrent runs (0: none), for the store to check as it creates the run
+        (`Store.create_run`; `runs_refused` is the refusal)."""
         if not self.active:
-            return
+            return 0
         limits = self.limits_of(project)
         if limits.tokens_per_minute:
             now = self._clock()
@@ -315,18 +334,18 @@ class RateLimiter:
                     used,
                     self._window_start(now) + self._window - now,
                 )
-        if limits.concurrent_runs:
-            active = await self._store.count_active_runs()
-            if active >= limits.concurrent_runs:
-                self._refused(project, "runs")
-                raise rate_limited(
-                    f"Rate limit reached in project {project} on concurrent runs: "
-                    f"Limit {limits.concurrent_runs}, Active {active}. "
-                    "Please try again once a run ends.",
-                    REQUESTS,
-                    CONCURRENCY_RETRY_SECONDS,
-                    {},
-                )
+        return limits.concurrent_runs
+
+    def runs_refused(self, project: str, limit: int, active: int) -> errors.ApiError:
+        """The 429 of a run refused by the limit of its project's concurrent runs."""
+        self._refused(project, "runs")
+        return rate_limited(
+            f"Rate limit reached in project {project} on concurrent runs: "
+            f"Limit {limit}, Active {active}. Please try again once a run ends.",
+            REQUESTS,
+            CONCURRENCY_RETRY_SECONDS,
+            {},
+        )
 
     async def _tokens_used(self, project: str, now: float) -> int:
         window = self._tokens_window(project, now)
@@ -389,33 +408,45 @@ class RateLimiter:
 
     # Streams.
 
-    def open_stream(self, project: str) -> bool:
-        """Count a stream of `project` opening on this core (True: `close_stream` it when it
-        ends), or refuse it."""
-        if not self.active:
-            return False
+    def limits_streams(self, project: str) -> bool:
+        """Whether `project`'s streams are limited (then `open_stream` each, and
+        `close_stream` it when it ends); from memory."""
+        return self.active and bool(self.limits_of(project).concurrent_streams)
+
+    async def open_stream(self, project: str) -> None:
+        """Count a stream of `project` opening, or refuse it (on a shared database, once the
+        core's row says so)."""
         limit = self.limits_of(project).concurrent_streams
-        if not limit:
-            return False
+        if self._slots is not None:
+            taken, open_now = await self._slots.take(project, limit)
+            if not taken:
+                raise self._streams_refused(project, limit, open_now)
+            return
         open_now = self._streams.get(project, 0)
         if open_now >= limit:
-            self._refused(project, "streams")
-            raise rate_limited(
-                f"Rate limit reached in project {project} on concurrent streams: "
-                f"Limit {limit}, Open {open_now}. Please try again once a stream ends.",
-                REQUESTS,
-                CONCURRENCY_RETRY_SECONDS,
-                {},
-            )
+            raise self._streams_refused(project, limit, open_now)
         self._streams[project] = open_now + 1
-        return True
 
     def close_stream(self, project: str) -> None:
+        """A stream `open_stream` counted ended."""
+        if self._slots is not None:
+            self._slots.give_back(project)
+            return
         left = self._streams.get(project, 1) - 1
         if left > 0:
             self._streams[project] = left
         else:
             self._streams.pop(project, None)
+
+    def _streams_refused(self, project: str, limit: int, open_now: int) -> errors.ApiError:
+        self._refused(project, "streams")
+        return rate_limited(
+            f"Rate limit reached in project {project} on concurrent streams: "
+            f"Limit {limit}, Open {open_now}. Please try again once a stream ends.",
+            REQUESTS,
+            CONCURRENCY_RETRY_SECONDS,
+            {},
+        )
 
     # Upkeep.
 
@@ -433,9 +464,16 @@ class RateLimiter:
                     await self._store.purge_windows(
                         self._window_start(self._clock()) - self._window
                     )
+                if self._slots is not None and self._limits_any_streams():
+                    await self._slots.purge()
             except Exception:
                 log.exception("reading the projects' rate limits failed")
             now = self._window_start(self._clock())
             for kept in (self._requests, self._tokens):
                 for project in [p for p, w in kept.items() if w.start < now]:
                     del kept[project]
+
+    def _limits_any_streams(self) -> bool:
+        return bool(self._defaults.concurrent_streams) or any(
+            limits.concurrent_streams for limits in self._own.values()
+        )

@@ -192,6 +192,9 @@ class CoreServer:
             ),
             settings.rate_limit_window_seconds,
             on_refused=metrics.rate_limited,
+            core_id=replica_id,
+            # A core's open streams stop counting as soon as its runs go to other cores.
+            slot_seconds=settings.run_lease_seconds,
         )
         await limiter.start()
         admin_keys = AdminKeys(settings.admin_keys)

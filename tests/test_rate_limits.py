@@ -175,6 +175,49 @@ async def test_concurrent_leases_add_up_to_the_cap_exactly(store: SqlStore) -> N
     assert sum(granted for granted, _ in results) == 50
 
 
+async def test_concurrent_stream_slot_takes_stop_at_the_limit(store: SqlStore) -> None:
+    """Cores taking a project's last slots at once take no more than the limit; a row that
+    expired, or a core's own (whose count the core passes itself), is not read."""
+    now_ms = 1_000_000
+    results = await asyncio.gather(
+        *(
+            store.take_stream_slot("proj_s", f"core-{n}", 0, 3, now_ms, now_ms + 1000)
+            for n in range(8)
+        )
+    )
+    assert [taken for taken, _ in results].count(True) == 3
+    assert all(others == 3 for taken, others in results if not taken)
+    # core-0..7: three rows of one stream each. At their expiry they no longer count.
+    assert await store.take_stream_slot("proj_s", "core-x", 0, 3, now_ms, now_ms + 1) == (
+        False,
+        3,
+    )
+    assert await store.take_stream_slot("proj_s", "core-x", 0, 3, now_ms + 1000, now_ms + 2000) == (
+        True,
+        0,
+    )
+    # core-x's own row (1) is not read: it says what it has open.
+    assert await store.take_stream_slot("proj_s", "core-x", 3, 3, now_ms + 1000, 0) == (False, 0)
+    assert await store.take_stream_slot("proj_s", "core-x", 2, 3, now_ms + 1000, 0) == (True, 0)
+    assert await store.take_stream_slot("proj_t", "core-x", 0, 1, now_ms, now_ms + 1000) == (
+        True,
+        0,
+    )
+    # Writing 0 deletes a row; a stopping core's rows all go; expired rows are purged.
+    await store.set_stream_slot("proj_t", "core-x", 0, now_ms + 1000)
+    assert await store.take_stream_slot("proj_t", "core-y", 0, 1, now_ms, now_ms + 1000) == (
+        True,
+        0,
+    )
+    await store.release_stream_slots("core-y")
+    assert await store.take_stream_slot("proj_t", "core-z", 0, 1, now_ms, now_ms + 1000) == (
+        True,
+        0,
+    )
+    await store.purge_stream_slots(now_ms + 5000)
+    assert await store.take_stream_slot("proj_t", "core-w", 0, 1, 0, 1) == (True, 0)
+
+
 async def test_a_limiter_with_nothing_limited_admits_from_memory(store: SqlStore) -> None:
     limiter = RateLimiter(store, Limits())
     await limiter.refresh()

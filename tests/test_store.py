@@ -103,7 +103,7 @@ def ids(page: Page[Any]) -> list[str]:
 
 ON_POSTGRES = postgres_admin_url() is not None
 # The newest migration.
-HEAD = "0014"
+HEAD = "0015"
 sqlite_only = pytest.mark.skipif(
     ON_POSTGRES,
     reason="SQLite's own mechanics (WAL, its query plans); test_store_postgres.py has PostgreSQL's",

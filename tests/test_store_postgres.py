@@ -333,6 +333,7 @@ async def test_replicas_migrating_at_once_wait_for_each_other(
         "project_limits",
         "rate_windows",
         "usage_daily",
+        "stream_slots",
         *TABLES,
     }
     # Exactly one of them ran the revisions; the others found nothing to do.

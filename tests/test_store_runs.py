@@ -33,6 +33,7 @@ from test_store import (
     walk_before,
 )
 
+from compat_core import tenancy
 from compat_core.store import (
     CursorNotFound,
     Page,
@@ -41,7 +42,7 @@ from compat_core.store import (
     TransactionRunner,
     schema,
 )
-from compat_core.store.base import ACTIVE_RUN_STATUSES, ThreadBusy
+from compat_core.store.base import ACTIVE_RUN_STATUSES, ActiveRunsLimited, ThreadBusy
 from compat_core.v1 import runs_pb2
 
 QUEUED = runs_pb2.RUN_STATUS_QUEUED
@@ -223,6 +224,36 @@ async def test_concurrent_create_runs_admit_one(store: SqlStore) -> None:
     page = await store.list_runs("thread_a", PageQuery(limit=10))
     assert page is not None
     assert ids(page) == [winner]
+
+
+async def test_concurrent_create_runs_under_a_limit_admit_the_limit(store: SqlStore) -> None:
+    """Each creation counts the project's active runs in its own transaction: as many pass
+    as the limit allows, however many are sent at once, and a refusal stores nothing."""
+    await store.create_run(run("thread_old", "old"), [], thread=thread("thread_old"))
+    results = await asyncio.gather(
+        *(
+            store.create_run(
+                run(f"thread_{n}", f"r{n}"), [], thread=thread(f"thread_{n}"), active_runs_limit=3
+            )
+            for n in range(6)
+        ),
+        return_exceptions=True,
+    )
+    assert results.count(True) == 2, results
+    refused = [r for r in results if isinstance(r, ActiveRunsLimited)]
+    assert [(r.limit, r.active) for r in refused] == [(3, 3)] * 4, results
+    for n, result in enumerate(results):
+        assert (await store.get_thread(f"thread_{n}") is not None) == (result is True)
+    # Another project's runs are not counted.
+    with tenancy.project("proj_other"):
+        assert await store.create_run(
+            run("thread_x", "rx"), [], thread=thread("thread_x"), active_runs_limit=1
+        )
+    # Ended runs are not counted either.
+    await store.save_progress(run=with_status(run("thread_old", "old"), COMPLETED))
+    assert await store.create_run(
+        run("thread_y", "ry"), [], thread=thread("thread_y"), active_runs_limit=3
+    )
 
 
 async def test_create_thread_and_run(store: SqlStore) -> None:

@@ -131,9 +131,10 @@ class RunEngine:
         messages: Sequence[messages_pb2.Message] = (),
         thread: threads_pb2.Thread | None = None,
         vector_stores: VectorStoreWrites | None = None,
+        active_runs_limit: int = 0,
     ) -> None:
-        """Store a new run (and its thread, messages and `vector_stores` writes, see
-        `Store.create_run`), announce it, execute it.
+        """Store a new run (and its thread, messages and `vector_stores` writes, under its
+        project's `active_runs_limit`, see `Store.create_run`), announce it, execute it.
 
         The run is announced created and queued as `run` says, and stored already started
         (in progress, with the reply of a run that can only answer in text) in the same
@@ -145,7 +146,7 @@ class RunEngine:
         execution = RunExecution(self.ctx, started)
         reply = execution.begin()
         stored = await self.ctx.store.create_run(
-            started, messages, thread, self._lease(), reply, vector_stores
+            started, messages, thread, self._lease(), reply, vector_stores, active_runs_limit
         )
         if not stored:
             raise errors.not_found(f"No thread found with id '{run.thread_id}'.", "thread_id")

@@ -7,7 +7,7 @@ when the run finishes before the first one is sent.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal, Protocol
 
 from compat_core import errors, ids, tenancy, validation
@@ -24,8 +24,14 @@ from compat_core.services.step_include import (
 )
 from compat_core.services.support import apply_mask, cursor_error, list_response, mask_paths, now
 from compat_core.services.threads import ThreadsService
-from compat_core.store.base import CursorNotFound, Store, ThreadBusy
-from compat_core.v1 import assistants_pb2, runs_pb2, runs_pb2_grpc, threads_pb2
+from compat_core.store.base import (
+    ActiveRunsLimited,
+    CursorNotFound,
+    Store,
+    ThreadBusy,
+    VectorStoreWrites,
+)
+from compat_core.v1 import assistants_pb2, messages_pb2, runs_pb2, runs_pb2_grpc, threads_pb2
 
 MIN_TOKEN_BUDGET = 256
 RUN_EXPIRY_SECONDS = 600
@@ -97,14 +103,14 @@ class RunsService(runs_pb2_grpc.RunsServiceServicer):
             run.instructions = "\n\n".join(
                 part for part in (run.instructions, request.additional_instructions) if part
             )
-        await self._limiter.admit_run(tenancy.project_id())
+        active_runs_limit = await self._limiter.admit_run(tenancy.project_id())
         created_at = run.created_at
         messages = [new_message(run.thread_id, m, created_at) for m in request.additional_messages]
         # Files the messages attach for file_search join the thread's store with the run, as a
         # created message's do, so the run's own searches wait for them (see `file_search`).
         writes = await self._threads.inline.writes(created_at, messages=request.additional_messages)
         try:
-            await self._engine.start_run(run, messages, vector_stores=writes)
+            await self._start(run, messages, None, writes, active_runs_limit)
         except ThreadBusy as exc:
             raise errors.precondition(
                 f"Thread {exc.thread_id} already has an active run {exc.run_id}.", "thread_id"
@@ -126,10 +132,27 @@ class RunsService(runs_pb2_grpc.RunsServiceServicer):
         run = self._build_run(request, assistant, new.thread.id)
         if request.HasField("tool_resources"):
             run.tool_resources.CopyFrom(request.tool_resources)
-        await self._limiter.admit_run(tenancy.project_id())
-        await self._engine.start_run(run, new.messages, new.thread, new.vector_stores)
+        active_runs_limit = await self._limiter.admit_run(tenancy.project_id())
+        await self._start(run, new.messages, new.thread, new.vector_stores, active_runs_limit)
         self._threads.inline.stored(new.vector_stores)
         return run
+
+    async def _start(
+        self,
+        run: runs_pb2.Run,
+        messages: Sequence[messages_pb2.Message],
+        thread: threads_pb2.Thread | None,
+        vector_stores: VectorStoreWrites | None,
+        active_runs_limit: int,
+    ) -> None:
+        """Start a run that `admit_run` admitted; the store checks the limit of its project's
+        concurrent runs in the transaction that creates it, where no other creation can
+        slip in between the count and the insert."""
+        try:
+            await self._engine.start_run(run, messages, thread, vector_stores, active_runs_limit)
+        except ActiveRunsLimited as exc:
+            project = tenancy.project_id()
+            raise self._limiter.runs_refused(project, exc.limit, exc.active) from exc
 
     async def _assistant(self, assistant_id: str) -> assistants_pb2.Assistant:
         validation.required_id(assistant_id, "assistant_id")

@@ -27,6 +27,7 @@ from compat_core.store.base_threads import Threads
 from compat_core.store.base_types import (
     ACTIVE_RUN_STATUSES,
     EXECUTING_RUN_STATUSES,
+    ActiveRunsLimited,
     ChunkMatch,
     ChunkVectors,
     CursorNotFound,
@@ -53,6 +54,7 @@ from compat_core.store.base_vectors import DenseVectors
 __all__ = [
     "ACTIVE_RUN_STATUSES",
     "EXECUTING_RUN_STATUSES",
+    "ActiveRunsLimited",
     "ApiKey",
     "ChunkMatch",
     "ChunkVectors",

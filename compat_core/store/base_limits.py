@@ -3,8 +3,8 @@
 Like projects and keys these are not a tenant's objects: the rate limiter reads every
 project's limits at once, and the admin surface reads a project it names, so each method
 names its project and needs no scope (`project_limits`, `rate_windows` and `usage_daily` are
-not tenant tables). `count_active_runs` is the exception: it counts the runs of the caller's
-project, as every read of runs does.
+not tenant tables), nor do the rows of the streams each core has open (`stream_slots`). The
+limit of a project's concurrent runs is checked by `create_run`.
 """
 
 from __future__ import annotations
@@ -77,9 +77,35 @@ class LimitsAndUsage(ABC):
         """Forget the windows that started before `before` (unix seconds)."""
 
     @abstractmethod
-    async def count_active_runs(self) -> int:
-        """The runs of the current project that are queued, in progress, waiting for tool
-        outputs or cancelling."""
+    async def take_stream_slot(
+        self,
+        project_id: str,
+        core_id: str,
+        own: int,
+        limit: int,
+        now_ms: int,
+        expires_at_ms: int,
+    ) -> tuple[bool, int]:
+        """Count one more open stream of the project on `core_id`, which has `own` open, if
+        the streams of the other cores (their rows that expire after `now_ms`) and `own`
+        leave room under `limit`: the core's row then says `own + 1` until `expires_at_ms`.
+        Returns whether it did, and what the other cores have open. Atomic across the cores
+        sharing the database: two cores cannot both take the last slot."""
+
+    @abstractmethod
+    async def set_stream_slot(
+        self, project_id: str, core_id: str, open_streams: int, expires_at_ms: int
+    ) -> None:
+        """Say how many streams of the project `core_id` has open, until `expires_at_ms`
+        (0 deletes its row)."""
+
+    @abstractmethod
+    async def release_stream_slots(self, core_id: str) -> None:
+        """Delete every row of `core_id` (it stops)."""
+
+    @abstractmethod
+    async def purge_stream_slots(self, before_ms: int) -> None:
+        """Delete the rows that expired before `before_ms` (of cores that died)."""
 
     @abstractmethod
     async def usage_by_day(

@@ -21,9 +21,14 @@ class Runs(ABC):
         lease: Lease | None = None,
         reply: tuple[messages_pb2.Message, runs_pb2.RunStep] | None = None,
         vector_stores: VectorStoreWrites | None = None,
+        active_runs_limit: int = 0,
     ) -> bool:
         """Start a run, in one transaction.
 
+        With an `active_runs_limit` (0: none), first counts the active runs of the current
+        project (queued, in progress, requires action, cancelling) and raises
+        ActiveRunsLimited if it has as many already; creations of one project so pass this
+        count one after the other, across every core sharing the database.
         Inserts `thread` first when given (create-thread-and-run, its first messages are in
         `messages`), with `vector_stores` as `create_thread` writes them; then checks the run's
         thread exists (False if not) and has no active run (raises ThreadBusy); then, for an

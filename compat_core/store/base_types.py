@@ -87,6 +87,15 @@ class ThreadBusy(Exception):
         self.run_id = run_id
 
 
+class ActiveRunsLimited(Exception):
+    """The project already has as many active runs as its limit allows (`create_run`)."""
+
+    def __init__(self, limit: int, active: int) -> None:
+        super().__init__(f"{active} active runs, at a limit of {limit}")
+        self.limit = limit
+        self.active = active
+
+
 ACTIVE_RUN_STATUSES = frozenset(
     {
         runs_pb2.RUN_STATUS_QUEUED,

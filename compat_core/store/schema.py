@@ -420,9 +420,23 @@ usage_daily = Table(
     Column("runs", BigInteger, nullable=False),
 )
 
+# The event streams each core has open for a project whose streams are limited, on a database
+# several cores share (migration 0015): `core_id` is the core's replica ID, `open_streams` its
+# count, which it rewrites as streams open and close; `expires_at_ms` (unix milliseconds) is
+# when the row stops counting unless the core renews it, so a core that died stops holding
+# slots. See `compat_core.ratelimit`.
+stream_slots = Table(
+    "stream_slots",
+    metadata,
+    Column("project_id", ID_TYPE, primary_key=True),
+    Column("core_id", String(128), primary_key=True),
+    Column("open_streams", BigInteger, nullable=False),
+    Column("expires_at_ms", BigInteger, nullable=False),
+)
+
 # The tables whose rows belong to a project, which `sql_scope` filters. The accounting tables
 # name their project in every statement themselves: they are read across projects (a core's
 # limits) or for a project named by the admin surface, never in a client's scope.
 TENANT_TABLES = frozenset(
     table.name for table in metadata.tables.values() if "project_id" in table.c
-) - {"api_keys", "project_limits", "rate_windows", "usage_daily"}
+) - {"api_keys", "project_limits", "rate_windows", "usage_daily", "stream_slots"}

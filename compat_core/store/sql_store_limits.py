@@ -7,9 +7,8 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, RowMapping, Table, func, select
 
-from compat_core.store import schema, sql_scope, sql_usage
+from compat_core.store import schema, sql_stream_slots, sql_usage
 from compat_core.store.base_limits import DailyUsage, LimitsAndUsage, ProjectLimits, StoredBytes
-from compat_core.store.base_types import ACTIVE_RUN_STATUSES
 from compat_core.store.sql_store_base import SqlStoreBase
 
 _LIMITS = schema.project_limits
@@ -35,14 +34,6 @@ def _set_limits(conn: Connection, project_id: str, limits: ProjectLimits) -> Non
     )
     if updated.rowcount == 0:
         conn.execute(_LIMITS.insert().values(project_id=project_id, **values))
-
-
-def _count_active_runs(conn: Connection) -> int:
-    runs = schema.runs
-    stmt = select(func.count()).where(
-        runs.c.status.in_(sorted(ACTIVE_RUN_STATUSES)), *sql_scope.where(runs)
-    )
-    return int(conn.execute(stmt).scalar_one())
 
 
 def _sums(
@@ -114,8 +105,35 @@ class SqlLimitsAndUsage(SqlStoreBase, LimitsAndUsage):
     async def purge_windows(self, before: int) -> None:
         await self._db.inner.write(lambda conn: sql_usage.purge_windows(conn, before))
 
-    async def count_active_runs(self) -> int:
-        return await self._db.read(_count_active_runs, bounded=True)
+    async def take_stream_slot(
+        self,
+        project_id: str,
+        core_id: str,
+        own: int,
+        limit: int,
+        now_ms: int,
+        expires_at_ms: int,
+    ) -> tuple[bool, int]:
+        return await self._db.inner.write(
+            lambda conn: sql_stream_slots.take(
+                conn, project_id, core_id, own, limit, now_ms, expires_at_ms
+            )
+        )
+
+    async def set_stream_slot(
+        self, project_id: str, core_id: str, open_streams: int, expires_at_ms: int
+    ) -> None:
+        await self._db.inner.write(
+            lambda conn: sql_stream_slots.write(
+                conn, project_id, core_id, open_streams, expires_at_ms
+            )
+        )
+
+    async def release_stream_slots(self, core_id: str) -> None:
+        await self._db.inner.write(lambda conn: sql_stream_slots.release(conn, core_id))
+
+    async def purge_stream_slots(self, before_ms: int) -> None:
+        await self._db.inner.write(lambda conn: sql_stream_slots.purge(conn, before_ms))
 
     async def usage_by_day(
         self, project_id: str, first_day: str, last_day: str

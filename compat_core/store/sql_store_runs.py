@@ -9,13 +9,15 @@ import itertools
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 
-from sqlalchemy import Connection, Integer, bindparam, select
+from sqlalchemy import Connection, Integer, bindparam, func, select
 
+from compat_core import tenancy
 from compat_core.store import (
     prepared,
     schema,
     sql_claims,
     sql_kinds,
+    sql_locks,
     sql_rows,
     sql_scope,
     sql_statements,
@@ -25,6 +27,7 @@ from compat_core.store import (
 from compat_core.store.base import (
     ACTIVE_RUN_STATUSES,
     EXECUTING_RUN_STATUSES,
+    ActiveRunsLimited,
     Lease,
     Page,
     PageQuery,
@@ -46,6 +49,24 @@ _RUNS_WITH_STATUS = (
 )
 
 
+def _count_active_runs(conn: Connection) -> int:
+    runs = schema.runs
+    stmt = select(func.count()).where(
+        runs.c.status.in_(sorted(ACTIVE_RUN_STATUSES)), *sql_scope.where(runs)
+    )
+    return int(conn.execute(stmt).scalar_one())
+
+
+def _check_active_runs(conn: Connection, limit: int) -> None:
+    """Raise ActiveRunsLimited if the scope's project has `limit` active runs already. Under
+    the project's lock, so that no other creation counts before this one's run is committed;
+    a run only becomes active by its creation, so nothing else adds to the count meanwhile."""
+    sql_locks.lock_project(conn, sql_locks.ACTIVE_RUNS, tenancy.project_id())
+    active = _count_active_runs(conn)
+    if active >= limit:
+        raise ActiveRunsLimited(limit, active)
+
+
 def _create_run(
     conn: Connection,
     run: runs_pb2.Run,
@@ -54,7 +75,10 @@ def _create_run(
     lease: Lease | None,
     reply: tuple[messages_pb2.Message, runs_pb2.RunStep] | None = None,
     writes: VectorStoreWrites | None = None,
+    active_runs_limit: int = 0,
 ) -> bool:
+    if active_runs_limit:
+        _check_active_runs(conn, active_runs_limit)
     steps: list[runs_pb2.RunStep] = []
     if reply is not None:
         message, step = reply
@@ -263,9 +287,12 @@ class SqlRuns(SqlStoreBase, Runs):
         lease: Lease | None = None,
         reply: tuple[messages_pb2.Message, runs_pb2.RunStep] | None = None,
         vector_stores: VectorStoreWrites | None = None,
+        active_runs_limit: int = 0,
     ) -> bool:
         return await self._db.write(
-            lambda conn: _create_run(conn, run, messages, thread, lease, reply, vector_stores)
+            lambda conn: _create_run(
+                conn, run, messages, thread, lease, reply, vector_stores, active_runs_limit
+            )
         )
 
     async def get_run(self, thread_id: str, run_id: str) -> runs_pb2.Run | None:

@@ -5,20 +5,25 @@ its usage (issue 18); both stores, and two cores on one PostgreSQL database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import grpc
+import httpx2
 import openai
 import pytest
 from harness import MakeClient, MakeHttp, MakeServer
+from harness.grpc_client import rich_error
 from harness.server import ServerThread, database_url, drop_database, postgres_admin_url
 
 from compat_core import tenancy
 from compat_core.keyring import KeyRing, project_named
 from compat_core.store import create_store
 from compat_core.usage import ProjectUsage, project_usage
+from compat_core.v1 import runs_pb2, runs_pb2_grpc
 from runs.support import POLL_MS, wait_run
 from runs.tools import GET_WEATHER
 from runs.upstream import Call, ScriptedModel, ScriptedUpstream, Usage, text, tool_calls
@@ -94,6 +99,76 @@ def test_concurrent_runs_count_those_waiting_for_tool_outputs(
     assert wait_run(client, second.thread_id, second.id).status == "completed"
 
 
+# Creations sent at once, and the concurrent runs limit they meet.
+SIMULTANEOUS = 8
+RUNS_LIMIT = 3
+
+
+async def _create_at_once(
+    targets: list[str], assistant_id: str, thread_ids: list[str]
+) -> list[runs_pb2.Run | BaseException]:
+    """SIMULTANEOUS run creations sent at once over gRPC (round robin over the cores), on
+    `thread_ids` and then with threads of their own."""
+    channels = [grpc.aio.insecure_channel(target) for target in targets]
+    try:
+        for channel in channels:
+            await asyncio.wait_for(channel.channel_ready(), WAIT)
+        creations: list[Any] = []
+        for n in range(SIMULTANEOUS):
+            stub = runs_pb2_grpc.RunsServiceStub(channels[n % len(channels)])
+            if n < len(thread_ids):
+                request = runs_pb2.CreateRunRequest(
+                    thread_id=thread_ids[n], assistant_id=assistant_id
+                )
+                creations.append(stub.CreateRun(request, timeout=WAIT))
+            else:
+                request_new = runs_pb2.CreateThreadAndRunRequest(assistant_id=assistant_id)
+                creations.append(stub.CreateThreadAndRun(request_new, timeout=WAIT))
+        outcomes: list[runs_pb2.Run | BaseException] = await asyncio.gather(
+            *creations, return_exceptions=True
+        )
+        return outcomes
+    finally:
+        for channel in channels:
+            await channel.close()
+
+
+def _check_exactly_the_limit_admitted(
+    client: openai.OpenAI, scripted: ScriptedModel, servers: Sequence[ServerThread]
+) -> None:
+    # Runs wait for tool outputs once started, so every admitted one stays active.
+    scripted.push(
+        *(tool_calls(Call("get_weather", '{"city": "Oslo"}')) for _ in range(SIMULTANEOUS))
+    )
+    assistant = client.beta.assistants.create(model=scripted.model, tools=[GET_WEATHER])
+    thread_ids = [client.beta.threads.create().id for _ in range(SIMULTANEOUS // 2)]
+    targets = [server.grpc_target for server in servers]
+    outcomes = asyncio.run(_create_at_once(targets, assistant.id, thread_ids))
+    admitted = [o for o in outcomes if isinstance(o, runs_pb2.Run)]
+    refused = [rich_error(o) for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+    assert len(admitted) == RUNS_LIMIT, outcomes
+    assert len(refused) == SIMULTANEOUS - RUNS_LIMIT, outcomes
+    for error in refused:
+        assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert error.reason == "rate_limit_exceeded"
+        assert f"on concurrent runs: Limit {RUNS_LIMIT}, Active {RUNS_LIMIT}." in error.message
+    for run in admitted:
+        assert wait_run(client, run.thread_id, run.id, ["requires_action"])
+    # A refused creation stored nothing.
+    stored = [r.id for t in thread_ids for r in client.beta.threads.runs.list(thread_id=t).data]
+    assert sorted(stored) == sorted(r.id for r in admitted if r.thread_id in thread_ids)
+
+
+def test_simultaneous_run_creations_admit_exactly_the_limit(
+    make_server: MakeServer,
+    make_client: MakeClient,
+    provider_overrides: dict[str, Any],
+    scripted: ScriptedModel,
+) -> None:
+    server = make_server(rate_limit_concurrent_runs=RUNS_LIMIT, **provider_overrides)
+    _check_exactly_the_limit_admitted(make_client(server), scripted, [server])
+
+
 def test_concurrent_streams_are_limited(
     make_server: MakeServer,
     make_http: MakeHttp,
@@ -113,7 +188,7 @@ def test_concurrent_streams_are_limited(
         assert refused.json()["error"]["code"] == "rate_limit_exceeded"
         reply.release()
         assert "event: done" in first.read().decode()
-    # The first stream ended: its slot is free again (on this core, which counts it).
+    # The first stream ended: its slot is free again.
     scripted.push(text("Three."))
     deadline = time.monotonic() + WAIT
     while True:
@@ -261,3 +336,101 @@ def test_tokens_spent_through_one_core_refuse_runs_through_the_other(
         assert time.monotonic() < deadline, "the other core never saw the tokens"
         time.sleep(POLL_MS / 1000)
     assert refusal.type == "tokens"
+
+
+def test_simultaneous_run_creations_on_two_cores_admit_exactly_the_limit(
+    two_cores: TwoCores, make_client: MakeClient, scripted: ScriptedModel
+) -> None:
+    cores = two_cores(rate_limit_concurrent_runs=RUNS_LIMIT)
+    _check_exactly_the_limit_admitted(make_client(cores[0]), scripted, cores)
+
+
+STREAMS_LIMIT = 2
+# How long a core's open streams count unrenewed (`run_lease_seconds`): short, so that a
+# core's own rows are seen to outlive it only through renewal.
+SLOT_SECONDS = 2.0
+
+
+async def _leave_streams_of_a_dead_core(url: str, open_streams: int, expires_at_ms: int) -> None:
+    """The row a core that died with streams open leaves behind."""
+    store = create_store(url)
+    await store.open()
+    try:
+        await store.set_stream_slot(
+            tenancy.DEFAULT_PROJECT, "dead-core", open_streams, expires_at_ms
+        )
+    finally:
+        await store.close()
+
+
+def _refused_stream(http: httpx2.Client, body: dict[str, Any]) -> None:
+    refused = http.post("/v1/threads/runs", json=body)
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert f"on concurrent streams: Limit {STREAMS_LIMIT}," in refused.json()["error"]["message"]
+    assert refused.headers["retry-after"] == "1"
+
+
+def _stream_once_admitted(http: httpx2.Client, body: dict[str, Any], what: str) -> httpx2.Response:
+    """A stream opened as soon as the cores admit it (polling: slots free a moment after
+    the stream that held them ends, or once a dead core's row expires). Close it."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        response = http.send(http.build_request("POST", "/v1/threads/runs", json=body), stream=True)
+        if response.status_code == 200:
+            return response
+        assert response.status_code == 429, response.read()
+        response.close()
+        assert time.monotonic() < deadline, what
+        time.sleep(POLL_MS / 1000)
+
+
+def test_concurrent_streams_are_limited_across_two_cores(
+    two_cores: TwoCores, make_http: MakeHttp, scripted: ScriptedModel
+) -> None:
+    cores = two_cores(rate_limit_concurrent_streams=STREAMS_LIMIT, run_lease_seconds=SLOT_SECONDS)
+    one, other = (make_http(server) for server in cores)
+    assistant = one.post("/v1/assistants", json={"model": scripted.model}).json()
+    body = {"assistant_id": assistant["id"], "stream": True}
+    first = scripted.push(text("One ", "two.", hold_after=1))
+    second = scripted.push(text("Three ", "four.", hold_after=1))
+    with contextlib.ExitStack() as streams:
+        # One after the other, so that each core's run takes the reply meant for it.
+        on_one = streams.enter_context(one.stream("POST", "/v1/threads/runs", json=body))
+        assert on_one.status_code == 200
+        assert first.held.wait(WAIT)
+        on_other = streams.enter_context(other.stream("POST", "/v1/threads/runs", json=body))
+        assert on_other.status_code == 200
+        assert second.held.wait(WAIT)
+        # Both slots are taken, one on each core: neither core admits another stream.
+        _refused_stream(one, body)
+        _refused_stream(other, body)
+
+        # The stream on one core ends: its slot is free on the other.
+        first.release()
+        assert "event: done" in on_one.read().decode()
+        scripted.push(text("Freed."))
+        freed = _stream_once_admitted(
+            other, body, "the slot freed on one core never reached the other"
+        )
+        assert "event: done" in freed.read().decode()
+        freed.close()
+
+        # A core that died with a stream open holds its slot until its row expires, unlike
+        # the live core's stream, whose row (written before this one) outlives its first
+        # expiry through renewal.
+        expires_at_ms = int((time.time() + SLOT_SECONDS) * 1000)
+        url = cores[0].database_url
+        asyncio.run(_leave_streams_of_a_dead_core(url, 1, expires_at_ms))
+        third = scripted.push(text("Five ", "six.", hold_after=1))
+        _refused_stream(one, body)
+        late = _stream_once_admitted(one, body, "the dead core's stream never stopped counting")
+        assert time.time() * 1000 >= expires_at_ms
+        assert third.held.wait(WAIT)
+        _refused_stream(one, body)
+        _refused_stream(other, body)
+        second.release()
+        third.release()
+        assert "event: done" in on_other.read().decode()
+        assert "event: done" in late.read().decode()
+        late.close()
