@@ -50,6 +50,18 @@ POSTGRES_CANDIDATES: Final = 400
 benchmark's 100,000-chunk stores: ranking a candidate costs about 10 µs on SQLite and 30 µs on
 PostgreSQL (which detoasts its tsvector first), so a step stays near 10-15 ms on either."""
 
+POSTGRES_COMMON_CANDIDATES: Final = 150
+"""On PostgreSQL, at most this many chunks are ranked by a step of common words (a
+conjunction, or the last resort), and a conjunction fits when it is in at most this many.
+
+Such a step's chunks all hold the words that chose them, which are common: ranking a few of
+them is as good a sample as ranking many, and a conjunction that must fit in fewer chunks takes
+one more of the query's words, so what it ranks is more to the point. It is the step that big
+stores run most (on the benchmark's 100,000 chunks, four queries in five start with one), and a
+PostgreSQL candidate is dear (its tsvector is read from TOAST: about 14 µs even when cached),
+so the sample is smaller than the rare words' budget. The rare words' step, which small stores
+run alone, keeps `POSTGRES_CANDIDATES`. SQLite ranks cheaply and keeps one budget for both."""
+
 
 @dataclass(frozen=True, slots=True)
 class Term:
@@ -81,10 +93,15 @@ ConjunctionCount = Callable[[Sequence[str]], int]
 
 
 def steps(
-    terms: Sequence[Term], budget: int, conjunction: ConjunctionCount, reads: int = READ_BUDGET
+    terms: Sequence[Term],
+    budget: int,
+    conjunction: ConjunctionCount,
+    reads: int = READ_BUDGET,
+    common: int | None = None,
 ) -> Iterator[Step]:
     """The plan's steps (see the module doc), made lazily: a conjunction is counted only when
-    the search gets that far."""
+    the search gets that far. `common` (default `budget`) is what a step of common words ranks
+    (`candidates`), and what a conjunction must fit in."""
     if not terms:
         return
     ordered = sorted(terms, key=lambda t: (t.df, t.key))
@@ -97,11 +114,17 @@ def steps(
         total += term.df
     if rare:
         yield Step(tuple(rare), conjunctive=False, bounded=False)
-    common = ordered[len(rare) :]
-    if common:
-        yield from _conjunctions(common, budget, conjunction, reads)
-    if (rare and common) or len(common) > 1:
+    frequent = ordered[len(rare) :]
+    if frequent:
+        yield from _conjunctions(frequent, budget if common is None else common, conjunction, reads)
+    if (rare and frequent) or len(frequent) > 1:
         yield Step(tuple(t.key for t in ordered), conjunctive=False, bounded=True)
+
+
+def candidates(step: Step, budget: int, common: int) -> int:
+    """How many chunks `step` ranks at most: `budget` for the rare words' step (the only one
+    that is neither a conjunction nor bounded), `common` for a step of common words."""
+    return budget if not (step.conjunctive or step.bounded) else common
 
 
 def _conjunctions(
