@@ -14,11 +14,12 @@ search costs about the same on any store size:
    the chunks holding any of them. On a small store every word is rare and this is the plain
    OR search of every word, so small stores rank exactly as before.
 2. The other words in a conjunction, rarest first: the shortest one whose chunks fit in
-   `budget`; then, if that leaves the search short of `limit`, the conjunction one word
-   shorter, ranking only the first `budget` chunks it finds (its words are common, so those
-   are as good a sample as any). If even all of them together are in more than `budget`
-   chunks, that conjunction alone, bounded the same way.
-3. Any word at all, first `budget` chunks: a last resort that keeps a search from answering
+   `common` (a budget of its own, as big as `budget` or, on PostgreSQL, smaller); then, if
+   that leaves the search short of `limit`, the conjunction one word shorter, ranking only the
+   first `common` chunks it finds (its words are common, so those are as good a sample as
+   any). If even all of them together are in more than `common` chunks, that conjunction
+   alone, bounded the same way.
+3. Any word at all, first `common` chunks: a last resort that keeps a search from answering
    less than the OR search would have (a small store inside a big database, whose chunks the
    global counts below do not describe).
 
@@ -31,7 +32,8 @@ Measured with the benchmark's retrieval section (`python -m bench --only retriev
 word in most chunks), before → after this plan:
 - SQLite, 100,000 chunks: p50 495 → 15.5 ms, p99 727 → 36.5 ms (10,000: p50 14.0, p99 62.5).
 - PostgreSQL, 100,000 chunks: p50 888 → 31.5 ms, p99 1,321 → 96 ms (10,000: p50 17.2, p99
-  43.8): short of the 50 ms target at p99; ranking a candidate costs 30 µs there.
+  43.8) on a busy machine; on a quiet one 14.4 / 30.7 ms, and 10.0 / 19.3 ms once steps of
+  common words ranked `POSTGRES_COMMON_CANDIDATES` (see docs/retrieval.md, "Figures").
 - Quality (1,590 queries, a 1,600-chunk store, where every word is rare, so SQLite ranks as
   before): recall@5 / MRR@10 on SQLite 0.609 / 0.466 (was 0.609 / 0.468); on PostgreSQL, with
   the IDF weights of `sql_chunks`, 0.514 / 0.377 (was 0.432 / 0.312); plain BM25 0.554 / 0.429.
@@ -47,8 +49,9 @@ from typing import Final
 SQLITE_CANDIDATES: Final = 1000
 POSTGRES_CANDIDATES: Final = 400
 """At most this many chunks are ranked by one step of a search, per store. Measured on the
-benchmark's 100,000-chunk stores: ranking a candidate costs about 10 µs on SQLite and 30 µs on
-PostgreSQL (which detoasts its tsvector first), so a step stays near 10-15 ms on either."""
+benchmark's 100,000-chunk stores: ranking a candidate costs about 10 µs on SQLite and 14-30 µs
+on PostgreSQL (which detoasts its tsvector first: 14 µs with every page in shared buffers),
+so a step stays near 10-15 ms on either."""
 
 POSTGRES_COMMON_CANDIDATES: Final = 150
 """On PostgreSQL, at most this many chunks are ranked by a step of common words (a
