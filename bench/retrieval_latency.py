@@ -39,6 +39,7 @@ from bench.load import Call, LoadResult, StatusError, alternate, http_session, r
 from bench.report import Row, mib, ratio
 from bench.retrieval_corpus import Corpus
 from bench.retrieval_dataset import Dataset, postgres_dataset, sqlite_dataset
+from compat_core import tenancy
 from compat_core.retrieval import lexical
 from compat_core.retrieval.embeddings import Embedder
 from compat_core.store import sql_chunks
@@ -93,7 +94,8 @@ class SqliteQuery:
         self._store_id = store_id
 
     async def search(self, query: str) -> int:
-        found = sql_chunks.search_lexical(self._search, [self._store_id], query, LIMIT)
+        with tenancy.project(tenancy.DEFAULT_PROJECT):
+            found = sql_chunks.search_lexical(self._search, [self._store_id], query, LIMIT)
         self._search.rollback()
         return len(found)
 
@@ -127,9 +129,10 @@ class PostgresQuery:
 
     async def search(self, query: str) -> int:
         store_ids = [self._store_id]
-        found = await self._search.run_sync(
-            lambda conn: sql_chunks.search_lexical(conn, store_ids, query, LIMIT)
-        )
+        with tenancy.project(tenancy.DEFAULT_PROJECT):
+            found = await self._search.run_sync(
+                lambda conn: sql_chunks.search_lexical(conn, store_ids, query, LIMIT)
+            )
         await self._search.rollback()
         return len(found)
 

@@ -75,6 +75,23 @@ def test_a_conjunction_takes_no_more_words_than_the_index_can_read() -> None:
     assert plan[0] == Step(("w3", "w2"), conjunctive=True, bounded=True)
 
 
+def test_a_conjunction_fits_in_the_common_words_budget_and_ranks_that_many() -> None:
+    terms = [Term("w1", 500), Term("w2", 400), Term("w3", 300)]
+    counts = {("w3", "w2"): 50, ("w3", "w2", "w1"): 10}
+
+    plan = list(steps(terms, 100, lambda keys: counts[tuple(keys)], common=20))
+
+    assert plan[0] == Step(("w3", "w2", "w1"), conjunctive=True, bounded=False)
+    assert plan[1] == Step(("w3", "w2"), conjunctive=True, bounded=True)
+    assert [lexical_plan.candidates(step, 100, 20) for step in plan] == [20, 20, 20]
+
+
+def test_the_rare_words_step_ranks_the_whole_budget() -> None:
+    plan = list(steps([Term("data", 900), Term("zebra", 2)], 100, lambda keys: 0, common=20))
+
+    assert [lexical_plan.candidates(step, 100, 20) for step in plan] == [100, 20, 20]
+
+
 def test_a_single_common_word_is_one_bounded_step() -> None:
     assert _plan([Term("data", 900)], budget=100) == [
         Step(("data",), conjunctive=True, bounded=True)
@@ -120,6 +137,7 @@ def tiny_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     """Three candidates a step: "data" (in all twelve chunks) and "report" (ten) are common."""
     monkeypatch.setattr(lexical_plan, "SQLITE_CANDIDATES", 3)
     monkeypatch.setattr(lexical_plan, "POSTGRES_CANDIDATES", 3)
+    monkeypatch.setattr(lexical_plan, "POSTGRES_COMMON_CANDIDATES", 3)
 
 
 def _texts(found: list[ChunkMatch]) -> list[str]:

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from alembic import command
 from harness import MakeClient, MakeServer
 from sqlalchemy import Connection
+from test_ingestion_worker import CountingRunner
 from test_inline_vector_stores import (
     DAY,
     ECHO,
@@ -179,6 +180,28 @@ async def test_a_search_marks_the_store_active_and_a_read_does_not(
     assert searched is not None
     assert searched.last_active_at >= start
     assert searched.expires_at == searched.last_active_at + 2 * DAY
+
+
+async def test_a_search_that_changes_nothing_about_the_store_writes_nothing(
+    db: TransactionRunner, tmp_path: Path
+) -> None:
+    counting = CountingRunner(db)
+    store = SqlStore(counting)
+    await store.open()
+    service = _service(store, tmp_path)
+    created = await service.CreateVectorStore(vector_stores_pb2.CreateVectorStoreRequest(), None)
+
+    def ahead(v: vector_stores_pb2.VectorStore) -> None:
+        # Used a minute from now, as a search this second on another core could have left it.
+        v.last_active_at = now() + 60
+
+    assert await store.update_vector_store(created.id, ahead) is not None
+    writes = counting.writes
+    await service.SearchVectorStore(
+        vector_stores_pb2.SearchVectorStoreRequest(vector_store_id=created.id, query=["x"]), None
+    )
+
+    assert counting.writes == writes
 
 
 def test_an_expired_thread_store_is_swept_and_the_thread_gets_a_new_one(

@@ -14,11 +14,12 @@ search costs about the same on any store size:
    the chunks holding any of them. On a small store every word is rare and this is the plain
    OR search of every word, so small stores rank exactly as before.
 2. The other words in a conjunction, rarest first: the shortest one whose chunks fit in
-   `budget`; then, if that leaves the search short of `limit`, the conjunction one word
-   shorter, ranking only the first `budget` chunks it finds (its words are common, so those
-   are as good a sample as any). If even all of them together are in more than `budget`
-   chunks, that conjunction alone, bounded the same way.
-3. Any word at all, first `budget` chunks: a last resort that keeps a search from answering
+   `common` (a budget of its own, as big as `budget` or, on PostgreSQL, smaller); then, if
+   that leaves the search short of `limit`, the conjunction one word shorter, ranking only the
+   first `common` chunks it finds (its words are common, so those are as good a sample as
+   any). If even all of them together are in more than `common` chunks, that conjunction
+   alone, bounded the same way.
+3. Any word at all, first `common` chunks: a last resort that keeps a search from answering
    less than the OR search would have (a small store inside a big database, whose chunks the
    global counts below do not describe).
 
@@ -31,7 +32,8 @@ Measured with the benchmark's retrieval section (`python -m bench --only retriev
 word in most chunks), before → after this plan:
 - SQLite, 100,000 chunks: p50 495 → 15.5 ms, p99 727 → 36.5 ms (10,000: p50 14.0, p99 62.5).
 - PostgreSQL, 100,000 chunks: p50 888 → 31.5 ms, p99 1,321 → 96 ms (10,000: p50 17.2, p99
-  43.8): short of the 50 ms target at p99; ranking a candidate costs 30 µs there.
+  43.8) on a busy machine; on a quiet one 14.4 / 30.7 ms, and 10.0 / 19.3 ms once steps of
+  common words ranked `POSTGRES_COMMON_CANDIDATES` (see docs/retrieval.md, "Figures").
 - Quality (1,590 queries, a 1,600-chunk store, where every word is rare, so SQLite ranks as
   before): recall@5 / MRR@10 on SQLite 0.609 / 0.466 (was 0.609 / 0.468); on PostgreSQL, with
   the IDF weights of `sql_chunks`, 0.514 / 0.377 (was 0.432 / 0.312); plain BM25 0.554 / 0.429.
@@ -47,8 +49,21 @@ from typing import Final
 SQLITE_CANDIDATES: Final = 1000
 POSTGRES_CANDIDATES: Final = 400
 """At most this many chunks are ranked by one step of a search, per store. Measured on the
-benchmark's 100,000-chunk stores: ranking a candidate costs about 10 µs on SQLite and 30 µs on
-PostgreSQL (which detoasts its tsvector first), so a step stays near 10-15 ms on either."""
+benchmark's 100,000-chunk stores: ranking a candidate costs about 10 µs on SQLite and 14-30 µs
+on PostgreSQL (which detoasts its tsvector first: 14 µs with every page in shared buffers),
+so a step stays near 10-15 ms on either."""
+
+POSTGRES_COMMON_CANDIDATES: Final = 150
+"""On PostgreSQL, at most this many chunks are ranked by a step of common words (a
+conjunction, or the last resort), and a conjunction fits when it is in at most this many.
+
+Such a step's chunks all hold the words that chose them, which are common: ranking a few of
+them is as good a sample as ranking many, and a conjunction that must fit in fewer chunks takes
+one more of the query's words, so what it ranks is more to the point. It is the step that big
+stores run most (on the benchmark's 100,000 chunks, four queries in five start with one), and a
+PostgreSQL candidate is dear (its tsvector is read from TOAST: about 14 µs even when cached),
+so the sample is smaller than the rare words' budget. The rare words' step, which small stores
+run alone, keeps `POSTGRES_CANDIDATES`. SQLite ranks cheaply and keeps one budget for both."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +96,15 @@ ConjunctionCount = Callable[[Sequence[str]], int]
 
 
 def steps(
-    terms: Sequence[Term], budget: int, conjunction: ConjunctionCount, reads: int = READ_BUDGET
+    terms: Sequence[Term],
+    budget: int,
+    conjunction: ConjunctionCount,
+    reads: int = READ_BUDGET,
+    common: int | None = None,
 ) -> Iterator[Step]:
     """The plan's steps (see the module doc), made lazily: a conjunction is counted only when
-    the search gets that far."""
+    the search gets that far. `common` (default `budget`) is what a step of common words ranks
+    (`candidates`), and what a conjunction must fit in."""
     if not terms:
         return
     ordered = sorted(terms, key=lambda t: (t.df, t.key))
@@ -97,11 +117,17 @@ def steps(
         total += term.df
     if rare:
         yield Step(tuple(rare), conjunctive=False, bounded=False)
-    common = ordered[len(rare) :]
-    if common:
-        yield from _conjunctions(common, budget, conjunction, reads)
-    if (rare and common) or len(common) > 1:
+    frequent = ordered[len(rare) :]
+    if frequent:
+        yield from _conjunctions(frequent, budget if common is None else common, conjunction, reads)
+    if (rare and frequent) or len(frequent) > 1:
         yield Step(tuple(t.key for t in ordered), conjunctive=False, bounded=True)
+
+
+def candidates(step: Step, budget: int, common: int) -> int:
+    """How many chunks `step` ranks at most: `budget` for the rare words' step (the only one
+    that is neither a conjunction nor bounded), `common` for a step of common words."""
+    return budget if not (step.conjunctive or step.bounded) else common
 
 
 def _conjunctions(

@@ -14,10 +14,11 @@ What the endpoint's rankers mean here (OpenAI does not say what its own do beyon
 
 from __future__ import annotations
 
+import asyncio
 from typing import Final
 
 from compat_core import errors, validation
-from compat_core.retrieval import filters, ranking
+from compat_core.retrieval import expiry, filters, ranking
 from compat_core.retrieval import search as retrieval_search
 from compat_core.retrieval.embeddings import Embedder
 from compat_core.retrieval.filters import Filter
@@ -86,20 +87,35 @@ class VectorStoreSearch:
             )
         limit, threshold = _options(request)
         attribute_filter = _filters(request)
-        if await self._store.get_vector_store(store_id) is None:
-            raise errors.no_such("vector_store_id", store_id)
         lexical = request.ranking_options.ranker == LEXICAL_RANKER
-        found = await retrieval_search.search(
-            self._store,
-            [store_id],
-            query,
-            limit=limit,
-            threshold=threshold,
-            filters=attribute_filter,
-            embedder=None if lexical else self._embedder,
-        )
-        # A search is a use of the store: its expiry moves on (see `retrieval.expiry`).
-        await self._store.touch_vector_stores([store_id], now())
+        # The store is read while the search runs, not before it: a search of a store that is
+        # not there finds nothing (chunks are searched through their store's files) and is
+        # answered 404 all the same, and every other search saves a round trip to the database.
+        reading = asyncio.create_task(self._store.get_vector_store(store_id))
+        try:
+            found = await retrieval_search.search(
+                self._store,
+                [store_id],
+                query,
+                limit=limit,
+                threshold=threshold,
+                filters=attribute_filter,
+                embedder=None if lexical else self._embedder,
+            )
+        except BaseException:
+            reading.cancel()
+            raise
+        searched = await reading
+        if searched is None:
+            raise errors.no_such("vector_store_id", store_id)
+        # A search is a use of the store: its expiry moves on (see `retrieval.expiry`). The copy
+        # read above says whether that changes anything: a store already marked this second
+        # (every search but one a second, under load) needs no write transaction, which on
+        # PostgreSQL locks the row and flushes the WAL at commit. The store re-checks under its
+        # lock when it does write.
+        moment = now()
+        if expiry.touch(searched, moment):
+            await self._store.touch_vector_stores([store_id], moment)
         response = vector_stores_pb2.SearchVectorStoreResponse(search_query=request.query)
         for item in found:
             result = response.data.add(

@@ -253,9 +253,10 @@ def search_lexical(
     filters: Filter | None = None,
 ) -> list[ChunkMatch]:
     """The `limit` best chunks for `query`, by `lexical_plan`'s steps: each step ranks at most
-    the store's budget of chunks (`lexical_plan.SQLITE_CANDIDATES`, `POSTGRES_CANDIDATES`, or
-    `limit` if more, so that one step can fill it), and the next runs only while the search is
-    short of `limit`."""
+    the store's budget of chunks (`lexical_plan.SQLITE_CANDIDATES`; on PostgreSQL
+    `POSTGRES_CANDIDATES` for the rare words' step and `POSTGRES_COMMON_CANDIDATES` for the
+    others; or `limit` if more, so that one step can fill it), and the next runs only while the
+    search is short of `limit`."""
     if not vector_store_ids or limit <= 0:
         return []
     dialect = conn.dialect.name
@@ -263,12 +264,13 @@ def search_lexical(
     params: dict[str, Any]
     if dialect == "sqlite":
         scale: Scale = "bm25"
-        budget = max(lexical_plan.SQLITE_CANDIDATES, limit)
+        budget = common = max(lexical_plan.SQLITE_CANDIDATES, limit)
         terms, total = sql_term_counts.sqlite_terms(conn, lexical.searched_words(query), budget)
         params = {}
     else:
         scale = "ts_rank"
         budget = max(lexical_plan.POSTGRES_CANDIDATES, limit)
+        common = max(lexical_plan.POSTGRES_COMMON_CANDIDATES, limit)
         query_text = lexical.postgres_query_text(query)
         if query_text is None:
             return []
@@ -279,14 +281,18 @@ def search_lexical(
         params = _postgres_params(terms, total)
     dfs = {term.key: term.df for term in terms}
     plan = lexical_plan.steps(
-        terms, budget, lambda keys: lexical_plan.independent_count([dfs[k] for k in keys], total)
+        terms,
+        budget,
+        lambda keys: lexical_plan.independent_count([dfs[k] for k in keys], total),
+        common=common,
     )
     if not terms:
         return []
-    params |= {"vector_store_ids": list(vector_store_ids), "limit": limit, "budget": budget}
+    params |= {"vector_store_ids": list(vector_store_ids), "limit": limit}
     stmt = _unfiltered_stmt(dialect) if filters is None else _step_stmt(dialect, filters)
     found: dict[int, ChunkMatch] = {}
     for step in plan:
+        params["budget"] = lexical_plan.candidates(step, budget, common)
         if dialect == "sqlite":
             params["match"] = _sqlite_match(step, terms, total)
         else:
