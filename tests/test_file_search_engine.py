@@ -13,11 +13,12 @@ import time
 
 import orjson
 import pytest
+from harness.counting import CountingRunner
 
 from compat_core.engine.file_search import NO_VECTOR_STORES, FileSearch, search_query
 from compat_core.engine.hosted import HostedCall, ToolFailure
 from compat_core.retrieval.citations import labelled_results
-from compat_core.store import SqlStore
+from compat_core.store import SqlStore, TransactionRunner
 from compat_core.store.base import NewChunk
 from compat_core.v1 import (
     assistants_pb2,
@@ -263,6 +264,24 @@ async def test_a_search_marks_its_stores_active(store: SqlStore) -> None:
     assert used is not None
     assert used.last_active_at >= now
     assert used.expires_at == used.last_active_at + 7 * 86_400
+
+
+async def test_a_search_of_stores_used_this_second_writes_nothing(db: TransactionRunner) -> None:
+    counting = CountingRunner(db)
+    store = SqlStore(counting)
+    await store.open()
+    policy = vector_stores_pb2.VectorStoreExpirationAfter(anchor="last_active_at", days=7)
+    # Used a minute from now, as a search this second on another core could have left it.
+    ahead = int(time.time()) + 60
+    await new_store(
+        store, "vs_busy", expires_after=policy, last_active_at=ahead, expires_at=ahead + 604_800
+    )
+    run = await new_run(store, assistant_stores=("vs_busy",))
+    writes = counting.writes
+
+    await execute(FileSearch(), store, run, "anything")
+
+    assert counting.writes == writes
 
 
 async def test_a_stored_call_is_shown_again_as_the_model_first_read_it(store: SqlStore) -> None:

@@ -8,15 +8,15 @@ polls every second for good, and on SQLite each write would queue on the one wri
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Final, TypeVar
 
 import pytest
 import pytest_asyncio
 from fpdf import FPDF
+from harness.counting import CountingRunner
 from harness.memory import AllocationPeak
-from sqlalchemy import Connection
 
 from compat_core import ids
 from compat_core.config import ProviderConfig
@@ -33,30 +33,6 @@ T0: Final = 1_700_000_000
 LEASE_SECONDS: Final = 30.0
 COMPLETED: Final = vector_stores_pb2.VECTOR_STORE_FILE_STATUS_COMPLETED
 NOTES: Final = b"Zebracorns eat clover at dawn.\nThey sleep under birch trees.\n"
-
-
-class CountingRunner:
-    """The database as it is, counting the write transactions asked of it."""
-
-    def __init__(self, inner: TransactionRunner) -> None:
-        self._inner = inner
-        self.writes = 0
-
-    async def write(self, fn: Callable[[Connection], T]) -> T:
-        self.writes += 1
-        return await self._inner.write(fn)
-
-    async def read(self, fn: Callable[[Connection], T], *, bounded: bool = False) -> T:
-        return await self._inner.read(fn, bounded=bounded)
-
-    def pending(self) -> int:
-        return self._inner.pending()
-
-    async def run_migrations(self) -> None:
-        await self._inner.run_migrations()
-
-    async def close(self) -> None:
-        await self._inner.close()
 
 
 @pytest.fixture

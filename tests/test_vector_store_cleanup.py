@@ -17,8 +17,8 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from harness import MakeClient, MakeServer
+from harness.counting import CountingRunner
 from sqlalchemy import Connection
-from test_ingestion_worker import CountingRunner
 from test_inline_vector_stores import (
     DAY,
     ECHO,

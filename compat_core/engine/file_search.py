@@ -35,7 +35,7 @@ from compat_core.engine.hosted import (
     ToolFailure,
     tool_resources,
 )
-from compat_core.retrieval import ranking
+from compat_core.retrieval import expiry, ranking
 from compat_core.retrieval.citations import (
     CitationScanner,
     ResultKey,
@@ -227,10 +227,12 @@ def _settings(tools: Sequence[common_pb2.Tool]) -> common_pb2.FileSearchTool:
 
 
 async def _live(store: Store, store_ids: Sequence[str]) -> list[str]:
-    """The stores that still exist, marked used now (one write for all); ToolFailure if one
-    has expired, swept or not yet."""
+    """The stores that still exist, marked used now (one write for all, none when every one
+    was marked this second already, as the search endpoint does); ToolFailure if one has
+    expired, swept or not yet."""
     moment = int(time.time())
     live = []
+    used = []
     for store_id in store_ids:
         found = await store.get_vector_store(store_id)
         if found is None:
@@ -242,6 +244,8 @@ async def _live(store: Store, store_ids: Sequence[str]) -> list[str]:
                 "Attach a vector store that has not expired and run again.",
             )
         live.append(store_id)
-    if live:
-        await store.touch_vector_stores(live, moment)
+        if expiry.touch(found, moment):
+            used.append(store_id)
+    if used:
+        await store.touch_vector_stores(used, moment)
     return live
