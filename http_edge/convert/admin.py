@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+from collections.abc import Callable, Sequence
+from typing import Any, Final, Protocol
 
 from multidict import MultiMapping
 
@@ -252,8 +253,24 @@ def storage_usage_request(query: MultiMapping[str]) -> admin_pb2.GetStorageUsage
     return request
 
 
-def completions_usage_out(page: admin_pb2.GetCompletionsUsageResponse) -> Json:
-    """OpenAI's page of buckets; the fields a group does not split on are null."""
+class _Bucket(Protocol):
+    start_time: int
+    end_time: int
+
+    @property
+    def results(self) -> Sequence[Any]: ...
+
+
+class _UsagePage(Protocol):
+    has_more: bool
+    next_page: str
+
+    @property
+    def data(self) -> Sequence[_Bucket]: ...
+
+
+def _usage_page(page: _UsagePage, result_out: Callable[[Any], Json]) -> Json:
+    """OpenAI's page of usage buckets, each result as `result_out` writes it."""
     return {
         "object": "page",
         "data": [
@@ -261,52 +278,46 @@ def completions_usage_out(page: admin_pb2.GetCompletionsUsageResponse) -> Json:
                 "object": "bucket",
                 "start_time": bucket.start_time,
                 "end_time": bucket.end_time,
-                "results": [
-                    {
-                        "object": "organization.usage.completions.result",
-                        "input_tokens": result.input_tokens,
-                        "output_tokens": result.output_tokens,
-                        "input_cached_tokens": 0,
-                        "input_audio_tokens": 0,
-                        "output_audio_tokens": 0,
-                        "num_model_requests": result.num_model_requests,
-                        "project_id": result.project_id if result.HasField("project_id") else None,
-                        "user_id": None,
-                        "api_key_id": None,
-                        "model": result.model if result.HasField("model") else None,
-                        "batch": None,
-                    }
-                    for result in bucket.results
-                ],
+                "results": [result_out(result) for result in bucket.results],
             }
             for bucket in page.data
         ],
         "has_more": page.has_more,
         "next_page": page.next_page or None,
     }
+
+
+def _completions_result(result: admin_pb2.CompletionsUsageResult) -> Json:
+    return {
+        "object": "organization.usage.completions.result",
+        "input_tokens": result.input_tokens,
+        "output_tokens": result.output_tokens,
+        "input_cached_tokens": 0,
+        "input_audio_tokens": 0,
+        "output_audio_tokens": 0,
+        "num_model_requests": result.num_model_requests,
+        "project_id": result.project_id if result.HasField("project_id") else None,
+        "user_id": None,
+        "api_key_id": None,
+        "model": result.model if result.HasField("model") else None,
+        "batch": None,
+    }
+
+
+def completions_usage_out(page: admin_pb2.GetCompletionsUsageResponse) -> Json:
+    """OpenAI's page of buckets; the fields a group does not split on are null."""
+    return _usage_page(page, _completions_result)
 
 
 def storage_usage_out(page: admin_pb2.GetStorageUsageResponse, kind: str) -> Json:
     """OpenAI's page of buckets of `organization.usage.<kind>.result`s; `project_id` is null
     unless grouped by it."""
-    return {
-        "object": "page",
-        "data": [
-            {
-                "object": "bucket",
-                "start_time": bucket.start_time,
-                "end_time": bucket.end_time,
-                "results": [
-                    {
-                        "object": f"organization.usage.{kind}.result",
-                        "usage_bytes": result.usage_bytes,
-                        "project_id": result.project_id if result.HasField("project_id") else None,
-                    }
-                    for result in bucket.results
-                ],
-            }
-            for bucket in page.data
-        ],
-        "has_more": page.has_more,
-        "next_page": page.next_page or None,
-    }
+
+    def result_out(result: admin_pb2.StorageUsageResult) -> Json:
+        return {
+            "object": f"organization.usage.{kind}.result",
+            "usage_bytes": result.usage_bytes,
+            "project_id": result.project_id if result.HasField("project_id") else None,
+        }
+
+    return _usage_page(page, result_out)
