@@ -58,7 +58,7 @@ import grpc
 from compat_core import errors, tenancy
 from compat_core.store.base import ProjectLimits, Store
 from compat_core.stream_slots import StreamSlots
-from compat_core.tasks import cancel_and_wait
+from compat_core.tasks import cancel_and_wait, every
 from compat_core.v1 import runs_pb2
 
 log = logging.getLogger(__name__)
@@ -197,7 +197,10 @@ class RateLimiter:
     async def start(self) -> None:
         """Read the projects' own limits, and again every `REFRESH_SECONDS` from now on."""
         await self.refresh()
-        self._refresher = asyncio.create_task(self._refresh_forever(), name="rate-limits")
+        self._refresher = asyncio.create_task(
+            every(REFRESH_SECONDS, self._upkeep, "reading the projects' rate limits failed"),
+            name="rate-limits",
+        )
         if self._slots is not None:
             self._slots.start()
 
@@ -454,24 +457,19 @@ class RateLimiter:
         if self._on_refused is not None:
             self._on_refused(project, limit)
 
-    async def _refresh_forever(self) -> None:
-        while True:
-            await asyncio.sleep(REFRESH_SECONDS)
-            try:
-                await self.refresh()
-                if self.active:
-                    # Windows older than the one before this are of no use to anyone.
-                    await self._store.purge_windows(
-                        self._window_start(self._clock()) - self._window
-                    )
-                if self._slots is not None and self._limits_any_streams():
-                    await self._slots.purge()
-            except Exception:
-                log.exception("reading the projects' rate limits failed")
-            now = self._window_start(self._clock())
-            for kept in (self._requests, self._tokens):
-                for project in [p for p, w in kept.items() if w.start < now]:
-                    del kept[project]
+    async def _upkeep(self) -> None:
+        """Forget the windows past, read the projects' limits again, and drop the shared
+        counts no one will read."""
+        now = self._window_start(self._clock())
+        for kept in (self._requests, self._tokens):
+            for project in [p for p, w in kept.items() if w.start < now]:
+                del kept[project]
+        await self.refresh()
+        if self.active:
+            # Windows older than the one before this are of no use to anyone.
+            await self._store.purge_windows(now - self._window)
+        if self._slots is not None and self._limits_any_streams():
+            await self._slots.purge()
 
     def _limits_any_streams(self) -> bool:
         return bool(self._defaults.concurrent_streams) or any(

@@ -11,7 +11,6 @@ reports the same figures: aggregate them across cores with `max`, not `sum`.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Iterator
 from typing import Final
@@ -21,9 +20,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from compat_core.store.base import Store, StoredBytes
-from compat_core.tasks import cancel_and_wait
-
-log = logging.getLogger(__name__)
+from compat_core.tasks import cancel_and_wait, every
 
 STORAGE_BYTES: Final = "compat_project_storage_bytes"
 REFRESH_SECONDS: Final = "compat_project_storage_refresh_seconds"
@@ -94,7 +91,11 @@ class StorageGauge(Collector):
         )
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._refreshing(), name="storage-metrics")
+        # The last figures stay while a refresh fails; the next one tries again.
+        refreshing = every(
+            self._interval, self.refresh, "refreshing the storage metrics failed", at_once=True
+        )
+        self._task = asyncio.create_task(refreshing, name="storage-metrics")
 
     async def close(self) -> None:
         if self._task is not None:
@@ -106,12 +107,3 @@ class StorageGauge(Collector):
         started = time.perf_counter()
         stored = await self._store.storage_by_project()
         self._stored, self._took = stored, time.perf_counter() - started
-
-    async def _refreshing(self) -> None:
-        while True:
-            try:
-                await self.refresh()
-            except Exception:
-                # The last figures stay; the next refresh tries again.
-                log.exception("refreshing the storage metrics failed")
-            await asyncio.sleep(self._interval)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from compat_core.store.base import Store
-from compat_core.tasks import cancel_and_wait
+from compat_core.tasks import cancel_and_wait, every
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,10 @@ class StreamSlots:
         self._renewer: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._renewer = asyncio.create_task(self._renew_forever(), name="stream-slots")
+        self._renewer = asyncio.create_task(
+            every(self._renewal, self._renew, "renewing this core's stream slots failed"),
+            name="stream-slots",
+        )
 
     async def close(self) -> None:
         """Stop renewing, and free this core's slots at once (its streams are over)."""
@@ -120,12 +123,10 @@ class StreamSlots:
             # The row says more streams than are open until the next renewal rewrites it.
             log.exception("could not write this core's open streams of project %s", project)
 
-    async def _renew_forever(self) -> None:
+    async def _renew(self) -> None:
         """Rewrite the rows of the projects with streams open here, so that they keep
         counting while this core lives (and say its count, should a write have failed)."""
-        while True:
-            await asyncio.sleep(self._renewal)
-            for project, slot in list(self._slots.items()):
-                if slot.open:
-                    async with slot.writing:
-                        await self._write(project, slot)
+        for project, slot in list(self._slots.items()):
+            if slot.open:
+                async with slot.writing:
+                    await self._write(project, slot)

@@ -15,7 +15,7 @@ from typing import Final
 
 from compat_core.sandbox.base import Limits, Sandbox, SandboxUnavailable
 from compat_core.sandbox.pool import SessionPool
-from compat_core.tasks import cancel_and_wait
+from compat_core.tasks import cancel_and_wait, every
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,11 @@ class CodeSessions:
         )
         self.unavailable = None
         await self._sweep()
-        self._task = asyncio.create_task(self._sweep_periodically(), name="code-sessions")
+        interval = max(1.0, min(MAX_SWEEP_INTERVAL, self._idle_seconds / 4))
+        self._task = asyncio.create_task(
+            every(interval, self._sweep, "sweeping code_interpreter sessions failed"),
+            name="code-sessions",
+        )
 
     async def stop(self) -> None:
         """End every session (and everything it started); their files stay."""
@@ -86,9 +90,3 @@ class CodeSessions:
             return
         if expired:
             log.info("ended %d idle code_interpreter session(s)", len(expired))
-
-    async def _sweep_periodically(self) -> None:
-        interval = max(1.0, min(MAX_SWEEP_INTERVAL, self._idle_seconds / 4))
-        while True:
-            await asyncio.sleep(interval)
-            await self._sweep()

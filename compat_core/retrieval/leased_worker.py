@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from typing import ClassVar, Final
 
 from compat_core import tenancy
-from compat_core.tasks import cancel_and_wait
+from compat_core.tasks import cancel_and_wait, every
 
 log = logging.getLogger(__name__)
 
@@ -79,19 +79,17 @@ class LeasedWorker(ABC):
     @contextlib.asynccontextmanager
     async def _renewing(self) -> AsyncIterator[None]:
         """Keep this core's leases while the body works."""
-        renewer = asyncio.create_task(self._renew_forever())
+        renewer = asyncio.create_task(
+            every(
+                self._lease_ms / 3000,
+                lambda: self._renew(now_ms() + self._lease_ms),
+                f"could not renew this core's leases for {self.work}",
+            )
+        )
         try:
             yield
         finally:
             await cancel_and_wait(renewer)
-
-    async def _renew_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._lease_ms / 3000)
-            try:
-                await self._renew(now_ms() + self._lease_ms)
-            except Exception:
-                log.exception("could not renew this core's leases for %s", self.work)
 
     @abstractmethod
     async def _round(self) -> bool:

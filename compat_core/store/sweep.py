@@ -27,7 +27,7 @@ from typing import Final
 from compat_core import tenancy
 from compat_core.store.base import Store
 from compat_core.store.blobs import BlobStore
-from compat_core.tasks import cancel_and_wait
+from compat_core.tasks import cancel_and_wait, every
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,10 @@ class Sweeper:
         as the sweep is the server's own work, not any tenant's."""
         with tenancy.all_projects():
             await self.sweep()
-            self._task = asyncio.create_task(self._sweep_periodically(), name="orphan-sweeper")
+            self._task = asyncio.create_task(
+                every(self._interval, self.sweep, "the sweep of orphans and expired stores failed"),
+                name="orphan-sweeper",
+            )
 
     async def stop(self) -> None:
         if self._task is None:
@@ -97,8 +100,3 @@ class Sweeper:
         except Exception:
             # Whatever the database said, the store's next round tries again.
             log.exception("expiring vector stores failed")
-
-    async def _sweep_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            await self.sweep()
