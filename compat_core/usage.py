@@ -1,5 +1,6 @@
-"""A project's usage, as the admin surface reads it: tokens in and out and runs by UTC day and
-model (stored as each run ends, `Store.usage_by_day`), and what it stores now.
+"""A project's usage of models, as the admin surface reads it: tokens in and out and runs by
+UTC day and model (stored as each run ends, `Store.usage_by_day`). What it stores is
+`compat_core.storage_usage`.
 
 `completions_usage` answers `AdminService.GetCompletionsUsage` (OpenAI's `/v1/organization/
 usage/completions`): the days of the projects asked for, in one-day buckets, summed or grouped
@@ -11,21 +12,12 @@ from __future__ import annotations
 import datetime
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from compat_core import errors
-from compat_core.store.base import DailyUsage, Store
+from compat_core.store.base import Store
 from compat_core.v1 import admin_pb2
 
 DAY_SECONDS = 86_400
-
-
-@dataclass(frozen=True)
-class ProjectUsage:
-    project_id: str
-    days: list[DailyUsage]
-    files_bytes: int
-    vector_stores_bytes: int
 
 
 def _day(unix_seconds: int) -> str:
@@ -35,17 +27,6 @@ def _day(unix_seconds: int) -> str:
 def _day_start(day: str) -> int:
     parsed = datetime.datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=datetime.UTC)
     return int(parsed.timestamp())
-
-
-async def project_usage(
-    store: Store, project_id: str, start_time: int, end_time: int
-) -> ProjectUsage:
-    """The usage of the UTC days from the one of `start_time` to the one before `end_time`
-    (unix seconds, as OpenAI's usage API takes them), and the bytes stored now."""
-    last = _day(max(start_time, end_time - 1))
-    days = await store.usage_by_day(project_id, _day(start_time), last)
-    files_bytes, vector_bytes = await store.storage_bytes(project_id)
-    return ProjectUsage(project_id, days, files_bytes, vector_bytes)
 
 
 BUCKET_WIDTH = "1d"

@@ -339,7 +339,7 @@ async def test_the_migration_fills_in_stored_files_sizes(
     try:
         found = await store.storage_by_project([tenancy.DEFAULT_PROJECT])
         assert found[tenancy.DEFAULT_PROJECT].files == 4321
-        assert await store.storage_bytes(tenancy.DEFAULT_PROJECT) == (4321, 0)
+        assert found[tenancy.DEFAULT_PROJECT].vector_stores == 0
     finally:
         await store.close()
 

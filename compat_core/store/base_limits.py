@@ -115,10 +115,6 @@ class LimitsAndUsage(ABC):
         by day then model."""
 
     @abstractmethod
-    async def storage_bytes(self, project_id: str) -> tuple[int, int]:
-        """What a project stores now: the bytes of its files, and of its vector stores."""
-
-    @abstractmethod
     async def storage_by_project(
         self, project_ids: Sequence[str] | None = None
     ) -> dict[str, StoredBytes]:

@@ -142,11 +142,6 @@ class SqlLimitsAndUsage(SqlStoreBase, LimitsAndUsage):
             lambda conn: _usage_by_day(conn, project_id, first_day, last_day)
         )
 
-    async def storage_bytes(self, project_id: str) -> tuple[int, int]:
-        found = await self.storage_by_project([project_id])
-        stored = found.get(project_id, StoredBytes(0, 0))
-        return stored.files, stored.vector_stores
-
     async def storage_by_project(
         self, project_ids: Sequence[str] | None = None
     ) -> dict[str, StoredBytes]:

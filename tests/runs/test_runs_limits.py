@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -22,7 +24,7 @@ from harness.server import ServerThread, database_url, drop_database, postgres_a
 from compat_core import tenancy
 from compat_core.keyring import KeyRing, project_named
 from compat_core.store import create_store
-from compat_core.usage import ProjectUsage, project_usage
+from compat_core.store.base import DailyUsage
 from compat_core.v1 import runs_pb2, runs_pb2_grpc
 from runs.support import POLL_MS, wait_run
 from runs.tools import GET_WEATHER
@@ -217,12 +219,24 @@ async def _project_key(url: str, name: str) -> tuple[str, str]:
         await store.close()
 
 
-async def _usage(url: str, project_id: str) -> ProjectUsage:
+@dataclass(frozen=True)
+class _Recorded:
+    """A project's usage as the store keeps it: by day and model, and the bytes it stores."""
+
+    days: list[DailyUsage]
+    files_bytes: int
+    vector_stores_bytes: int
+
+
+async def _usage(url: str, project_id: str) -> _Recorded:
     store = create_store(url)
     await store.open()
     try:
-        now = int(time.time())
-        return await project_usage(store, project_id, now - 86_400, now + 86_400)
+        today = datetime.datetime.now(datetime.UTC).date()
+        first, last = today - datetime.timedelta(days=1), today + datetime.timedelta(days=1)
+        days = await store.usage_by_day(project_id, first.isoformat(), last.isoformat())
+        stored = (await store.storage_by_project([project_id])).get(project_id)
+        return _Recorded(days, stored.files if stored else 0, stored.vector_stores if stored else 0)
     finally:
         await store.close()
 
