@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from compat_core import errors
+from compat_core import errors, usage
 from compat_core.store.base import Store, StoredBytes
 from compat_core.v1 import admin_pb2
 
@@ -59,10 +59,7 @@ class _Page:
 
 
 def _query(request: admin_pb2.GetStorageUsageRequest, now: int) -> _Page:
-    if not request.HasField("start_time"):
-        raise errors.invalid(
-            "Missing required parameter: 'start_time'.", "start_time", "missing_required_parameter"
-        )
+    usage.require_start(request)
     name = request.bucket_width or DEFAULT_WIDTH
     width = WIDTHS.get(name)
     if width is None:
@@ -72,13 +69,7 @@ def _query(request: admin_pb2.GetStorageUsageRequest, now: int) -> _Page:
             "bucket_width",
             "invalid_value",
         )
-    for group in request.group_by:
-        if group not in GROUPS:
-            raise errors.invalid(
-                f"Invalid 'group_by': expected 'project_id', but got '{errors.shown(group)}'.",
-                "group_by",
-                "invalid_value",
-            )
+    usage.check_groups(request, GROUPS)
     limit = request.limit if request.HasField("limit") else width.default_buckets
     if not 1 <= limit <= width.max_buckets:
         raise errors.invalid(
@@ -87,12 +78,7 @@ def _query(request: admin_pb2.GetStorageUsageRequest, now: int) -> _Page:
             "limit",
             "invalid_value",
         )
-    # Unset, the range runs to now, the current second included.
-    end = request.end_time if request.HasField("end_time") else now + 1
-    if not 0 <= request.start_time < end:
-        raise errors.invalid(
-            "Invalid 'start_time': expected unix seconds before 'end_time'.", "start_time"
-        )
+    end = usage.range_end(request, now)
     step = width.seconds
     first = request.start_time - request.start_time % step
     if request.page:
@@ -139,6 +125,6 @@ async def _fill_current(
     if "project_id" not in request.group_by:
         bucket.results.add(usage_bytes=sum(stored.values()))
         return
-    for project, usage in sorted(stored.items()):
-        if usage:
-            bucket.results.add(usage_bytes=usage, project_id=project)
+    for project, used in sorted(stored.items()):
+        if used:
+            bucket.results.add(usage_bytes=used, project_id=project)

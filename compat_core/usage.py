@@ -37,12 +37,43 @@ GROUPS = ("project_id", "model")
 _PROJECTS_BATCH = 100
 
 
-def _usage_query(request: admin_pb2.GetCompletionsUsageRequest) -> tuple[int, int, int]:
-    """The first bucket's start, the range's end and the number of buckets of the page."""
+UsageRequest = admin_pb2.GetCompletionsUsageRequest | admin_pb2.GetStorageUsageRequest
+
+
+def require_start(request: UsageRequest) -> None:
+    """Every usage route requires `start_time`, as OpenAI's do."""
     if not request.HasField("start_time"):
         raise errors.invalid(
             "Missing required parameter: 'start_time'.", "start_time", "missing_required_parameter"
         )
+
+
+def check_groups(request: UsageRequest, groups: Sequence[str]) -> None:
+    """Each of the request's `group_by` must be one of `groups`."""
+    for group in request.group_by:
+        if group not in groups:
+            expected = " or ".join(f"'{name}'" for name in groups)
+            raise errors.invalid(
+                f"Invalid 'group_by': expected {expected}, but got '{errors.shown(group)}'.",
+                "group_by",
+                "invalid_value",
+            )
+
+
+def range_end(request: UsageRequest, now: int) -> int:
+    """Where the request's range ends (exclusive): its `end_time`, or else just past `now`,
+    the current second included; after its `start_time`."""
+    end = request.end_time if request.HasField("end_time") else now + 1
+    if not 0 <= request.start_time < end:
+        raise errors.invalid(
+            "Invalid 'start_time': expected unix seconds before 'end_time'.", "start_time"
+        )
+    return end
+
+
+def _usage_query(request: admin_pb2.GetCompletionsUsageRequest) -> tuple[int, int, int]:
+    """The first bucket's start, the range's end and the number of buckets of the page."""
+    require_start(request)
     if request.bucket_width not in ("", BUCKET_WIDTH):
         raise errors.invalid(
             f"Invalid 'bucket_width': this server keeps usage by day, so only '{BUCKET_WIDTH}' "
@@ -50,14 +81,7 @@ def _usage_query(request: admin_pb2.GetCompletionsUsageRequest) -> tuple[int, in
             "bucket_width",
             "invalid_value",
         )
-    for group in request.group_by:
-        if group not in GROUPS:
-            raise errors.invalid(
-                f"Invalid 'group_by': expected 'project_id' or 'model', but got "
-                f"'{errors.shown(group)}'.",
-                "group_by",
-                "invalid_value",
-            )
+    check_groups(request, GROUPS)
     buckets = request.limit if request.HasField("limit") else DEFAULT_BUCKETS
     if not 1 <= buckets <= MAX_BUCKETS:
         raise errors.invalid(
@@ -65,12 +89,7 @@ def _usage_query(request: admin_pb2.GetCompletionsUsageRequest) -> tuple[int, in
             "limit",
             "invalid_value",
         )
-    # Unset, the range runs to now, the current second included.
-    end = request.end_time if request.HasField("end_time") else int(time.time()) + 1
-    if not 0 <= request.start_time < end:
-        raise errors.invalid(
-            "Invalid 'start_time': expected unix seconds before 'end_time'.", "start_time"
-        )
+    end = range_end(request, int(time.time()))
     first = request.start_time - request.start_time % DAY_SECONDS
     if request.page:
         try:
